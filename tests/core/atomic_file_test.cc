@@ -1,0 +1,91 @@
+#include "core/atomic_file.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+namespace xltune {
+namespace {
+
+std::string temp_dir() {
+  char pattern[] = "/tmp/xltune_atomic_XXXXXX";
+  char* dir = ::mkdtemp(pattern);
+  EXPECT_NE(dir, nullptr);
+  return dir;
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+std::vector<std::string> list(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  while (auto* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  ::closedir(d);
+  return out;
+}
+
+TEST(AtomicFile, CommitMakesTheWholeFileAppear) {
+  std::string dir = temp_dir();
+  {
+    AtomicFile f(dir + "/out.bin");
+    f.write("hello ");
+    EXPECT_FALSE(exists(dir + "/out.bin")) << "the target must not exist before commit";
+    f.write("world");
+    f.commit();
+  }
+  EXPECT_EQ(read_file(dir + "/out.bin"), "hello world");
+  EXPECT_EQ(list(dir).size(), 1u) << "no temp file may remain";
+}
+
+TEST(AtomicFile, ReplacesAnOldFileOnlyOnCommit) {
+  std::string dir = temp_dir();
+  write_file_atomic(dir + "/f", "old");
+  {
+    AtomicFile f(dir + "/f");
+    f.write("new, half written");
+    EXPECT_EQ(read_file(dir + "/f"), "old");
+  }  // destroyed without commit
+  EXPECT_EQ(read_file(dir + "/f"), "old");
+  EXPECT_EQ(list(dir).size(), 1u);
+}
+
+TEST(AtomicFile, InjectedDiskFullLeavesNothingBehind) {
+  std::string dir = temp_dir();
+  write_file_atomic(dir + "/f", "old");
+  fault::fail_writes_after(10);
+  std::string message;
+  try {
+    AtomicFile f(dir + "/f");
+    f.write(std::string(100, 'x'));
+    f.commit();
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  fault::clear();
+  EXPECT_NE(message.find("No space left on device"), std::string::npos) << message;
+  EXPECT_NE(message.find(dir + "/f"), std::string::npos) << "the message must name the file: " << message;
+  EXPECT_EQ(read_file(dir + "/f"), "old");
+  EXPECT_EQ(list(dir).size(), 1u) << "the temp file must be removed";
+}
+
+TEST(AtomicFile, ErrorsNameThePath) {
+  try {
+    write_file_atomic("/nonexistent-dir/x/y", "z");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/x/y"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(read_file("/nonexistent-dir/file"), Error);
+}
+
+}  // namespace
+}  // namespace xltune
