@@ -14,6 +14,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"version", "versions of xltune, libtorch, CUDA, MPI, NCCL and the data libraries", version_command},
       {"inspect", "list the tensors of a safetensors file or sharded model (dtype, shape, totals)", inspect_command},
+      {"tokenize", "show the CLIP token ids of a text, as SDXL's tokenizers produce them", tokenize_command},
   };
   return table;
 }

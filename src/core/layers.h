@@ -1,0 +1,44 @@
+// The few layers that every model of xltune is built from, with parameters that are created
+// but never initialised: their values come from a checkpoint (design.md: "skips random
+// initialisation of weights it will overwrite"). On the meta device they take no memory, so a
+// full-size model can be built from its config alone to list its keys (xltune inspect).
+//
+// libtorch's own torch::nn::Linear etc. run kaiming/uniform init in their constructors, which
+// costs seconds on a 2.6 B-parameter UNet and is thrown away by the load.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+namespace xltune::nn {
+
+// y = x Wᵀ + b; weight [out, in] as in PyTorch checkpoints.
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight, bias;
+};
+TORCH_MODULE(Linear);
+
+class LayerNormImpl : public torch::nn::Module {
+ public:
+  LayerNormImpl(int64_t dim, double eps, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight, bias;
+  double eps;
+};
+TORCH_MODULE(LayerNorm);
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t count, int64_t dim, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& ids);
+  at::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+// Parameter count of a module (works on the meta device).
+int64_t parameter_count(const torch::nn::Module& module);
+
+}  // namespace xltune::nn
