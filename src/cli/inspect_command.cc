@@ -2,10 +2,12 @@
 // and totals. It reads the header only (the data is mapped, never touched), so it is instant
 // on a 7 GB checkpoint, and it is the quickest way to see why a model file does not load.
 #include <boost/program_options.hpp>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/model_inspect.h"
 #include "core/safetensors.h"
 
 namespace po = boost::program_options;
@@ -23,20 +25,33 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 int inspect_command(const std::vector<std::string>& args) {
   po::options_description options("Options");
   options.add_options()("help,h", "show this help")("json", "print one JSON object, for scripts")(
-      "file", po::value<std::string>()->required(), "a .safetensors file or a *.safetensors.index.json");
+      "config", po::value<std::string>(), "build the model of this config.json (no weights) and list its keys")(
+      "file", po::value<std::string>(), "a .safetensors file, a *.safetensors.index.json or a model folder");
   po::positional_options_description positional;
   positional.add("file", 1);
   po::variables_map vm;
   if (!parse_options(args, options, positional, vm)) {
-    std::cout << usage("inspect", "FILE [--json]",
-                       "Lists every tensor of a safetensors file (or of a model sharded over several,\n"
-                       "given its index JSON): name, dtype, shape, element count; then the metadata and\n"
-                       "the totals by dtype. The header is validated in full: a corrupt file is named\n"
-                       "with what is wrong, and the exit status is 1.",
+    std::cout << usage("inspect", "FILE | MODEL_DIR | --config CONFIG.json [--json]",
+                       "FILE: lists every tensor of a safetensors file (or of a model sharded over\n"
+                       "several, given its index JSON): name, dtype, shape, element count; then the\n"
+                       "metadata and the totals by dtype. The header is validated in full: a corrupt\n"
+                       "file is named with what is wrong, and the exit status is 1.\n"
+                       "--config: builds the model of a diffusers/transformers config.json (UNet, VAE,\n"
+                       "CLIP text encoders) without weights and lists every key, shape and the\n"
+                       "parameter count.\n"
+                       "MODEL_DIR: does that for every component of an SDXL folder and checks each\n"
+                       "weights file against its model (exit status 1 if a tensor is missing or\n"
+                       "has the wrong shape).",
                        options);
     return 0;
   }
+  if (vm.count("config")) {
+    XLTUNE_USAGE_CHECK(!vm.count("file"), "give either FILE or --config, not both");
+    return inspect_config(vm["config"].as<std::string>(), vm.count("json") > 0);
+  }
+  XLTUNE_USAGE_CHECK(vm.count("file"), "the option 'file' is required but missing (a file, a folder or --config)");
   const std::string path = vm["file"].as<std::string>();
+  if (std::filesystem::is_directory(path)) return inspect_model_folder(path, vm.count("json") > 0);
   SafetensorsSet set(path);
 
   uint64_t total_params = 0, total_bytes = 0;

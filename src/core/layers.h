@@ -38,6 +38,30 @@ class EmbeddingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Embedding);
 
+class Conv2dImpl : public torch::nn::Module {
+ public:
+  Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding,
+             const at::TensorOptions& options, bool bias = true);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight, bias;
+  int64_t stride, padding;
+};
+TORCH_MODULE(Conv2d);
+
+class GroupNormImpl : public torch::nn::Module {
+ public:
+  GroupNormImpl(int64_t groups, int64_t channels, double eps, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight, bias;
+  int64_t groups;
+  double eps;
+};
+TORCH_MODULE(GroupNorm);
+
+// A module with no parameters of its own, only children: it exists so that parameter names
+// follow the checkpoint's key paths ("text_model.encoder", "ff.net.1").
+struct Container : torch::nn::Module {};
+
 // Parameter count of a module (works on the meta device).
 int64_t parameter_count(const torch::nn::Module& module);
 

@@ -7,6 +7,8 @@
 // are its module paths, registered after the checkpoint keys, so most maps are a prefix.
 #pragma once
 
+#include <c10/core/TensorOptions.h>
+
 #include <functional>
 #include <map>
 #include <string>
@@ -34,6 +36,12 @@ using TensorMap = std::map<std::string, TensorRef>;
 // Every tensor of `set` whose key starts with `prefix`, named without it. Keys that do not
 // start with `prefix` are left out (other components of a single-file checkpoint).
 TensorMap tensors_under(const SafetensorsSet& set, const std::string& prefix);
+
+// Where loaded parameters go, and which weights file variant to prefer.
+struct ModelLoadOptions {
+  at::TensorOptions options;  // dtype and device of the parameters (default fp32, CPU)
+  std::string variant;        // "fp16" to prefer model.fp16.safetensors / diffusion_pytorch_model.fp16...
+};
 
 struct LoadReport {
   std::vector<std::string> loaded;

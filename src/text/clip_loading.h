@@ -15,11 +15,6 @@
 
 namespace xltune {
 
-struct ModelLoadOptions {
-  at::TensorOptions options;  // dtype and device of the parameters (default fp32, CPU)
-  std::string variant;        // "fp16" to prefer model.fp16.safetensors
-};
-
 ClipTextModel load_clip_text_model(const std::string& dir, const ModelLoadOptions& load = {});
 
 // The prefixes of the single-file layout.

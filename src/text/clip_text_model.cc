@@ -118,21 +118,15 @@ at::Tensor ClipEncoderLayerImpl::forward(const at::Tensor& x) {
   return h + mlp(layer_norm2(h));
 }
 
-namespace {
-// The modules between the top and the layers, so that parameter names come out as
-// transformers' keys: text_model.{embeddings,encoder,final_layer_norm}.
-struct Holder : torch::nn::Module {};
-}  // namespace
-
 ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config, const at::TensorOptions& options)
     : config_(config) {
-  auto text_model = register_module("text_model", std::make_shared<Holder>());
-  auto embeddings = text_model->register_module("embeddings", std::make_shared<Holder>());
+  auto text_model = register_module("text_model", std::make_shared<nn::Container>());
+  auto embeddings = text_model->register_module("embeddings", std::make_shared<nn::Container>());
   token_embedding = embeddings->register_module(
       "token_embedding", ClipTokenEmbedding(config.vocab_size, config.hidden_size, options));
   position_embedding = embeddings->register_module(
       "position_embedding", nn::Embedding(config.max_position_embeddings, config.hidden_size, options));
-  auto encoder = text_model->register_module("encoder", std::make_shared<Holder>());
+  auto encoder = text_model->register_module("encoder", std::make_shared<nn::Container>());
   torch::nn::ModuleList list;
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     layers.push_back(ClipEncoderLayer(config, options));

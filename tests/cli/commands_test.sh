@@ -23,7 +23,7 @@ expect 0 "inspect --help" "$xltune" inspect --help && grep -q "Usage: xltune ins
 expect 2 "inspect without a file" "$xltune" inspect && grep -q "usage error" "$dir/err" || fail=1
 expect 2 "inspect with a bad option" "$xltune" inspect --frobnicate x && grep -q "frobnicate" "$dir/err" || fail=1
 expect 1 "inspect a missing file" "$xltune" inspect "$dir/missing.safetensors" && grep -q "missing.safetensors" "$dir/err" || fail=1
-expect 1 "inspect a directory" "$xltune" inspect "$dir" && grep -q "not a regular file" "$dir/err" || fail=1
+expect 1 "inspect a folder that is no model" "$xltune" inspect "$dir" && grep -q "no component folders with a config.json" "$dir/err" || fail=1
 
 "$py" - "$dir/model.safetensors" <<'PY' || fail=1
 import sys, torch

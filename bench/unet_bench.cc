@@ -1,0 +1,109 @@
+// The C++ half of bench/unet.py, and the peak-memory probe of the gradient-checkpointing test.
+//
+//   xltune_bench_unet time UNET_DIR BATCH SIZE REPEATS      fwd+bwd of a saved UNet (best of REPEATS)
+//   xltune_bench_unet vae VAE_DIR BATCH SIZE REPEATS        VAE encode
+//   xltune_bench_unet memory UNET_CONFIG plain|recompute BATCH SIZE
+//                                                           peak resident memory of one fwd+bwd
+// SIZE is the latent side (UNet) or image side (VAE). Prints one JSON line.
+#include <ATen/ATen.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "core/error.h"
+#include "models/model_loading.h"
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+long peak_rss_kib() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss;
+}
+
+struct Inputs {
+  at::Tensor sample, timestep, context, text_embeds, time_ids;
+};
+
+Inputs make_inputs(const xltune::UNetConfig& c, int64_t batch, int64_t size) {
+  at::manual_seed(0);
+  Inputs in;
+  in.sample = at::randn({batch, c.in_channels, size, size});
+  in.timestep = at::full({batch}, 500.0);
+  in.context = at::randn({batch, 77, c.cross_attention_dim[0]});
+  in.text_embeds = at::randn({batch, c.text_embeds_dim()});
+  in.time_ids = at::tensor({1024.0f, 1024.0f, 0.0f, 0.0f, 1024.0f, 1024.0f}).repeat({batch, 1});
+  return in;
+}
+
+double fwd_bwd(xltune::UNet& unet, const Inputs& in) {
+  double start = now();
+  at::Tensor out = unet->forward(in.sample, in.timestep, in.context, in.text_embeds, in.time_ids);
+  out.square().mean().backward();
+  return now() - start;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 6) {
+    std::fprintf(stderr, "usage: %s time|vae DIR BATCH SIZE REPEATS | memory CONFIG plain|recompute BATCH SIZE\n", argv[0]);
+    return 2;
+  }
+  const std::string mode = argv[1];
+  at::set_num_threads(2);
+  try {
+    if (mode == "memory") {
+      const bool recompute = std::string(argv[3]) == "recompute";
+      xltune::UNetConfig c = xltune::UNetConfig::from_json_file(argv[2]);
+      xltune::UNet unet(c, at::TensorOptions());
+      {
+        at::NoGradGuard no_grad;
+        for (auto& p : unet->parameters()) p.normal_(0, 0.02);
+      }
+      unet->set_gradient_checkpointing(recompute);
+      Inputs in = make_inputs(c, std::stoll(argv[4]), std::stoll(argv[5]));
+      const long before = peak_rss_kib();
+      fwd_bwd(unet, in);
+      const long after = peak_rss_kib();
+      std::printf("{\"mode\": \"%s\", \"peak_rss_kib\": %ld, \"growth_kib\": %ld}\n", argv[3], after, after - before);
+      return 0;
+    }
+    const int64_t batch = std::stoll(argv[3]), size = std::stoll(argv[4]);
+    const int repeats = std::stoi(argv[5]);
+    double best = 1e30;
+    if (mode == "time") {
+      xltune::UNet unet = xltune::load_unet(argv[2]);
+      Inputs in = make_inputs(unet->config(), batch, size);
+      fwd_bwd(unet, in);  // warm-up
+      for (int r = 0; r < repeats; ++r) {
+        for (auto& p : unet->parameters()) p.mutable_grad() = at::Tensor();
+        best = std::min(best, fwd_bwd(unet, in));
+      }
+    } else if (mode == "vae") {
+      xltune::Vae vae = xltune::load_vae(argv[2]);
+      at::manual_seed(0);
+      at::Tensor image = at::rand({batch, 3, size, size}) * 2 - 1;
+      at::NoGradGuard no_grad;
+      vae->encode(image);
+      for (int r = 0; r < repeats; ++r) {
+        double start = now();
+        vae->encode(image).mean.sum().item<float>();
+        best = std::min(best, now() - start);
+      }
+    } else {
+      std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+      return 2;
+    }
+    std::printf("{\"impl\": \"xltune\", \"mode\": \"%s\", \"seconds\": %.6f}\n", mode.c_str(), best);
+  } catch (const xltune::Error& e) {
+    std::fprintf(stderr, "xltune_bench_unet: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,170 @@
+// The SDXL UNet against diffusers (tests/reference/make_sdxl_unets.py): output, gradients
+// with respect to the inputs and to a sample of weights, on three tiny configs; single-file
+// loading; the full-size key list and parameter count; gradient checkpointing.
+#include "models/unet.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/layers.h"
+#include "core/safetensors.h"
+#include "models/model_loading.h"
+
+namespace xltune {
+namespace {
+
+std::string ref_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/sdxl"; }
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+// |a - b| / max(1, max|b|): absolute where values are O(1), relative where sums grow large.
+double scaled_diff(const at::Tensor& a, const at::Tensor& b) {
+  return max_abs_diff(a, b) / std::max(1.0, b.abs().max().item<double>());
+}
+
+struct UNetRun {
+  at::Tensor output;
+  std::map<std::string, at::Tensor> grads;
+};
+
+UNetRun run_unet(UNet& unet, const SafetensorsFile& dump, bool checkpointing) {
+  unet->set_gradient_checkpointing(checkpointing);
+  at::Tensor sample = dump.tensor("sample").clone().requires_grad_(true);
+  at::Tensor context = dump.tensor("encoder_hidden_states").clone().requires_grad_(true);
+  at::Tensor text_embeds = dump.tensor("text_embeds").clone().requires_grad_(true);
+  for (auto& p : unet->parameters()) p.mutable_grad() = at::Tensor();
+  at::Tensor out = unet->forward(sample, dump.tensor("timestep"), context, text_embeds, dump.tensor("time_ids"));
+  (out * dump.tensor("R")).sum().backward();
+  UNetRun run{out.detach(), {}};
+  run.grads["grad_sample"] = sample.grad();
+  run.grads["grad_encoder_hidden_states"] = context.grad();
+  run.grads["grad_text_embeds"] = text_embeds.grad();
+  for (const auto& p : unet->named_parameters())
+    if (p.value().grad().defined()) run.grads["grad." + p.key()] = p.value().grad().clone();
+  return run;
+}
+
+class UNetParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(UNetParity, OutputAndGradientsMatchDiffusers) {
+  const std::string dir = ref_dir() + "/" + GetParam();
+  UNet unet = load_unet(dir);
+  SafetensorsFile dump(dir + "/parity.safetensors");
+  UNetRun run = run_unet(unet, dump, false);
+  const double d_out = max_abs_diff(run.output, dump.tensor("output"));
+  EXPECT_LT(d_out, 1e-4) << "output";
+  double worst_grad = 0;
+  int compared = 0;
+  for (const auto& e : dump.entries()) {
+    if (e.name.rfind("grad", 0) != 0) continue;
+    auto it = run.grads.find(e.name);
+    ASSERT_NE(it, run.grads.end()) << "no gradient for " << e.name;
+    const double d = scaled_diff(it->second, dump.tensor(e.name));
+    EXPECT_LT(d, 1e-4) << e.name;
+    worst_grad = std::max(worst_grad, d);
+    ++compared;
+  }
+  EXPECT_GE(compared, 6);
+  std::printf("%s: output max |diff| %.3g; %d gradients, worst scaled diff %.3g\n", GetParam().c_str(), d_out,
+              compared, worst_grad);
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, UNetParity, ::testing::Values("unet_sdxl_test", "unet_deep", "unet_odd"));
+
+TEST(UNetCheckpointing, SameGradientsAsWithout) {
+  const std::string dir = ref_dir() + "/unet_deep";
+  UNet unet = load_unet(dir);
+  SafetensorsFile dump(dir + "/parity.safetensors");
+  UNetRun plain = run_unet(unet, dump, false);
+  UNetRun recomputed = run_unet(unet, dump, true);
+  EXPECT_TRUE(at::equal(plain.output, recomputed.output));
+  ASSERT_EQ(plain.grads.size(), recomputed.grads.size());
+  // The same computation; only the order in which gradients of shared tensors (the time
+  // embedding, the text context) are summed differs, so they agree to fp32 rounding.
+  double worst = 0;
+  for (const auto& [name, g] : plain.grads) {
+    ASSERT_TRUE(recomputed.grads.count(name)) << name;
+    worst = std::max(worst, scaled_diff(recomputed.grads[name], g));
+  }
+  EXPECT_LT(worst, 1e-5) << "recomputation must reproduce the gradients";
+  std::printf("gradient checkpointing: %zu gradients, worst scaled |diff| %.3g\n", plain.grads.size(), worst);
+}
+
+TEST(UNetCheckpointing, TrainsWeightsInsideEvenWhenNoInputNeedsGradients) {
+  // A frozen input (as with LoRA on a frozen base): the weights inside still get gradients.
+  const std::string dir = ref_dir() + "/unet_odd";
+  UNet unet = load_unet(dir);
+  unet->set_gradient_checkpointing(true);
+  SafetensorsFile dump(dir + "/parity.safetensors");
+  for (auto& p : unet->parameters()) p.requires_grad_(false);
+  at::Tensor w = unet->down_blocks[1]->attentions[0]->blocks[0]->attn1->to_q->weight;
+  w.requires_grad_(true);
+  at::Tensor out = unet->forward(dump.tensor("sample"), dump.tensor("timestep"), dump.tensor("encoder_hidden_states"),
+                                 dump.tensor("text_embeds"), dump.tensor("time_ids"));
+  out.sum().backward();
+  ASSERT_TRUE(w.grad().defined());
+  EXPECT_GT(w.grad().abs().sum().item<double>(), 0);
+}
+
+TEST(UNetSingleFile, SameOutputsAsTheFolder) {
+  const std::string dir = ref_dir() + "/unet_sdxl_test";
+  UNet folder = load_unet(dir);
+  UNet single = load_unet_from_single_file(dir + "/single_file.safetensors", folder->config());
+  SafetensorsFile dump(dir + "/parity.safetensors");
+  at::NoGradGuard no_grad;
+  auto run = [&](UNet& u) {
+    return u->forward(dump.tensor("sample"), dump.tensor("timestep"), dump.tensor("encoder_hidden_states"),
+                      dump.tensor("text_embeds"), dump.tensor("time_ids"));
+  };
+  EXPECT_TRUE(at::equal(run(folder), run(single)));
+}
+
+TEST(UNetFullSize, KeysShapesAndParameterCountEqualDiffusers) {
+  nlohmann::json want = nlohmann::json::parse(read_file(ref_dir() + "/full_size_keys.json"));
+  UNetConfig config = UNetConfig::from_json_file(ref_dir() + "/full_size/unet/config.json");
+  UNet unet(config, at::TensorOptions().device(at::kMeta));
+  std::map<std::string, std::vector<int64_t>> ours, theirs;
+  for (const auto& p : unet->named_parameters())
+    ours[p.key()] = std::vector<int64_t>(p.value().sizes().begin(), p.value().sizes().end());
+  for (const auto& t : want["unet"]["tensors"]) theirs[t[0].get<std::string>()] = t[1].get<std::vector<int64_t>>();
+  EXPECT_EQ(ours.size(), theirs.size());
+  EXPECT_TRUE(ours == theirs);
+  for (const auto& [k, s] : theirs)
+    if (!ours.count(k) || ours[k] != s) ADD_FAILURE() << "differs: " << k;
+  EXPECT_EQ(nn::parameter_count(*unet), 2567463684);
+  EXPECT_EQ(want["unet"]["parameters"].get<int64_t>(), 2567463684);
+}
+
+TEST(UNetConfigFile, UnsupportedFieldsAreNamed) {
+  const std::string base = read_file(ref_dir() + "/unet_sdxl_test/config.json");
+  auto with = [&](const std::string& key, const nlohmann::json& value) {
+    auto j = nlohmann::json::parse(base);
+    j[key] = value;
+    return j.dump();
+  };
+  auto message = [&](const std::string& text) -> std::string {
+    try {
+      UNetConfig::from_json_text(text, "unet/config.json");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(message(with("class_embed_type", "timestep")).find("\"class_embed_type\""), std::string::npos);
+  EXPECT_NE(message(with("down_block_types", {"DownBlock2D", "SimpleCrossAttnDownBlock2D"}))
+                .find("SimpleCrossAttnDownBlock2D"),
+            std::string::npos);
+  EXPECT_NE(message(with("layers_per_block", {1, 2, 3})).find("layers_per_block"), std::string::npos);
+  EXPECT_NE(message("{not json").find("not valid JSON"), std::string::npos);
+  EXPECT_EQ(message(base), "");
+}
+
+}  // namespace
+}  // namespace xltune

@@ -1,0 +1,88 @@
+// The SDXL VAE against diffusers (tests/reference/make_sdxl_vaes.py): latent mean,
+// log-variance, a sample from given noise, decode, and gradients; single-file loading; the
+// full-size key list and parameter count.
+#include "models/vae.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/layers.h"
+#include "core/safetensors.h"
+#include "models/model_loading.h"
+
+namespace xltune {
+namespace {
+
+std::string ref_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/sdxl"; }
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+double scaled_diff(const at::Tensor& a, const at::Tensor& b) {
+  return max_abs_diff(a, b) / std::max(1.0, b.abs().max().item<double>());
+}
+
+class VaeParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(VaeParity, EncodeSampleDecodeAndGradientsMatchDiffusers) {
+  const std::string dir = ref_dir() + "/" + GetParam();
+  Vae vae = load_vae(dir);
+  SafetensorsFile dump(dir + "/parity.safetensors");
+  at::Tensor image = dump.tensor("image").clone().requires_grad_(true);
+  LatentDistribution dist = vae->encode(image);
+  double worst = 0;
+  for (const auto& [name, t] : std::vector<std::pair<std::string, at::Tensor>>{
+           {"mean", dist.mean}, {"logvar", dist.logvar}, {"sample", dist.sample(dump.tensor("noise"))}}) {
+    double d = max_abs_diff(t, dump.tensor(name));
+    EXPECT_LT(d, 1e-4) << name;
+    worst = std::max(worst, d);
+  }
+  (dist.mean * dump.tensor("R_mean")).sum().backward();
+  double d_grad_image = scaled_diff(image.grad(), dump.tensor("grad_image"));
+  EXPECT_LT(d_grad_image, 1e-4);
+
+  at::Tensor z = dump.tensor("z").clone().requires_grad_(true);
+  at::Tensor decoded = vae->decode(z);
+  double d_dec = max_abs_diff(decoded, dump.tensor("decoded"));
+  EXPECT_LT(d_dec, 1e-4);
+  (decoded * dump.tensor("R_dec")).sum().backward();
+  double d_grad_z = scaled_diff(z.grad(), dump.tensor("grad_z"));
+  EXPECT_LT(d_grad_z, 1e-4);
+  std::printf("%s: encode max |diff| %.3g, decode %.3g, gradients (scaled) image %.3g z %.3g\n", GetParam().c_str(),
+              worst, d_dec, d_grad_image, d_grad_z);
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, VaeParity, ::testing::Values("vae_a", "vae_b"));
+
+TEST(VaeSingleFile, SameOutputsAsTheFolder) {
+  const std::string folder_dir = ref_dir() + "/" + std::string(XLTUNE_SINGLE_FILE_VAE);
+  Vae folder = load_vae(folder_dir);
+  Vae single = load_vae_from_single_file(ref_dir() + "/unet_sdxl_test/single_file.safetensors", folder->config());
+  SafetensorsFile dump(folder_dir + "/parity.safetensors");
+  at::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(folder->encode(dump.tensor("image")).mean, single->encode(dump.tensor("image")).mean));
+  EXPECT_TRUE(at::equal(folder->decode(dump.tensor("z")), single->decode(dump.tensor("z"))));
+}
+
+TEST(VaeFullSize, KeysShapesAndParameterCountEqualDiffusers) {
+  nlohmann::json want = nlohmann::json::parse(read_file(ref_dir() + "/full_size_keys.json"));
+  VaeConfig config = VaeConfig::from_json_file(ref_dir() + "/full_size/vae/config.json");
+  EXPECT_DOUBLE_EQ(config.scaling_factor, 0.13025);
+  Vae vae(config, at::TensorOptions().device(at::kMeta));
+  std::map<std::string, std::vector<int64_t>> ours, theirs;
+  for (const auto& p : vae->named_parameters())
+    ours[p.key()] = std::vector<int64_t>(p.value().sizes().begin(), p.value().sizes().end());
+  for (const auto& t : want["vae"]["tensors"]) theirs[t[0].get<std::string>()] = t[1].get<std::vector<int64_t>>();
+  EXPECT_EQ(ours.size(), theirs.size());
+  for (const auto& [k, s] : theirs)
+    if (!ours.count(k) || ours[k] != s) ADD_FAILURE() << "differs: " << k;
+  EXPECT_EQ(nn::parameter_count(*vae), 83653863);
+}
+
+}  // namespace
+}  // namespace xltune
