@@ -5,6 +5,11 @@
 // INTER_LANCZOS4, a fixed 8x8 kernel that aliases when shrinking photos to 512 px), weights
 // normalised per output pixel, fixed point with 22 fraction bits, horizontal pass first,
 // rounded to 8 bits between the passes.
+//
+// Pass order: Pillow up to 12 always resamples horizontally first, as here. Pillow 13
+// (python-pillow/Pillow#9549) runs the vertical pass first when the height shrinks much more
+// than the width; then results can differ by 1 in a few pixels. Preprocessing only resizes
+// square crops to squares (equal scales), where both orders agree bit for bit (tested).
 #pragma once
 
 #include <opencv2/core/mat.hpp>

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
@@ -164,6 +165,94 @@ TEST(UNetConfigFile, UnsupportedFieldsAreNamed) {
   EXPECT_NE(message(with("layers_per_block", {1, 2, 3})).find("layers_per_block"), std::string::npos);
   EXPECT_NE(message("{not json").find("not valid JSON"), std::string::npos);
   EXPECT_EQ(message(base), "");
+}
+
+}  // namespace
+}  // namespace xltune
+
+namespace xltune {
+namespace {
+
+// A component folder as the hub ships SDXL: the fp16 variant, sharded over two files with an
+// index; loaded straight into bf16 (as on a GPU) and into fp32.
+TEST(UNetLoading, Fp16VariantShardedIntoBf16) {
+  const std::string src = ref_dir() + "/unet_deep";
+  char pattern[] = "/tmp/xltune_unet_XXXXXX";
+  const std::string dir = ::mkdtemp(pattern);
+  write_file_atomic(dir + "/config.json", read_file(src + "/config.json"));
+  NamedTensors all = load_safetensors(src + "/diffusion_pytorch_model.safetensors");
+  NamedTensors first, second;
+  nlohmann::json weight_map;
+  for (size_t i = 0; i < all.size(); ++i) {
+    const bool one = i < all.size() / 2;
+    (one ? first : second).emplace_back(all[i].first, all[i].second.to(at::kHalf));
+    weight_map[all[i].first] = one ? "diffusion_pytorch_model.fp16-00001-of-00002.safetensors"
+                                   : "diffusion_pytorch_model.fp16-00002-of-00002.safetensors";
+  }
+  save_safetensors(dir + "/diffusion_pytorch_model.fp16-00001-of-00002.safetensors", first);
+  save_safetensors(dir + "/diffusion_pytorch_model.fp16-00002-of-00002.safetensors", second);
+  write_file_atomic(dir + "/diffusion_pytorch_model.fp16.safetensors.index.json",
+                    nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}.dump());
+
+  ModelLoadOptions bf16{at::TensorOptions().dtype(at::kBFloat16), "fp16"};
+  UNet unet = load_unet(dir, bf16);
+  for (const auto& p : unet->parameters()) ASSERT_EQ(p.scalar_type(), at::kBFloat16);
+  UNet reference = load_unet(src);
+  const std::string some = "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight";
+  at::Tensor ours = unet->named_parameters()[some];
+  at::Tensor want = reference->named_parameters()[some].to(at::kHalf).to(at::kBFloat16);
+  EXPECT_TRUE(at::equal(ours, want)) << "fp16 file -> bf16 parameter, one rounding each";
+
+  SafetensorsFile dump(src + "/parity.safetensors");
+  at::NoGradGuard no_grad;
+  at::Tensor out = unet->forward(dump.tensor("sample").to(at::kBFloat16), dump.tensor("timestep"),
+                                 dump.tensor("encoder_hidden_states").to(at::kBFloat16),
+                                 dump.tensor("text_embeds").to(at::kBFloat16), dump.tensor("time_ids"));
+  const double err = (out.to(at::kFloat) - dump.tensor("output")).abs().max().item<double>();
+  const double scale = dump.tensor("output").abs().max().item<double>();
+  EXPECT_LT(err / scale, 0.1) << "bf16 forward far from the fp32 reference";
+  std::printf("bf16 forward of the fp16-variant sharded UNet: max |diff| %.3g at output scale %.3g\n", err, scale);
+}
+
+TEST(UNetLoading, MissingAndMisshapenTensorsAreNamed) {
+  const std::string src = ref_dir() + "/unet_odd";
+  char pattern[] = "/tmp/xltune_unet_XXXXXX";
+  const std::string dir = ::mkdtemp(pattern);
+  write_file_atomic(dir + "/config.json", read_file(src + "/config.json"));
+  NamedTensors all = load_safetensors(src + "/diffusion_pytorch_model.safetensors");
+  NamedTensors damaged;
+  for (auto& [name, t] : all) {
+    if (name == "conv_out.bias") continue;
+    damaged.emplace_back(name, name == "conv_in.weight" ? t.narrow(0, 0, 8) : t);
+  }
+  save_safetensors(dir + "/diffusion_pytorch_model.safetensors", damaged);
+  try {
+    load_unet(dir);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv_in.weight [8, 4, 3, 3] (expected [16, 4, 3, 3])"), std::string::npos)
+        << e.what();
+  }
+  // Only a tensor missing: named as missing.
+  NamedTensors missing_one;
+  for (auto& [name, t] : all)
+    if (name != "conv_out.bias") missing_one.emplace_back(name, t);
+  save_safetensors(dir + "/diffusion_pytorch_model.safetensors", missing_one);
+  try {
+    load_unet(dir);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv_out.bias"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("missing from the checkpoint"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(dir + "/diffusion_pytorch_model.safetensors");
+  write_file_atomic(dir + "/diffusion_pytorch_model.bin", "pickle");
+  try {
+    load_unet(dir);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pickle files (.bin, .ckpt) are never loaded"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -1,0 +1,52 @@
+// Where model-based preprocessing plugs in: CLIPSeg masks (--mask_target_prompts), BLIP
+// captions and Swin2SR upscaling. The models themselves belong to the prep part (libtorch),
+// which may not use OpenCV or this part, so the interfaces take plain pixel buffers; the cli
+// part adapts prep's models to them and hands them to preprocess(). None exists yet: without
+// them, preprocessing uses face detection or a uniform mask, the caption prefix, and Lanczos
+// upscaling (see preprocess.h for what happens to --mask_target_prompts).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace xltune {
+
+// Pixels row by row, top to bottom; RGB interleaved or one grey value per pixel.
+struct RgbImage {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> pixels;  // width * height * 3
+};
+struct GrayImage {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> pixels;  // width * height
+};
+
+// A mask of what matters in an image: 255 most important, 0 ignored. It weights the training
+// loss and centres the salience crop. Same size as the image.
+class MaskProvider {
+ public:
+  virtual ~MaskProvider() = default;
+  virtual std::string name() const = 0;  // for logs: "face detection", "CLIPSeg 'a dog'"
+  virtual GrayImage mask(const RgbImage& image, const std::string& sample_name) = 0;
+};
+
+// A caption for an image without a CSV row or .txt sidecar (BLIP). The result follows the
+// caption prefix: "<prefix> <caption>".
+class Captioner {
+ public:
+  virtual ~Captioner() = default;
+  virtual std::string caption(const RgbImage& image, const std::string& sample_name) = 0;
+};
+
+// Upscales a square crop smaller than the resolution (Swin2SR x4); the result is then resized
+// to the resolution with Lanczos, as the reference does.
+class Upscaler {
+ public:
+  virtual ~Upscaler() = default;
+  virtual RgbImage upscale(const RgbImage& image, const std::string& sample_name) = 0;
+};
+
+}  // namespace xltune
