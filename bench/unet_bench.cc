@@ -4,6 +4,9 @@
 //   xltune_bench_unet vae VAE_DIR BATCH SIZE REPEATS        VAE encode
 //   xltune_bench_unet memory UNET_CONFIG plain|recompute BATCH SIZE
 //                                                           peak resident memory of one fwd+bwd
+//   xltune_bench_unet gpu UNET_CONFIG plain|recompute BATCH SIZE REPEATS
+//                                                           bf16 fwd+bwd on CUDA (bench/gpu/run):
+//                                                           median ms and peak GPU memory
 // SIZE is the latent side (UNet) or image side (VAE). Prints one JSON line.
 #include <ATen/ATen.h>
 #include <sys/resource.h>
@@ -11,10 +14,20 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <algorithm>
 #include <string>
+#include <vector>
 
+#include <torch/cuda.h>
+
+#include "core/check.h"
 #include "core/error.h"
 #include "models/model_loading.h"
+
+// CPU builds of libtorch ship part of c10/cuda's headers, so CMake says whether CUDA is there.
+#ifdef XLTUNE_BENCH_CUDA_STATS
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 namespace {
 
@@ -30,15 +43,63 @@ struct Inputs {
   at::Tensor sample, timestep, context, text_embeds, time_ids;
 };
 
-Inputs make_inputs(const xltune::UNetConfig& c, int64_t batch, int64_t size) {
+Inputs make_inputs(const xltune::UNetConfig& c, int64_t batch, int64_t size,
+                   const at::TensorOptions& o = at::TensorOptions()) {
   at::manual_seed(0);
   Inputs in;
-  in.sample = at::randn({batch, c.in_channels, size, size});
-  in.timestep = at::full({batch}, 500.0);
-  in.context = at::randn({batch, 77, c.cross_attention_dim[0]});
-  in.text_embeds = at::randn({batch, c.text_embeds_dim()});
-  in.time_ids = at::tensor({1024.0f, 1024.0f, 0.0f, 0.0f, 1024.0f, 1024.0f}).repeat({batch, 1});
+  in.sample = at::randn({batch, c.in_channels, size, size}, o);
+  in.timestep = at::full({batch}, 500.0, o.dtype(at::kFloat));
+  in.context = at::randn({batch, 77, c.cross_attention_dim[0]}, o);
+  in.text_embeds = at::randn({batch, c.text_embeds_dim()}, o);
+  in.time_ids = at::tensor({1024.0f, 1024.0f, 0.0f, 0.0f, 1024.0f, 1024.0f}).repeat({batch, 1}).to(o);
   return in;
+}
+
+// Full-size UNet on the GPU: random bf16 weights (no download), all trainable.
+int gpu_probe(char** argv) {
+  const bool recompute = std::string(argv[3]) == "recompute";
+  const int64_t batch = std::stoll(argv[4]), size = std::stoll(argv[5]);
+  const int repeats = std::stoi(argv[6]);
+  XLTUNE_CHECK(torch::cuda::is_available(), "no CUDA device");
+  const auto o = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  xltune::UNetConfig c = xltune::UNetConfig::from_json_file(argv[2]);
+  xltune::UNet unet(c, o);
+  {
+    at::NoGradGuard no_grad;
+    for (auto& p : unet->parameters()) p.normal_(0, 0.02);
+  }
+  unet->set_gradient_checkpointing(recompute);
+  Inputs in = make_inputs(c, batch, size, o);
+#ifdef XLTUNE_BENCH_CUDA_STATS
+  c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+#endif
+  std::vector<double> times;
+  try {
+    for (int r = 0; r <= repeats; ++r) {
+      for (auto& p : unet->parameters()) p.mutable_grad() = at::Tensor();
+      torch::cuda::synchronize();
+      double start = now();
+      at::Tensor out = unet->forward(in.sample, in.timestep, in.context, in.text_embeds, in.time_ids);
+      out.to(at::kFloat).square().mean().backward();
+      torch::cuda::synchronize();
+      if (r > 0) times.push_back(now() - start);  // the first run warms up cuDNN and the allocator
+    }
+  } catch (const c10::OutOfMemoryError&) {
+    std::printf("{\"impl\": \"xltune\", \"batch\": %lld, \"latent\": %lld, \"checkpointing\": \"%s\", \"oom\": true}\n",
+                static_cast<long long>(batch), static_cast<long long>(size), argv[3]);
+    return 0;
+  }
+  std::sort(times.begin(), times.end());
+  double peak_gib = -1;
+#ifdef XLTUNE_BENCH_CUDA_STATS
+  peak_gib = static_cast<double>(c10::cuda::CUDACachingAllocator::getDeviceStats(0)
+                                     .allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+                                     .peak) / (1 << 30);
+#endif
+  std::printf("{\"impl\": \"xltune\", \"batch\": %lld, \"latent\": %lld, \"checkpointing\": \"%s\", "
+              "\"ms\": %.2f, \"peak_gib\": %.3f}\n",
+              static_cast<long long>(batch), static_cast<long long>(size), argv[3], times[times.size() / 2] * 1e3, peak_gib);
+  return 0;
 }
 
 double fwd_bwd(xltune::UNet& unet, const Inputs& in) {
@@ -58,6 +119,10 @@ int main(int argc, char** argv) {
   const std::string mode = argv[1];
   at::set_num_threads(2);
   try {
+    if (mode == "gpu") {
+      XLTUNE_CHECK(argc == 7, "usage: gpu CONFIG plain|recompute BATCH SIZE REPEATS");
+      return gpu_probe(argv);
+    }
     if (mode == "memory") {
       const bool recompute = std::string(argv[3]) == "recompute";
       xltune::UNetConfig c = xltune::UNetConfig::from_json_file(argv[2]);
