@@ -8,7 +8,10 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
+
+#include <vector>
 
 namespace xltune::nn {
 
@@ -61,6 +64,16 @@ TORCH_MODULE(GroupNorm);
 // A module with no parameters of its own, only children: it exists so that parameter names
 // follow the checkpoint's key paths ("text_model.encoder", "ff.net.1").
 struct Container : torch::nn::Module {};
+
+// Registers `items` as the numbered children "name.0", "name.1", ... of `parent` (nothing
+// when empty), as PyTorch's ModuleList names them in checkpoints.
+template <typename T>
+void register_list(torch::nn::Module& parent, const char* name, const std::vector<T>& items) {
+  if (items.empty()) return;
+  torch::nn::ModuleList list;
+  for (const auto& item : items) list->push_back(item);
+  parent.register_module(name, list);
+}
 
 // Parameter count of a module (works on the meta device).
 int64_t parameter_count(const torch::nn::Module& module);

@@ -10,23 +10,20 @@
 
 namespace xltune {
 
-UNet load_unet(const std::string& dir, const ModelLoadOptions& load) {
-  UNetConfig config = UNetConfig::from_json_file(dir + "/config.json");
+namespace {
+// A diffusers component folder: config.json, then the weights file, straight into the model.
+template <typename Model, typename Config>
+Model load_component(const std::string& dir, const ModelLoadOptions& load) {
+  Model model(Config::from_json_file(dir + "/config.json"), load.options);
   const std::string weights = find_safetensors_weights(dir, load.variant);
   SafetensorsSet set(weights);
-  UNet model(config, load.options);
   load_module(*model, tensors_under(set, ""), weights);
   return model;
 }
+}  // namespace
 
-Vae load_vae(const std::string& dir, const ModelLoadOptions& load) {
-  VaeConfig config = VaeConfig::from_json_file(dir + "/config.json");
-  const std::string weights = find_safetensors_weights(dir, load.variant);
-  SafetensorsSet set(weights);
-  Vae model(config, load.options);
-  load_module(*model, tensors_under(set, ""), weights);
-  return model;
-}
+UNet load_unet(const std::string& dir, const ModelLoadOptions& load) { return load_component<UNet, UNetConfig>(dir, load); }
+Vae load_vae(const std::string& dir, const ModelLoadOptions& load) { return load_component<Vae, VaeConfig>(dir, load); }
 
 TensorMap sgm_tensor_map(const SafetensorsSet& set, const std::string& prefix,
                          const std::map<std::string, std::string>& sgm_names) {

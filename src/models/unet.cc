@@ -10,13 +10,6 @@ namespace xltune {
 
 namespace {
 
-template <typename T>
-void register_list(torch::nn::Module& parent, const char* name, const std::vector<T>& items) {
-  if (items.empty()) return;
-  torch::nn::ModuleList list;
-  for (const auto& item : items) list->push_back(item);
-  parent.register_module(name, list);
-}
 
 }  // namespace
 
@@ -45,15 +38,15 @@ UNetImpl::UNetImpl(const UNetConfig& c, const at::TensorOptions& o) : config_(c)
                                                        c.use_linear_projection, o));
       }
     }
-    register_list(*block, "resnets", block->resnets);
-    register_list(*block, "attentions", block->attentions);
+    nn::register_list(*block, "resnets", block->resnets);
+    nn::register_list(*block, "attentions", block->attentions);
     if (i + 1 < n) {
       block->downsampler = Downsample2D(out_ch, 1, o);
-      register_list(*block, "downsamplers", std::vector<Downsample2D>{block->downsampler});
+      nn::register_list(*block, "downsamplers", std::vector<Downsample2D>{block->downsampler});
     }
     down_blocks.push_back(block);
   }
-  register_list(*this, "down_blocks", down_blocks);
+  nn::register_list(*this, "down_blocks", down_blocks);
 
   // Mid block: resnet, then (attention, resnet) once; depth of the last level.
   mid_block = UNetBlock();
@@ -62,8 +55,8 @@ UNetImpl::UNetImpl(const UNetConfig& c, const at::TensorOptions& o) : config_(c)
                                                      c.transformer_layers_per_block[n - 1], c.cross_attention_dim[n - 1],
                                                      c.norm_num_groups, c.use_linear_projection, o));
   mid_block->resnets.push_back(ResnetBlock2D(ch[n - 1], ch[n - 1], temb, c.norm_num_groups, c.norm_eps, o));
-  register_list(*mid_block, "attentions", mid_block->attentions);
-  register_list(*mid_block, "resnets", mid_block->resnets);
+  nn::register_list(*mid_block, "attentions", mid_block->attentions);
+  nn::register_list(*mid_block, "resnets", mid_block->resnets);
   register_module("mid_block", mid_block);
 
   // Up path: levels reversed; each block has one resnet more than its down block, and each
@@ -88,15 +81,15 @@ UNetImpl::UNetImpl(const UNetConfig& c, const at::TensorOptions& o) : config_(c)
                                                        c.use_linear_projection, o));
       }
     }
-    register_list(*block, "resnets", block->resnets);
-    register_list(*block, "attentions", block->attentions);
+    nn::register_list(*block, "resnets", block->resnets);
+    nn::register_list(*block, "attentions", block->attentions);
     if (i + 1 < n) {
       block->upsampler = Upsample2D(out_ch, o);
-      register_list(*block, "upsamplers", std::vector<Upsample2D>{block->upsampler});
+      nn::register_list(*block, "upsamplers", std::vector<Upsample2D>{block->upsampler});
     }
     up_blocks.push_back(block);
   }
-  register_list(*this, "up_blocks", up_blocks);
+  nn::register_list(*this, "up_blocks", up_blocks);
 
   conv_norm_out = register_module("conv_norm_out", nn::GroupNorm(c.norm_num_groups, ch[0], c.norm_eps, o));
   conv_out = register_module("conv_out", nn::Conv2d(ch[0], c.out_channels, 3, 1, 1, o));

@@ -10,13 +10,6 @@
 namespace xltune {
 
 namespace {
-template <typename T>
-void register_list(torch::nn::Module& parent, const char* name, const std::vector<T>& items) {
-  if (items.empty()) return;
-  torch::nn::ModuleList list;
-  for (const auto& item : items) list->push_back(item);
-  parent.register_module(name, list);
-}
 constexpr double kVaeEps = 1e-6;  // diffusers' Encoder/Decoder use resnet_eps 1e-6 throughout
 }  // namespace
 
@@ -75,8 +68,8 @@ VaeCoderImpl::VaeCoderImpl(const VaeConfig& c, bool encoder, const at::TensorOpt
     mid->resnets.push_back(ResnetBlock2D(ch[n - 1], ch[n - 1], 0, g, kVaeEps, o));
     if (c.mid_block_add_attention) mid->attentions.push_back(VaeAttention(ch[n - 1], g, kVaeEps, o));
     mid->resnets.push_back(ResnetBlock2D(ch[n - 1], ch[n - 1], 0, g, kVaeEps, o));
-    register_list(*mid, "attentions", mid->attentions);
-    register_list(*mid, "resnets", mid->resnets);
+    nn::register_list(*mid, "attentions", mid->attentions);
+    nn::register_list(*mid, "resnets", mid->resnets);
     return mid;
   };
   if (encoder) {
@@ -88,14 +81,14 @@ VaeCoderImpl::VaeCoderImpl(const VaeConfig& c, bool encoder, const at::TensorOpt
       VaeBlock block;
       for (int64_t j = 0; j < c.layers_per_block; ++j)
         block->resnets.push_back(ResnetBlock2D(j == 0 ? in_ch : out_ch, out_ch, 0, g, kVaeEps, o));
-      register_list(*block, "resnets", block->resnets);
+      nn::register_list(*block, "resnets", block->resnets);
       if (i + 1 < n) {
         block->downsampler = Downsample2D(out_ch, 0, o);
-        register_list(*block, "downsamplers", std::vector<Downsample2D>{block->downsampler});
+        nn::register_list(*block, "downsamplers", std::vector<Downsample2D>{block->downsampler});
       }
       blocks.push_back(block);
     }
-    register_list(*this, "down_blocks", blocks);
+    nn::register_list(*this, "down_blocks", blocks);
     mid_block = register_module("mid_block", make_mid());
     conv_norm_out = register_module("conv_norm_out", nn::GroupNorm(g, ch[n - 1], kVaeEps, o));
     conv_out = register_module("conv_out", nn::Conv2d(ch[n - 1], 2 * c.latent_channels, 3, 1, 1, o));
@@ -109,14 +102,14 @@ VaeCoderImpl::VaeCoderImpl(const VaeConfig& c, bool encoder, const at::TensorOpt
       VaeBlock block;
       for (int64_t j = 0; j < c.layers_per_block + 1; ++j)
         block->resnets.push_back(ResnetBlock2D(j == 0 ? prev : out_ch, out_ch, 0, g, kVaeEps, o));
-      register_list(*block, "resnets", block->resnets);
+      nn::register_list(*block, "resnets", block->resnets);
       if (i + 1 < n) {
         block->upsampler = Upsample2D(out_ch, o);
-        register_list(*block, "upsamplers", std::vector<Upsample2D>{block->upsampler});
+        nn::register_list(*block, "upsamplers", std::vector<Upsample2D>{block->upsampler});
       }
       blocks.push_back(block);
     }
-    register_list(*this, "up_blocks", blocks);
+    nn::register_list(*this, "up_blocks", blocks);
     conv_norm_out = register_module("conv_norm_out", nn::GroupNorm(g, ch[0], kVaeEps, o));
     conv_out = register_module("conv_out", nn::Conv2d(ch[0], c.out_channels, 3, 1, 1, o));
   }

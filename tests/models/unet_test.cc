@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "test_util.h"
 #include "core/error.h"
 #include "core/layers.h"
 #include "core/safetensors.h"
@@ -18,17 +19,10 @@
 namespace xltune {
 namespace {
 
+using testing_util::max_abs_diff;
+using testing_util::scaled_diff;
+
 std::string ref_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/sdxl"; }
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
-
-// |a - b| / max(1, max|b|): absolute where values are O(1), relative where sums grow large.
-double scaled_diff(const at::Tensor& a, const at::Tensor& b) {
-  return max_abs_diff(a, b) / std::max(1.0, b.abs().max().item<double>());
-}
 
 struct UNetRun {
   at::Tensor output;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "test_util.h"
 #include "core/layers.h"
 #include "core/safetensors.h"
 #include "models/model_loading.h"
@@ -16,16 +17,10 @@
 namespace xltune {
 namespace {
 
+using testing_util::max_abs_diff;
+using testing_util::scaled_diff;
+
 std::string ref_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/sdxl"; }
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
-
-double scaled_diff(const at::Tensor& a, const at::Tensor& b) {
-  return max_abs_diff(a, b) / std::max(1.0, b.abs().max().item<double>());
-}
 
 class VaeParity : public ::testing::TestWithParam<std::string> {};
 

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "test_util.h"
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "text/clip_loading.h"
@@ -19,12 +20,10 @@
 namespace xltune {
 namespace {
 
-std::string clip_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/clip"; }
+using testing_util::max_abs_diff;
+using testing_util::scaled_diff;
 
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
+std::string clip_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/clip"; }
 
 class ClipTextParity : public ::testing::TestWithParam<std::string> {
  protected:
