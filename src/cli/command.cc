@@ -15,6 +15,8 @@ const std::vector<Command>& commands() {
       {"version", "versions of xltune, libtorch, CUDA, MPI, NCCL and the data libraries", version_command},
       {"inspect", "list the tensors of a safetensors file or sharded model (dtype, shape, totals)", inspect_command},
       {"tokenize", "show the CLIP token ids of a text, as SDXL's tokenizers produce them", tokenize_command},
+      {"preprocess", "training images (zip/tar/folder) to HDF5 shards: decode, mask, crop, resize, caption",
+       preprocess_command},
   };
   return table;
 }

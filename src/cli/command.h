@@ -54,5 +54,6 @@ std::string with_commas(uint64_t n);
 int version_command(const std::vector<std::string>& args);
 int inspect_command(const std::vector<std::string>& args);
 int tokenize_command(const std::vector<std::string>& args);
+int preprocess_command(const std::vector<std::string>& args);
 
 }  // namespace xltune::cli

@@ -44,6 +44,7 @@ std::string find_face_cascade() {
 
 FaceMasker::FaceMasker(const std::string& cascade_path)
     : cascade_(std::make_unique<cv::CascadeClassifier>()), path_(cascade_path.empty() ? find_face_cascade() : cascade_path) {
+  XLTUNE_CHECK(is_file(path_), "face detection: cascade file ", path_, " does not exist");
   bool loaded = false;
   try {
     loaded = cascade_->load(path_);

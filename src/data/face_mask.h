@@ -7,6 +7,11 @@
 // image. Here each image gets exactly one mask: the union of all its faces, each an ellipse
 // over the detector's box stretched down to the chin and up to the forehead (the Haar box
 // spans brows to mouth); same values (face 255, background 50, no face all 255).
+//
+// The salience crop then follows the reference's rule on this mask, background included: on a
+// very wide photo (3:1) the background's weight pulls the crop towards the middle and can cut
+// the face, as in the reference. Usual framings (4:3, 3:4, 16:9 with the face off the edge)
+// keep the face (tested).
 #pragma once
 
 #include <memory>

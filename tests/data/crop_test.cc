@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "core/atomic_file.h"
 #include "data/image_decode.h"
@@ -15,12 +16,14 @@
 #include "data_test_util.h"
 
 namespace xltune {
-namespace {
 
+// In xltune (not the anonymous namespace) so that gtest finds them by argument lookup.
 bool operator==(const CropBox& a, const CropBox& b) { return a.left == b.left && a.top == b.top && a.size == b.size; }
 std::ostream& operator<<(std::ostream& o, const CropBox& b) {
   return o << "{left " << b.left << ", top " << b.top << ", size " << b.size << "}";
 }
+
+namespace {
 
 TEST(CropRule, CentreCropRoundsHalfToEvenLikePython) {
   EXPECT_EQ(center_crop_box(6, 3), (CropBox{2, 0, 3}));  // 1.5 -> 2

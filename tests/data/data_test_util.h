@@ -19,7 +19,7 @@
 #include "core/atomic_file.h"
 #include "core/check.h"
 
-namespace xltune::testing_util {
+namespace xltune::data_testing {
 
 inline std::string testdata_root() {
   std::string root = std::string(XLTUNE_TESTDATA_DIR) + "/data";
@@ -158,4 +158,4 @@ inline void write_archive(const std::string& path, Kind kind, const std::vector<
   ok(archive_write_close(a.get()));
 }
 
-}  // namespace xltune::testing_util
+}  // namespace xltune::data_testing

@@ -13,7 +13,7 @@
 namespace xltune {
 namespace {
 
-using namespace testing_util;
+using namespace data_testing;
 
 // 16x16, quadrants red / green / blue / white, saved by PIL as an Adobe (inverted) CMYK JPEG.
 const std::string kCmykJpeg(

@@ -13,7 +13,7 @@
 namespace xltune {
 namespace {
 
-using namespace testing_util;
+using namespace data_testing;
 
 // One sandbox per test: sandbox/input (the archive), sandbox/work (the work folder's parent),
 // sandbox/outside (where a hostile archive would like to write).

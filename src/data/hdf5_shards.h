@@ -1,0 +1,109 @@
+// Preprocessed samples in HDF5 shards: written once by rank 0, opened read-only by every rank.
+//
+// Note [Shard format] (format "xltune-shards", version 1)
+// A shard set is a folder:
+//   shard-00000.h5, shard-00001.h5, ...   the samples, in order
+//   index.json                            written LAST, atomically: {"format", "version",
+//                                         "resolution", "token_string", "special_tokens",
+//                                         "num_samples", "shards": [{"file", "samples",
+//                                         "first_sample", "bytes"}]}
+// A folder without index.json is not a shard set (a half-written one: preprocessing stopped),
+// and readers refuse it. A shard's size must match the index, so a set that is being
+// rewritten is refused too. Shards are written as "shard-NNNNN.h5.partial" and renamed when
+// closed.
+//
+// One shard, for N samples at resolution R (readable with h5py and h5dump):
+//   /images          uint8 [N, R, R, 3]  RGB, chunked [1, R, R, 3]: one sample, one chunk
+//   /masks           uint8 [N, R, R]     255 = important, chunked [1, R, R]
+//   /captions        UTF-8 string [N]    special tokens already in ("a photo of <s0><s1>")
+//   /source_names    UTF-8 string [N]    path inside the uploaded archive ("a/img.jpg")
+//   /original_sizes  int32 [N, 2]        (height, width) of the decoded, upright image
+//   /crop_top_left   int32 [N, 2]        (top, left) of the square crop, original pixels
+// Root attributes: format ("xltune-shards"), format_version (1), resolution, token_string,
+// special_tokens, num_samples (in this shard), first_sample (global index of its first),
+// shard (its number). No compression: a 512 px sample is 1 MB and reads are random.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace xltune {
+
+constexpr const char* kShardFormat = "xltune-shards";
+constexpr int kShardFormatVersion = 1;
+
+struct ShardSetInfo {
+  int resolution = 512;
+  std::string token_string = "TOK";
+  std::string special_tokens = "<s0><s1>";
+};
+
+struct ShardSample {
+  std::vector<uint8_t> image;  // resolution * resolution * 3, RGB, row-major
+  std::vector<uint8_t> mask;   // resolution * resolution
+  std::string caption;
+  std::string source;
+  int32_t original_height = 0, original_width = 0;
+  int32_t crop_top = 0, crop_left = 0;
+};
+
+class ShardWriter {
+ public:
+  // Starts a new set in `dir` (created if missing). An index.json already there is removed
+  // first, so an old set stops being complete the moment rewriting starts; old shard files
+  // (shard-*.h5, shard-*.h5.partial*) go next. Nothing else in the folder is touched.
+  ShardWriter(std::string dir, ShardSetInfo info, uint64_t max_shard_bytes = uint64_t{1} << 30);
+  // Without finish(): the open shard is removed and no index is written (not a set).
+  ~ShardWriter();
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
+
+  void add(const ShardSample& sample);
+  // Closes the last shard, then writes index.json. Returns the path of the index.
+  std::string finish();
+  uint64_t samples() const { return total_; }
+
+ private:
+  struct Open;
+  void open_shard();
+  void close_shard();
+
+  std::string dir_;
+  ShardSetInfo info_;
+  uint64_t max_shard_bytes_;
+  uint64_t total_ = 0;
+  std::unique_ptr<Open> open_;
+  struct Done {
+    std::string file;
+    uint64_t samples, first_sample, bytes;
+  };
+  std::vector<Done> done_;
+  bool finished_ = false;
+};
+
+// A complete shard set, read-only. read() may be called from any thread.
+class ShardSet {
+ public:
+  // Throws Error for a folder without index.json ("half-written set"), a shard whose size or
+  // attributes disagree with the index, or another format or version.
+  explicit ShardSet(const std::string& dir);
+  ~ShardSet();
+
+  uint64_t size() const { return total_; }
+  const ShardSetInfo& info() const { return info_; }
+  const std::string& dir() const { return dir_; }
+  ShardSample read(uint64_t index) const;
+
+ private:
+  struct Shard;
+  std::string dir_;
+  ShardSetInfo info_;
+  uint64_t total_ = 0;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  mutable std::mutex mutex_;  // HDF5 calls one at a time, whatever the library's build
+};
+
+}  // namespace xltune

@@ -1,0 +1,190 @@
+#include "data/preprocess.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <memory>
+
+#include <opencv2/core.hpp>
+
+#include "core/check.h"
+#include "core/log.h"
+#include "data/contact_sheet.h"
+#include "data/crop.h"
+#include "data/face_mask.h"
+#include "data/hdf5_shards.h"
+#include "data/lanczos_resize.h"
+#include "data/work_dir.h"
+
+namespace xltune {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+void make_dirs(const std::string& path) {
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos != path.size() && path[pos] != '/') continue;
+    std::string part = path.substr(0, pos);
+    if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST)
+      XLTUNE_FAIL("--output_dir ", path, ": cannot create ", part, ": ", std::strerror(errno));
+  }
+  struct stat st {};
+  XLTUNE_CHECK(::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "--output_dir ", path, ": not a folder");
+}
+
+RgbImage to_plain(const cv::Mat& rgb) {
+  cv::Mat c = rgb.isContinuous() ? rgb : rgb.clone();
+  return RgbImage{c.cols, c.rows, std::vector<uint8_t>(c.datastart, c.dataend)};
+}
+
+cv::Mat from_plain(const GrayImage& g, const std::string& name, int width, int height) {
+  XLTUNE_CHECK(g.width == width && g.height == height && g.pixels.size() == static_cast<size_t>(width) * height,
+               "image ", name, ": the mask model returned ", g.width, "x", g.height, ", expected ", width, "x", height);
+  return cv::Mat(height, width, CV_8UC1, const_cast<uint8_t*>(g.pixels.data())).clone();
+}
+
+std::vector<uint8_t> bytes_of(const cv::Mat& m) {
+  cv::Mat c = m.isContinuous() ? m : m.clone();
+  return std::vector<uint8_t>(c.datastart, c.dataend);
+}
+
+// Prints every image for small sets, else about once a second.
+class Progress {
+ public:
+  explicit Progress(uint64_t total) : total_(total) {}
+  bool due(uint64_t done) {
+    auto now = Clock::now();
+    if (total_ <= 100 || done == total_ || now - last_ >= std::chrono::seconds(1)) {
+      last_ = now;
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  uint64_t total_;
+  Clock::time_point last_ = Clock::now();
+};
+}  // namespace
+
+PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessModels& models) {
+  const auto start = Clock::now();
+  const int R = options.resolution;
+  XLTUNE_CHECK(R > 0 && R <= 8192, "--resolution: expected 1 to 8192, got ", R);
+  XLTUNE_CHECK(!options.output_dir.empty(), "--output_dir: expected a folder for the shards");
+  check_caption_options(options.captions);
+  const bool prompt = options.mask_target_prompts && !options.mask_target_prompts->empty();
+  if (prompt && options.use_face_detection_instead) {
+    log_warn("--use_face_detection_instead is set: --mask_target_prompts is not used (as in the reference trainer)");
+  }
+  XLTUNE_CHECK(!prompt || options.use_face_detection_instead || models.prompt_masks != nullptr,
+               "--mask_target_prompts '", *options.mask_target_prompts,
+               "' needs CLIPSeg masks, which this xltune does not have yet; leave the option out (every pixel counts "
+               "the same) or use --use_face_detection_instead for faces");
+  std::unique_ptr<FaceMasker> face;
+  if (options.use_face_detection_instead) face = std::make_unique<FaceMasker>(options.face_cascade);
+  MaskProvider* prompt_masks = prompt && !face ? models.prompt_masks : nullptr;
+  const char* mask_kind = face ? "face detection" : prompt_masks ? "prompt" : "uniform";
+
+  make_dirs(options.output_dir);
+  WorkDir work(options.output_dir, ".xltune-work-");
+  if (options.keep_work_dir) work.keep();
+  IngestResult in = ingest(options.input_images, work, options.ingest_limits);
+  PreprocessReport report;
+  report.images_found = in.images.size();
+  XLTUNE_CHECK(!in.images.empty(), "--input_images ", options.input_images, ": no images found (", in.entries,
+               " entries, ", in.skipped, " skipped; xltune reads JPEG, PNG, WebP, BMP and TIFF)");
+  CaptionTable table(in.images, in.caption_csvs, in.sidecars);
+  std::vector<IngestedImage> images = in.images;
+  if (options.max_images > 0 && images.size() > options.max_images) {
+    log_info("--max_images ", options.max_images, ": using the first ", options.max_images, " of ", images.size(),
+             " images (by name)");
+    images.resize(options.max_images);
+  }
+  log_info(options.input_images, ": ", images.size(), " images, masks: ", mask_kind,
+           ", crop: ", options.crop_based_on_salience ? "salience" : "centre", ", resolution ", R);
+
+  ShardSetInfo info{R, options.captions.token_string, options.captions.special_tokens};
+  std::unique_ptr<ShardWriter> writer;  // created with the first good sample (see preprocess.h)
+  ContactSheet sheet;
+  Progress progress(images.size());
+  uint64_t done = 0, small_crops = 0;
+  for (const auto& image : images) {
+    ++done;
+    DecodedImage decoded;
+    try {
+      decoded = decode_image_file(image.path, image.name, options.decode_limits);
+    } catch (const Error& e) {
+      log_warn("skipping ", e.what());
+      ++report.skipped_images;
+      continue;
+    }
+    const cv::Mat& rgb = decoded.rgb;
+    cv::Mat mask;
+    int faces = 0;
+    if (face) {
+      mask = face->mask(rgb, &faces);
+      if (faces > 0) ++report.faces;
+    } else if (prompt_masks) {
+      mask = from_plain(prompt_masks->mask(to_plain(rgb), image.name), image.name, rgb.cols, rgb.rows);
+    } else {
+      mask = cv::Mat(rgb.rows, rgb.cols, CV_8UC1, cv::Scalar(255));
+    }
+    const CropBox box = options.crop_based_on_salience ? salience_crop_box(mask) : center_crop_box(rgb.cols, rgb.rows);
+    const cv::Rect r(box.left, box.top, box.size, box.size);
+    cv::Mat crop = rgb(r), crop_mask = mask(r);
+    if (box.size < R) {
+      ++small_crops;
+      if (models.upscaler != nullptr) {
+        RgbImage up = models.upscaler->upscale(to_plain(crop), image.name);
+        crop = cv::Mat(up.height, up.width, CV_8UC3, up.pixels.data()).clone();
+      }
+    }
+    cv::Mat out_image = lanczos_resize(crop, R, R);
+    cv::Mat out_mask = lanczos_resize(crop_mask, R, R);
+
+    auto found = table.find(image.name);
+    std::string generated;
+    if (!found && models.captioner != nullptr) generated = models.captioner->caption(to_plain(rgb), image.name);
+    CaptionSource source;
+    std::string caption = final_caption(found, generated, options.captions, &source);
+    ++report.caption_sources[source];
+
+    ShardSample sample;
+    sample.image = bytes_of(out_image);
+    sample.mask = bytes_of(out_mask);
+    sample.caption = caption;
+    sample.source = image.name;
+    sample.original_height = rgb.rows;
+    sample.original_width = rgb.cols;
+    sample.crop_top = box.top;
+    sample.crop_left = box.left;
+    if (!writer) writer = std::make_unique<ShardWriter>(options.output_dir, info, options.max_shard_bytes);
+    writer->add(sample);
+    if (options.contact_sheet) sheet.add(out_image, out_mask, image.name, caption);
+    if (progress.due(done)) {
+      log_info("[", done, "/", images.size(), "] ", image.name, ": ", rgb.cols, "x", rgb.rows,
+               decoded.orientation != 1 ? " (EXIF-rotated)" : "", ", crop ", box.size, " at (", box.top, ", ",
+               box.left, ")", face ? str(", ", faces, faces == 1 ? " face" : " faces") : "", ", caption [",
+               caption_source_name(source), "] \"", caption, "\"");
+    }
+  }
+  XLTUNE_CHECK(writer != nullptr, "--input_images ", options.input_images, ": none of the ", images.size(),
+               " images could be used (see the warnings above)");
+  if (small_crops > 0)
+    log_warn(small_crops, " images have a crop smaller than ", R, " px and were upscaled with Lanczos",
+             models.upscaler ? " after the upscaler" : " (no Swin2SR upscaler yet): expect softer training images");
+  if (face && report.faces < writer->samples())
+    log_warn("no face found in ", writer->samples() - report.faces, " of ", writer->samples(),
+             " images: their masks are uniform");
+  if (options.contact_sheet) {
+    report.contact_sheet_path = options.output_dir + "/contact_sheet.png";
+    sheet.write(report.contact_sheet_path);
+  }
+  report.samples = writer->samples();
+  report.index_path = writer->finish();  // last: the set is complete from here on
+  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return report;
+}
+
+}  // namespace xltune

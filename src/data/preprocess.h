@@ -1,0 +1,68 @@
+// The preprocessing pipeline of `xltune preprocess`, on rank 0, before any collective exists:
+//
+//   ingest (archive or folder) -> for each image, in name order:
+//     decode (upright 8-bit RGB) -> mask -> square crop -> upscale (if a model is plugged in
+//     and the crop is smaller than the resolution) -> Lanczos to resolution -> caption
+//   -> HDF5 shards (index.json last) + contact_sheet.png
+//
+// Masks: --use_face_detection_instead gives face masks (face_mask.h); otherwise a uniform
+// mask (all 255: every pixel counts fully in the loss, and the salience crop centres on the
+// image), as the reference trainer without --mask_target_prompts (CLIPSeg at temperature 999
+// is uniform to within 1/255). --mask_target_prompts needs CLIPSeg: with no MaskProvider
+// plugged in it is an error that says so, rather than a silent uniform mask that would train
+// on what the user asked to leave out.
+//
+// An image that cannot be used is skipped with a warning naming it; no usable image at all is
+// an error. The shard writer starts only once the first image is ready, so an input that fails
+// early leaves an existing shard set in --output_dir untouched.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "data/captions.h"
+#include "data/image_decode.h"
+#include "data/ingest.h"
+#include "data/preprocess_models.h"
+
+namespace xltune {
+
+struct PreprocessOptions {
+  std::string input_images;
+  std::string output_dir;
+  int resolution = 512;
+  CaptionOptions captions;
+  std::optional<std::string> mask_target_prompts;
+  bool crop_based_on_salience = true;
+  bool use_face_detection_instead = false;
+  uint64_t max_images = 0;  // the first N images by name; 0: all
+  IngestLimits ingest_limits;
+  DecodeLimits decode_limits;
+  uint64_t max_shard_bytes = uint64_t{1} << 30;
+  bool contact_sheet = true;
+  std::string face_cascade;  // empty: find_face_cascade()
+  bool keep_work_dir = false;
+};
+
+struct PreprocessModels {
+  MaskProvider* prompt_masks = nullptr;  // CLIPSeg, for --mask_target_prompts
+  Captioner* captioner = nullptr;        // BLIP
+  Upscaler* upscaler = nullptr;          // Swin2SR
+};
+
+struct PreprocessReport {
+  uint64_t images_found = 0;
+  uint64_t samples = 0;
+  uint64_t skipped_images = 0;
+  uint64_t faces = 0;  // images in which a face was found (face masks only)
+  std::map<CaptionSource, uint64_t> caption_sources;
+  std::string index_path;
+  std::string contact_sheet_path;  // empty when not written
+  double seconds = 0;
+};
+
+PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessModels& models = {});
+
+}  // namespace xltune

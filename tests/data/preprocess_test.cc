@@ -1,0 +1,179 @@
+// The whole pipeline on an archive of real photos (data/samples) with caption files and a
+// broken image: shards that read back right, a contact sheet, no work folder left behind, an
+// old set kept when the input has nothing usable, and the model plug-ins.
+#include "data/preprocess.h"
+
+#include <gtest/gtest.h>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "data/crop.h"
+#include "data/hdf5_shards.h"
+#include "data_test_util.h"
+
+namespace xltune {
+namespace {
+
+using namespace data_testing;
+
+#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
+
+std::string sample_file(const std::string& name) { return read_file(source_dir() + "/data/samples/" + name); }
+
+// astronaut (512x512), chelsea (451x300, as JPEG), coffee (600x400) twice under one base name,
+// a truncated JPEG, caption.csv for one, a sidecar for another.
+std::string make_input(const std::string& dir) {
+  cv::Mat chelsea = cv::imread(source_dir() + "/data/samples/chelsea.png", cv::IMREAD_COLOR);
+  std::string chelsea_jpg = encode(".jpg", chelsea, {cv::IMWRITE_JPEG_QUALITY, 95});
+  std::string broken = chelsea_jpg.substr(0, chelsea_jpg.size() / 2);
+  std::string path = dir + "/photos.zip";
+  write_archive(path, Kind::kZip,
+                {file("set/astronaut.png", sample_file("astronaut.png")), file("set/cat.jpg", chelsea_jpg),
+                 file("set/a/coffee.png", sample_file("coffee.png")), file("set/b/coffee.png", sample_file("coffee.png")),
+                 file("set/broken.jpg", broken), file("set/caption.csv", "image_file,caption\nastronaut.png,TOK in space\n"),
+                 file("set/cat.txt", "a TOK cat on a sofa"), file("__MACOSX/set/._cat.jpg", "junk")});
+  return path;
+}
+
+PreprocessOptions options_for(const std::string& input, const std::string& out) {
+  PreprocessOptions o;
+  o.input_images = input;
+  o.output_dir = out;
+  o.resolution = 64;
+  return o;
+}
+
+TEST(Preprocess, ArchiveOfPhotosBecomesAShardSet) {
+  const std::string dir = temp_dir("preprocess");
+  const std::string out = dir + "/out";
+  testing::internal::CaptureStderr();
+  PreprocessReport report = preprocess(options_for(make_input(dir), out));
+  std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(report.images_found, 5u);
+  EXPECT_EQ(report.samples, 4u);
+  EXPECT_EQ(report.skipped_images, 1u);
+  EXPECT_CONTAINS(log, "skipping image set/broken.jpg: JPEG is truncated");
+  EXPECT_EQ(report.caption_sources[CaptionSource::kCsv], 1u);
+  EXPECT_EQ(report.caption_sources[CaptionSource::kSidecar], 1u);
+  EXPECT_EQ(report.caption_sources[CaptionSource::kPrefix], 2u);
+  EXPECT_EQ(tree(out), (std::vector<std::string>{"contact_sheet.png", "index.json", "shard-00000.h5"}))
+      << "no work folder or partial file may remain";
+
+  ShardSet set(out);
+  ASSERT_EQ(set.size(), 4u);
+  std::map<std::string, ShardSample> by_name;
+  for (uint64_t i = 0; i < set.size(); ++i) {
+    ShardSample s = set.read(i);
+    by_name[s.source] = s;
+  }
+  EXPECT_EQ(by_name["set/astronaut.png"].caption, "<s0><s1> in space");
+  EXPECT_EQ(by_name["set/cat.jpg"].caption, "a <s0><s1> cat on a sofa");
+  EXPECT_EQ(by_name["set/a/coffee.png"].caption, "a photo of <s0><s1>");
+  ASSERT_TRUE(by_name.count("set/b/coffee.png"));
+  const ShardSample& cat = by_name["set/cat.jpg"];
+  EXPECT_EQ(cat.original_height, 300);
+  EXPECT_EQ(cat.original_width, 451);
+  // Uniform mask: the salience box of a 451x300 uniform mask.
+  CropBox box = salience_crop_box(cv::Mat(300, 451, CV_8UC1, cv::Scalar(255)));
+  EXPECT_EQ(cat.crop_left, box.left);
+  EXPECT_EQ(cat.crop_top, 0);
+  EXPECT_EQ(cat.image.size(), 64u * 64u * 3u);
+  EXPECT_EQ(cat.mask, std::vector<uint8_t>(64 * 64, 255));
+  cv::Mat sheet = cv::imread(out + "/contact_sheet.png");
+  EXPECT_GT(sheet.cols, 600);
+}
+
+TEST(Preprocess, NothingUsableKeepsTheOldSet) {
+  const std::string dir = temp_dir("preprocess");
+  const std::string out = dir + "/out";
+  preprocess(options_for(make_input(dir), out));
+  const std::string index = read_file(out + "/index.json");
+  write_archive(dir + "/bad.zip", Kind::kZip, {file("x.jpg", jpeg(40, 40).substr(0, 300)), file("y.txt", "hello")});
+  testing::internal::CaptureStderr();
+  try {
+    preprocess(options_for(dir + "/bad.zip", out));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_CONTAINS(e.what(), "none of the 1 images could be used");
+  }
+  testing::internal::GetCapturedStderr();
+  EXPECT_EQ(read_file(out + "/index.json"), index);
+  EXPECT_EQ(ShardSet(out).size(), 4u);
+  write_archive(dir + "/empty.zip", Kind::kZip, {});
+  try {
+    preprocess(options_for(dir + "/empty.zip", out));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_CONTAINS(e.what(), "no images found (0 entries");
+  }
+  EXPECT_EQ(tree(out), (std::vector<std::string>{"contact_sheet.png", "index.json", "shard-00000.h5"}));
+}
+
+TEST(Preprocess, MaskPromptsWithoutClipsegIsAClearError) {
+  const std::string dir = temp_dir("preprocess");
+  PreprocessOptions o = options_for(make_input(dir), dir + "/out");
+  o.mask_target_prompts = "a cat";
+  try {
+    preprocess(o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_CONTAINS(e.what(), "--mask_target_prompts 'a cat' needs CLIPSeg masks, which this xltune does not have yet");
+  }
+  EXPECT_EQ(tree(dir + "/out"), std::vector<std::string>{}) << "nothing written before the error";
+}
+
+// Stand-ins for the models the prep part will provide.
+struct LeftHalfMask : MaskProvider {
+  std::string name() const override { return "left half"; }
+  GrayImage mask(const RgbImage& image, const std::string&) override {
+    GrayImage g{image.width, image.height, std::vector<uint8_t>(static_cast<size_t>(image.width) * image.height, 0)};
+    for (int y = 0; y < image.height; ++y)
+      for (int x = 0; x < image.width / 2; ++x) g.pixels[static_cast<size_t>(y) * image.width + x] = 255;
+    return g;
+  }
+};
+struct FixedCaption : Captioner {
+  std::string caption(const RgbImage&, const std::string& name) override { return "tok sitting (" + name + ")"; }
+};
+
+TEST(Preprocess, ModelPlugInsAreUsed) {
+  const std::string dir = temp_dir("preprocess");
+  PreprocessOptions o = options_for(make_input(dir), dir + "/out");
+  o.mask_target_prompts = "a cat";
+  LeftHalfMask masks;
+  FixedCaption captions;
+  PreprocessModels models;
+  models.prompt_masks = &masks;
+  models.captioner = &captions;
+  testing::internal::CaptureStderr();
+  PreprocessReport report = preprocess(o, models);
+  testing::internal::GetCapturedStderr();
+  EXPECT_EQ(report.caption_sources[CaptionSource::kGenerated], 2u);
+  ShardSet set(dir + "/out");
+  for (uint64_t i = 0; i < set.size(); ++i) {
+    ShardSample s = set.read(i);
+    if (s.source == "set/a/coffee.png") {
+      EXPECT_EQ(s.caption, "a photo of <s0><s1> <s0><s1> sitting (set/a/coffee.png)");
+      EXPECT_EQ(s.crop_left, 0) << "the mask pulls the crop left";
+      EXPECT_EQ(s.mask[0], 255);
+    }
+  }
+}
+
+TEST(Preprocess, FaceDetectionAndMaxImages) {
+  const std::string dir = temp_dir("preprocess");
+  PreprocessOptions o = options_for(make_input(dir), dir + "/out");
+  o.use_face_detection_instead = true;
+  o.max_images = 2;  // set/a/coffee.png and set/astronaut.png
+  testing::internal::CaptureStderr();
+  PreprocessReport report = preprocess(o);
+  std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(report.samples, 2u);
+  EXPECT_EQ(report.faces, 1u);
+  EXPECT_CONTAINS(log, "set/astronaut.png: 512x512, crop 512 at (0, 0), 1 face");
+}
+
+}  // namespace
+}  // namespace xltune
