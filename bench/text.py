@@ -21,17 +21,13 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_util import best_of  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 
 
-def best_of(repeats, fn):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def captions(n):
@@ -64,9 +60,9 @@ def main():
 
     def fresh():
         return CLIPTokenizer.from_pretrained(os.path.join(tok_root, "tokenizer"))
-    hf_one = min(best_of(1, lambda: [t(c, padding="max_length", max_length=77, truncation=True) for c in texts])
+    hf_one = min(best_of(1, warmup=False, fn=lambda: [t(c, padding="max_length", max_length=77, truncation=True) for c in texts])
                  for t in [fresh() for _ in range(args.repeats)])
-    hf_batch = min(best_of(1, lambda: t(texts, padding="max_length", max_length=77, truncation=True))
+    hf_batch = min(best_of(1, warmup=False, fn=lambda: t(texts, padding="max_length", max_length=77, truncation=True))
                    for t in [fresh() for _ in range(args.repeats)])
     out = subprocess.run([args.bin, "tokenize", os.path.join(tok_root, "tokenizer"), caption_file, str(args.repeats)],
                          check=True, capture_output=True, text=True).stdout
@@ -92,7 +88,7 @@ def main():
     ids[:, 0], ids[:, -1] = 49406, 49407
     with torch.no_grad():
         model(ids, output_hidden_states=True)
-        hf = best_of(args.repeats, lambda: model(ids, output_hidden_states=True))
+        hf = best_of(args.repeats, warmup=False, fn=lambda: model(ids, output_hidden_states=True))
     out = subprocess.run([args.bin, "encode", model_dir, str(args.batch), str(args.repeats)], check=True,
                          capture_output=True, text=True).stdout
     ours = json.loads(out)["seconds"]
