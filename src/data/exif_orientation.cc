@@ -2,19 +2,15 @@
 
 #include <cstdint>
 
+#include "data/byte_order.h"
 #include "data/tiff_ifd.h"
 
 namespace xltune {
 
 namespace {
-uint32_t be16(std::string_view b, size_t at) {
-  return static_cast<uint32_t>(static_cast<uint8_t>(b[at]) << 8 | static_cast<uint8_t>(b[at + 1]));
-}
-uint32_t be32(std::string_view b, size_t at) { return be16(b, at) << 16 | be16(b, at + 2); }
-uint32_t le32(std::string_view b, size_t at) {
-  return static_cast<uint32_t>(static_cast<uint8_t>(b[at]) | static_cast<uint8_t>(b[at + 1]) << 8 |
-                               static_cast<uint8_t>(b[at + 2]) << 16 | static_cast<uint32_t>(static_cast<uint8_t>(b[at + 3])) << 24);
-}
+using bytes::be16;
+using bytes::be32;
+using bytes::le32;
 
 constexpr std::string_view kExifPrefix{"Exif\0\0", 6};
 

@@ -1,20 +1,17 @@
 #include "data/image_header.h"
 
 #include "core/check.h"
+#include "data/byte_order.h"
 #include "data/tiff_ifd.h"
 
 namespace xltune {
 
 namespace {
-uint32_t be16(std::string_view b, size_t at) {
-  return static_cast<uint32_t>(static_cast<uint8_t>(b[at]) << 8 | static_cast<uint8_t>(b[at + 1]));
-}
-uint32_t be32(std::string_view b, size_t at) { return be16(b, at) << 16 | be16(b, at + 2); }
-uint32_t le16(std::string_view b, size_t at) {
-  return static_cast<uint32_t>(static_cast<uint8_t>(b[at]) | static_cast<uint8_t>(b[at + 1]) << 8);
-}
-uint32_t le24(std::string_view b, size_t at) { return le16(b, at) | static_cast<uint32_t>(static_cast<uint8_t>(b[at + 2])) << 16; }
-uint32_t le32(std::string_view b, size_t at) { return le16(b, at) | le16(b, at + 2) << 16; }
+using bytes::be16;
+using bytes::be32;
+using bytes::le16;
+using bytes::le24;
+using bytes::le32;
 
 bool starts_with(std::string_view b, std::string_view prefix) { return b.substr(0, prefix.size()) == prefix; }
 
