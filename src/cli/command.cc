@@ -17,6 +17,11 @@ const std::vector<Command>& commands() {
       {"tokenize", "show the CLIP token ids of a text, as SDXL's tokenizers produce them", tokenize_command},
       {"preprocess", "training images (zip/tar/folder) to HDF5 shards: decode, mask, crop, resize, caption",
        preprocess_command},
+      {"train", "fine-tune SDXL on a zip of photos (LoRA or full, with pivotal tuning): trained_model.tar",
+       train_command},
+      {"export", "rebuild trained_model.tar and its files from a trainer state", export_command},
+      {"init-model", "write a random SDXL-shaped diffusers model folder (tiny or small), for tests and trials",
+       init_model_command},
   };
   return table;
 }

@@ -55,5 +55,8 @@ int version_command(const std::vector<std::string>& args);
 int inspect_command(const std::vector<std::string>& args);
 int tokenize_command(const std::vector<std::string>& args);
 int preprocess_command(const std::vector<std::string>& args);
+int train_command(const std::vector<std::string>& args);
+int init_model_command(const std::vector<std::string>& args);
+int export_command(const std::vector<std::string>& args);
 
 }  // namespace xltune::cli

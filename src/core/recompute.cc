@@ -1,6 +1,7 @@
 #include "core/recompute.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 
 #include "core/check.h"
@@ -9,10 +10,30 @@ namespace xltune {
 
 namespace {
 
+// The autocast state of the forward pass. Backward runs on autograd's own threads, whose
+// thread-local autocast is off: the recompute must run under the state the forward ran
+// under, or a bf16-autocast forward would be recomputed in fp32 (torch.utils.checkpoint saves
+// and restores it the same way).
+struct AutocastState {
+  bool cuda = false, cpu = false;
+  at::ScalarType cuda_dtype = at::kHalf, cpu_dtype = at::kBFloat16;
+  static AutocastState current() {
+    return {at::autocast::is_autocast_enabled(at::kCUDA), at::autocast::is_autocast_enabled(at::kCPU),
+            at::autocast::get_autocast_dtype(at::kCUDA), at::autocast::get_autocast_dtype(at::kCPU)};
+  }
+  void apply() const {
+    at::autocast::set_autocast_enabled(at::kCUDA, cuda);
+    at::autocast::set_autocast_enabled(at::kCPU, cpu);
+    at::autocast::set_autocast_dtype(at::kCUDA, cuda_dtype);
+    at::autocast::set_autocast_dtype(at::kCPU, cpu_dtype);
+  }
+};
+
 // Holds fn inside the autograd context (saved_data keeps IValues; a capsule carries any object).
 struct FnHolder : torch::CustomClassHolder {
-  explicit FnHolder(TensorFn f) : fn(std::move(f)) {}
+  FnHolder(TensorFn f, AutocastState a) : fn(std::move(f)), autocast(a) {}
   TensorFn fn;
+  AutocastState autocast;
 };
 
 // The autograd node. Its tensor arguments are listed one by one: libtorch's Function sees
@@ -20,7 +41,7 @@ struct FnHolder : torch::CustomClassHolder {
 struct RecomputeFunction : torch::autograd::Function<RecomputeFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const TensorFn& fn, const at::Tensor& a,
                             const at::Tensor& b, const at::Tensor& anchor) {
-    ctx->saved_data["fn"] = c10::IValue::make_capsule(c10::make_intrusive<FnHolder>(fn));
+    ctx->saved_data["fn"] = c10::IValue::make_capsule(c10::make_intrusive<FnHolder>(fn, AutocastState::current()));
     ctx->save_for_backward({a, b});
     at::NoGradGuard no_grad;  // no graph, so no activations are kept
     return fn(a, b);
@@ -39,7 +60,15 @@ struct RecomputeFunction : torch::autograd::Function<RecomputeFunction> {
     at::Tensor output;
     {
       at::AutoGradMode grad_on(true);
-      output = holder->fn(detached[0], detached[1]);
+      const AutocastState outer = AutocastState::current();
+      holder->autocast.apply();
+      try {
+        output = holder->fn(detached[0], detached[1]);
+      } catch (...) {
+        outer.apply();
+        throw;
+      }
+      outer.apply();
     }
     if (output.requires_grad() && grad_outputs[0].defined()) torch::autograd::backward({output}, {grad_outputs[0]});
     auto grad_of = [](const at::Tensor& d) { return d.defined() && d.requires_grad() ? d.grad() : at::Tensor(); };

@@ -27,6 +27,11 @@ void hdf5_init() {
   });
 }
 
+std::mutex& hdf5_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 void raise_hdf5_error(const char* file, int line, const char* call, const std::string& context) {
   std::string detail;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, keep_innermost, &detail);

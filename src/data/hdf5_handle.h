@@ -12,6 +12,7 @@
 
 #include <hdf5.h>
 
+#include <mutex>
 #include <string>
 
 #include "core/error.h"
@@ -20,6 +21,11 @@ namespace xltune {
 
 // Idempotent; every entry point of the shard code calls it.
 void hdf5_init();
+
+// The one lock around HDF5 calls made while other threads may make some (the batch reader's
+// thread, a latent-cache writer): Debian's libhdf5 is not built thread-safe, and a lock per
+// file would not protect the library's global state.
+std::mutex& hdf5_mutex();
 
 [[noreturn]] void raise_hdf5_error(const char* file, int line, const char* call, const std::string& context);
 

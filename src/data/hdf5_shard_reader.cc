@@ -151,7 +151,7 @@ ShardSample ShardSet::read(uint64_t index) const {
   const hsize_t r = static_cast<hsize_t>(info_.resolution);
   ShardSample out;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
     read_u8(s.images.get(), row, {r, r, 3}, &out.image, str("sample ", index, " from ", s.path));
     read_u8(s.masks.get(), row, {r, r}, &out.mask, str("the mask of sample ", index, " from ", s.path));
   }

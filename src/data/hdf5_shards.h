@@ -84,7 +84,7 @@ class ShardWriter {
   bool finished_ = false;
 };
 
-// A complete shard set, read-only. read() may be called from any thread.
+// A complete shard set, read-only. read() may be called from any thread (it holds hdf5_mutex()).
 class ShardSet {
  public:
   // Throws Error for a folder without index.json ("half-written set"), a shard whose size or
@@ -103,7 +103,6 @@ class ShardSet {
   ShardSetInfo info_;
   uint64_t total_ = 0;
   std::vector<std::unique_ptr<Shard>> shards_;
-  mutable std::mutex mutex_;  // HDF5 calls one at a time, whatever the library's build
 };
 
 }  // namespace xltune

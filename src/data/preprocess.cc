@@ -67,12 +67,22 @@ class Progress {
 };
 }  // namespace
 
+void validate_preprocess_options(const PreprocessOptions& o) {
+  const int R = o.resolution;
+  XLTUNE_CHECK(R >= 64 && R <= 4096 && R % 8 == 0,
+               "--resolution: expected a multiple of 8 from 64 to 4096 (the VAE works in 8-pixel blocks), got ", R);
+  check_caption_options(o.captions);
+  XLTUNE_CHECK(o.clipseg_temperature > 0, "--clipseg_temperature: expected a positive number, got ",
+               o.clipseg_temperature);
+  XLTUNE_CHECK(o.max_shard_bytes >= uint64_t{4} * R * R, "--max_shard_bytes: ", o.max_shard_bytes,
+               " cannot hold one sample at --resolution ", R);
+}
+
 PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessModels& models) {
   const auto start = Clock::now();
   const int R = options.resolution;
-  XLTUNE_CHECK(R > 0 && R <= 8192, "--resolution: expected 1 to 8192, got ", R);
+  validate_preprocess_options(options);
   XLTUNE_CHECK(!options.output_dir.empty(), "--output_dir: expected a folder for the shards");
-  check_caption_options(options.captions);
   const bool prompt = options.mask_target_prompts && !options.mask_target_prompts->empty();
   if (prompt && options.use_face_detection_instead) {
     log_warn("--use_face_detection_instead is set: --mask_target_prompts is not used (as in the reference trainer)");

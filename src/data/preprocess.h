@@ -35,6 +35,7 @@ struct PreprocessOptions {
   int resolution = 512;
   CaptionOptions captions;
   std::optional<std::string> mask_target_prompts;
+  double clipseg_temperature = 1.0;  // CLIPSeg's softmax temperature (with mask_target_prompts)
   bool crop_based_on_salience = true;
   bool use_face_detection_instead = false;
   uint64_t max_images = 0;  // the first N images by name; 0: all
@@ -62,6 +63,11 @@ struct PreprocessReport {
   std::string contact_sheet_path;  // empty when not written
   double seconds = 0;
 };
+
+// Checks each value once (resolution a multiple of 8 from 64 to 4096, the token string one
+// word, a positive CLIPSeg temperature, a shard that holds a sample); throws Error naming the
+// option. preprocess() calls it; so does `xltune train` before anything else runs.
+void validate_preprocess_options(const PreprocessOptions& options);
 
 PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessModels& models = {});
 

@@ -4,7 +4,7 @@
 // Note [Distributed sampler]
 // Epoch e's order is a permutation of 0..N-1 made by Fisher-Yates (i from N-1 down to 1, swap
 // i with j = uniform(0..i)) driven by SplitMix64 seeded with splitmix64_mix(seed) ^
-// splitmix64_mix(e + 1) (constants below; uniform(0..i) by rejection, so no modulo bias).
+// splitmix64_mix(e + 1) (core/splitmix64.h; uniform(0..i) by rejection, so no modulo bias).
 // No std:: distribution is used: their outputs differ between standard libraries.
 //
 // World size W: each rank gets the same count per epoch, so every rank runs the same number
@@ -24,21 +24,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/splitmix64.h"
+
 namespace xltune {
 
-// SplitMix64 (Steele, Lea, Flood 2014; Vigna's reference constants): a 64-bit state advanced
-// by the golden-ratio increment, output through a fixed mixing function.
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t next();
-  // Uniform in [0, bound), bound > 0, by rejection of the top partial range.
-  uint64_t below(uint64_t bound);
-
- private:
-  uint64_t state_;
-};
-uint64_t splitmix64_mix(uint64_t x);
 
 std::vector<uint64_t> epoch_permutation(uint64_t num_samples, uint64_t seed, uint64_t epoch);
 

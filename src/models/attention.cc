@@ -22,12 +22,21 @@ AttentionImpl::AttentionImpl(int64_t query_dim, int64_t context_dim, int64_t hea
   register_module("to_out", out_list);
 }
 
+namespace {
+// W x, plus the LoRA adapter's term when there is one.
+at::Tensor project(nn::Linear& linear, const std::shared_ptr<LoraAdapter>& lora, const at::Tensor& x) {
+  at::Tensor y = linear(x);
+  return lora ? y + lora->delta(x) : y;
+}
+}  // namespace
+
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& context) {
   const at::Tensor& kv = context.defined() ? context : x;
   const int64_t b = x.size(0);
   auto split = [&](const at::Tensor& t) { return t.view({b, -1, heads, t.size(-1) / heads}).transpose(1, 2); };
-  at::Tensor out = at::scaled_dot_product_attention(split(to_q(x)), split(to_k(kv)), split(to_v(kv)));
-  return to_out(out.transpose(1, 2).reshape({b, -1, out.size(1) * out.size(3)}));
+  at::Tensor out = at::scaled_dot_product_attention(split(project(to_q, lora_q, x)), split(project(to_k, lora_k, kv)),
+                                                    split(project(to_v, lora_v, kv)));
+  return project(to_out, lora_out, out.transpose(1, 2).reshape({b, -1, out.size(1) * out.size(3)}));
 }
 
 namespace {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/layers.h"
+#include "models/lora.h"
 
 namespace xltune {
 
@@ -18,6 +19,8 @@ class AttentionImpl : public torch::nn::Module {
   // x [B, N, query_dim], context [B, M, context_dim] (undefined: self-attention).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& context = {});
   nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, to_out{nullptr};
+  // Optional LoRA adapters of the four projections (Note [LoRA in Attention], models/lora.h).
+  std::shared_ptr<LoraAdapter> lora_q, lora_k, lora_v, lora_out;
   int64_t heads;
 };
 TORCH_MODULE(Attention);

@@ -5,7 +5,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
-#include "models/config_reader.h"
+#include "core/config_reader.h"
 
 namespace xltune {
 

@@ -75,7 +75,8 @@ at::Tensor ClipTokenEmbeddingImpl::forward(const at::Tensor& ids) {
   at::Tensor is_new = ids.ge(base).unsqueeze(-1);
   at::Tensor old_part = at::embedding(weight, ids.clamp_max(base - 1));
   at::Tensor new_part = at::embedding(new_rows, (ids - base).clamp(0, new_rows.size(0) - 1));
-  return at::where(is_new, new_part, old_part);
+  // The rows are fp32 whatever the table's dtype (bf16 on a GPU): they are trained.
+  return at::where(is_new, new_part.to(old_part.scalar_type()), old_part);
 }
 
 ClipAttentionImpl::ClipAttentionImpl(const ClipTextConfig& c, const at::TensorOptions& o)
@@ -177,10 +178,11 @@ at::Tensor ClipTextModelImpl::add_new_tokens(int64_t count, at::Generator genera
   at::Tensor rows;
   {
     at::NoGradGuard no_grad;
-    // As the reference trainer: randn(n, dim) * std(table), in fp32, then to the table's dtype.
+    // As the reference trainer: randn(n, dim) * std(table), in fp32 (they are trained, so they
+    // stay fp32 when the table is bf16), on the table's device.
     at::Tensor std = table.to(at::kFloat).std();
-    rows = (at::randn({count, table.size(1)}, generator, at::TensorOptions().dtype(at::kFloat)) * std)
-               .to(table.options());
+    rows = (at::randn({count, table.size(1)}, generator, at::TensorOptions().dtype(at::kFloat)) * std.cpu())
+               .to(table.device());
   }
   table.requires_grad_(false);
   token_embedding->new_rows = token_embedding->register_parameter("new_rows", rows);

@@ -54,7 +54,7 @@ class ClipTokenEmbeddingImpl : public torch::nn::Module {
   int64_t base_count() const { return weight.size(0); }
   int64_t new_count() const { return new_rows.defined() ? new_rows.size(0) : 0; }
   at::Tensor weight;    // the file's table: frozen once new tokens exist
-  at::Tensor new_rows;  // [n, dim], trainable; undefined until add_new_tokens
+  at::Tensor new_rows;  // [n, dim] fp32, trainable; undefined until add_new_tokens
 };
 TORCH_MODULE(ClipTokenEmbedding);
 
@@ -95,8 +95,9 @@ class ClipTextModelImpl : public torch::nn::Module {
   // token (49407) of each row, not at argmax(ids), which new tokens (>= 49408) would break.
   ClipTextOutput forward(const at::Tensor& ids, bool all_hidden_states = false);
 
-  // Grows the token table by `count` trainable rows (ids vocab_size ...), initialised as the
-  // reference trainer does: standard normal from `generator` times the std of the old table.
+  // Grows the token table by `count` trainable fp32 rows (ids vocab_size ...), initialised as
+  // the reference trainer does: standard normal from `generator` (a CPU generator) times the
+  // std of the old table.
   // The old table stops requiring gradients. Returns the new rows' parameter.
   at::Tensor add_new_tokens(int64_t count, at::Generator generator);
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -131,6 +132,56 @@ ClipTokenizer ClipTokenizer::from_bpe_file(const std::string& path, const std::s
   tok.id_to_token_ = std::move(vocab);
   tok.finish(pad_token);
   return tok;
+}
+
+void ClipTokenizer::write_folder(const std::string& dir) const {
+  std::filesystem::create_directories(dir);
+  const size_t base = id_to_token_.size() - added_count_;
+  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < base; ++i) vocab[id_to_token_[i]] = static_cast<int64_t>(i);
+  write_file_atomic(dir + "/vocab.json", vocab.dump(-1, ' ', false));
+  std::vector<const std::string*> merges(merge_rank_.size());
+  for (const auto& [pair, rank] : merge_rank_) merges.at(static_cast<size_t>(rank)) = &pair;
+  std::string text = "#version: 0.2\n";
+  for (const auto* m : merges) text += *m + "\n";
+  write_file_atomic(dir + "/merges.txt", text);
+  // Token configs as the hub folders have them (tests/reference/make_clip_tokenizers.py).
+  auto token = [](const std::string& content, bool normalized) {
+    return nlohmann::ordered_json{{"content", content}, {"lstrip", false}, {"normalized", normalized},
+                                  {"rstrip", false}, {"single_word", false}};
+  };
+  nlohmann::ordered_json config, map;
+  if (pad_token_ == kEndOfText) {
+    auto added = [&](const std::string& c) {
+      auto t = token(c, true);
+      t["__type"] = "AddedToken";
+      return t;
+    };
+    config = {{"add_prefix_space", false}, {"bos_token", added(kStartOfText)}, {"clean_up_tokenization_spaces", true},
+              {"do_lower_case", true}, {"eos_token", added(kEndOfText)}, {"errors", "replace"},
+              {"model_max_length", 77}, {"pad_token", kEndOfText}, {"tokenizer_class", "CLIPTokenizer"},
+              {"unk_token", added(kEndOfText)}};
+    map = {{"bos_token", token(kStartOfText, true)}, {"eos_token", token(kEndOfText, true)},
+           {"pad_token", kEndOfText}, {"unk_token", token(kEndOfText, true)}};
+  } else {
+    auto special = [&](const std::string& c, bool normalized, bool is_special) {
+      auto t = token(c, normalized);
+      t["special"] = is_special;
+      return t;
+    };
+    nlohmann::ordered_json decoder = {{std::to_string(pad_id_), special(pad_token_, false, true)},
+                                      {std::to_string(bos_id_), special(kStartOfText, true, false)},
+                                      {std::to_string(eos_id_), special(kEndOfText, false, false)}};
+    config = {{"add_prefix_space", false}, {"added_tokens_decoder", decoder},
+              {"additional_special_tokens", nlohmann::ordered_json::array()}, {"bos_token", kStartOfText},
+              {"clean_up_tokenization_spaces", true}, {"do_lower_case", true}, {"eos_token", kEndOfText},
+              {"errors", "replace"}, {"model_max_length", 77}, {"pad_token", pad_token_},
+              {"tokenizer_class", "CLIPTokenizer"}, {"unk_token", kEndOfText}};
+    map = {{"bos_token", kStartOfText}, {"eos_token", kEndOfText}, {"pad_token", pad_token_},
+           {"unk_token", kEndOfText}};
+  }
+  write_file_atomic(dir + "/tokenizer_config.json", config.dump(2, ' ', false) + "\n");
+  write_file_atomic(dir + "/special_tokens_map.json", map.dump(2, ' ', false) + "\n");
 }
 
 ClipTokenizer ClipTokenizer::from_folder(const std::string& dir) {

@@ -40,6 +40,13 @@ class ClipTokenizer {
   // open_clip's bpe_simple_vocab_16e6.txt.gz (the same vocabulary); pad "<|endoftext|>" or "!".
   static ClipTokenizer from_bpe_file(const std::string& path, const std::string& pad_token);
 
+  // Writes the tokenizer as an SDXL hub folder has it (vocab.json, merges.txt,
+  // tokenizer_config.json, special_tokens_map.json; transformers' CLIPTokenizer loads it): the
+  // layout of the stabilityai/stable-diffusion-xl-base-1.0 tokenizer/ folder, or its
+  // tokenizer_2/ (pad "!" as a special token) when this tokenizer pads with "!". Added tokens
+  // are not written (a trained run's tokens live in embeddings.pti).
+  void write_folder(const std::string& dir) const;
+
   // Adds tokens that are matched whole before BPE (after normalisation); returns their ids,
   // which continue from the vocabulary size (49408, 49409, ...). Adding a token twice returns
   // its existing id.

@@ -1,4 +1,5 @@
-// Reading diffusers' config.json files with errors that name the file and the field.
+// Reading JSON config files (diffusers and transformers config.json, scheduler_config.json)
+// with errors that name the file and the field.
 #pragma once
 
 #include <nlohmann/json.hpp>

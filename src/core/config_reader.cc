@@ -1,4 +1,4 @@
-#include "models/config_reader.h"
+#include "core/config_reader.h"
 
 #include "core/check.h"
 

@@ -1,0 +1,38 @@
+#include "cli/option_table.h"
+
+namespace xltune::cli {
+
+void add_preprocess_options(OptionTable& t, PreprocessOptions& o) {
+  t.add("resolution", &o.resolution, "side of the square training images in pixels (a multiple of 8; 1024 for SDXL's "
+                                     "native size)")
+      .add("caption_prefix", &o.captions.caption_prefix,
+           "caption of images without a caption.csv row or .txt file; must contain --token_string")
+      .add("token_string", &o.captions.token_string,
+           "the trigger word; replaced (as a whole word) by the new tokens <s0><s1> in every caption")
+      .add_optional("mask_target_prompts", &o.mask_target_prompts,
+                    "what matters in the images (e.g. 'photo of a dog'), for CLIPSeg masks that weight the loss")
+      .add("crop_based_on_salience", &o.crop_based_on_salience,
+           "true: crop each image square around its mask's centre of mass; false: centre crop")
+      .add("use_face_detection_instead", &o.use_face_detection_instead,
+           "true: masks from face detection (OpenCV Haar cascade) instead of CLIPSeg")
+      .add("clipseg_temperature", &o.clipseg_temperature,
+           "CLIPSeg softmax temperature: lower is a sharper mask (0.5 to 1.0 recommended)")
+      .add("max_images", &o.max_images, "use only the first N images by name (0: all)");
+}
+
+void add_ingest_limit_options(OptionTable& t, PreprocessOptions& o) {
+  t.add("max_entries", &o.ingest_limits.max_entries, "most entries an archive or folder may have")
+      .add("max_unpacked_bytes", &o.ingest_limits.max_unpacked_bytes,
+           "most bytes unpacked from an archive in all (stops zip bombs)")
+      .add("max_file_bytes", &o.ingest_limits.max_file_bytes, "largest image file")
+      .add("max_image_pixels", &o.decode_limits.max_image_pixels, "largest image (width x height), checked before decoding")
+      .add("max_shard_bytes", &o.max_shard_bytes, "size of one HDF5 shard");
+}
+
+void finish_preprocess_options(PreprocessOptions& o) { o.decode_limits.max_file_bytes = o.ingest_limits.max_file_bytes; }
+
+bool given(const boost::program_options::variables_map& vm, const char* name) {
+  return vm.count(name) != 0 && !vm[name].defaulted();
+}
+
+}  // namespace xltune::cli

@@ -1,0 +1,68 @@
+// One home for a command's options: each option is bound once to the field that holds it
+// (po::value(&field), its default the field's initial value), and the same table lists every
+// value as JSON afterwards (run_config.json). Config files (configs/*.cfg, "name = value"
+// lines, Boost.Program_options syntax) go through the same table; the command line wins.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "data/preprocess.h"
+
+namespace xltune::cli {
+
+class OptionTable {
+ public:
+  explicit OptionTable(const std::string& caption) : description_(caption) {}
+
+  template <typename T>
+  OptionTable& add(const char* name, T* field, const char* help) {
+    description_.add_options()(name, boost::program_options::value<T>(field)->default_value(*field, text(*field)), help);
+    values_.emplace_back(name, [field] { return nlohmann::ordered_json(*field); });
+    return *this;
+  }
+  template <typename T>
+  OptionTable& add_optional(const char* name, std::optional<T>* field, const char* help) {
+    description_.add_options()(name, boost::program_options::value<T>()->notifier([field](const T& v) { *field = v; }),
+                               help);
+    values_.emplace_back(name, [field] { return *field ? nlohmann::ordered_json(**field) : nlohmann::ordered_json(); });
+    return *this;
+  }
+
+  boost::program_options::options_description& description() { return description_; }
+  // Every option's value (after notify), in table order.
+  void values_into(nlohmann::ordered_json& out) const {
+    for (const auto& [name, read] : values_) out[name] = read();
+  }
+
+ private:
+  template <typename T>
+  static std::string text(const T& v) {
+    std::ostringstream out;
+    if constexpr (std::is_same_v<T, bool>) out << (v ? "true" : "false");
+    else if constexpr (std::is_same_v<T, std::string>) out << (v.empty() ? "\"\"" : "\"" + v + "\"");
+    else out << v;
+    return out.str();
+  }
+  boost::program_options::options_description description_;
+  std::vector<std::pair<std::string, std::function<nlohmann::ordered_json()>>> values_;
+};
+
+// The preprocessing options that `xltune preprocess` and `xltune train` share, under the
+// seed's names and defaults.
+void add_preprocess_options(OptionTable& table, PreprocessOptions& options);
+// Limits on what an untrusted archive may unpack.
+void add_ingest_limit_options(OptionTable& table, PreprocessOptions& options);
+// After notify: values that are set once and used in two places.
+void finish_preprocess_options(PreprocessOptions& options);
+
+// True when `name` was given on the command line or in a config file (not defaulted).
+bool given(const boost::program_options::variables_map& vm, const char* name);
+
+}  // namespace xltune::cli

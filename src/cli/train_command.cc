@@ -1,0 +1,129 @@
+// xltune train: a zip of photos and an SDXL model in, OUTPUT_DIR/trained_model.tar out. The
+// options are the seed trainer's inputs under their names and defaults, plus what a cluster run
+// needs; see job/train_options.h for the fields and job/train_job.h for what happens.
+#include <boost/program_options.hpp>
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/option_table.h"
+#include "core/check.h"
+#include "job/train_job.h"
+
+namespace po = boost::program_options;
+
+namespace xltune::cli {
+
+namespace {
+
+const char* const kDescription =
+    "Fine-tunes SDXL on a few photos of an object or a style: the images are preprocessed\n"
+    "(masked, cropped, captioned) into HDF5 shards, encoded once by the VAE, and trained with\n"
+    "LoRA on the UNet's attention (or full fine-tuning) plus new token embeddings <s0><s1>\n"
+    "for --token_string in both text encoders (pivotal tuning: the embeddings train for the\n"
+    "first half of the steps). Outputs in --output_dir: trained_model.tar (lora.safetensors,\n"
+    "embeddings.pti, special_params.json as Replicate's trainer writes them, plus\n"
+    "lora_kohya.safetensors and embeddings_sdxl.safetensors for diffusers, ComfyUI and\n"
+    "AUTOMATIC1111), run_config.json, metrics.jsonl, loss.png, and every --checkpointing_steps\n"
+    "checkpoints/step-N/. Options may also come from --config FILE (name = value lines);\n"
+    "the command line wins. Boolean options take a value: --is_lora false.";
+
+}  // namespace
+
+int train_command(const std::vector<std::string>& args) {
+  TrainOptions o;
+  std::string config_file;
+  OptionTable seed("Training inputs (the seed trainer's names and defaults)");
+  seed.description().add_options()("help,h", "show this help");
+  seed.add("input_images", &o.input_images, "the photos: .zip, .tar, .tar.gz, or a folder")
+      .add_optional("seed", &o.seed, "random seed for a reproducible run (default: a random one, printed)")
+      .add("train_batch_size", &o.train_batch_size, "images per step (per rank)")
+      .add("num_train_epochs", &o.num_train_epochs, "passes over the images; used only when --max_train_steps is not given")
+      .add("max_train_steps", &o.max_train_steps, "optimization steps; takes precedence over --num_train_epochs")
+      .add("is_lora", &o.is_lora, "true: LoRA on the UNet's attention; false: full fine-tuning of the UNet")
+      .add("unet_learning_rate", &o.unet_learning_rate, "learning rate of full fine-tuning (1e-6 to 1e-5)")
+      .add("ti_lr", &o.ti_lr, "learning rate of the new token embeddings")
+      .add("lora_lr", &o.lora_lr, "learning rate of the LoRA weights")
+      .add("lr_scheduler", &o.lr_scheduler, "constant, constant_with_warmup, linear or cosine (as diffusers')")
+      .add("lr_warmup_steps", &o.lr_warmup_steps, "warmup steps of constant_with_warmup, linear and cosine")
+      .add("verbose", &o.verbose, "print progress")
+      .add("checkpointing_steps", &o.checkpointing_steps, "steps between checkpoints (OUTPUT_DIR/checkpoints/step-N)");
+  add_preprocess_options(seed, o.prep);
+  OptionTable own("xltune's options");
+  own.add("model", &o.model, "SDXL model: a diffusers folder or a single-file .safetensors checkpoint (required)")
+      .add("model_config", &o.model_config, "single-file --model: a folder with unet/ and vae/ config.json "
+                                            "(default: SDXL base 1.0's)")
+      .add("variant", &o.variant, "fp16: load a folder's *.fp16.safetensors weights")
+      .add("output_dir", &o.output_dir, "where everything is written")
+      .add("shards", &o.shards, "train on an earlier `xltune preprocess` output instead of --input_images")
+      .add("lora_rank", &o.lora_rank, "LoRA rank")
+      .add_optional("lora_alpha", &o.lora_alpha, "LoRA alpha; the update is scaled by alpha/rank (default: = rank)")
+      .add("gradient_checkpointing", &o.gradient_checkpointing,
+           "recompute the UNet's activations in backward: less memory, about a third more compute")
+      .add("snr_gamma", &o.snr_gamma, "min-SNR loss weighting gamma (0: off; 5 is usual)")
+      .add("noise_offset", &o.noise_offset, "offset noise strength (0: off)")
+      .add("max_grad_norm", &o.max_grad_norm, "gradients are clipped to this global norm")
+      .add("device", &o.device, "auto, cpu, cuda or cuda:N")
+      .add("optimizer_state_dtype", &o.optimizer_state_dtype,
+           "fp32 or bf16 (AdamW moments in bf16 with stochastic rounding: half the memory, for full "
+           "fine-tuning on one 48 GB GPU)")
+      .add("save_dtype", &o.save_dtype, "dtype of unet.safetensors (full fine-tuning): bf16, fp16 or fp32")
+      .add("dump_steps", &o.dump_steps, "a folder for what enters every step (for checking against another trainer)")
+      .add("log_every", &o.log_every, "progress line every N steps when the output is not a terminal")
+      .add("threads", &o.threads, "CPU threads (0: libtorch's default)");
+  own.description().add_options()("config", po::value<std::string>(&config_file),
+                                  "read options from FILE (configs/*.cfg); the command line wins");
+  OptionTable limits("Limits (an archive is untrusted input)");
+  add_ingest_limit_options(limits, o.prep);
+  po::options_description options;
+  options.add(seed.description()).add(own.description()).add(limits.description());
+
+  po::variables_map vm;
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  try {
+    po::store(po::command_line_parser(rest).options(options).run(), vm);
+    if (vm.count("help")) {
+      std::cout << usage("train", "--model MODEL --input_images PHOTOS.zip [options]", kDescription, options);
+      return 0;
+    }
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      try {
+        po::store(po::parse_config_file<char>(path.c_str(), options), vm);
+      } catch (const po::reading_file&) {
+        throw UsageError(str("--config ", path, ": cannot read the file"), __FILE__, __LINE__);
+      } catch (const po::error& e) {
+        throw UsageError(str("--config ", path, ": ", e.what()), __FILE__, __LINE__);
+      }
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(str(e.what(), " (see xltune train --help)"), __FILE__, __LINE__);
+  }
+  o.max_train_steps_given = given(vm, "max_train_steps");
+  o.num_train_epochs_given = given(vm, "num_train_epochs");
+  o.resolution_given = given(vm, "resolution");
+  finish_preprocess_options(o.prep);
+  try {
+    validate_train_options(o);
+  } catch (const Error& e) {
+    throw UsageError(e.what(), __FILE__, __LINE__);
+  }
+  nlohmann::ordered_json values = nlohmann::ordered_json::object();
+  seed.values_into(values);
+  own.values_into(values);
+  limits.values_into(values);
+  values["config"] = config_file.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(config_file);
+
+  TrainJobReport r = run_train_job(o, values.dump());
+  std::cout << "trained " << r.steps << " steps on " << r.samples << " images in " << std::fixed;
+  std::cout.precision(1);
+  std::cout << r.seconds << " s (seed " << r.seed << ", final loss ";
+  std::cout.precision(4);
+  std::cout << r.final_loss << ")\n";
+  std::cout << "  " << r.tar_path << ":";
+  for (const auto& f : r.files) std::cout << " " << f;
+  std::cout << "\n  also in " << r.output_dir << ": run_config.json, metrics.jsonl, loss.png, trainer_state.safetensors\n";
+  return 0;
+}
+
+}  // namespace xltune::cli

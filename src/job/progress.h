@@ -1,0 +1,32 @@
+// What a user watches during training (rank 0 only):
+//   on a terminal: one live line, rewritten every step:
+//     step 120/1000  loss 0.1043 (avg 0.1187)  lr 1.00e-04  3.21 it/s  ETA 4:34
+//   elsewhere (a Slurm log, a pipe): the same text as a log line every --log_every steps, and
+//   at the first and last step.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace xltune {
+
+class TrainProgress {
+ public:
+  TrainProgress(int64_t total_steps, int64_t log_every, bool enabled);
+  ~TrainProgress();
+  void update(int64_t step, double loss, double lr);
+  // Ends the live line (so later output starts on a line of its own).
+  void finish();
+  double seconds() const;
+  static std::string duration_text(double seconds);  // "4:34", "1:02:03"
+
+ private:
+  int64_t total_, every_;
+  bool enabled_, terminal_, line_open_ = false;
+  double avg_ = 0;
+  int64_t count_ = 0;
+  std::chrono::steady_clock::time_point start_, first_step_done_;
+};
+
+}  // namespace xltune

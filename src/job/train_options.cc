@@ -1,0 +1,56 @@
+#include "job/train_options.h"
+
+#include "core/check.h"
+#include "data/captions.h"
+#include "train/lr_schedule.h"
+
+namespace xltune {
+
+void validate_train_options(const TrainOptions& o) {
+  XLTUNE_CHECK(!o.model.empty(), "--model: expected an SDXL diffusers folder or single-file checkpoint");
+  XLTUNE_CHECK(o.input_images.empty() != o.shards.empty(), o.shards.empty() ? "--input_images: expected a .zip, .tar or "
+               "folder of images (or --shards with an earlier `xltune preprocess` output)"
+               : "--input_images and --shards: give one of them, not both");
+  XLTUNE_CHECK(o.train_batch_size >= 1, "--train_batch_size: expected a positive number, got ", o.train_batch_size);
+  XLTUNE_CHECK(o.max_train_steps >= 1, "--max_train_steps: expected a positive number of steps, got ", o.max_train_steps);
+  XLTUNE_CHECK(o.num_train_epochs >= 1, "--num_train_epochs: expected a positive number of epochs, got ",
+               o.num_train_epochs);
+  XLTUNE_CHECK(o.unet_learning_rate > 0, "--unet_learning_rate: expected a positive learning rate, got ",
+               o.unet_learning_rate);
+  XLTUNE_CHECK(o.ti_lr > 0, "--ti_lr: expected a positive learning rate, got ", o.ti_lr);
+  XLTUNE_CHECK(o.lora_lr > 0, "--lora_lr: expected a positive learning rate, got ", o.lora_lr);
+  parse_lr_schedule(o.lr_scheduler);
+  XLTUNE_CHECK(o.lr_warmup_steps >= 0, "--lr_warmup_steps: expected 0 or more steps, got ", o.lr_warmup_steps);
+  XLTUNE_CHECK(o.checkpointing_steps >= 1, "--checkpointing_steps: expected a positive number of steps, got ",
+               o.checkpointing_steps, " (a number larger than --max_train_steps writes none)");
+  XLTUNE_CHECK(o.lora_rank >= 1, "--lora_rank: expected a positive rank, got ", o.lora_rank);
+  XLTUNE_CHECK(!o.lora_alpha || *o.lora_alpha > 0, "--lora_alpha: expected a positive number, got ",
+               o.lora_alpha.value_or(0));
+  XLTUNE_CHECK(o.snr_gamma >= 0, "--snr_gamma: expected 0 (off) or a positive gamma such as 5, got ", o.snr_gamma);
+  XLTUNE_CHECK(o.noise_offset >= 0, "--noise_offset: expected 0 (off) or a small positive number such as 0.05, got ",
+               o.noise_offset);
+  XLTUNE_CHECK(o.max_grad_norm > 0, "--max_grad_norm: expected a positive norm, got ", o.max_grad_norm);
+  XLTUNE_CHECK(o.optimizer_state_dtype == "fp32" || o.optimizer_state_dtype == "bf16",
+               "--optimizer_state_dtype '", o.optimizer_state_dtype, "': expected fp32 or bf16");
+  XLTUNE_CHECK(o.save_dtype == "fp32" || o.save_dtype == "bf16" || o.save_dtype == "fp16", "--save_dtype '",
+               o.save_dtype, "': expected fp32, bf16 or fp16");
+  XLTUNE_CHECK(o.variant.empty() || o.variant == "fp16", "--variant '", o.variant, "': expected fp16 or nothing");
+  XLTUNE_CHECK(o.log_every >= 1, "--log_every: expected a positive number of steps, got ", o.log_every);
+  XLTUNE_CHECK(o.threads >= 0, "--threads: expected 0 (libtorch's default) or more, got ", o.threads);
+  XLTUNE_CHECK(!o.output_dir.empty(), "--output_dir: expected a folder");
+  XLTUNE_CHECK(o.device == "auto" || o.device == "cpu" || o.device.rfind("cuda", 0) == 0, "--device '", o.device,
+               "': expected auto, cpu, cuda or cuda:N");
+  // The seed: "caption_prefix ... Must contain the token_string".
+  XLTUNE_CHECK(contains_token(o.prep.captions.caption_prefix, o.prep.captions.token_string), "--caption_prefix '",
+               o.prep.captions.caption_prefix, "' must contain --token_string '", o.prep.captions.token_string,
+               "' as a word (e.g. 'a photo of ", o.prep.captions.token_string, "'): otherwise no caption teaches the ",
+               "new tokens");
+  validate_preprocess_options(o.prep);
+}
+
+int64_t resolve_total_steps(const TrainOptions& o, int64_t steps_per_epoch) {
+  if (o.max_train_steps_given || !o.num_train_epochs_given) return o.max_train_steps;
+  return o.num_train_epochs * steps_per_epoch;
+}
+
+}  // namespace xltune

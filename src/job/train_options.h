@@ -1,0 +1,68 @@
+// Every option of `xltune train`, in one struct: the seed trainer's inputs under their seed
+// names and defaults, and what xltune adds. The cli part binds each field to its command-line
+// and config-file option once (cli/option_table.h); validate_train_options() checks each value
+// once; run_config.json records all of them as resolved.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "data/preprocess.h"
+
+namespace xltune {
+
+struct TrainOptions {
+  // The seed's inputs (../docs/design.md "Command line"); preprocessing ones live in `prep`
+  // (resolution, token_string, caption_prefix, mask_target_prompts, crop_based_on_salience,
+  // use_face_detection_instead, clipseg_temperature) and are shared with `xltune preprocess`.
+  std::string input_images;
+  std::optional<uint64_t> seed;  // unset: a random seed, printed and recorded
+  int64_t train_batch_size = 4;
+  int64_t num_train_epochs = 4000;
+  int64_t max_train_steps = 1000;
+  bool is_lora = true;
+  double unet_learning_rate = 1e-6;
+  double ti_lr = 3e-4;
+  double lora_lr = 1e-4;
+  std::string lr_scheduler = "constant";
+  int64_t lr_warmup_steps = 100;
+  bool verbose = true;
+  int64_t checkpointing_steps = 200;
+  PreprocessOptions prep;
+
+  // xltune's own.
+  std::string model;
+  std::string model_config;  // configs for a single-file --model (default: SDXL base's)
+  std::string variant;       // "fp16": prefer the fp16 weight files of a folder
+  std::string output_dir = "training_out";
+  std::string shards;        // an earlier `xltune preprocess` output instead of --input_images
+  int64_t lora_rank = 32;
+  std::optional<double> lora_alpha;  // unset: = lora_rank
+  bool gradient_checkpointing = false;
+  double snr_gamma = 0;
+  double noise_offset = 0;
+  double max_grad_norm = 1.0;
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  std::string optimizer_state_dtype = "fp32";
+  std::string save_dtype = "bf16";  // unet.safetensors of full fine-tuning
+  std::string dump_steps;           // folder for the per-step dumps (empty: none)
+  int64_t log_every = 10;           // progress line every N steps when not on a terminal
+  int threads = 0;                  // CPU threads for libtorch (0: its default)
+
+  // Set by the command line parser: which of the two step counts the user gave.
+  bool max_train_steps_given = false;
+  bool num_train_epochs_given = false;
+  bool resolution_given = false;
+};
+
+// Checks every value that can be checked without the model and the data; throws Error naming
+// the option and what was expected.
+void validate_train_options(const TrainOptions& o);
+
+// The number of optimization steps: --max_train_steps when given (or neither was given),
+// else --num_train_epochs x steps per epoch. The reference always overshoots to whole epochs;
+// xltune stops exactly here.
+int64_t resolve_total_steps(const TrainOptions& o, int64_t steps_per_epoch);
+
+}  // namespace xltune

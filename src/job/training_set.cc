@@ -1,0 +1,115 @@
+#include "job/training_set.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+
+#include "core/check.h"
+#include "core/log.h"
+#include "models/vae.h"
+
+namespace xltune {
+
+std::vector<float> size_conditioning(const ShardSample& s, int resolution) {
+  const double short_side = std::min(s.original_height, s.original_width);
+  const double scale = short_side > 0 ? resolution / short_side : 1.0;
+  return {static_cast<float>(s.original_height), static_cast<float>(s.original_width),
+          static_cast<float>(std::lround(s.crop_top * scale)), static_cast<float>(std::lround(s.crop_left * scale)),
+          static_cast<float>(resolution), static_cast<float>(resolution)};
+}
+
+LatentCache encode_latents(const ShardSet& shards, Vae& vae, const std::vector<uint64_t>& indices,
+                           const LatentCacheKey& key, int64_t batch_size) {
+  at::NoGradGuard no_grad;
+  const int R = shards.info().resolution;
+  const at::Device device = vae->encoder->conv_in->weight.device();
+  const auto dtype = vae->encoder->conv_in->weight.scalar_type();
+  LatentCache cache;
+  cache.key = key;
+  cache.scaling_factor = vae->config().scaling_factor;
+  const auto start = std::chrono::steady_clock::now();
+  auto last_log = start;
+  for (size_t first = 0; first < indices.size(); first += static_cast<size_t>(batch_size)) {
+    const size_t n = std::min(indices.size() - first, static_cast<size_t>(batch_size));
+    std::vector<at::Tensor> images;
+    for (size_t i = 0; i < n; ++i) {
+      ShardSample s = shards.read(indices[first + i]);
+      at::Tensor pixels = at::from_blob(s.image.data(), {R, R, 3}, at::kByte).clone();
+      // uint8 HWC -> [-1, 1] CHW, as diffusers' ToTensor + Normalize([0.5], [0.5]).
+      images.push_back((pixels.permute({2, 0, 1}).to(at::kFloat) / 255.0 - 0.5) / 0.5);
+    }
+    LatentDistribution d = vae->encode(at::stack(images).to(device, dtype));
+    at::Tensor mean = d.mean.to(at::kCPU, at::kFloat).contiguous(), logvar = d.logvar.to(at::kCPU, at::kFloat).contiguous();
+    cache.channels = mean.size(1);
+    cache.height = mean.size(2);
+    cache.width = mean.size(3);
+    cache.mean.insert(cache.mean.end(), mean.data_ptr<float>(), mean.data_ptr<float>() + mean.numel());
+    cache.logvar.insert(cache.logvar.end(), logvar.data_ptr<float>(), logvar.data_ptr<float>() + logvar.numel());
+    const auto now = std::chrono::steady_clock::now();
+    if (first + n == indices.size() || now - last_log > std::chrono::seconds(5)) {
+      last_log = now;
+      log_info("encoded ", first + n, " of ", indices.size(), " images into latents (",
+               std::chrono::duration<double>(now - start).count(), " s)");
+    }
+  }
+  return cache;
+}
+
+TrainingSet build_training_set(const ShardSet& shards, const LatentCache& latents, const ClipTokenizer& tokenizer_1,
+                               const ClipTokenizer& tokenizer_2, at::Device device) {
+  const auto& indices = latents.key.samples;
+  const int64_t n = static_cast<int64_t>(indices.size());
+  const int R = shards.info().resolution;
+  XLTUNE_CHECK(n > 0, "training set: no samples");
+  const int64_t c = latents.channels, h = latents.height, w = latents.width;
+  XLTUNE_CHECK(R == h * (R / h) && R / h == R / w, "training set: latents of ", h, "x", w, " for images of ", R, " px");
+  TrainingSet set;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  set.mean = at::from_blob(const_cast<float*>(latents.mean.data()), {n, c, h, w}, f32).clone().to(device);
+  set.logvar = at::from_blob(const_cast<float*>(latents.logvar.data()), {n, c, h, w}, f32).clone().to(device);
+  std::vector<at::Tensor> masks;
+  std::vector<int64_t> ids_1, ids_2;
+  std::vector<float> time_ids;
+  std::map<std::pair<std::vector<int64_t>, std::vector<int64_t>>, int64_t> keys;
+  for (int64_t i = 0; i < n; ++i) {
+    ShardSample s = shards.read(indices[i]);
+    // The reference: mask / 255 at the image size, then nearest-neighbour down to the latents.
+    at::Tensor m = at::from_blob(s.mask.data(), {1, 1, R, R}, at::kByte).to(at::kFloat) / 255.0;
+    masks.push_back(at::upsample_nearest2d(m, {h, w}).squeeze(0));
+    std::vector<int64_t> a = tokenizer_1.encode(s.caption), b = tokenizer_2.encode(s.caption);
+    ids_1.insert(ids_1.end(), a.begin(), a.end());
+    ids_2.insert(ids_2.end(), b.begin(), b.end());
+    auto it = keys.emplace(std::make_pair(a, b), i).first;
+    set.caption_keys.push_back(it->second);
+    std::vector<float> t = size_conditioning(s, R);
+    time_ids.insert(time_ids.end(), t.begin(), t.end());
+    set.captions.push_back(s.caption);
+    set.sources.push_back(s.source);
+  }
+  const int64_t L = static_cast<int64_t>(ClipTokenizer::kContextLength);
+  set.mask = at::stack(masks).to(device);
+  set.input_ids_1 = at::tensor(ids_1, at::kLong).view({n, L}).to(device);
+  set.input_ids_2 = at::tensor(ids_2, at::kLong).view({n, L}).to(device);
+  set.add_time_ids = at::tensor(time_ids, at::kFloat).view({n, 6}).to(device);
+  log_info("training set: ", n, " samples, ", keys.size(), " distinct captions, latents ", c, "x", h, "x", w);
+  return set;
+}
+
+StepBatch TrainingSet::batch(const std::vector<uint64_t>& indices, const std::vector<int64_t>& positions) const {
+  std::vector<int64_t> rows(indices.begin(), indices.end());
+  at::Tensor index = at::tensor(rows, at::kLong).to(mean.device());
+  StepBatch b;
+  b.latent_mean = mean.index_select(0, index);
+  b.latent_logvar = logvar.index_select(0, index);
+  b.mask = mask.index_select(0, index);
+  b.input_ids_1 = input_ids_1.index_select(0, index);
+  b.input_ids_2 = input_ids_2.index_select(0, index);
+  b.add_time_ids = add_time_ids.index_select(0, index);
+  b.positions = positions;
+  for (auto i : indices) b.caption_keys.push_back(caption_keys.at(i));
+  return b;
+}
+
+}  // namespace xltune

@@ -1,0 +1,49 @@
+// The training samples of this rank, in memory on the training device: the latent
+// distribution of each image (from the latent cache), its loss mask at latent size, the token
+// ids of its caption for both tokenizers, and SDXL's size conditioning. A few hundred photos at
+// 1024 px are a few hundred MB of latents: holding them beats reading shards every step.
+//
+// Note [Size conditioning]
+// add_time_ids = [orig_h, orig_w, crop_top, crop_left, res, res]: the decoded (upright) image's
+// size, and the corner of the square crop in the frame of that image resized so that its short
+// side is `res` (round(corner * res / min(h, w))), as diffusers' SDXL script computes it
+// (it resizes first, then crops) and SGM was trained. The reference trainer sends
+// [R, R, 0, 0, R, R] with R = 768 while training at 512 (a bug).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+#include "data/hdf5_shards.h"
+#include "data/latent_cache_file.h"
+#include "text/clip_tokenizer.h"
+#include "train/trainer.h"
+
+namespace xltune {
+
+struct TrainingSet {
+  at::Tensor mean, logvar;  // [N, C, h, w] fp32
+  at::Tensor mask;          // [N, 1, h, w] fp32, 1 = counts fully
+  at::Tensor input_ids_1, input_ids_2;  // [N, 77] int64
+  at::Tensor add_time_ids;  // [N, 6] fp32
+  std::vector<int64_t> caption_keys;   // equal for samples with equal captions
+  std::vector<std::string> captions, sources;
+  int64_t size() const { return mean.defined() ? mean.size(0) : 0; }
+
+  // The batch of samples `indices` (shard order) at global batch `positions`.
+  StepBatch batch(const std::vector<uint64_t>& indices, const std::vector<int64_t>& positions) const;
+};
+
+// [orig_h, orig_w, crop_top, crop_left, res, res] (Note [Size conditioning]).
+std::vector<float> size_conditioning(const ShardSample& s, int resolution);
+
+// VAE-encodes shard samples `indices` (fp32, in batches of `batch_size`) into a latent cache.
+LatentCache encode_latents(const ShardSet& shards, Vae& vae, const std::vector<uint64_t>& indices,
+                           const LatentCacheKey& key, int64_t batch_size);
+
+TrainingSet build_training_set(const ShardSet& shards, const LatentCache& latents, const ClipTokenizer& tokenizer_1,
+                               const ClipTokenizer& tokenizer_2, at::Device device);
+
+}  // namespace xltune

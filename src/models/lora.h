@@ -1,0 +1,71 @@
+// LoRA (Hu et al. 2021) on the UNet's attention projections, as the reference trainer and
+// diffusers' SDXL DreamBooth script place it: to_q, to_k, to_v and to_out.0 of every attn1
+// and attn2.
+//
+// Note [LoRA in Attention]
+// An adapter is an optional member of AttentionImpl (lora_q, lora_k, lora_v, lora_out) that
+// forward() adds to the projection it belongs to:
+//     y = W x + (alpha / rank) * up(down(x))          down = A [rank, in], up = B [out, rank]
+// It is not a registered child module: the UNet's state dict stays exactly diffusers' (loading,
+// inspect and full fine-tuning never see LoRA tensors), and the adapters are owned and named by
+// UNetLora, which the optimizer, the gradient reducer and the exporters go through. A and B
+// are fp32 whatever the UNet's dtype (bf16 on a GPU): the input is cast to fp32 for the
+// adapter and the adapter's output back to the UNet's dtype, as diffusers' LoRA layers do.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace xltune {
+
+class UNetImpl;
+
+struct LoraAdapter {
+  at::Tensor down;  // A [rank, in]
+  at::Tensor up;    // B [out, rank]
+  double scale = 1.0;  // alpha / rank
+  // scale * up(down(x)), in x's dtype.
+  at::Tensor delta(const at::Tensor& x) const;
+};
+
+// One adapted projection: the attention module's path and the projection's name.
+struct LoraSite {
+  std::string module;      // "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
+  std::string projection;  // "to_q", "to_k", "to_v" or "to_out.0"
+  std::shared_ptr<LoraAdapter> adapter;
+};
+
+class UNetLora {
+ public:
+  UNetLora() = default;
+  int64_t rank() const { return rank_; }
+  double alpha() const { return alpha_; }
+  const std::vector<LoraSite>& sites() const { return sites_; }
+  // down, up of each site, in site order (the order of the UNet's modules).
+  std::vector<at::Tensor> parameters() const;
+  int64_t parameter_count() const;
+  // A ~ N(0, 1/rank^2) (std 1/rank, diffusers' LoRALinearLayer and the reference), one keyed
+  // generator per site (Note [Keyed draws]); B = 0, so training starts from the base model.
+  void initialize(uint64_t seed);
+
+ private:
+  friend UNetLora attach_lora(UNetImpl& unet, int64_t rank, double alpha, const at::TensorOptions& options);
+  friend void detach_lora(UNetImpl& unet);
+  int64_t rank_ = 0;
+  double alpha_ = 0;
+  std::vector<LoraSite> sites_;
+};
+
+// Adds adapters (allocated, uninitialised: call initialize() or load values) to every
+// attention of `unet`; throws if it already has some. options: dtype and device of A and B.
+UNetLora attach_lora(UNetImpl& unet, int64_t rank, double alpha, const at::TensorOptions& options);
+// Removes every adapter from `unet`.
+void detach_lora(UNetImpl& unet);
+
+// The projections LoRA adapts, in the order their keys are written.
+const std::vector<std::string>& lora_projections();
+
+}  // namespace xltune

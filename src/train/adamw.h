@@ -1,0 +1,81 @@
+// AdamW (Loshchilov & Hutter), computed as torch.optim.AdamW's single-tensor path computes it,
+// with parameter groups and a state that a checkpoint can hold as named tensors:
+//
+//   step += 1
+//   p     *= 1 - lr * weight_decay                       (decoupled decay)
+//   m      = lerp(m, g, 1 - beta1)
+//   v      = beta2 v + (1 - beta2) g^2
+//   p     -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+//
+// Each tensor counts its own steps, so a group that is frozen for a while (new token rows
+// after the pivot) resumes its bias correction where it stopped, as torch's would; a tensor
+// without a gradient is skipped. A frozen group keeps its state.
+//
+// Optimizer state in bf16 (state_dtype kBFloat16) halves the moments' memory, which makes full
+// fine-tuning of SDXL's 2.6 B-parameter UNet fit one 48 GB A40 (configs/a40-full-1024.cfg): m
+// and v are updated in fp32 and stored back with stochastic rounding (random bits added below
+// bf16's last place, then truncated), so that small updates are not lost on average. The
+// rounding bits come from a generator keyed by (seed, step, tensor index) (Note [Keyed draws]).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+namespace xltune {
+
+struct AdamWHyper {
+  double lr = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+};
+
+struct AdamWGroup {
+  std::string name;  // "lora", "text_embeddings", "unet"
+  AdamWHyper hyper;
+  std::vector<std::string> names;  // one per tensor, unique over all groups
+  std::vector<at::Tensor> params;
+  bool frozen = false;
+};
+
+struct AdamWTensorState {
+  at::Tensor exp_avg, exp_avg_sq;  // allocated at the first update
+  int64_t step = 0;
+};
+
+class AdamW {
+ public:
+  explicit AdamW(std::vector<AdamWGroup> groups, at::ScalarType state_dtype = at::kFloat, uint64_t seed = 0);
+
+  // One update of every tensor of every unfrozen group that has a gradient, at learning rate
+  // group.lr * lr_factor. `training_step` keys the stochastic rounding (bf16 state only).
+  void step(double lr_factor, int64_t training_step);
+  // Sets every gradient to undefined (as torch's zero_grad(set_to_none=True)).
+  void zero_grad();
+  void set_frozen(const std::string& group, bool frozen);
+
+  const std::vector<AdamWGroup>& groups() const { return groups_; }
+  const AdamWGroup& group(const std::string& name) const;
+  at::ScalarType state_dtype() const { return state_dtype_; }
+  // The state of tensor i of group g (flattened index order: groups, then tensors).
+  const AdamWTensorState& state(size_t flat_index) const { return state_.at(flat_index); }
+  AdamWTensorState& mutable_state(size_t flat_index) { return state_.at(flat_index); }
+  size_t tensor_count() const { return state_.size(); }
+  // Bytes of optimizer state held now.
+  int64_t state_bytes() const;
+
+ private:
+  std::vector<AdamWGroup> groups_;
+  std::vector<AdamWTensorState> state_;
+  at::ScalarType state_dtype_;
+  uint64_t seed_;
+};
+
+// fp32 -> bf16 with stochastic rounding from `generator` (a clone of the tensor's device
+// generator, seeded): unbiased on average, exact where the value is a bf16 already.
+at::Tensor stochastic_round_to_bf16(const at::Tensor& x, at::Generator& generator);
+
+}  // namespace xltune

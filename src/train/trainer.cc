@@ -1,0 +1,290 @@
+#include "train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <fnmatch.h>
+
+#include "core/check.h"
+#include "core/keyed_random.h"
+#include "core/log.h"
+#include "dist/gradient_reducer.h"
+
+namespace xltune {
+
+namespace {
+
+// bf16 autocast on CUDA for the duration of a scope (full fine-tuning of a fp32 UNet).
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool on) : on_(on) {
+    if (!on_) return;
+    was_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    was_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, was_dtype_);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool on_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kHalf;
+};
+
+double table_std(const ClipTextModel& te) {
+  at::NoGradGuard no_grad;
+  return te->token_embedding->weight.to(at::kFloat).std().item<double>();
+}
+
+}  // namespace
+
+bool Trainer::full_finetune_trains(const std::string& name) {
+  // fnmatch without FNM_PATHNAME: '*' matches dots too, as Python's fnmatch does.
+  return fnmatch("*.norm*.weight", name.c_str(), 0) != 0 && fnmatch("*time*", name.c_str(), 0) != 0;
+}
+
+Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_scaling_factor,
+                 std::shared_ptr<GradientReducer> reducer)
+    : model_(model),
+      config_(config),
+      scaling_factor_(latent_scaling_factor),
+      reducer_(std::move(reducer)),
+      schedule_(model.scheduler),
+      device_(model.unet->conv_in->weight.device()) {
+  XLTUNE_CHECK(config.max_train_steps >= 1, "trainer: max_train_steps must be at least 1");
+  XLTUNE_CHECK(config.pivot_step >= 0 && config.pivot_step <= config.max_train_steps,
+               "trainer: the pivot step must lie in 0 .. max_train_steps");
+  XLTUNE_CHECK(reducer_ != nullptr, "trainer: no gradient reducer");
+  for (auto* module : {static_cast<torch::nn::Module*>(model.unet.get()), static_cast<torch::nn::Module*>(model.te1.get()),
+                       static_cast<torch::nn::Module*>(model.te2.get())}) {
+    for (auto& p : module->parameters()) p.requires_grad_(false);
+  }
+  std::vector<AdamWGroup> groups;
+  if (config.is_lora) {
+    lora_ = attach_lora(*model.unet, config.lora_rank, config.lora_alpha,
+                        at::TensorOptions().dtype(at::kFloat).device(device_));
+    lora_.initialize(config.seed);
+    AdamWGroup g{"lora", AdamWHyper{config.lora_lr, 0.9, 0.999, 1e-8, 1e-4}, {}, {}, false};
+    for (const auto& site : lora_.sites()) {
+      const std::string base = "unet." + site.module + "." + site.projection;
+      site.adapter->down.requires_grad_(true);
+      site.adapter->up.requires_grad_(true);
+      g.names.push_back(base + ".lora_A.weight");
+      g.params.push_back(site.adapter->down);
+      g.names.push_back(base + ".lora_B.weight");
+      g.params.push_back(site.adapter->up);
+    }
+    groups.push_back(std::move(g));
+  } else {
+    XLTUNE_CHECK(model.unet->conv_in->weight.scalar_type() == at::kFloat,
+                 "trainer: full fine-tuning trains the UNet in fp32 (load it in fp32; bf16 comes from autocast)");
+    AdamWGroup g{"unet", AdamWHyper{config.unet_learning_rate, 0.9, 0.999, 1e-8, 1e-4}, {}, {}, false};
+    for (const auto& item : model.unet->named_parameters(/*recurse=*/true)) {
+      if (!full_finetune_trains(item.key())) continue;
+      at::Tensor p = item.value();
+      p.requires_grad_(true);
+      unet_trainable_.emplace_back(item.key(), p);
+      g.names.push_back("unet." + item.key());
+      g.params.push_back(p);
+    }
+    groups.push_back(std::move(g));
+  }
+  model.unet->set_gradient_checkpointing(config.gradient_checkpointing);
+
+  // New token rows, each encoder from its own keyed generator.
+  const double std_1 = table_std(model.te1), std_2 = table_std(model.te2);
+  at::Tensor rows_1 = model.te1->add_new_tokens(config.num_new_tokens,
+                                               keyed_generator(config.seed, 0, 0, DrawKind::kTokenRowsInit));
+  at::Tensor rows_2 = model.te2->add_new_tokens(config.num_new_tokens,
+                                               keyed_generator(config.seed, 0, 1, DrawKind::kTokenRowsInit));
+  pivotal_ = std::make_unique<PivotalTuning>(rows_1, rows_2, std_1, std_2, config.pivot_step);
+  groups.push_back(AdamWGroup{"text_embeddings", AdamWHyper{config.ti_lr, 0.9, 0.999, 1e-8, 1e-3},
+                              {"text_encoders_0", "text_encoders_1"}, {rows_1, rows_2}, false});
+  optimizer_ = std::make_unique<AdamW>(std::move(groups), config.optimizer_state_dtype, config.seed);
+  if (config.pivot_step == 0) freeze_token_rows();
+  reducer_->prepare(trainable_tensors());
+}
+
+Trainer::~Trainer() {
+  if (config_.is_lora && model_.unet) detach_lora(*model_.unet);
+}
+
+std::vector<at::Tensor> Trainer::trainable_tensors() const {
+  std::vector<at::Tensor> out;
+  for (const auto& g : optimizer_->groups()) {
+    if (g.frozen) continue;
+    out.insert(out.end(), g.params.begin(), g.params.end());
+  }
+  return out;
+}
+
+int64_t Trainer::trainable_parameter_count() const {
+  int64_t n = 0;
+  for (const auto& g : optimizer_->groups())
+    for (const auto& p : g.params) n += p.numel();
+  return n;
+}
+
+std::vector<GroupSummary> Trainer::groups() const {
+  std::vector<GroupSummary> out;
+  for (const auto& g : optimizer_->groups()) {
+    GroupSummary s{g.name, g.hyper, static_cast<int64_t>(g.params.size()), 0};
+    for (const auto& p : g.params) s.parameters += p.numel();
+    out.push_back(s);
+  }
+  return out;
+}
+
+void Trainer::freeze_token_rows() {
+  if (rows_frozen_) return;
+  for (int i = 0; i < 2; ++i) {
+    at::Tensor rows = pivotal_->rows(i);
+    rows.mutable_grad() = at::Tensor();
+    rows.requires_grad_(false);
+  }
+  optimizer_->set_frozen("text_embeddings", true);
+  rows_frozen_ = true;
+  if (reducer_) reducer_->prepare(trainable_tensors());
+}
+
+NamedTensors Trainer::trainable_state() const {
+  NamedTensors out;
+  at::NoGradGuard no_grad;
+  for (const auto& g : optimizer_->groups())
+    for (size_t i = 0; i < g.params.size(); ++i)
+      out.emplace_back(g.names[i], g.params[i].detach().to(at::kCPU, at::kFloat).clone());
+  return out;
+}
+
+std::pair<at::Tensor, at::Tensor> Trainer::text_conditioning(const StepBatch& batch, bool trains_rows, bool* ran) {
+  auto encode = [&](const at::Tensor& ids_1, const at::Tensor& ids_2) {
+    ClipTextOutput a = model_.te1->forward(ids_1);
+    ClipTextOutput b = model_.te2->forward(ids_2);
+    return std::make_pair(at::cat({a.penultimate, b.penultimate}, -1), b.text_embeds);
+  };
+  if (trains_rows) {
+    *ran = true;
+    return encode(batch.input_ids_1, batch.input_ids_2);
+  }
+  // Frozen encoders: each caption's conditioning is computed once (Note [Pivotal tuning]).
+  const int64_t b = batch.input_ids_1.size(0);
+  XLTUNE_CHECK(static_cast<int64_t>(batch.caption_keys.size()) == b, "trainer: ", batch.caption_keys.size(),
+               " caption keys for ", b, " samples");
+  std::vector<int64_t> missing;
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t key = batch.caption_keys[i];
+    if (!text_cache_.contains(key) &&
+        std::find_if(missing.begin(), missing.end(), [&](int64_t j) { return batch.caption_keys[j] == key; }) ==
+            missing.end())
+      missing.push_back(i);
+  }
+  if (!missing.empty()) {
+    *ran = true;
+    at::NoGradGuard no_grad;
+    at::Tensor rows = at::tensor(missing, at::TensorOptions().dtype(at::kLong)).to(batch.input_ids_1.device());
+    auto [context, pooled] = encode(batch.input_ids_1.index_select(0, rows), batch.input_ids_2.index_select(0, rows));
+    for (size_t j = 0; j < missing.size(); ++j)
+      text_cache_.put(batch.caption_keys[missing[j]], context[j].clone(), pooled[j].clone());
+  }
+  std::vector<at::Tensor> contexts, pooleds;
+  for (int64_t i = 0; i < b; ++i) {
+    const auto& entry = text_cache_.get(batch.caption_keys[i]);
+    contexts.push_back(entry.first);
+    pooleds.push_back(entry.second);
+  }
+  return {at::stack(contexts), at::stack(pooleds)};
+}
+
+StepResult Trainer::step(int64_t step, const StepBatch& batch) {
+  XLTUNE_CHECK(step >= 1 && step <= config_.max_train_steps, "trainer: step ", step, " outside 1 .. ",
+               config_.max_train_steps);
+  const int64_t b = batch.latent_mean.size(0);
+  XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
+               " positions for a batch of ", b);
+  const bool trains_rows = pivotal_->trains_rows(step);
+  if (!trains_rows) freeze_token_rows();
+
+  // Draws (Note [Keyed draws]), on the CPU, then to the device.
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  const int64_t c = batch.latent_mean.size(1), h = batch.latent_mean.size(2), w = batch.latent_mean.size(3);
+  std::vector<at::Tensor> ns, eps, ts;
+  for (int64_t i = 0; i < b; ++i) {
+    const uint64_t pos = static_cast<uint64_t>(batch.positions[i]);
+    const uint64_t s = static_cast<uint64_t>(step);
+    at::Generator gn = keyed_generator(config_.seed, s, pos, DrawKind::kLatentSample);
+    ns.push_back(at::randn({c, h, w}, gn, f32));
+    at::Generator ge = keyed_generator(config_.seed, s, pos, DrawKind::kNoise);
+    at::Tensor e = at::randn({c, h, w}, ge, f32);
+    if (config_.noise_offset != 0) {
+      at::Generator go = keyed_generator(config_.seed, s, pos, DrawKind::kNoiseOffset);
+      e = e + config_.noise_offset * at::randn({c, 1, 1}, go, f32);
+    }
+    eps.push_back(e);
+    at::Generator gt = keyed_generator(config_.seed, s, pos, DrawKind::kTimestep);
+    ts.push_back(at::randint(0, schedule_.num_train_timesteps(), {1}, gt, at::TensorOptions().dtype(at::kLong)));
+  }
+  StepResult result;
+  at::Tensor n = at::stack(ns), noise_cpu = at::stack(eps), t_cpu = at::cat(ts);
+  at::Tensor noise = noise_cpu.to(device_), t = t_cpu.to(device_);
+  at::Tensor x0 = (batch.latent_mean + at::exp(0.5 * batch.latent_logvar) * n.to(device_)) * scaling_factor_;
+
+  auto [context, pooled] = text_conditioning(batch, trains_rows, &result.text_encoders_ran);
+  at::Tensor x_t = schedule_.add_noise(x0, noise, t);
+  at::Tensor target = schedule_.target(x0, noise, t);
+  const at::ScalarType dt = model_.unet->conv_in->weight.scalar_type();
+  at::Tensor pred;
+  {
+    AutocastScope autocast(config_.autocast_bf16);
+    pred = model_.unet->forward(x_t.to(dt), t, context.to(dt), pooled.to(dt), batch.add_time_ids.to(dt));
+  }
+  at::Tensor sq = (pred.to(at::kFloat) - target).pow(2) * batch.mask;
+  at::Tensor loss;
+  if (config_.snr_gamma > 0) {
+    // Min-SNR-gamma (Hang et al. 2023) as diffusers' scripts weigh it.
+    at::Tensor snr = schedule_.snr(t);
+    at::Tensor weight = at::minimum(snr, at::full_like(snr, config_.snr_gamma));
+    weight = schedule_.config().prediction_type == PredictionType::kEpsilon ? weight / snr : weight / (snr + 1);
+    loss = (sq.mean({1, 2, 3}) * weight).mean();
+  } else {
+    loss = sq.mean();
+  }
+  loss.backward();
+  reducer_->finish();
+
+  // Global norm over every trainable tensor, as torch.nn.utils.clip_grad_norm_.
+  {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> grads, norms;
+    for (auto& p : trainable_tensors()) {
+      if (p.grad().defined()) {
+        grads.push_back(p.mutable_grad());
+        norms.push_back(at::linalg_vector_norm(p.grad(), 2));
+      }
+    }
+    if (!norms.empty()) {
+      at::Tensor total = at::linalg_vector_norm(at::stack(norms), 2);
+      at::Tensor coef = at::clamp_max(config_.max_grad_norm / (total + 1e-6), 1.0);
+      for (auto& g : grads) g.mul_(coef);
+      result.grad_norm = total.item<double>();
+    }
+  }
+  const double factor = config_.schedule.factor_for_step(step);
+  optimizer_->step(factor, step);
+  if (trains_rows) pivotal_->after_optimizer_step();
+  optimizer_->zero_grad();
+
+  for (const auto& g : optimizer_->groups())
+    result.learning_rates.emplace_back(g.name, g.frozen ? 0.0 : g.hyper.lr * factor);
+  result.loss = loss.item<double>();
+  result.x0 = x0.detach().cpu();
+  result.noise = noise_cpu;
+  result.timesteps = t_cpu;
+  return result;
+}
+
+}  // namespace xltune

@@ -1,0 +1,126 @@
+// One optimization step of SDXL fine-tuning, on one rank, as the contract in
+// docs/training-step.md states it; the loop around it (data, progress, checkpoints) is the
+// job's (src/job/). Built from libtorch alone, so the GPU benchmarks drive it directly.
+//
+// Per step s (1-based), for this rank's samples at global batch positions p:
+//   draws      n, eps, t (and the offset noise) from generators keyed by (seed, s, p)
+//   latents    x0 = (mean + exp(logvar / 2) n) * scaling_factor
+//   text       context = cat(TE1.hidden[-2], TE2.hidden[-2]), pooled = TE2.text_embeds
+//              (encoders run while the token rows train; cached per caption after the pivot)
+//   noising    x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps; target eps or v (prediction_type)
+//   loss       mean((unet(x_t, t, context, pooled, time_ids) - target)^2 * mask)  (min-SNR
+//              weighted per sample with --snr_gamma)
+//   update     backward; gradients averaged over ranks (GradientReducer); clipped to a global
+//              norm of max_grad_norm; AdamW at lr * schedule.factor(s - 1); token rows
+//              rescaled (Note [Pivotal tuning]); gradients cleared
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+#include "models/lora.h"
+#include "train/adamw.h"
+#include "train/lr_schedule.h"
+#include "train/pivotal_tuning.h"
+#include "train/sdxl_model.h"
+
+namespace xltune {
+
+class GradientReducer;
+
+struct TrainerConfig {
+  bool is_lora = true;
+  int64_t lora_rank = 32;
+  double lora_alpha = 32;
+  double unet_learning_rate = 1e-6;
+  double ti_lr = 3e-4;
+  double lora_lr = 1e-4;
+  LrSchedule schedule;
+  int64_t max_train_steps = 1000;
+  int64_t pivot_step = 500;  // the token rows train in steps 1..pivot_step
+  int64_t num_new_tokens = 2;
+  uint64_t seed = 0;
+  double snr_gamma = 0;     // 0: plain MSE
+  double noise_offset = 0;  // 0: none
+  double max_grad_norm = 1.0;
+  bool gradient_checkpointing = false;
+  at::ScalarType optimizer_state_dtype = at::kFloat;
+  // bf16 autocast for a fp32 UNet on CUDA (full fine-tuning): frozen weights are bf16 already.
+  bool autocast_bf16 = false;
+};
+
+// This rank's samples of one step (all on the training device).
+struct StepBatch {
+  at::Tensor latent_mean, latent_logvar;  // [b, C, h, w] fp32
+  at::Tensor input_ids_1, input_ids_2;    // [b, 77] int64
+  at::Tensor add_time_ids;                // [b, 6] fp32
+  at::Tensor mask;                        // [b, 1, h, w] fp32 in [0, 1], at latent size
+  std::vector<int64_t> positions;         // each sample's position in the global batch
+  std::vector<int64_t> caption_keys;      // equal keys: equal token ids (text cache)
+};
+
+// What entered the step (for --dump_steps) and what came out.
+struct StepResult {
+  double loss = 0;       // this rank's loss (the global batch's when the world is one)
+  double grad_norm = 0;  // global norm before clipping
+  std::vector<std::pair<std::string, double>> learning_rates;  // per optimizer group, as used
+  bool text_encoders_ran = false;
+  at::Tensor x0, noise, timesteps;  // CPU
+};
+
+// The optimizer groups' hyperparameters, for run_config.json.
+struct GroupSummary {
+  std::string name;
+  AdamWHyper hyper;
+  int64_t tensors = 0, parameters = 0;
+};
+
+class Trainer {
+ public:
+  // Attaches LoRA (or marks the UNet trainable), adds the new tokens, builds the optimizer.
+  // `model` must outlive the trainer.
+  Trainer(SdxlModel& model, const TrainerConfig& config, double latent_scaling_factor,
+          std::shared_ptr<GradientReducer> reducer);
+  ~Trainer();
+
+  StepResult step(int64_t step, const StepBatch& batch);
+
+  const TrainerConfig& config() const { return config_; }
+  std::vector<GroupSummary> groups() const;
+  int64_t trainable_parameter_count() const;
+  const UNetLora& lora() const { return lora_; }
+  const PivotalTuning& pivotal() const { return *pivotal_; }
+  const AdamW& optimizer() const { return *optimizer_; }
+  // The trainable tensors under their state names: "unet.<path>.<proj>.lora_A.weight" /
+  // ".lora_B.weight" (LoRA), "unet.<param>" (full fine-tuning), "text_encoders_0" and
+  // "text_encoders_1" (the token rows). CPU copies, fp32.
+  NamedTensors trainable_state() const;
+  // The names the full fine-tuning selection trains (the reference's rule: every UNet
+  // parameter but *.norm*.weight and *time*).
+  static bool full_finetune_trains(const std::string& unet_parameter);
+
+ private:
+  std::pair<at::Tensor, at::Tensor> text_conditioning(const StepBatch& batch, bool trains_rows, bool* ran);
+  void freeze_token_rows();
+  std::vector<at::Tensor> trainable_tensors() const;
+
+  SdxlModel& model_;
+  TrainerConfig config_;
+  double scaling_factor_;
+  std::shared_ptr<GradientReducer> reducer_;
+  NoiseSchedule schedule_;
+  UNetLora lora_;
+  std::vector<std::pair<std::string, at::Tensor>> unet_trainable_;  // full fine-tuning
+  std::unique_ptr<PivotalTuning> pivotal_;
+  std::unique_ptr<AdamW> optimizer_;
+  TextConditioningCache text_cache_;
+  bool rows_frozen_ = false;
+  at::Device device_;
+};
+
+}  // namespace xltune
