@@ -9,6 +9,7 @@
 // counted as they are decompressed, and reading stops at the limit.
 #include <archive.h>
 #include <archive_entry.h>
+#include <locale.h>
 
 #include <memory>
 
@@ -50,6 +51,46 @@ class ArchiveEntryReader : public EntryReader {
 constexpr const char* kNotAnArchive =
     "not a zip or tar archive (.zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz, .tar.zst), or a truncated or corrupt one";
 
+// Note [Entry names whatever the locale]
+// libarchive converts entry names from the archive's charset into the *current locale's*, and
+// in the C locale of a batch job or a container any non-ASCII name fails to convert ("the
+// entry has no readable name"). Reading happens under a thread-local C.UTF-8 locale instead
+// (uselocale; the process locale is untouched): names flagged UTF-8 (zip's general-purpose
+// bit 11, pax headers) come out as UTF-8, and names without a charset come out as their raw
+// bytes. Raw bytes that are not UTF-8 are, in a zip, code page 437 (the zip format's default,
+// as Python's zipfile and Windows read them), and elsewhere replaced where invalid.
+class Utf8LocaleScope {
+ public:
+  Utf8LocaleScope() {
+    locale_ = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+    if (locale_ != static_cast<locale_t>(nullptr)) previous_ = ::uselocale(locale_);
+  }
+  ~Utf8LocaleScope() {
+    if (locale_ == static_cast<locale_t>(nullptr)) return;
+    ::uselocale(previous_);
+    ::freelocale(locale_);
+  }
+  Utf8LocaleScope(const Utf8LocaleScope&) = delete;
+  Utf8LocaleScope& operator=(const Utf8LocaleScope&) = delete;
+
+ private:
+  locale_t locale_ = static_cast<locale_t>(nullptr);
+  locale_t previous_ = static_cast<locale_t>(nullptr);
+};
+
+// The entry's name as UTF-8 (Note [Entry names whatever the locale]), or empty if it has none.
+std::string entry_name(archive* a, archive_entry* entry) {
+  const char* utf8 = archive_entry_pathname_utf8(entry);
+  if (utf8 != nullptr && is_valid_utf8(utf8)) return utf8;
+  const char* raw = archive_entry_pathname(entry);
+  if (raw == nullptr) raw = utf8;
+  if (raw == nullptr) return "";
+  if (is_valid_utf8(raw)) return raw;
+  const bool zip = archive_format(a) == ARCHIVE_FORMAT_ZIP || (archive_format(a) & ARCHIVE_FORMAT_BASE_MASK) ==
+                                                                   ARCHIVE_FORMAT_ZIP;
+  return zip ? cp437_to_utf8(raw) : make_valid_utf8(raw);
+}
+
 void enable(archive* a, int status, const char* what) {
   // ARCHIVE_WARN: supported through an external program (e.g. no libzstd built in).
   XLTUNE_CHECK(status == ARCHIVE_OK || status == ARCHIVE_WARN, "libarchive: cannot enable ", what, ": ",
@@ -59,6 +100,7 @@ void enable(archive* a, int status, const char* what) {
 
 void ingest_archive(const std::string& archive_path, IngestCollector& c) {
   const std::string& input = c.input();
+  Utf8LocaleScope utf8_names;
   std::unique_ptr<archive, ArchiveFree> owner(archive_read_new());
   archive* a = owner.get();
   XLTUNE_CHECK(a != nullptr, "libarchive: out of memory");
@@ -81,15 +123,17 @@ void ingest_archive(const std::string& archive_path, IngestCollector& c) {
     int status = archive_read_next_header(a, &entry);
     if (status == ARCHIVE_EOF) break;
     if (status == ARCHIVE_WARN) {
-      log_warn(input, ": ", archive_message(a));
+      // A name that could not be converted is handled below (entry_name); other warnings are
+      // worth showing.
+      if (std::string(archive_message(a)).find("Pathname cannot be converted") == std::string::npos)
+        log_warn(input, ": ", archive_message(a));
     } else if (status != ARCHIVE_OK) {
       XLTUNE_CHECK(c.entries() > 0, input, ": ", kNotAnArchive, ": ", archive_message(a));
       XLTUNE_FAIL(input, ": cannot read the entry after '", last, "': ", archive_message(a),
                   " (the archive is truncated or corrupt)");
     }
-    const char* raw = archive_entry_pathname_utf8(entry);
-    if (raw == nullptr) raw = archive_entry_pathname(entry);
-    XLTUNE_CHECK(raw != nullptr, input, ": the entry after '", last, "' has no readable name");
+    const std::string raw = entry_name(a, entry);
+    XLTUNE_CHECK(!raw.empty(), input, ": the entry after '", last, "' has no name");
     c.count_entry(raw);
     EntryPath path = normalize_entry_path(raw, input);
     last = path.name;

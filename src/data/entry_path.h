@@ -27,6 +27,12 @@ EntryPath normalize_entry_path(std::string_view raw, const std::string& containe
 // HDF5 UTF-8 strings.
 std::string make_valid_utf8(std::string_view text);
 
+// True when `text` is UTF-8 throughout.
+bool is_valid_utf8(std::string_view text);
+// Bytes in IBM code page 437 as UTF-8: how zip tools read names written without the zip
+// format's UTF-8 flag (Python's zipfile, Windows' built-in zip, Info-ZIP's unzip).
+std::string cp437_to_utf8(std::string_view bytes);
+
 // "a/b/img.JPG" -> "img.JPG"; "a/b/img.JPG" -> "a/b/img" (stem_path); lower-case extension ".jpg".
 std::string base_name(const std::string& path);
 std::string stem_path(const std::string& path);

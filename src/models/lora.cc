@@ -2,8 +2,11 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
+
 #include "core/check.h"
 #include "core/keyed_random.h"
+#include "core/state_dict.h"
 #include "models/attention.h"
 #include "models/unet.h"
 
@@ -78,6 +81,47 @@ UNetLora attach_lora(UNetImpl& unet, int64_t rank, double alpha, const at::Tenso
     }
   }
   XLTUNE_CHECK(!lora.sites_.empty(), "LoRA: the UNet has no attention layers to adapt");
+  return lora;
+}
+
+UNetLora attach_lora_weights(UNetImpl& unet, const std::vector<LoraTensors>& weights, const at::TensorOptions& options,
+                             double multiplier) {
+  std::map<std::string, AttentionImpl*> by_path;
+  for (auto& [path, attn] : attentions_of(unet)) by_path[path] = attn;
+  std::vector<std::string> problems;
+  UNetLora lora;
+  at::NoGradGuard no_grad;
+  for (const auto& w : weights) {
+    auto it = by_path.find(w.module);
+    const auto& names = lora_projections();
+    const auto p = std::find(names.begin(), names.end(), w.projection) - names.begin();
+    if (it == by_path.end() || p == static_cast<long>(names.size())) {
+      problems.push_back(w.module + "." + w.projection + " (no such attention projection)");
+      continue;
+    }
+    AttentionImpl* attn = it->second;
+    nn::Linear* linears[] = {&attn->to_q, &attn->to_k, &attn->to_v, &attn->to_out};
+    std::shared_ptr<LoraAdapter>* slots[] = {&attn->lora_q, &attn->lora_k, &attn->lora_v, &attn->lora_out};
+    const at::Tensor& base = (*linears[p])->weight;
+    if (w.down.dim() != 2 || w.up.dim() != 2 || w.down.size(1) != base.size(1) || w.up.size(0) != base.size(0) ||
+        w.up.size(1) != w.down.size(0)) {
+      problems.push_back(xltune::str(w.module, ".", w.projection, " (down ", w.down.sizes(), ", up ", w.up.sizes(),
+                             " for a ", base.size(1), " -> ", base.size(0), " projection)"));
+      continue;
+    }
+    auto adapter = std::make_shared<LoraAdapter>();
+    adapter->down = w.down.to(options).contiguous().clone();
+    adapter->up = w.up.to(options).contiguous().clone();
+    adapter->scale = w.scale * multiplier;
+    *slots[p] = adapter;
+    lora.sites_.push_back(LoraSite{w.module, w.projection, adapter});
+    lora.rank_ = std::max<int64_t>(lora.rank_, w.down.size(0));
+  }
+  if (!problems.empty()) {
+    detach_lora(unet);
+    XLTUNE_FAIL("LoRA: ", problems.size(), " of ", weights.size(), " adapters do not fit this UNet: ",
+                name_list(problems, 4), " (a LoRA trained for another model?)");
+  }
   return lora;
 }
 

@@ -31,6 +31,14 @@ struct LoraAdapter {
   at::Tensor delta(const at::Tensor& x) const;
 };
 
+// LoRA weights for one projection, as files hold them.
+struct LoraTensors {
+  std::string module;      // "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
+  std::string projection;  // "to_q", "to_k", "to_v", "to_out.0"
+  at::Tensor down, up;     // A [r, in], B [out, r]
+  double scale = 1.0;      // alpha / r as the file says (1 where it says nothing)
+};
+
 // One adapted projection: the attention module's path and the projection's name.
 struct LoraSite {
   std::string module;      // "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
@@ -54,6 +62,8 @@ class UNetLora {
  private:
   friend UNetLora attach_lora(UNetImpl& unet, int64_t rank, double alpha, const at::TensorOptions& options);
   friend void detach_lora(UNetImpl& unet);
+  friend UNetLora attach_lora_weights(UNetImpl& unet, const std::vector<LoraTensors>& weights,
+                                      const at::TensorOptions& options, double multiplier);
   int64_t rank_ = 0;
   double alpha_ = 0;
   std::vector<LoraSite> sites_;
@@ -62,6 +72,11 @@ class UNetLora {
 // Adds adapters (allocated, uninitialised: call initialize() or load values) to every
 // attention of `unet`; throws if it already has some. options: dtype and device of A and B.
 UNetLora attach_lora(UNetImpl& unet, int64_t rank, double alpha, const at::TensorOptions& options);
+// Adds adapters holding `weights` (copied to `options`) at the sites they name. Every site must
+// exist with matching shapes; the error names the tensors that do not fit. `multiplier` scales
+// every adapter's output on top of its own scale (generation's --lora_scale).
+UNetLora attach_lora_weights(UNetImpl& unet, const std::vector<LoraTensors>& weights, const at::TensorOptions& options,
+                             double multiplier = 1.0);
 // Removes every adapter from `unet`.
 void detach_lora(UNetImpl& unet);
 

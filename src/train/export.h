@@ -24,14 +24,9 @@
 #include <vector>
 
 #include "core/safetensors.h"
+#include "models/lora.h"
 
 namespace xltune {
-
-struct LoraTensors {
-  std::string module;      // "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
-  std::string projection;  // "to_q", "to_k", "to_v", "to_out.0"
-  at::Tensor down, up;     // A [r, in], B [out, r]
-};
 
 struct TrainedWeights {
   std::string kind = "lora";  // or "full"

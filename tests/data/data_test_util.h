@@ -158,4 +158,39 @@ inline void write_archive(const std::string& path, Kind kind, const std::vector<
   ok(archive_write_close(a.get()));
 }
 
+// A zip of stored (uncompressed) files written byte by byte, so that a test controls exactly
+// what tools put in the header: the name's bytes and the UTF-8 flag (general-purpose bit 11),
+// which Python's zipfile and Windows set for non-ASCII names and older tools do not.
+inline uint32_t crc32_of(const std::string& data) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char c : data) {
+    crc ^= c;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+inline std::string stored_zip(const std::vector<std::pair<std::string, std::string>>& files, bool utf8_flag) {
+  auto u16 = [](std::string& out, uint32_t v) { out += static_cast<char>(v & 0xFF), out += static_cast<char>(v >> 8 & 0xFF); };
+  auto u32 = [&](std::string& out, uint32_t v) { u16(out, v & 0xFFFF), u16(out, v >> 16); };
+  std::string body, central;
+  const uint32_t flags = utf8_flag ? 0x0800 : 0;
+  for (const auto& [name, data] : files) {
+    const uint32_t offset = static_cast<uint32_t>(body.size()), crc = crc32_of(data), size = static_cast<uint32_t>(data.size());
+    u32(body, 0x04034b50), u16(body, 20), u16(body, flags), u16(body, 0), u16(body, 0), u16(body, 0x21);
+    u32(body, crc), u32(body, size), u32(body, size), u16(body, static_cast<uint32_t>(name.size())), u16(body, 0);
+    body += name + data;
+    u32(central, 0x02014b50), u16(central, 20), u16(central, 20), u16(central, flags), u16(central, 0), u16(central, 0);
+    u16(central, 0x21), u32(central, crc), u32(central, size), u32(central, size);
+    u16(central, static_cast<uint32_t>(name.size())), u16(central, 0), u16(central, 0), u16(central, 0), u16(central, 0);
+    u32(central, 0), u32(central, offset);
+    central += name;
+  }
+  std::string out = body + central;
+  u32(out, 0x06054b50), u16(out, 0), u16(out, 0), u16(out, static_cast<uint32_t>(files.size()));
+  u16(out, static_cast<uint32_t>(files.size())), u32(out, static_cast<uint32_t>(central.size()));
+  u32(out, static_cast<uint32_t>(body.size())), u16(out, 0);
+  return out;
+}
+
 }  // namespace xltune::data_testing

@@ -1,6 +1,7 @@
 // The bad-input corpus for ingest: every archive is built here, at run time, with libarchive's
 // writer; each case ends in images found, a skip with a warning, or one clear error, and
 // nothing is ever written outside the work folder.
+#include <clocale>
 #include "data/ingest.h"
 
 #include <gtest/gtest.h>
@@ -342,6 +343,59 @@ TEST(IngestCorpus, TarWithOnePathTwiceKeepsTheLaterOne) {
   EXPECT_EQ(out.result.images[0].bytes, later.size());
   EXPECT_CONTAINS(out.warnings, "'a.jpg' appears twice");
 }
+
+// Non-ASCII names as the tools people use write them (Note [Entry names whatever the locale]):
+// Python's zipfile and Windows set the UTF-8 flag; old tools write code page 437 without it;
+// Info-ZIP on Linux writes UTF-8 bytes without it; tar (pax) has UTF-8 names. Each must ingest
+// under every process locale, the C locale of a batch job included.
+class IngestNonAsciiNames : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    previous_ = std::setlocale(LC_ALL, nullptr);
+    if (std::setlocale(LC_ALL, GetParam()) == nullptr) GTEST_SKIP() << "locale " << GetParam() << " is not installed";
+  }
+  void TearDown() override { std::setlocale(LC_ALL, previous_.c_str()); }
+  std::string previous_;
+};
+
+TEST_P(IngestNonAsciiNames, ZipWithTheUtf8FlagAsPythonWritesIt) {
+  Sandbox s;
+  write_file(s.path("flag.zip"), stored_zip({{"café.png", png(8, 8)}, {"名前.jpg", jpeg(8, 8)}}, /*utf8_flag=*/true));
+  auto out = s.run(s.path("flag.zip"));
+  ASSERT_EQ(out.error, "");
+  EXPECT_EQ(names(out.result), (std::vector<std::string>{"café.png", "名前.jpg"}));
+}
+
+TEST_P(IngestNonAsciiNames, ZipWithoutTheFlagInCodePage437) {
+  Sandbox s;
+  // "café.png" and "Ñandú.jpg" in CP437: é = 0x82, Ñ = 0xA5, ú = 0xA3.
+  write_file(s.path("cp437.zip"), stored_zip({{"caf\x82.png", png(8, 8)}, {"\xA5" "and\xA3.jpg", jpeg(8, 8)}}, false));
+  auto out = s.run(s.path("cp437.zip"));
+  ASSERT_EQ(out.error, "");
+  EXPECT_EQ(names(out.result), (std::vector<std::string>{"café.png", "Ñandú.jpg"}));
+}
+
+TEST_P(IngestNonAsciiNames, ZipWithoutTheFlagInUtf8) {
+  Sandbox s;
+  write_file(s.path("raw.zip"), stored_zip({{"фото/名前.png", png(8, 8)}}, false));
+  auto out = s.run(s.path("raw.zip"));
+  ASSERT_EQ(out.error, "");
+  EXPECT_EQ(names(out.result), std::vector<std::string>{"фото/名前.png"});
+}
+
+TEST_P(IngestNonAsciiNames, TarAndFolder) {
+  Sandbox s;
+  auto out = s.run_archive(Kind::kTar, {file("café.png", png(8, 8)), file("名前.jpg", jpeg(8, 8))});
+  ASSERT_EQ(out.error, "");
+  EXPECT_EQ(names(out.result), (std::vector<std::string>{"café.png", "名前.jpg"}));
+  ::mkdir(s.path("photos").c_str(), 0755);
+  write_file(s.path("photos/café.png"), png(8, 8));
+  auto folder = s.run(s.path("photos"));
+  ASSERT_EQ(folder.error, "");
+  EXPECT_EQ(names(folder.result), std::vector<std::string>{"café.png"});
+}
+
+INSTANTIATE_TEST_SUITE_P(Locales, IngestNonAsciiNames, ::testing::Values("C", "C.UTF-8", "POSIX"));
 
 TEST(IngestCorpus, InvalidUtf8NamesAreRepaired) {
   Sandbox s;
