@@ -4,7 +4,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <string>
 
 namespace xltune::testing_util {
 
@@ -18,5 +22,28 @@ inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
 inline double scaled_diff(const at::Tensor& a, const at::Tensor& b) {
   return max_abs_diff(a, b) / std::max(1.0, b.abs().max().item<double>());
 }
+
+// A fresh folder under $TMPDIR (or /tmp), removed with everything in it when the test ends.
+class ScopedTempDir {
+ public:
+  explicit ScopedTempDir(const std::string& name = "xltune_test") {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" + name + "_XXXXXX";
+    char* made = ::mkdtemp(pattern.data());
+    EXPECT_NE(made, nullptr) << "mkdtemp " << pattern;
+    path_ = pattern;
+  }
+  ~ScopedTempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace xltune::testing_util

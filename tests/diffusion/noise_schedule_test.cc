@@ -1,0 +1,60 @@
+// The training noise schedule against diffusers' DDPMScheduler (tests/reference/
+// make_train_references.py): alphas_cumprod of five configs, add_noise and get_velocity.
+#include "diffusion/noise_schedule.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "test_util.h"
+
+namespace xltune {
+namespace {
+
+using testing_util::max_abs_diff;
+
+std::string ref(const std::string& name) { return std::string(XLTUNE_TESTDATA_DIR) + "/train_refs/" + name; }
+
+TEST(NoiseScheduleParity, AlphasNoisingAndVelocityMatchDiffusers) {
+  const auto cases = nlohmann::json::parse(read_file(ref("schedules.json")));
+  SafetensorsFile dump(ref("schedules.safetensors"));
+  const at::Tensor x0 = dump.tensor("x0"), noise = dump.tensor("noise"), t = dump.tensor("timesteps");
+  for (auto it = cases.begin(); it != cases.end(); ++it) {
+    NoiseSchedule s(NoiseScheduleConfig::from_json_text(it.value().dump(), it.key()));
+    const std::string k = it.key();
+    // Same fp32 arithmetic as diffusers (linspace, pow, cumprod): equal to a few ulps.
+    EXPECT_LT(max_abs_diff(s.alphas_cumprod(), dump.tensor(k + ".alphas_cumprod")), 2e-7) << k;
+    EXPECT_LT(max_abs_diff(s.add_noise(x0, noise, t), dump.tensor(k + ".noisy")), 1e-6) << k;
+    EXPECT_LT(max_abs_diff(s.velocity(x0, noise, t), dump.tensor(k + ".velocity")), 1e-6) << k;
+  }
+}
+
+TEST(NoiseSchedule, SdxlValuesFromTheReferenceFacts) {
+  NoiseScheduleConfig c;
+  c.beta_start = 0.00085, c.beta_end = 0.012, c.beta_schedule = "scaled_linear";
+  NoiseSchedule s(c);
+  const at::Tensor& a = s.alphas_cumprod();
+  // ../shared/reference/sdxl.md §6: a_0 0.99915, a_499 0.2777, a_999 0.004660.
+  EXPECT_NEAR(a[0].item<double>(), 0.99915, 1e-5);
+  EXPECT_NEAR(a[499].item<double>(), 0.2777, 1e-4);
+  EXPECT_NEAR(a[999].item<double>(), 0.004660, 1e-5);
+  EXPECT_EQ(s.target(at::ones({1, 1}), at::zeros({1, 1}), at::zeros({1}, at::kLong)).item<float>(), 0.0f)
+      << "epsilon models are trained to predict the noise";
+}
+
+TEST(NoiseSchedule, BadConfigsNameTheField) {
+  EXPECT_THROW(NoiseScheduleConfig::from_json_text(R"({"beta_schedule": "exp"})", "s.json"), Error);
+  try {
+    NoiseScheduleConfig::from_json_text(R"({"prediction_type": "sample"})", "s.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("s.json: \"prediction_type\" 'sample'"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace xltune

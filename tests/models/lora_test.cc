@@ -1,0 +1,107 @@
+// Note [LoRA in Attention]: adapters add (alpha/rank) B A x to the four projections, leave the
+// UNet's state dict alone, start at B = 0, and refuse weights that do not fit.
+#include "models/lora.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "models/attention.h"
+#include "models/unet.h"
+#include "test_util.h"
+
+namespace xltune {
+namespace {
+
+const char* kTinyUNet = R"({"block_out_channels": [8, 16], "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+  "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "layers_per_block": 1, "attention_head_dim": [2, 2],
+  "cross_attention_dim": 12, "norm_num_groups": 4, "use_linear_projection": true, "addition_embed_type": "text_time",
+  "addition_time_embed_dim": 4, "projection_class_embeddings_input_dim": 32})";
+
+UNet random_unet() {
+  UNet unet(UNetConfig::from_json_text(kTinyUNet, "tiny"), at::TensorOptions().dtype(at::kFloat));
+  at::NoGradGuard no_grad;
+  at::manual_seed(0);
+  for (auto& p : unet->parameters()) p.normal_(0, 0.2);
+  return unet;
+}
+
+TEST(Lora, AdaptsEveryAttentionProjectionAndLeavesTheStateDictAlone) {
+  UNet unet = random_unet();
+  const size_t params_before = unet->named_parameters().size();
+  UNetLora lora = attach_lora(*unet, 4, 8, at::TensorOptions().dtype(at::kFloat));
+  int attentions = 0;
+  for (const auto& m : unet->named_modules("", false))
+    if (dynamic_cast<AttentionImpl*>(m.value().get())) ++attentions;
+  EXPECT_EQ(lora.sites().size(), static_cast<size_t>(attentions) * 4);
+  EXPECT_EQ(unet->named_parameters().size(), params_before) << "adapters are not registered UNet parameters";
+  EXPECT_EQ(lora.sites()[0].projection, "to_q");
+  EXPECT_EQ(lora.sites()[3].projection, "to_out.0");
+  const auto& first = *lora.sites()[0].adapter;
+  EXPECT_EQ(first.down.sizes(), (at::IntArrayRef{4, 16})) << "down_blocks.1 works at 16 channels";
+  EXPECT_DOUBLE_EQ(first.scale, 2.0);
+  EXPECT_THROW(attach_lora(*unet, 4, 4, at::TensorOptions()), Error) << "twice";
+  detach_lora(*unet);
+}
+
+TEST(Lora, InitialisedAdaptersChangeNothingAndAStdOfOneOverRank) {
+  UNet unet = random_unet();
+  at::manual_seed(1);
+  at::Tensor x = at::randn({1, 4, 8, 8}), t = at::tensor({500.0}), ctx = at::randn({1, 5, 12}), te = at::randn({1, 8}),
+             ids = at::randn({1, 6});
+  at::NoGradGuard no_grad;
+  at::Tensor base = unet->forward(x, t, ctx, te, ids);
+  UNetLora lora = attach_lora(*unet, 8, 8, at::TensorOptions().dtype(at::kFloat));
+  lora.initialize(3);
+  EXPECT_TRUE(at::equal(unet->forward(x, t, ctx, te, ids), base)) << "B = 0: training starts from the base model";
+  at::Tensor all_a = at::cat({lora.sites()[0].adapter->down.flatten(), lora.sites()[4].adapter->down.flatten()});
+  EXPECT_NEAR(all_a.std().item<double>(), 1.0 / 8, 0.03);
+  detach_lora(*unet);
+  UNetLora lora2 = attach_lora(*unet, 8, 8, at::TensorOptions().dtype(at::kFloat));
+  lora2.initialize(3);
+  EXPECT_TRUE(at::equal(lora2.sites()[5].adapter->down, lora.sites()[5].adapter->down)) << "same seed, same A";
+  detach_lora(*unet);
+}
+
+TEST(Lora, EqualsTheMergedWeight) {
+  Attention attn(16, 12, 2, 8, false, at::TensorOptions().dtype(at::kFloat));
+  at::NoGradGuard no_grad;
+  at::manual_seed(2);
+  for (auto& p : attn->parameters()) p.normal_(0, 0.3);
+  at::Tensor x = at::randn({2, 10, 16}), ctx = at::randn({2, 5, 12});
+  auto adapter = [](int64_t in, int64_t out) {
+    auto a = std::make_shared<LoraAdapter>();
+    a->down = at::randn({3, in});
+    a->up = at::randn({out, 3});
+    a->scale = 0.7;
+    return a;
+  };
+  attn->lora_q = adapter(16, 16), attn->lora_k = adapter(12, 16), attn->lora_v = adapter(12, 16), attn->lora_out = adapter(16, 16);
+  at::Tensor with_lora = attn->forward(x, ctx);
+  Attention merged(16, 12, 2, 8, false, at::TensorOptions().dtype(at::kFloat));
+  for (auto [dst, src, a] : {std::make_tuple(merged->to_q, attn->to_q, attn->lora_q), std::make_tuple(merged->to_k, attn->to_k, attn->lora_k),
+                            std::make_tuple(merged->to_v, attn->to_v, attn->lora_v), std::make_tuple(merged->to_out, attn->to_out, attn->lora_out)}) {
+    dst->weight.copy_(src->weight + a->scale * at::matmul(a->up, a->down));
+    if (src->bias.defined()) dst->bias.copy_(src->bias);
+  }
+  EXPECT_LT(testing_util::scaled_diff(with_lora, merged->forward(x, ctx)), 1e-6);
+}
+
+TEST(Lora, WeightsThatDoNotFitAreNamed) {
+  UNet unet = random_unet();
+  std::vector<LoraTensors> bad{{"down_blocks.1.attentions.0.transformer_blocks.0.attn1", "to_q", at::zeros({4, 9}),
+                                at::zeros({8, 4}), 1.0},
+                               {"down_blocks.7.attn1", "to_q", at::zeros({4, 8}), at::zeros({8, 4}), 1.0}};
+  try {
+    attach_lora_weights(*unet, bad, at::TensorOptions());
+    FAIL();
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("2 of 2 adapters do not fit this UNet"), std::string::npos) << m;
+    EXPECT_NE(m.find("transformer_blocks.0.attn1.to_q (down [4, 9]"), std::string::npos) << m;
+    EXPECT_NE(m.find("down_blocks.7.attn1.to_q (no such attention projection)"), std::string::npos) << m;
+  }
+}
+
+}  // namespace
+}  // namespace xltune

@@ -1,0 +1,130 @@
+// The training step's contract (docs/training-step.md) where parity with diffusers cannot
+// show it: determinism, keyed draws, the pivot, the text cache, the full fine-tuning selection.
+// The step's arithmetic itself is checked against diffusers + peft by tests/reference/
+// train_parity.py (ctest train.parity_*).
+#include "train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "dist/communicator.h"
+#include "dist/gradient_reducer.h"
+#include "train/train_test_util.h"
+
+namespace xltune {
+namespace {
+
+using train_testing::tiny_batch;
+using train_testing::tiny_config;
+using train_testing::TinyModel;
+
+std::shared_ptr<GradientReducer> reducer() {
+  static SingleProcessCommunicator comm;
+  return std::make_shared<AfterBackwardReducer>(comm);
+}
+
+NamedTensors run(const TinyModel& tiny, const TrainerConfig& c, int steps, std::vector<StepResult>* results = nullptr) {
+  SdxlModel m = tiny.load();
+  Trainer t(m, c, 0.13025, reducer());
+  for (int s = 1; s <= steps; ++s) {
+    StepResult r = t.step(s, tiny_batch(2, 0, 100 + s));
+    if (results) results->push_back(r);
+  }
+  return t.trainable_state();
+}
+
+TEST(Trainer, SameSeedSameWeightsBitForBit) {
+  TinyModel tiny;
+  NamedTensors a = run(tiny, tiny_config(), 3), b = run(tiny, tiny_config(), 3);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i].second, b[i].second)) << a[i].first;
+  TrainerConfig other = tiny_config();
+  other.seed = 6;
+  NamedTensors c = run(tiny, other, 3);
+  EXPECT_FALSE(at::equal(a[0].second, c[0].second)) << "another seed, another run";
+}
+
+TEST(Trainer, DrawsDependOnTheGlobalPositionNotTheBatch) {
+  // What makes 2 ranks x batch 1 see what 1 rank x batch 2 sees (Note [Keyed draws]).
+  TinyModel tiny;
+  SdxlModel m = tiny.load();
+  Trainer t(m, tiny_config(), 0.13025, reducer());
+  StepBatch both = tiny_batch(2, 0);
+  StepResult r2 = t.step(1, both);
+  SdxlModel m2 = tiny.load();
+  Trainer t2(m2, tiny_config(), 0.13025, reducer());
+  StepBatch second = tiny_batch(2, 0);
+  // Only the sample at position 1.
+  second.latent_mean = both.latent_mean.slice(0, 1, 2), second.latent_logvar = both.latent_logvar.slice(0, 1, 2);
+  second.input_ids_1 = both.input_ids_1.slice(0, 1, 2), second.input_ids_2 = both.input_ids_2.slice(0, 1, 2);
+  second.add_time_ids = both.add_time_ids.slice(0, 1, 2), second.mask = both.mask.slice(0, 1, 2);
+  second.positions = {1};
+  second.caption_keys = {0};
+  StepResult r1 = t2.step(1, second);
+  EXPECT_TRUE(at::equal(r1.noise[0], r2.noise[1]));
+  EXPECT_TRUE(at::equal(r1.timesteps[0], r2.timesteps[1]));
+  EXPECT_TRUE(at::equal(r1.x0[0], r2.x0[1]));
+  EXPECT_FALSE(at::equal(r2.noise[0], r2.noise[1]));
+}
+
+TEST(Trainer, TokenRowsTrainUntilThePivotThenTheTextIsCached) {
+  TinyModel tiny;
+  SdxlModel m = tiny.load();
+  Trainer t(m, tiny_config(), 0.13025, reducer());
+  const at::Tensor old_table = m.te1->token_embedding->weight.clone();
+  std::vector<at::Tensor> rows;
+  std::vector<bool> ran;
+  rows.push_back(t.pivotal().rows(0).clone());
+  for (int s = 1; s <= 4; ++s) {
+    StepResult r = t.step(s, tiny_batch(2, 0, s));
+    ran.push_back(r.text_encoders_ran);
+    rows.push_back(t.pivotal().rows(0).clone());
+    EXPECT_EQ(r.learning_rates.back().second, s <= 2 ? 1e-3 : 0.0) << "step " << s;
+  }
+  EXPECT_FALSE(at::equal(rows[0], rows[1]));
+  EXPECT_FALSE(at::equal(rows[1], rows[2]));
+  EXPECT_TRUE(at::equal(rows[2], rows[3])) << "frozen from step pivot + 1";
+  EXPECT_TRUE(at::equal(rows[3], rows[4]));
+  EXPECT_EQ(ran, (std::vector<bool>{true, true, true, false})) << "step 3 fills the cache, step 4 uses it";
+  EXPECT_TRUE(at::equal(m.te1->token_embedding->weight, old_table)) << "old rows never change";
+  EXPECT_GT(t.optimizer().state(0).step, 0);
+  EXPECT_EQ(t.optimizer().state(t.optimizer().tensor_count() - 1).step, 2) << "rows stepped twice";
+}
+
+TEST(PivotalTuning, RowsAreScaledOnceByTheTenthRootOfTheStdRatio) {
+  at::manual_seed(4);
+  at::Tensor a = at::randn({2, 8}) * 3, b = at::randn({2, 6}) * 0.5;
+  const at::Tensor a0 = a.clone(), b0 = b.clone();
+  PivotalTuning p(a, b, 1.5, 0.25, 10);
+  p.after_optimizer_step();
+  EXPECT_TRUE(at::allclose(a, a0 * std::pow(1.5 / a0.std().item<double>(), 0.1), 1e-6, 0));
+  EXPECT_TRUE(at::allclose(b, b0 * std::pow(0.25 / b0.std().item<double>(), 0.1), 1e-6, 0));
+  EXPECT_TRUE(p.trains_rows(10));
+  EXPECT_FALSE(p.trains_rows(11));
+}
+
+TEST(Trainer, FullFineTuningTrainsTheReferenceSelection) {
+  EXPECT_TRUE(Trainer::full_finetune_trains("down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight"));
+  EXPECT_TRUE(Trainer::full_finetune_trains("conv_norm_out.weight")) << "'_norm', not '.norm'";
+  EXPECT_TRUE(Trainer::full_finetune_trains("down_blocks.0.resnets.0.norm1.bias"));
+  EXPECT_FALSE(Trainer::full_finetune_trains("down_blocks.0.resnets.0.norm1.weight"));
+  EXPECT_FALSE(Trainer::full_finetune_trains("time_embedding.linear_1.weight"));
+  EXPECT_FALSE(Trainer::full_finetune_trains("down_blocks.0.resnets.0.time_emb_proj.weight"));
+  TinyModel tiny;
+  NamedTensors state = run(tiny, tiny_config(false), 1);
+  bool any_unet = false;
+  for (const auto& [name, t] : state) any_unet |= name.rfind("unet.", 0) == 0;
+  EXPECT_TRUE(any_unet);
+}
+
+TEST(Trainer, StepsOutsideTheRunAreRefused) {
+  TinyModel tiny;
+  SdxlModel m = tiny.load();
+  Trainer t(m, tiny_config(), 0.13025, reducer());
+  EXPECT_THROW(t.step(0, tiny_batch(1)), Error);
+  EXPECT_THROW(t.step(5, tiny_batch(1)), Error);
+}
+
+}  // namespace
+}  // namespace xltune
