@@ -67,7 +67,6 @@ def main():
                     help="all tensors: ||xltune - reference|| / ||reference - initial|| (training happened alike)")
     a = ap.parse_args()
     torch.manual_seed(0)
-    torch.set_num_threads(2)
     cfg = json.load(open(os.path.join(a.run, "run_config.json")))
     opt, res = cfg["options"], cfg["resolved"]
     total, pivot = res["max_train_steps"], res["pivot_step"]
