@@ -167,14 +167,29 @@ std::pair<at::Tensor, at::Tensor> Trainer::text_conditioning(const StepBatch& ba
     ClipTextOutput b = model_.te2->forward(ids_2);
     return std::make_pair(at::cat({a.penultimate, b.penultimate}, -1), b.text_embeds);
   };
-  if (trains_rows) {
-    *ran = true;
-    return encode(batch.input_ids_1, batch.input_ids_2);
-  }
-  // Frozen encoders: each caption's conditioning is computed once (Note [Pivotal tuning]).
   const int64_t b = batch.input_ids_1.size(0);
   XLTUNE_CHECK(static_cast<int64_t>(batch.caption_keys.size()) == b, "trainer: ", batch.caption_keys.size(),
                " caption keys for ", b, " samples");
+  if (trains_rows) {
+    // Each distinct caption is encoded once and its conditioning shared by the samples that
+    // have it (gradients add up through the index): with the default captions (the prefix
+    // alone) a whole batch costs one encoder pass.
+    *ran = true;
+    std::vector<int64_t> first_of, row_of;
+    for (int64_t i = 0; i < b; ++i) {
+      int64_t j = 0;
+      while (j < static_cast<int64_t>(first_of.size()) && batch.caption_keys[first_of[j]] != batch.caption_keys[i]) ++j;
+      if (j == static_cast<int64_t>(first_of.size())) first_of.push_back(i);
+      row_of.push_back(j);
+    }
+    if (static_cast<int64_t>(first_of.size()) == b) return encode(batch.input_ids_1, batch.input_ids_2);
+    const auto dev = batch.input_ids_1.device();
+    at::Tensor unique = at::tensor(first_of, at::TensorOptions().dtype(at::kLong)).to(dev);
+    auto [context, pooled] = encode(batch.input_ids_1.index_select(0, unique), batch.input_ids_2.index_select(0, unique));
+    at::Tensor expand = at::tensor(row_of, at::TensorOptions().dtype(at::kLong)).to(dev);
+    return {context.index_select(0, expand), pooled.index_select(0, expand)};
+  }
+  // Frozen encoders: each caption's conditioning is computed once (Note [Pivotal tuning]).
   std::vector<int64_t> missing;
   for (int64_t i = 0; i < b; ++i) {
     const int64_t key = batch.caption_keys[i];

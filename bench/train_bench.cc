@@ -1,0 +1,153 @@
+// The C++ half of bench/train.py and of bench/gpu/run's training cases: optimization steps of
+// the real Trainer (train/trainer.h) on synthetic batches, before and after the pivot.
+//
+//   xltune_bench_train MODEL_DIR|sdxl-base DEVICE lora|full RESOLUTION BATCH STEPS [checkpointing]
+//
+// MODEL_DIR: a diffusers folder (xltune init-model --preset small); sdxl-base: SDXL base 1.0's
+// UNet and both text encoders built from their configs with random weights (no download; for
+// the GPU machine). DEVICE cpu or cuda. Frozen weights bf16 on CUDA, fp32 on the CPU, as
+// `xltune train`. Times STEPS steps while the token rows train (the encoders run with
+// gradients) and STEPS steps after the pivot (text conditioning cached), each after one
+// untimed step. Prints one JSON line per phase: ms per step (median), steps/s, peak memory
+// (GPU allocator peak, or the process's peak RSS on the CPU).
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/memory_stats.h"
+#include "dist/communicator.h"
+#include "dist/gradient_reducer.h"
+#include "models/sdxl_base_configs.h"
+#include "train/trainer.h"
+
+namespace xltune {
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+void fill_random(torch::nn::Module& m) {
+  at::NoGradGuard no_grad;
+  for (auto& p : m.parameters()) p.normal_(0, 0.02);
+}
+
+// SDXL base 1.0, random weights: the real shapes, for speed and memory only.
+SdxlModel sdxl_base(const at::TensorOptions& unet_o, const at::TensorOptions& te_o) {
+  SdxlModel m;
+  m.path = "sdxl-base (random weights)";
+  m.unet_config = UNetConfig::from_json_text(kSdxlBaseUNetConfig, "SDXL base UNet config");
+  m.scheduler = NoiseScheduleConfig::from_json_text(kSdxlBaseSchedulerConfig, "SDXL base scheduler config");
+  m.unet = UNet(m.unet_config, unet_o);
+  ClipTextConfig c1;  // CLIP ViT-L/14
+  ClipTextConfig c2;  // OpenCLIP ViT-bigG/14
+  c2.hidden_size = 1280, c2.intermediate_size = 5120, c2.num_hidden_layers = 32, c2.num_attention_heads = 20;
+  c2.hidden_act = "gelu", c2.with_projection = true, c2.projection_dim = 1280;
+  m.te1 = ClipTextModel(c1, te_o);
+  m.te2 = ClipTextModel(c2, te_o);
+  fill_random(*m.unet);
+  fill_random(*m.te1);
+  fill_random(*m.te2);
+  return m;
+}
+
+StepBatch batch_of(int64_t b, int64_t latent, const at::Device& device) {
+  at::manual_seed(1);
+  StepBatch s;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  s.latent_mean = at::randn({b, 4, latent, latent}, f32);
+  s.latent_logvar = at::full({b, 4, latent, latent}, -4.0, f32);
+  std::vector<int64_t> ids{49406, 320, 1125, 539, 49408, 49409, 525, 320, 2368, 49407};
+  ids.resize(77, 49407);
+  s.input_ids_1 = at::tensor(ids, at::kLong).repeat({b, 1}).to(device);
+  std::vector<int64_t> ids2(ids.begin(), ids.begin() + 10);
+  ids2.resize(77, 0);
+  s.input_ids_2 = at::tensor(ids2, at::kLong).repeat({b, 1}).to(device);
+  s.add_time_ids = at::tensor({1024.f, 1024.f, 0.f, 0.f, 1024.f, 1024.f}).repeat({b, 1}).to(device);
+  s.mask = at::ones({b, 1, latent, latent}, f32);
+  // One caption for the batch, as the default captions (the prefix alone) give.
+  for (int64_t i = 0; i < b; ++i) s.positions.push_back(i), s.caption_keys.push_back(0);
+  return s;
+}
+
+int run(int argc, char** argv) {
+  if (argc < 7) {
+    std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing]\n", argv[0]);
+    return 2;
+  }
+  const std::string model_arg = argv[1], mode = argv[3];
+  const at::Device device(std::string(argv[2]) == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU));
+  const int64_t resolution = std::stoll(argv[4]), batch = std::stoll(argv[5]), steps = std::stoll(argv[6]);
+  const bool checkpointing = argc > 7 && std::string(argv[7]) == "checkpointing";
+  const bool lora = mode == "lora";
+  const at::ScalarType frozen = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  const auto unet_o = at::TensorOptions().dtype(lora ? frozen : at::kFloat).device(device);
+  const auto te_o = at::TensorOptions().dtype(frozen).device(device);
+  if (device.is_cuda()) {
+    at::globalContext().setAllowTF32CuBLAS(true);
+    at::globalContext().setAllowTF32CuDNN(true);
+  }
+  SdxlModel m;
+  if (model_arg == "sdxl-base") {
+    m = sdxl_base(unet_o, te_o);
+  } else {
+    SdxlLoadOptions o;
+    o.unet = unet_o, o.text_encoders = te_o, o.vae = te_o, o.with_vae = false;
+    m = load_sdxl(model_arg, o);
+  }
+  const int64_t after_load = peak_memory_bytes(device);
+  TrainerConfig c;
+  c.is_lora = lora;
+  c.lora_rank = 32, c.lora_alpha = 32;
+  c.max_train_steps = 2 * (steps + 1);
+  c.pivot_step = steps + 1;
+  c.schedule = LrSchedule{LrScheduleKind::kConstant, 0, c.max_train_steps};
+  c.gradient_checkpointing = checkpointing;
+  c.autocast_bf16 = !lora && device.is_cuda();
+  SingleProcessCommunicator comm;
+  Trainer trainer(m, c, 0.13025, std::make_shared<AfterBackwardReducer>(comm));
+  const StepBatch b = batch_of(batch, resolution / 8, device);
+  auto sync = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
+  int64_t step = 0;
+  for (const char* phase : {"before_pivot", "after_pivot"}) {
+    trainer.step(++step, b);  // untimed: allocations, the text cache after the pivot
+    sync();
+    reset_peak_memory(device);
+    std::vector<double> ms;
+    for (int64_t i = 0; i < steps; ++i) {
+      const double t0 = now();
+      trainer.step(++step, b);
+      sync();
+      ms.push_back((now() - t0) * 1e3);
+    }
+    std::sort(ms.begin(), ms.end());
+    const double median = ms[ms.size() / 2];
+    std::printf("{\"impl\": \"xltune\", \"model\": \"%s\", \"mode\": \"%s\", \"phase\": \"%s\", \"resolution\": %lld, "
+                "\"batch\": %lld, \"checkpointing\": %s, \"ms\": %.2f, \"steps_per_s\": %.4f, \"peak_bytes\": %lld, "
+                "\"after_load_bytes\": %lld, \"trainable\": %lld}\n",
+                model_arg.c_str(), mode.c_str(), phase, static_cast<long long>(resolution), static_cast<long long>(batch),
+                checkpointing ? "true" : "false", median, 1e3 / median,
+                static_cast<long long>(peak_memory_bytes(device)), static_cast<long long>(after_load),
+                static_cast<long long>(trainer.trainable_parameter_count()));
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace xltune
+
+int main(int argc, char** argv) {
+  try {
+    return xltune::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "xltune_bench_train: %s\n", e.what());
+    return 1;
+  }
+}
