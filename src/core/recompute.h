@@ -1,4 +1,5 @@
-// Gradient checkpointing ("activation recomputation"): libtorch's C++ API has no
+// Gradient checkpointing ("activation recomputation"; Note [Gradient checkpointing] in
+// docs/design-notes.md): libtorch's C++ API has no
 // torch.utils.checkpoint, so this is ours. recompute_in_backward(fn, a, b) runs fn without
 // keeping its intermediate activations; backward runs fn again, with gradients, and
 // back-propagates through that second run. Memory falls from all activations of fn to its

@@ -8,7 +8,8 @@
 // A model split over several files ("*.safetensors.index.json", as diffusers and
 // transformers write big models) is read through the same class: SafetensorsSet.
 //
-// Writing is deterministic (same tensors and metadata, same bytes) and lays the file out
+// Writing is deterministic (same tensors and metadata, same bytes; Note [Safetensors writer byte
+// layout] in docs/design-notes.md) and lays the file out
 // byte for byte as Python's safetensors does: tensors by dtype descending in the format's enum
 // order (largest elements first), then by name; "__metadata__" first in the header, which is
 // space-padded to a multiple of 8 so every tensor is aligned. The file is written atomically.

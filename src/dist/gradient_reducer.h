@@ -2,9 +2,9 @@
 //
 // The training step calls prepare() once with the trainable tensors (and again whenever that
 // set changes, as at the pivot of pivotal tuning), then finish() after each backward(). The
-// implementation here all-reduces each gradient after backward has returned; issue 9's
-// bucketed reducer (Note [Gradient buckets]) overlaps the all-reduce with backward behind the
-// same two calls. With a world of one both calls do nothing.
+// implementation here all-reduces each gradient after backward has returned; the bucketed
+// reducer of the many-ranks work will overlap the all-reduce with backward behind the same two
+// calls. With a world of one both calls do nothing.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -7,7 +7,8 @@
 //
 // Pivotal tuning: add_new_tokens(n) grows the token table by n trainable rows, kept apart
 // from the frozen table, so that the old rows cannot change (bit-identical after any number
-// of steps) and only the new rows get gradients and optimizer state.
+// of steps) and only the new rows get gradients and optimizer state (Note [New token rows] in
+// docs/design-notes.md).
 #pragma once
 
 #include <string>
@@ -91,7 +92,8 @@ class ClipTextModelImpl : public torch::nn::Module {
   // Parameters are allocated, not initialised (see core/layers.h); on options' device.
   ClipTextModelImpl(const ClipTextConfig& config, const at::TensorOptions& options);
 
-  // ids [B, L] int64, L <= max_position_embeddings. Pooling is at the first end-of-text
+  // ids [B, L] int64, L <= max_position_embeddings. Pooling (Note [Pooling at the first
+  // end-of-text token] in docs/design-notes.md) is at the first end-of-text
   // token (49407) of each row, not at argmax(ids), which new tokens (>= 49408) would break.
   ClipTextOutput forward(const at::Tensor& ids, bool all_hidden_states = false);
 

@@ -8,7 +8,8 @@
 //   -> bytes to unicode  ->  BPE by merge rank, "</w>" on each piece's last symbol  ->  ids
 //   encode(): [49406] + at most 75 ids + [49407], padded to 77 with the pad token.
 //
-// Which tokens match before and which after normalisation is transformers' choice, kept here:
+// Which tokens match before and which after normalisation is transformers' choice, kept here
+// (Note [Which tokens match before normalisation] in docs/design-notes.md):
 // it registers the end-of-text token with normalized=False and the others with normalized=True,
 // so "<|ENDOFTEXT|>" is split into pieces while "<|STARTOFTEXT|>" and "<S0>" match.
 //

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# launch/quickstart as a new user runs it (set-up skipped: this build is the set-up's), then its
+# outputs: a complete tar, a loss curve that went down, a checkpoint half way.
+#   quickstart_test.sh REPO BUILD_DIR WORKDIR
+set -u
+repo=$1 build=$2 dir=$3
+rm -rf "$dir" && mkdir -p "$dir"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+expect 0 "launch/quickstart" env XLTUNE_QUICKSTART_SKIP_SETUP=1 XLTUNE_QUICKSTART_DIR="$dir" XLTUNE_BUILD_DIR="$build" \
+  "$repo/launch/quickstart"
+has "$dir/out" "== quickstart: done"
+has "$dir/out" "trained 400 steps on 6 images"
+out=$dir/training_out
+for f in trained_model.tar loss.png metrics.jsonl run_config.json checkpoints/step-000200/lora.safetensors; do
+  [ -s "$out/$f" ] || { echo "FAIL: $out/$f missing"; fail=1; }; done
+"$repo/.venv/bin/python" - "$out/metrics.jsonl" <<'PY' || fail=1
+import json, sys
+loss = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+first, last = sum(loss[:40]) / 40, sum(loss[-40:]) / 40
+assert len(loss) == 400 and last < 0.9 * first, (first, last)
+print(f"ok   the loss went down: {first:.3f} over the first 40 steps, {last:.3f} over the last 40")
+PY
+exit $fail
