@@ -1,4 +1,4 @@
-// Comparisons shared by the parity tests.
+// Comparisons shared by the parity tests, a temporary folder, and EXPECT_CONTAINS.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <string>
+
+// A failed check shows the whole text, not only that the part is missing from it.
+#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
 
 namespace xltune::testing_util {
 

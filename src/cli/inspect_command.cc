@@ -9,18 +9,11 @@
 #include "cli/command.h"
 #include "cli/model_inspect.h"
 #include "core/safetensors.h"
+#include "core/state_dict.h"
 
 namespace po = boost::program_options;
 
 namespace xltune::cli {
-
-namespace {
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
-}  // namespace
 
 int inspect_command(const std::vector<std::string>& args) {
   po::options_description options("Options");

@@ -22,12 +22,6 @@ namespace xltune::cli {
 
 namespace {
 
-std::string shape_text(at::IntArrayRef shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
-
 nlohmann::ordered_json describe(const BuiltModel& m) {
   nlohmann::ordered_json out;
   out["kind"] = m.kind;
@@ -50,22 +44,12 @@ nlohmann::ordered_json check_weights(const BuiltModel& m, const std::string& wei
   SafetensorsSet set(weights);
   TensorMap map = tensors_under(set, "");
   if (m.kind.rfind("CLIPText", 0) == 0) map = with_text_model_prefix(std::move(map));
-  std::vector<std::string> missing, wrong;
-  size_t matched = 0;
-  for (const auto& p : m.module->named_parameters()) {
-    auto it = map.find(p.key());
-    if (it == map.end()) {
-      missing.push_back(p.key());
-    } else if (at::IntArrayRef(it->second.shape) != p.value().sizes()) {
-      wrong.push_back(p.key() + " " + shape_text(it->second.shape) + " (model " + shape_text(p.value().sizes()) + ")");
-    } else {
-      ++matched;
-    }
-    if (it != map.end()) map.erase(it);
-  }
-  std::vector<std::string> unexpected;
-  for (const auto& [k, v] : map) unexpected.push_back(k);
-  return {{"file", weights}, {"matched", matched}, {"missing", missing}, {"wrong_shape", wrong}, {"unexpected", unexpected}};
+  const ModuleMatch m2 = match_module(*m.module, map);
+  return {{"file", weights},
+          {"matched", m2.matched.size()},
+          {"missing", m2.missing},
+          {"wrong_shape", m2.wrong_shape},
+          {"unexpected", m2.unexpected}};
 }
 
 }  // namespace

@@ -2,11 +2,13 @@
 // options are the seed trainer's inputs under their names and defaults, plus what a cluster run
 // needs; see job/train_options.h for the fields and job/train_job.h for what happens.
 #include <boost/program_options.hpp>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/command.h"
 #include "cli/option_table.h"
 #include "core/check.h"
+#include "core/log.h"
 #include "job/train_job.h"
 
 namespace po = boost::program_options;
@@ -108,6 +110,9 @@ int train_command(const std::vector<std::string>& args) {
   } catch (const Error& e) {
     throw UsageError(e.what(), __FILE__, __LINE__);
   }
+  // --verbose false (the seed's "Verbose output"): no progress and no informational lines, only
+  // warnings, errors and the final summary; XLTUNE_LOG_LEVEL still decides when it is set.
+  if (!o.verbose && std::getenv("XLTUNE_LOG_LEVEL") == nullptr) set_log_level(LogLevel::kWarn);
   nlohmann::ordered_json values = nlohmann::ordered_json::object();
   seed.values_into(values);
   own.values_into(values);

@@ -53,6 +53,22 @@ std::vector<std::string> ConfigReader::strings(const char* key) const {
   return out;
 }
 
+std::vector<int64_t> ConfigReader::positive_integers(const char* key, const std::vector<int64_t>& fallback) const {
+  if (!has(key)) {
+    XLTUNE_CHECK(!fallback.empty(), source_, ": missing \"", key, "\"");
+    return fallback;
+  }
+  const auto& v = json_[key];
+  XLTUNE_CHECK(v.is_array() && !v.empty(), source_, ": \"", key, "\": expected a list of positive integers, got ", v.dump());
+  std::vector<int64_t> out;
+  for (const auto& x : v) {
+    XLTUNE_CHECK(x.is_number_integer() && x.get<int64_t>() > 0, source_, ": \"", key,
+                 "\": expected positive integers, got ", v.dump());
+    out.push_back(x.get<int64_t>());
+  }
+  return out;
+}
+
 std::vector<int64_t> ConfigReader::per_block(const char* key, size_t count, int64_t fallback) const {
   if (!has(key)) return std::vector<int64_t>(count, fallback);
   const auto& v = json_[key];

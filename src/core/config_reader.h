@@ -20,6 +20,8 @@ class ConfigReader {
   bool boolean(const char* key, bool fallback) const;
   std::string string(const char* key, const std::string& fallback) const;
   std::vector<std::string> strings(const char* key) const;
+  // A non-empty list of positive integers ("block_out_channels"); `fallback` when absent.
+  std::vector<int64_t> positive_integers(const char* key, const std::vector<int64_t>& fallback) const;
   // An int repeated `count` times, or a list of exactly `count` ints.
   std::vector<int64_t> per_block(const char* key, size_t count, int64_t fallback) const;
   // Fails naming the key unless it is absent, null or equal to `expected`.

@@ -12,13 +12,41 @@
 
 namespace xltune {
 
-namespace {
 std::string shape_text(at::IntArrayRef shape) {
   std::string out = "[";
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
   return out + "]";
 }
+
+namespace {
+std::vector<std::pair<std::string, at::Tensor>> targets_of(const torch::nn::Module& module) {
+  std::vector<std::pair<std::string, at::Tensor>> targets;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) targets.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers(/*recurse=*/true)) targets.emplace_back(item.key(), item.value());
+  return targets;
+}
 }  // namespace
+
+ModuleMatch match_module(const torch::nn::Module& module, const TensorMap& source) {
+  ModuleMatch m;
+  std::set<std::string> seen;
+  for (const auto& [name, target] : targets_of(module)) {
+    auto it = source.find(name);
+    if (it == source.end()) {
+      m.missing.push_back(name);
+      continue;
+    }
+    seen.insert(name);
+    if (at::IntArrayRef(it->second.shape) != target.sizes()) {
+      m.wrong_shape.push_back(name + " " + shape_text(it->second.shape) + " (expected " + shape_text(target.sizes()) + ")");
+    } else {
+      m.matched.push_back(name);
+    }
+  }
+  for (const auto& [name, ref] : source)
+    if (!seen.count(name)) m.unexpected.push_back(name);
+  return m;
+}
 
 std::string name_list(const std::vector<std::string>& names, size_t shown) {
   std::string out;
@@ -65,36 +93,20 @@ TensorMap tensors_under(const SafetensorsSet& set, const std::string& prefix) {
 }
 
 LoadReport load_module(torch::nn::Module& module, const TensorMap& source, const std::string& what) {
-  std::vector<std::string> missing, wrong_shape;
+  const ModuleMatch m = match_module(module, source);
+  const size_t total = m.matched.size() + m.missing.size() + m.wrong_shape.size();
+  XLTUNE_CHECK(m.wrong_shape.empty(), what, ": ", m.wrong_shape.size(), " tensor(s) have the wrong shape: ",
+               name_list(m.wrong_shape), " (a checkpoint of another model or config?)");
+  XLTUNE_CHECK(m.missing.empty(), what, ": ", m.missing.size(), " of ", total,
+               " tensors missing from the checkpoint: ", name_list(m.missing));
   LoadReport report;
-  std::vector<std::pair<std::string, at::Tensor>> targets;
-  for (const auto& item : module.named_parameters(/*recurse=*/true)) targets.emplace_back(item.key(), item.value());
-  for (const auto& item : module.named_buffers(/*recurse=*/true)) targets.emplace_back(item.key(), item.value());
-
-  for (const auto& [name, target] : targets) {
-    auto it = source.find(name);
-    if (it == source.end()) {
-      missing.push_back(name);
-      continue;
-    }
-    if (at::IntArrayRef(it->second.shape) != target.sizes()) {
-      wrong_shape.push_back(name + " " + shape_text(it->second.shape) + " (expected " + shape_text(target.sizes()) + ")");
-    }
-  }
-  XLTUNE_CHECK(wrong_shape.empty(), what, ": ", wrong_shape.size(), " tensor(s) have the wrong shape: ",
-               name_list(wrong_shape), " (a checkpoint of another model or config?)");
-  XLTUNE_CHECK(missing.empty(), what, ": ", missing.size(), " of ", targets.size(),
-               " tensors missing from the checkpoint: ", name_list(missing));
-
   at::NoGradGuard no_grad;
-  for (auto& [name, target] : targets) {
-    at::Tensor value = source.at(name).load();
-    target.copy_(value);  // converts dtype and device in one step, into memory that exists
+  for (auto& [name, target] : targets_of(module)) {
+    at::Tensor t = target;
+    t.copy_(source.at(name).load());  // converts dtype and device in one step, into memory that exists
     report.loaded.push_back(name);
   }
-  std::set<std::string> used(report.loaded.begin(), report.loaded.end());
-  for (const auto& [name, ref] : source)
-    if (!used.count(name)) report.unexpected.push_back(name);
+  report.unexpected = m.unexpected;
   if (!report.unexpected.empty()) {
     log_warn(what, ": ignored ", report.unexpected.size(), " tensor(s) the model does not have: ",
              name_list(report.unexpected));

@@ -48,6 +48,16 @@ struct LoadReport {
   std::vector<std::string> unexpected;  // in the map, not in the model: warned about
 };
 
+// How a module's parameters and buffers line up with a checkpoint's tensors, by name: the one
+// matching rule that loading and `xltune inspect MODEL_DIR` share.
+struct ModuleMatch {
+  std::vector<std::string> matched;
+  std::vector<std::string> missing;      // in the module, not in the map
+  std::vector<std::string> wrong_shape;  // "name [checkpoint shape] (expected [model shape])"
+  std::vector<std::string> unexpected;   // in the map, not in the module
+};
+ModuleMatch match_module(const torch::nn::Module& module, const TensorMap& source);
+
 // Copies each parameter and buffer of `module` from `source` (converting to the parameter's
 // dtype and device). Missing and wrong-shape tensors are an error that names them all (up to
 // a few, then a count) and says `what` was being loaded; unexpected ones are returned.
@@ -59,6 +69,8 @@ LoadReport load_module(torch::nn::Module& module, const TensorMap& source, const
 // that has only those gets an error that says so.
 std::string find_safetensors_weights(const std::string& dir, const std::string& variant = "");
 
+// "[4, 3]"
+std::string shape_text(c10::IntArrayRef shape);
 // "a, b, c and 12 more"
 std::string name_list(const std::vector<std::string>& names, size_t shown = 5);
 

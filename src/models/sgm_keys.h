@@ -1,7 +1,7 @@
 // Key names of the original SDXL single-file checkpoint (Stability's generative-models, "SGM")
 // for our diffusers-named UNet and VAE, derived from the config (layers per block can differ
 // per level), as diffusers' convert_ldm_unet_checkpoint / convert_ldm_vae_checkpoint read
-// them. See ../shared/reference/sdxl.md §2.
+// them (diffusers' scripts/convert_diffusers_to_original_sdxl.py lists the same mapping).
 //   conv_in -> input_blocks.0.0; down_blocks.i.resnets.j -> input_blocks.K.0 (in_layers.0/2,
 //   emb_layers.1, out_layers.0/3, skip_connection); ...attentions.j -> input_blocks.K.1;
 //   downsamplers.0.conv -> input_blocks.K.0.op; mid_block -> middle_block.{0,1,2};

@@ -8,11 +8,6 @@
 
 namespace xltune {
 
-namespace {
-
-
-}  // namespace
-
 UNetImpl::UNetImpl(const UNetConfig& c, const at::TensorOptions& o) : config_(c) {
   const auto& ch = c.block_out_channels;
   const size_t n = ch.size();
@@ -114,7 +109,7 @@ at::Tensor UNetImpl::forward(const at::Tensor& sample, const at::Tensor& timeste
                "multiples of ", factor, ", got ", sample.size(2), "x", sample.size(3));
 
   // Time (and SDXL's size/crop) conditioning.
-  at::Tensor t = timestep.dim() == 0 ? timestep.expand({b}) : timestep.expand({b});
+  at::Tensor t = timestep.expand({b});  // one value for the batch, or one per sample
   at::Tensor emb = time_embedding(timestep_sinusoid(t, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift)
                                       .to(sample.scalar_type()));
   if (c.text_time) {

@@ -13,13 +13,7 @@ UNetConfig UNetConfig::from_json_text(const std::string& text, const std::string
   UNetConfig c;
   c.in_channels = r.integer("in_channels", 4);
   c.out_channels = r.integer("out_channels", 4);
-  XLTUNE_CHECK(r.has("block_out_channels") && r.json()["block_out_channels"].is_array(), source,
-               ": missing \"block_out_channels\"");
-  for (const auto& v : r.json()["block_out_channels"]) {
-    XLTUNE_CHECK(v.is_number_integer() && v.get<int64_t>() > 0, source, ": \"block_out_channels\": expected ",
-                 "positive integers");
-    c.block_out_channels.push_back(v.get<int64_t>());
-  }
+  c.block_out_channels = r.positive_integers("block_out_channels", {});
   const size_t n = c.block_out_channels.size();
   c.down_block_types = r.strings("down_block_types");
   c.up_block_types = r.strings("up_block_types");
@@ -64,7 +58,6 @@ UNetConfig UNetConfig::from_json_text(const std::string& text, const std::string
   c.norm_eps = r.number("norm_eps", 1e-5);
   c.flip_sin_to_cos = r.boolean("flip_sin_to_cos", true);
   c.freq_shift = r.number("freq_shift", 0);
-  c.upcast_attention = r.boolean("upcast_attention", false);
   c.sample_size = r.integer("sample_size", 128);
   for (int64_t ch : c.block_out_channels)
     XLTUNE_CHECK(ch % c.norm_num_groups == 0, source, ": block channels ", ch, " are not a multiple of norm_num_groups ",
@@ -93,6 +86,8 @@ UNetConfig UNetConfig::from_json_text(const std::string& text, const std::string
   r.require_default("timestep_post_act", nullptr, other);
   r.require_default("mid_block_scale_factor", 1, other);
   r.require_default("downsample_padding", 1, other);
+  // SD 2.x's fp32 attention upcast; SDXL's configs have null or false.
+  r.require_default("upcast_attention", false, "attention in fp32 (SD 2.x) is not implemented");
   return c;
 }
 

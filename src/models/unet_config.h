@@ -29,7 +29,6 @@ struct UNetConfig {
   double norm_eps = 1e-5;
   bool flip_sin_to_cos = true;
   double freq_shift = 0;
-  bool upcast_attention = false;
   int64_t sample_size = 128;
 
   int64_t time_embed_dim() const { return block_out_channels.at(0) * 4; }

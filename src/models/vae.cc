@@ -21,14 +21,7 @@ VaeConfig VaeConfig::from_json_text(const std::string& text, const std::string& 
   c.in_channels = r.integer("in_channels", 3);
   c.out_channels = r.integer("out_channels", 3);
   c.latent_channels = r.integer("latent_channels", 4);
-  if (r.has("block_out_channels")) {
-    c.block_out_channels.clear();
-    for (const auto& v : r.json()["block_out_channels"]) {
-      XLTUNE_CHECK(v.is_number_integer() && v.get<int64_t>() > 0, source, ": \"block_out_channels\": expected ",
-                   "positive integers");
-      c.block_out_channels.push_back(v.get<int64_t>());
-    }
-  }
+  c.block_out_channels = r.positive_integers("block_out_channels", c.block_out_channels);
   c.layers_per_block = r.integer("layers_per_block", 2);
   c.norm_num_groups = r.integer("norm_num_groups", 32);
   c.scaling_factor = r.number("scaling_factor", 0.18215);

@@ -21,7 +21,7 @@ struct VaeConfig {
   std::vector<int64_t> block_out_channels{128, 256, 512, 512};
   int64_t layers_per_block = 2;
   int64_t norm_num_groups = 32;
-  double scaling_factor = 0.13025;
+  double scaling_factor = 0.18215;  // diffusers' default when the file has none; SDXL's says 0.13025
   double shift_factor = 0;  // absent (null) for SDXL
   bool use_quant_conv = true;
   bool use_post_quant_conv = true;

@@ -91,6 +91,11 @@ SdxlModel read_sdxl_configs(const std::string& path, const std::string& cd) {
     m.scheduler = NoiseScheduleConfig::from_json_text(
         own_scheduler ? read_file(cd + "/scheduler/scheduler_config.json") : kSdxlBaseSchedulerConfig,
         own_scheduler ? cd + "/scheduler/scheduler_config.json" : "SDXL base scheduler config");
+    // A config folder that is a whole diffusers folder lends its tokenizers too.
+    if (!cd.empty() && fs::is_regular_file(cd + "/tokenizer/vocab.json") && fs::is_regular_file(cd + "/tokenizer_2/vocab.json")) {
+      m.tokenizer_dir_1 = cd + "/tokenizer";
+      m.tokenizer_dir_2 = cd + "/tokenizer_2";
+    }
   }
   return m;
 }
@@ -115,7 +120,14 @@ SdxlModel load_sdxl(const std::string& path, const SdxlLoadOptions& o) {
     if (o.with_vae) m.vae = load_vae(path + "/vae", vae_load);
   } else {
     log_info("loading ", path, " (single file)");
-    SdxlTextEncoders te = load_sdxl_text_encoders_from_single_file(path, te_load);
+    // Text encoder configs: from the config folder when it has them, else from the shapes.
+    std::optional<ClipTextConfig> c1, c2;
+    const std::string& cd = o.config_dir;
+    if (!cd.empty() && fs::is_regular_file(cd + "/text_encoder/config.json"))
+      c1 = ClipTextConfig::from_json_file(cd + "/text_encoder/config.json");
+    if (!cd.empty() && fs::is_regular_file(cd + "/text_encoder_2/config.json"))
+      c2 = ClipTextConfig::from_json_file(cd + "/text_encoder_2/config.json");
+    SdxlTextEncoders te = load_sdxl_text_encoders_from_single_file(path, te_load, c1, c2);
     m.te1 = te.te1;
     m.te2 = te.te2;
     if (o.with_unet) m.unet = load_unet_from_single_file(path, m.unet_config, unet_load);

@@ -21,7 +21,10 @@ struct SdxlLoadOptions {
   bool with_vae = true;
   bool with_unet = true;
   std::string variant;     // "fp16": prefer *.fp16.safetensors in a folder
-  std::string config_dir;  // single file only: a folder with unet/, vae/ (and scheduler/) configs
+  // Single file only: a folder with unet/ and vae/ config.json (and optionally scheduler/,
+  // text_encoder/, text_encoder_2/ configs and tokenizer/, tokenizer_2/), e.g. a diffusers
+  // folder of the same model; default: SDXL base's configs, encoders inferred from the shapes.
+  std::string config_dir;
 };
 
 struct SdxlModel {

@@ -62,6 +62,11 @@ cmp -s "$dir/a/trained_model.tar" "$dir/b/trained_model.tar" && echo "ok   same 
   || { echo "FAIL: same seed gave another tar"; fail=1; }
 expect 0 "another seed" train --seed 2 --max_train_steps 5 --output_dir "$dir/c"
 cmp -s "$dir/a/lora.safetensors" "$dir/c/lora.safetensors" && { echo "FAIL: seed 2 = seed 1"; fail=1; } || echo "ok   another seed, other weights"
+expect 0 "--verbose false: no progress, the summary only" env -u XLTUNE_LOG_LEVEL "$xltune" train --model "$model" \
+  --input_images "$dir/photos.zip" --resolution 64 --train_batch_size 2 --seed 1 --max_train_steps 2 --verbose false \
+  --output_dir "$dir/q"
+grep -q "step 1/2\|preprocessed" "$dir/err" && { echo "FAIL: --verbose false still prints progress"; fail=1; }
+has "$dir/out" "trained 2 steps"
 expect 0 "no seed: a random one, printed" train --max_train_steps 1 --output_dir "$dir/r" && has "$dir/err" "(random; pass --seed"
 
 # The step counts: max_train_steps wins; epochs count when it is not given; the run stops exactly.
@@ -146,6 +151,15 @@ done
 metrics "$dir/cfg_a40-full-1024" "c['optimizer']['state_dtype'] == 'bf16' and c['options']['is_lora'] is False"
 printf 'lora_rnak = 2\n' > "$dir/bad.cfg"
 expect 2 "--config with an unknown option" train --config "$dir/bad.cfg" --output_dir "$dir/x" && has "$dir/err" "lora_rnak"
+
+# A single-file checkpoint of the same model trains to the same bytes as its folder: configs from
+# --model_config (unet, vae, both encoders; no tokenizers there, so the CLIP vocabulary is used).
+"$py" "$root/tests/reference/make_single_file_model.py" "$model" "$dir/single.safetensors" >/dev/null || fail=1
+for c in unet vae text_encoder text_encoder_2; do mkdir -p "$dir/configs/$c" && cp "$model/$c/config.json" "$dir/configs/$c/"; done
+expect 0 "single-file --model" "$xltune" train --model "$dir/single.safetensors" --model_config "$dir/configs" \
+  --input_images "$dir/photos.zip" --resolution 64 --train_batch_size 2 --seed 1 --max_train_steps 5 --output_dir "$dir/sf"
+cmp -s "$dir/sf/lora.safetensors" "$dir/a/lora.safetensors" && echo "ok   single file and folder train to identical weights" \
+  || { echo "FAIL: the single file trained to other weights"; fail=1; }
 
 # --shards: an earlier preprocess output; its resolution is the run's.
 expect 0 "preprocess" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/shards" --resolution 64

@@ -1,21 +1,18 @@
 #include "core/atomic_file.h"
 
 #include <dirent.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
+#include "test_util.h"
 
 namespace xltune {
 namespace {
 
-std::string temp_dir() {
-  char pattern[] = "/tmp/xltune_atomic_XXXXXX";
-  char* dir = ::mkdtemp(pattern);
-  EXPECT_NE(dir, nullptr);
-  return dir;
-}
+using testing_util::ScopedTempDir;
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -34,7 +31,8 @@ std::vector<std::string> list(const std::string& dir) {
 }
 
 TEST(AtomicFile, CommitMakesTheWholeFileAppear) {
-  std::string dir = temp_dir();
+  ScopedTempDir temp("xltune_atomic");
+  const std::string& dir = temp.path();
   {
     AtomicFile f(dir + "/out.bin");
     f.write("hello ");
@@ -47,7 +45,8 @@ TEST(AtomicFile, CommitMakesTheWholeFileAppear) {
 }
 
 TEST(AtomicFile, ReplacesAnOldFileOnlyOnCommit) {
-  std::string dir = temp_dir();
+  ScopedTempDir temp("xltune_atomic");
+  const std::string& dir = temp.path();
   write_file_atomic(dir + "/f", "old");
   {
     AtomicFile f(dir + "/f");
@@ -59,7 +58,8 @@ TEST(AtomicFile, ReplacesAnOldFileOnlyOnCommit) {
 }
 
 TEST(AtomicFile, InjectedDiskFullLeavesNothingBehind) {
-  std::string dir = temp_dir();
+  ScopedTempDir temp("xltune_atomic");
+  const std::string& dir = temp.path();
   write_file_atomic(dir + "/f", "old");
   fault::fail_writes_after(10);
   std::string message;
@@ -78,12 +78,8 @@ TEST(AtomicFile, InjectedDiskFullLeavesNothingBehind) {
 }
 
 TEST(AtomicFile, ErrorsNameThePath) {
-  try {
-    write_file_atomic("/nonexistent-dir/x/y", "z");
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/x/y"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([] { write_file_atomic("/nonexistent-dir/x/y", "z"); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("/nonexistent-dir/x/y")));
   EXPECT_THROW(read_file("/nonexistent-dir/file"), Error);
 }
 

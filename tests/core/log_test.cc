@@ -1,6 +1,9 @@
 #include "core/log.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "core/error.h"
 
 namespace xltune {
 namespace {
@@ -16,12 +19,7 @@ TEST(Log, LineCarriesRankAndLevel) {
 TEST(Log, ParsesLevelsAndNamesBadOnes) {
   EXPECT_EQ(parse_log_level("debug"), LogLevel::kDebug);
   EXPECT_EQ(parse_log_level("warn"), LogLevel::kWarn);
-  try {
-    parse_log_level("loud");
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'loud'"), std::string::npos);
-  }
+  EXPECT_THAT([] { parse_log_level("loud"); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("'loud'")));
 }
 
 TEST(Log, LevelFiltersMessages) {

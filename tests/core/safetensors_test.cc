@@ -3,16 +3,18 @@
 #include "core/safetensors.h"
 
 #include <ATen/ATen.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "safetensors_test_util.h"
+#include "test_util.h"
 
 namespace xltune {
 namespace {
 
-using testing_util::make_temp_dir;
+using testing_util::ScopedTempDir;
 using testing_util::pattern_tensor;
 using testing_util::same_bytes;
 
@@ -34,7 +36,8 @@ NamedTensors every_dtype() {
 }
 
 TEST(Safetensors, EveryDtypeRoundTripsBitExactly) {
-  std::string dir = make_temp_dir();
+  ScopedTempDir temp("xltune_safetensors");
+  const std::string& dir = temp.path();
   NamedTensors tensors = every_dtype();
   save_safetensors(dir + "/all.safetensors", tensors, {{"format", "pt"}, {"ü", "✓"}});
   SafetensorsFile file(dir + "/all.safetensors");
@@ -46,7 +49,8 @@ TEST(Safetensors, EveryDtypeRoundTripsBitExactly) {
 }
 
 TEST(Safetensors, AlignedTensorsViewTheMappingAndOutliveTheFileObject) {
-  std::string dir = make_temp_dir();
+  ScopedTempDir temp("xltune_safetensors");
+  const std::string& dir = temp.path();
   at::Tensor w = at::arange(1000, at::kFloat);
   save_safetensors(dir + "/w.safetensors", {{"w", w}, {"b", at::ones({3}, at::kByte)}});
   at::Tensor view;
@@ -73,7 +77,8 @@ TEST(Safetensors, MisalignedFileIsCopiedNotRejected) {
   for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
   float values[2] = {1.5f, -2.0f};
   bytes += header + std::string(reinterpret_cast<char*>(values), 8);
-  std::string dir = make_temp_dir();
+  ScopedTempDir temp("xltune_safetensors");
+  const std::string& dir = temp.path();
   write_file_atomic(dir + "/odd.safetensors", bytes);
   SafetensorsFile file(dir + "/odd.safetensors");
   at::Tensor a = file.tensor("a");
@@ -83,7 +88,8 @@ TEST(Safetensors, MisalignedFileIsCopiedNotRejected) {
 }
 
 TEST(Safetensors, ConvertsOnLoad) {
-  std::string dir = make_temp_dir();
+  ScopedTempDir temp("xltune_safetensors");
+  const std::string& dir = temp.path();
   at::Tensor w = at::randn({4, 4});
   save_safetensors(dir + "/w.safetensors", {{"w", w}});
   SafetensorsFile file(dir + "/w.safetensors");
@@ -116,13 +122,15 @@ TEST(Safetensors, WriterRejectsDuplicatesAndUnsupportedTypes) {
 
 TEST(Safetensors, NonContiguousInputIsWrittenAsItsValues) {
   at::Tensor t = at::arange(12, at::kFloat).reshape({3, 4}).t();
-  std::string dir = make_temp_dir();
+  ScopedTempDir temp("xltune_safetensors");
+  const std::string& dir = temp.path();
   save_safetensors(dir + "/t.safetensors", {{"t", t}});
   EXPECT_TRUE(at::equal(SafetensorsFile(dir + "/t.safetensors").tensor("t"), t));
 }
 
 TEST(Safetensors, ShardedSetReadsThroughTheIndex) {
-  std::string dir = make_temp_dir();
+  ScopedTempDir temp("xltune_safetensors");
+  const std::string& dir = temp.path();
   save_safetensors(dir + "/m-1.safetensors", {{"a", at::ones({2})}, {"b", at::zeros({3})}});
   save_safetensors(dir + "/m-2.safetensors", {{"c", at::full({1}, 7.0)}});
   write_file_atomic(dir + "/m.safetensors.index.json",
@@ -134,12 +142,8 @@ TEST(Safetensors, ShardedSetReadsThroughTheIndex) {
   EXPECT_EQ(load_safetensors(dir + "/m.safetensors.index.json").size(), 3u);
 
   write_file_atomic(dir + "/bad.index.json", R"({"weight_map":{"zzz":"m-1.safetensors"}})");
-  try {
-    SafetensorsSet bad(dir + "/bad.index.json");
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'zzz'"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([&] { SafetensorsSet bad(dir + "/bad.index.json"); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("'zzz'")));
   write_file_atomic(dir + "/escape.index.json", R"({"weight_map":{"a":"../m-1.safetensors"}})");
   EXPECT_THROW(SafetensorsSet(dir + "/escape.index.json"), Error);
   save_safetensors(dir + "/m-3.safetensors", {{"a", at::ones({2})}});
@@ -149,19 +153,16 @@ TEST(Safetensors, ShardedSetReadsThroughTheIndex) {
 }
 
 TEST(Safetensors, MissingTensorIsNamed) {
-  std::string dir = make_temp_dir();
+  ScopedTempDir temp("xltune_safetensors");
+  const std::string& dir = temp.path();
   save_safetensors(dir + "/w.safetensors", {{"w", at::ones({1})}});
   SafetensorsFile file(dir + "/w.safetensors");
-  try {
-    file.tensor("nope");
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'nope'"), std::string::npos);
-  }
+  EXPECT_THAT([&] { file.tensor("nope"); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("'nope'")));
 }
 
 TEST(Safetensors, SaveFailureLeavesTheOldFile) {
-  std::string dir = make_temp_dir();
+  ScopedTempDir temp("xltune_safetensors");
+  const std::string& dir = temp.path();
   save_safetensors(dir + "/w.safetensors", {{"w", at::ones({4})}});
   fault::fail_writes_after(20);
   EXPECT_THROW(save_safetensors(dir + "/w.safetensors", {{"w", at::zeros({1000})}}), Error);

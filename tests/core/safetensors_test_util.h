@@ -1,10 +1,10 @@
 // Helpers shared by the safetensors tests: the byte pattern that tests/reference/
-// safetensors_interop.py computes too, and a temporary folder.
+// safetensors_interop.py computes too. Temporary folders: ScopedTempDir in test_util.h.
 #pragma once
 
 #include <ATen/ATen.h>
-#include <stdlib.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -27,11 +27,6 @@ inline bool same_bytes(const at::Tensor& a, const at::Tensor& b) {
   if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
   at::Tensor ca = a.contiguous(), cb = b.contiguous();
   return ca.nbytes() == cb.nbytes() && (ca.nbytes() == 0 || std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0);
-}
-
-inline std::string make_temp_dir() {
-  char pattern[] = "/tmp/xltune_test_XXXXXX";
-  return ::mkdtemp(pattern);
 }
 
 }  // namespace xltune::testing_util

@@ -1,12 +1,12 @@
 // The prefetching batch reader: the same batches as the sampler alone, positions that resume
-// exactly, a failure on the background thread surfacing in next(), and a prompt shutdown with
-// a full queue.
+// exactly, a failure on the background thread surfacing in next(), and a shutdown with a full
+// queue.
 #include "data/batch_reader.h"
 
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <chrono>
+#include <condition_variable>
+#include <mutex>
 
 #include "core/error.h"
 #include "core/check.h"
@@ -69,25 +69,36 @@ TEST(BatchReader, ExceptionsReachTheCaller) {
   EXPECT_THROW(reader.next(), Error) << "the failure stays reported";
 }
 
-TEST(BatchReader, StopsPromptlyWithAFullQueue) {
-  std::atomic<int> loads{0};
-  auto start = std::chrono::steady_clock::now();
+TEST(BatchReader, StopsWithAFullQueue) {
+  // No clock: the test waits until the reader has loaded the batch it handed out and the depth
+  // (2) batches behind it, so its thread is waiting for room in a full queue (or about to queue
+  // the last of them). Destroying the reader must release that thread: the test ending at all is
+  // the check (a hang is what ctest's timeout reports), and a loaded machine cannot fail it.
+  std::mutex mutex;
+  std::condition_variable loaded;
+  int loads = 0;
   {
     BatchReader reader(
         [&](uint64_t i) {
-          ++loads;
+          {
+            std::lock_guard<std::mutex> lock(mutex);
+            ++loads;
+          }
+          loaded.notify_all();
           return tagged(i);
         },
         DistributedSampler(1000, 1, 0, 0), 8, 2);
     reader.next();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the queue fill
+    std::unique_lock<std::mutex> lock(mutex);  // declared after the reader: unlocked before it stops
+    loaded.wait(lock, [&] { return loads >= 8 * 3; });
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
-  EXPECT_LE(loads.load(), 8 * 4) << "bounded: it must not read ahead beyond the queue depth";
+  std::lock_guard<std::mutex> lock(mutex);
+  EXPECT_LE(loads, 8 * 4) << "bounded: it must not read ahead beyond the queue depth";
 }
 
 TEST(BatchReader, ReadsRealShards) {
-  const std::string dir = data_testing::temp_dir("reader") + "/set";
+  data_testing::TempDir temp("reader");
+  const std::string dir = temp / "set";
   {
     ShardWriter w(dir, ShardSetInfo{4}, 4 * 4 * 4 * 2);
     for (int i = 0; i < 5; ++i) {

@@ -2,15 +2,15 @@
 // the prefix, whole-word token replacement, and the CSV reader on what spreadsheets write.
 #include "data/captions.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "core/error.h"
 #include "data/csv.h"
+#include "test_util.h"
 
 namespace xltune {
 namespace {
-
-#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
 
 std::vector<IngestedImage> images(std::initializer_list<const char*> names) {
   std::vector<IngestedImage> out;
@@ -68,22 +68,16 @@ TEST(Captions, ColumnSynonymsOrderAndSpreadsheetQuirks) {
 }
 
 TEST(Captions, CsvWithoutTheNeededColumnsIsAnError) {
-  try {
-    build(images({"a.jpg"}), {{"caption.csv", "name,words\na.jpg,hi\n"}});
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_CONTAINS(e.what(), "caption.csv: expected a header row naming the image column (image_file) and the caption "
-                              "column (caption), got 'name,words'");
-  }
+  EXPECT_THAT([&] { build(images({"a.jpg"}), {{"caption.csv", "name,words\na.jpg,hi\n"}}); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr(
+                  "caption.csv: expected a header row naming the image column (image_file) and the caption "
+                  "column (caption), got 'name,words'")));
 }
 
 TEST(Captions, UnterminatedQuoteIsAnErrorNamingTheLine) {
-  try {
-    build(images({"a.jpg"}), {{"caption.csv", "image_file,caption\na.jpg,\"never closed\n"}});
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_CONTAINS(e.what(), "caption.csv: line 2: a quoted field is never closed");
-  }
+  EXPECT_THAT([&] { build(images({"a.jpg"}), {{"caption.csv", "image_file,caption\na.jpg,\"never closed\n"}}); },
+              ::testing::ThrowsMessage<Error>(
+                  ::testing::HasSubstr("caption.csv: line 2: a quoted field is never closed")));
 }
 
 TEST(Captions, SidecarsAndPrecedence) {

@@ -1,6 +1,6 @@
 // Helpers for the data tests: archives built with libarchive's writer, images encoded with
-// OpenCV, temporary folders under the test-data folder. Everything the bad-input corpus needs
-// is made here at run time; nothing is checked in.
+// OpenCV, temporary folders under the test-data folder (removed when the test ends). Everything
+// the bad-input corpus needs is made here at run time; nothing is checked in.
 #pragma once
 
 #include <archive.h>
@@ -10,10 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <memory>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "core/atomic_file.h"
@@ -36,6 +38,24 @@ inline std::string temp_dir(const std::string& tag) {
   EXPECT_NE(::mkdtemp(buffer.data()), nullptr) << pattern;
   return buffer.data();
 }
+
+// temp_dir() that removes the folder, with everything in it, when the test ends, so that runs
+// do not pile up folders under the test data. The error_code overload: a destructor must not throw.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag) : path_(temp_dir(tag)) {}
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
 
 inline std::string source_dir() { return XLTUNE_SOURCE_DIR; }
 

@@ -4,6 +4,7 @@
 // reads every field back with h5py (and h5dump) and compares.
 #include "data/hdf5_shards.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -14,14 +15,13 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "data_test_util.h"
+#include "test_util.h"
 
 namespace xltune {
 namespace {
 
-using data_testing::temp_dir;
+using data_testing::TempDir;
 using data_testing::tree;
-
-#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
 
 // The content rule check_shards.py recomputes: no pixels need to be stored twice.
 ShardSample make_sample(int resolution, int seed) {
@@ -64,7 +64,8 @@ std::string error_opening(const std::string& dir) {
 }
 
 TEST(Shards, EveryFieldRoundTripsAcrossShards) {
-  const std::string dir = temp_dir("shards") + "/set";
+  TempDir temp("shards");
+  const std::string dir = temp / "set";
   const int r = 16, n = 7;
   ShardSetInfo info{r, "sks", "<s0><s1>"};
   const uint64_t per_sample = r * r * 4;
@@ -90,7 +91,8 @@ TEST(Shards, EveryFieldRoundTripsAcrossShards) {
 }
 
 TEST(Shards, ReadsFromManyThreads) {
-  const std::string dir = temp_dir("shards") + "/set";
+  TempDir temp("shards");
+  const std::string dir = temp / "set";
   {
     ShardWriter w(dir, ShardSetInfo{8, "TOK", "<s0><s1>"}, 8 * 8 * 4 * 5);
     for (int i = 0; i < 20; ++i) w.add(make_sample(8, i));
@@ -111,7 +113,8 @@ TEST(Shards, ReadsFromManyThreads) {
 }
 
 TEST(Shards, ASetWithoutItsIndexIsRefused) {
-  const std::string dir = temp_dir("shards") + "/set";
+  TempDir temp("shards");
+  const std::string dir = temp / "set";
   {
     ShardWriter w(dir, ShardSetInfo{8}, 8 * 8 * 4);
     for (int i = 0; i < 3; ++i) w.add(make_sample(8, i));
@@ -123,7 +126,8 @@ TEST(Shards, ASetWithoutItsIndexIsRefused) {
 }
 
 TEST(Shards, RewritingRemovesTheOldIndexFirst) {
-  const std::string dir = temp_dir("shards") + "/set";
+  TempDir temp("shards");
+  const std::string dir = temp / "set";
   {
     ShardWriter w(dir, ShardSetInfo{8}, 8 * 8 * 4);
     for (int i = 0; i < 3; ++i) w.add(make_sample(8, i));
@@ -144,7 +148,8 @@ TEST(Shards, RewritingRemovesTheOldIndexFirst) {
 }
 
 TEST(Shards, AChangedShardIsRefused) {
-  const std::string dir = temp_dir("shards") + "/set";
+  TempDir temp("shards");
+  const std::string dir = temp / "set";
   {
     ShardWriter w(dir, ShardSetInfo{8});
     w.add(make_sample(8, 1));
@@ -160,7 +165,8 @@ TEST(Shards, AChangedShardIsRefused) {
 }
 
 TEST(Shards, ABadIndexIsRefused) {
-  const std::string dir = temp_dir("shards") + "/set";
+  TempDir temp("shards");
+  const std::string dir = temp / "set";
   ::mkdir(dir.c_str(), 0755);
   write_file_atomic(dir + "/index.json", "{\"format\": \"something-else\"}");
   EXPECT_CONTAINS(error_opening(dir), "format is not 'xltune-shards'");
@@ -175,16 +181,13 @@ TEST(Shards, ABadIndexIsRefused) {
 }
 
 TEST(Shards, WrongSampleSizeIsAnError) {
-  const std::string dir = temp_dir("shards") + "/set";
+  TempDir temp("shards");
+  const std::string dir = temp / "set";
   ShardWriter w(dir, ShardSetInfo{8});
   ShardSample s = make_sample(4, 0);
   s.source = "x.jpg";
-  try {
-    w.add(s);
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_CONTAINS(e.what(), "sample 'x.jpg': image of 48 bytes and mask of 16 bytes; expected 192 and 64");
-  }
+  EXPECT_THAT([&] { w.add(s); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr(
+                                     "sample 'x.jpg': image of 48 bytes and mask of 16 bytes; expected 192 and 64")));
   EXPECT_THROW(w.finish(), Error);  // no samples
 }
 

@@ -3,12 +3,14 @@
 // once with PIL, embedded below, since OpenCV cannot write CMYK).
 #include "data/image_decode.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include "core/error.h"
 #include "data/exif_orientation.h"
 #include "data_test_util.h"
+#include "test_util.h"
 
 namespace xltune {
 namespace {
@@ -35,8 +37,6 @@ std::string error_of(const std::string& bytes, const DecodeLimits& limits = {}) 
   }
   return "";
 }
-
-#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
 
 cv::Vec3b rgb(const cv::Mat& m, int x, int y) { return m.at<cv::Vec3b>(y, x); }
 
@@ -266,29 +266,24 @@ TEST(ImageDecode, CorruptJpegSegmentIsAnError) {
 }
 
 TEST(ImageDecode, FilesAreNotReadThroughSymlinks) {
-  std::string d = temp_dir("decode");
+  TempDir temp("decode");
+  const std::string& d = temp.path();
   write_file(d + "/real.png", png(4, 4));
   ASSERT_EQ(::symlink((d + "/real.png").c_str(), (d + "/link.png").c_str()), 0);
   EXPECT_EQ(decode_image_file(d + "/real.png", "real.png").rgb.cols, 4);
-  try {
-    decode_image_file(d + "/link.png", "link.png");
-    FAIL() << "a symlink was followed";
-  } catch (const Error& e) {
-    EXPECT_CONTAINS(e.what(), "image link.png: cannot open");
-  }
+  EXPECT_THAT([&] { decode_image_file(d + "/link.png", "link.png"); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("image link.png: cannot open")))
+      << "a symlink was followed";
 }
 
 TEST(ImageDecode, FileSizeLimitIsCheckedBeforeReading) {
-  std::string d = temp_dir("decode");
+  TempDir temp("decode");
+  const std::string& d = temp.path();
   write_file(d + "/big.png", png(64, 64));
   DecodeLimits tight;
   tight.max_file_bytes = 10;
-  try {
-    decode_image_file(d + "/big.png", "big.png", tight);
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_CONTAINS(e.what(), "above the limit of 10 bytes");
-  }
+  EXPECT_THAT([&] { decode_image_file(d + "/big.png", "big.png", tight); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("above the limit of 10 bytes")));
 }
 
 }  // namespace

@@ -7,9 +7,13 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <filesystem>
+#include <system_error>
+
 #include "core/error.h"
 #include "data/work_dir.h"
 #include "data_test_util.h"
+#include "test_util.h"
 
 namespace xltune {
 namespace {
@@ -17,13 +21,21 @@ namespace {
 using namespace data_testing;
 
 // One sandbox per test: sandbox/input (the archive), sandbox/work (the work folder's parent),
-// sandbox/outside (where a hostile archive would like to write).
+// sandbox/outside (where a hostile archive would like to write). Removed with everything in it
+// when the test ends (error_code overload: a destructor must not throw); not copyable, so only
+// one object removes it.
 struct Sandbox {
   std::string root = temp_dir("ingest");
   Sandbox() {
     ::mkdir((root + "/work").c_str(), 0755);
     ::mkdir((root + "/outside").c_str(), 0755);
   }
+  ~Sandbox() {
+    std::error_code ec;
+    std::filesystem::remove_all(root, ec);
+  }
+  Sandbox(const Sandbox&) = delete;
+  Sandbox& operator=(const Sandbox&) = delete;
   std::string path(const std::string& name) const { return root + "/" + name; }
 
   struct Outcome {
@@ -72,8 +84,6 @@ std::vector<std::string> names(const IngestResult& r) {
   for (const auto& i : r.images) out.push_back(i.name);
   return out;
 }
-
-#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
 
 std::vector<Entry> nested_photos() {
   return {dir("set/"), dir("set/a/"), file("set/a/one.jpg", jpeg(40, 30, 1)), file("set/a/b/c/two.png", png(20, 50, 2)),

@@ -3,6 +3,7 @@
 // old set kept when the input has nothing usable, and the model plug-ins.
 #include "data/preprocess.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <opencv2/imgcodecs.hpp>
@@ -12,13 +13,12 @@
 #include "data/crop.h"
 #include "data/hdf5_shards.h"
 #include "data_test_util.h"
+#include "test_util.h"
 
 namespace xltune {
 namespace {
 
 using namespace data_testing;
-
-#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
 
 std::string sample_file(const std::string& name) { return read_file(source_dir() + "/data/samples/" + name); }
 
@@ -46,7 +46,8 @@ PreprocessOptions options_for(const std::string& input, const std::string& out) 
 }
 
 TEST(Preprocess, ArchiveOfPhotosBecomesAShardSet) {
-  const std::string dir = temp_dir("preprocess");
+  TempDir temp("preprocess");
+  const std::string& dir = temp.path();
   const std::string out = dir + "/out";
   testing::internal::CaptureStderr();
   PreprocessReport report = preprocess(options_for(make_input(dir), out));
@@ -86,41 +87,32 @@ TEST(Preprocess, ArchiveOfPhotosBecomesAShardSet) {
 }
 
 TEST(Preprocess, NothingUsableKeepsTheOldSet) {
-  const std::string dir = temp_dir("preprocess");
+  TempDir temp("preprocess");
+  const std::string& dir = temp.path();
   const std::string out = dir + "/out";
   preprocess(options_for(make_input(dir), out));
   const std::string index = read_file(out + "/index.json");
   write_archive(dir + "/bad.zip", Kind::kZip, {file("x.jpg", jpeg(40, 40).substr(0, 300)), file("y.txt", "hello")});
   testing::internal::CaptureStderr();
-  try {
-    preprocess(options_for(dir + "/bad.zip", out));
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_CONTAINS(e.what(), "none of the 1 images could be used");
-  }
+  EXPECT_THAT([&] { preprocess(options_for(dir + "/bad.zip", out)); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("none of the 1 images could be used")));
   testing::internal::GetCapturedStderr();
   EXPECT_EQ(read_file(out + "/index.json"), index);
   EXPECT_EQ(ShardSet(out).size(), 4u);
   write_archive(dir + "/empty.zip", Kind::kZip, {});
-  try {
-    preprocess(options_for(dir + "/empty.zip", out));
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_CONTAINS(e.what(), "no images found (0 entries");
-  }
+  EXPECT_THAT([&] { preprocess(options_for(dir + "/empty.zip", out)); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("no images found (0 entries")));
   EXPECT_EQ(tree(out), (std::vector<std::string>{"contact_sheet.png", "index.json", "shard-00000.h5"}));
 }
 
 TEST(Preprocess, MaskPromptsWithoutClipsegIsAClearError) {
-  const std::string dir = temp_dir("preprocess");
+  TempDir temp("preprocess");
+  const std::string& dir = temp.path();
   PreprocessOptions o = options_for(make_input(dir), dir + "/out");
   o.mask_target_prompts = "a cat";
-  try {
-    preprocess(o);
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_CONTAINS(e.what(), "--mask_target_prompts 'a cat' needs CLIPSeg masks, which this xltune does not have yet");
-  }
+  EXPECT_THAT([&] { preprocess(o); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr(
+                  "--mask_target_prompts 'a cat' needs CLIPSeg masks, which this xltune does not have yet")));
   EXPECT_EQ(tree(dir + "/out"), std::vector<std::string>{}) << "nothing written before the error";
 }
 
@@ -139,7 +131,8 @@ struct FixedCaption : Captioner {
 };
 
 TEST(Preprocess, ModelPlugInsAreUsed) {
-  const std::string dir = temp_dir("preprocess");
+  TempDir temp("preprocess");
+  const std::string& dir = temp.path();
   PreprocessOptions o = options_for(make_input(dir), dir + "/out");
   o.mask_target_prompts = "a cat";
   LeftHalfMask masks;
@@ -163,7 +156,8 @@ TEST(Preprocess, ModelPlugInsAreUsed) {
 }
 
 TEST(Preprocess, FaceDetectionAndMaxImages) {
-  const std::string dir = temp_dir("preprocess");
+  TempDir temp("preprocess");
+  const std::string& dir = temp.path();
   PreprocessOptions o = options_for(make_input(dir), dir + "/out");
   o.use_face_detection_instead = true;
   o.max_images = 2;  // set/a/coffee.png and set/astronaut.png

@@ -3,6 +3,7 @@
 // order is pinned so that a change of platform or library cannot silently change it.
 #include "data/sampler.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -140,12 +141,8 @@ TEST(Sampler, BatchesStopAtTheEpochEnd) {
 
 TEST(Sampler, RestoringAnImpossiblePositionIsAnError) {
   DistributedSampler s(10, 2, 0, 3);
-  try {
-    s.restore({4, 5});
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("was the world size or the data set changed?"), std::string::npos);
-  }
+  EXPECT_THAT([&] { s.restore({4, 5}); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("was the world size or the data set changed?")));
 }
 
 }  // namespace

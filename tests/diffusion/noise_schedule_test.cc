@@ -3,6 +3,7 @@
 #include "diffusion/noise_schedule.h"
 
 #include <ATen/ATen.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -38,7 +39,7 @@ TEST(NoiseSchedule, SdxlValuesFromTheReferenceFacts) {
   c.beta_start = 0.00085, c.beta_end = 0.012, c.beta_schedule = "scaled_linear";
   NoiseSchedule s(c);
   const at::Tensor& a = s.alphas_cumprod();
-  // ../shared/reference/sdxl.md §6: a_0 0.99915, a_499 0.2777, a_999 0.004660.
+  // SDXL's published schedule: a_0 0.99915, a_499 0.2777, a_999 0.004660 (SNR 0.0047, not zero-terminal).
   EXPECT_NEAR(a[0].item<double>(), 0.99915, 1e-5);
   EXPECT_NEAR(a[499].item<double>(), 0.2777, 1e-4);
   EXPECT_NEAR(a[999].item<double>(), 0.004660, 1e-5);
@@ -48,12 +49,8 @@ TEST(NoiseSchedule, SdxlValuesFromTheReferenceFacts) {
 
 TEST(NoiseSchedule, BadConfigsNameTheField) {
   EXPECT_THROW(NoiseScheduleConfig::from_json_text(R"({"beta_schedule": "exp"})", "s.json"), Error);
-  try {
-    NoiseScheduleConfig::from_json_text(R"({"prediction_type": "sample"})", "s.json");
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("s.json: \"prediction_type\" 'sample'"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([] { NoiseScheduleConfig::from_json_text(R"({"prediction_type": "sample"})", "s.json"); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("s.json: \"prediction_type\" 'sample'")));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "models/unet.h"
 
 #include <ATen/ATen.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -54,7 +55,7 @@ TEST_P(UNetParity, OutputAndGradientsMatchDiffusers) {
   SafetensorsFile dump(dir + "/parity.safetensors");
   UNetRun run = run_unet(unet, dump, false);
   const double d_out = max_abs_diff(run.output, dump.tensor("output"));
-  EXPECT_LT(d_out, 1e-4) << "output";
+  EXPECT_LT(d_out, 1.5e-5) << "output";  // measured 7.2e-7, 3.1e-6, 2.6e-6 for the three configs
   double worst_grad = 0;
   int compared = 0;
   for (const auto& e : dump.entries()) {
@@ -62,7 +63,7 @@ TEST_P(UNetParity, OutputAndGradientsMatchDiffusers) {
     auto it = run.grads.find(e.name);
     ASSERT_NE(it, run.grads.end()) << "no gradient for " << e.name;
     const double d = scaled_diff(it->second, dump.tensor(e.name));
-    EXPECT_LT(d, 1e-4) << e.name;
+    EXPECT_LT(d, 1.5e-5) << e.name;  // measured: worst 3.5e-6 over each config's 13 gradients
     worst_grad = std::max(worst_grad, d);
     ++compared;
   }
@@ -88,7 +89,7 @@ TEST(UNetCheckpointing, SameGradientsAsWithout) {
     ASSERT_TRUE(recomputed.grads.count(name)) << name;
     worst = std::max(worst, scaled_diff(recomputed.grads[name], g));
   }
-  EXPECT_LT(worst, 1e-5) << "recomputation must reproduce the gradients";
+  EXPECT_LT(worst, 5e-6) << "recomputation must reproduce the gradients";  // measured 1.1e-6
   std::printf("gradient checkpointing: %zu gradients, worst scaled |diff| %.3g\n", plain.grads.size(), worst);
 }
 
@@ -171,8 +172,8 @@ namespace {
 // index; loaded straight into bf16 (as on a GPU) and into fp32.
 TEST(UNetLoading, Fp16VariantShardedIntoBf16) {
   const std::string src = ref_dir() + "/unet_deep";
-  char pattern[] = "/tmp/xltune_unet_XXXXXX";
-  const std::string dir = ::mkdtemp(pattern);
+  testing_util::ScopedTempDir temp("xltune_unet");
+  const std::string& dir = temp.path();
   write_file_atomic(dir + "/config.json", read_file(src + "/config.json"));
   NamedTensors all = load_safetensors(src + "/diffusion_pytorch_model.safetensors");
   NamedTensors first, second;
@@ -210,8 +211,8 @@ TEST(UNetLoading, Fp16VariantShardedIntoBf16) {
 
 TEST(UNetLoading, MissingAndMisshapenTensorsAreNamed) {
   const std::string src = ref_dir() + "/unet_odd";
-  char pattern[] = "/tmp/xltune_unet_XXXXXX";
-  const std::string dir = ::mkdtemp(pattern);
+  testing_util::ScopedTempDir temp("xltune_unet");
+  const std::string& dir = temp.path();
   write_file_atomic(dir + "/config.json", read_file(src + "/config.json"));
   NamedTensors all = load_safetensors(src + "/diffusion_pytorch_model.safetensors");
   NamedTensors damaged;
@@ -220,33 +221,20 @@ TEST(UNetLoading, MissingAndMisshapenTensorsAreNamed) {
     damaged.emplace_back(name, name == "conv_in.weight" ? t.narrow(0, 0, 8) : t);
   }
   save_safetensors(dir + "/diffusion_pytorch_model.safetensors", damaged);
-  try {
-    load_unet(dir);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("conv_in.weight [8, 4, 3, 3] (expected [16, 4, 3, 3])"), std::string::npos)
-        << e.what();
-  }
+  EXPECT_THAT([&] { load_unet(dir); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr(
+                                            "conv_in.weight [8, 4, 3, 3] (expected [16, 4, 3, 3])")));
   // Only a tensor missing: named as missing.
   NamedTensors missing_one;
   for (auto& [name, t] : all)
     if (name != "conv_out.bias") missing_one.emplace_back(name, t);
   save_safetensors(dir + "/diffusion_pytorch_model.safetensors", missing_one);
-  try {
-    load_unet(dir);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("conv_out.bias"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("missing from the checkpoint"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([&] { load_unet(dir); },
+              ::testing::ThrowsMessage<Error>(::testing::AllOf(::testing::HasSubstr("conv_out.bias"),
+                                                               ::testing::HasSubstr("missing from the checkpoint"))));
   std::filesystem::remove(dir + "/diffusion_pytorch_model.safetensors");
   write_file_atomic(dir + "/diffusion_pytorch_model.bin", "pickle");
-  try {
-    load_unet(dir);
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("pickle files (.bin, .ckpt) are never loaded"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([&] { load_unet(dir); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("pickle files (.bin, .ckpt) are never loaded")));
 }
 
 }  // namespace

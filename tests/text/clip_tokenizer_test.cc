@@ -3,6 +3,7 @@
 // after the reference scripts, which write into XLTUNE_TESTDATA_DIR).
 #include "text/clip_tokenizer.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -65,12 +66,8 @@ TEST_F(ClipTokenizerTest, SecondTokenizerPadsWithExclamationMark) {
 }
 
 TEST_F(ClipTokenizerTest, InvalidUtf8IsAClearError) {
-  try {
-    tok1_->tokenize("bad \xff byte");
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("not valid UTF-8 at byte 4"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([&] { tok1_->tokenize("bad \xff byte"); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("not valid UTF-8 at byte 4")));
 }
 
 TEST_F(ClipTokenizerTest, BadVocabularyFilesAreNamed) {
