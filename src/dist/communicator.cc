@@ -1,11 +1,40 @@
 #include "dist/communicator.h"
 
+#include <ATen/ATen.h>
+
+#include <cstdlib>
+
 #include "core/check.h"
 
 namespace xltune {
 
-void SingleProcessCommunicator::broadcast(at::Tensor&, int root) {
+namespace {
+class DoneWork final : public CommWork {
+ public:
+  bool test() override { return true; }
+  void wait() override {}
+};
+}  // namespace
+
+void Communicator::abort(int code) { std::_Exit(code); }
+
+std::unique_ptr<CommWork> SingleProcessCommunicator::start_all_reduce_sum(const at::Tensor&) {
+  return std::make_unique<DoneWork>();
+}
+
+void SingleProcessCommunicator::broadcast(const at::Tensor&, int root) {
   XLTUNE_CHECK(root == 0, "broadcast from rank ", root, " in a world of one");
+}
+
+std::vector<double> all_reduce_sum_values(Communicator& comm, const std::vector<double>& values,
+                                          const at::Device& device) {
+  if (comm.size() == 1 || values.empty()) return values;
+  at::Tensor t = at::tensor(values, at::kDouble);
+  // A device communicator (NCCL) reduces device tensors; fp64 keeps counts and sums exact.
+  if (comm.name() == "NCCL") t = t.to(device);
+  comm.all_reduce_sum(t);
+  t = t.cpu();
+  return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
 }
 
 }  // namespace xltune

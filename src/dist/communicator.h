@@ -2,29 +2,51 @@
 // the gradient reducer and the checkpointer are written once for every transport.
 //
 //   SingleProcessCommunicator   world of one (no launcher): every collective is the identity
-//   (issue 9) MPI for CPU tensors, NCCL for CUDA tensors, and an in-process fake for tests
+//   ThreadGroupCommunicator     ranks as threads of one process, for unit tests (thread_group.h)
+//   MpiCommunicator             MPI for CPU tensors (mpi_communicator.h; full builds)
+//   NcclCommunicator            NCCL for CUDA tensors (nccl_communicator.h; CUDA builds)
 //
-// This header and the single-process communicator use libtorch alone, so they build in
-// -DXLTUNE_CORE_ONLY=ON (a GPU machine with a CUDA libtorch and no MPI).
+// Collectives are issued in the same order on every rank (the caller's duty; the reducer
+// launches its buckets strictly in bucket order). This header, the single-process and the
+// thread-group communicators use libtorch alone, so they build in -DXLTUNE_CORE_ONLY=ON.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace xltune {
+
+// A collective in flight. The tensor it works on stays alive until it is done.
+class CommWork {
+ public:
+  virtual ~CommWork() = default;
+  // Drives progress without blocking; true once the result is in the tensor.
+  virtual bool test() = 0;
+  virtual void wait() = 0;
+};
 
 class Communicator {
  public:
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual std::string name() const = 0;  // "single process", "MPI", "NCCL"
-  // In place: every rank ends with the sum over ranks.
-  virtual void all_reduce_sum(at::Tensor& tensor) = 0;
+  // Ranks on this node and this rank's index among them (from the shared-memory split).
+  virtual int local_rank() const { return 0; }
+  virtual int local_size() const { return 1; }
+  virtual std::string name() const = 0;  // "single process", "MPI", "NCCL", "threads"
+
+  // In place: every rank ends with the sum over ranks. The tensor must be contiguous.
+  virtual std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) = 0;
+  void all_reduce_sum(const at::Tensor& tensor) { start_all_reduce_sum(tensor)->wait(); }
   // In place: every rank ends with root's values.
-  virtual void broadcast(at::Tensor& tensor, int root) = 0;
+  virtual void broadcast(const at::Tensor& tensor, int root) = 0;
+  // Returns once every rank has called it (without spinning a core while it waits).
   virtual void barrier() = 0;
+  // Ends every rank of the job at once with `code` (MPI_Abort); a world of one just exits.
+  [[noreturn]] virtual void abort(int code);
 };
 
 class SingleProcessCommunicator final : public Communicator {
@@ -32,9 +54,13 @@ class SingleProcessCommunicator final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::string name() const override { return "single process"; }
-  void all_reduce_sum(at::Tensor&) override {}
-  void broadcast(at::Tensor&, int root) override;
+  std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) override;
+  void broadcast(const at::Tensor& tensor, int root) override;
   void barrier() override {}
 };
+
+// Sums of a few doubles over ranks (loss, counts), through a small CPU (or device) tensor.
+std::vector<double> all_reduce_sum_values(Communicator& comm, const std::vector<double>& values,
+                                          const at::Device& device);
 
 }  // namespace xltune

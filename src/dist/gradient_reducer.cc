@@ -17,6 +17,10 @@ void AfterBackwardReducer::finish() {
       g = at::zeros_like(t);
       t.mutable_grad() = g;
     }
+    if (!g.is_contiguous()) {
+      g = g.contiguous();
+      t.mutable_grad() = g;
+    }
     comm_.all_reduce_sum(g);
     g.div_(world);
   }

@@ -1,10 +1,10 @@
 // Making every rank's gradients the average over ranks before the optimizer step.
 //
-// The training step calls prepare() once with the trainable tensors (and again whenever that
-// set changes, as at the pivot of pivotal tuning), then finish() after each backward(). The
-// implementation here all-reduces each gradient after backward has returned; the bucketed
-// reducer of the many-ranks work will overlap the all-reduce with backward behind the same two
-// calls. With a world of one both calls do nothing.
+// The training step calls prepare() with the trainable tensors (and again whenever that set
+// changes, as at the pivot of pivotal tuning), before_backward() before each backward(), and
+// finish() after it. AfterBackwardReducer (here) all-reduces each gradient after backward has
+// returned; BucketedReducer (bucketed_reducer.h, Note [Gradient buckets]) overlaps the
+// all-reduce with backward behind the same calls. With a world of one they do nothing.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -19,6 +19,9 @@ class GradientReducer {
  public:
   virtual ~GradientReducer() = default;
   virtual void prepare(const std::vector<at::Tensor>& trainable) = 0;
+  // Before backward: where gradients will be accumulated (the bucketed reducer points every
+  // .grad at its bucket). Gradients must be undefined (cleared) when it is called.
+  virtual void before_backward() {}
   // After backward: each trainable tensor's .grad() holds the average over ranks.
   virtual void finish() = 0;
 };

@@ -268,6 +268,7 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
   } else {
     loss = sq.mean();
   }
+  reducer_->before_backward();
   loss.backward();
   reducer_->finish();
 

@@ -1,0 +1,183 @@
+#include "dist/bucketed_reducer.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <chrono>
+#include <numeric>
+
+#include "core/check.h"
+
+namespace xltune {
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+struct ReadyHook final : torch::autograd::PostAccumulateGradHook {
+  ReadyHook(BucketedReducer* r, size_t i) : reducer(r), index(i) {}
+  void operator()(const torch::autograd::Variable&) override { reducer->on_ready(index); }
+  BucketedReducer* reducer;
+  size_t index;
+};
+
+}  // namespace
+
+struct BucketedReducer::Bucket {
+  at::Tensor flat;
+  std::vector<size_t> members;
+  size_t pending = 0;
+  bool ready = false, launched = false;
+  std::unique_ptr<CommWork> work;
+  BucketTiming timing;
+};
+
+BucketedReducer::BucketedReducer(Communicator& comm, Options options) : comm_(comm), options_(options) {
+  XLTUNE_CHECK(options.bucket_bytes > 0 && options.first_bucket_bytes > 0, "reducer: bucket sizes must be positive");
+}
+
+BucketedReducer::~BucketedReducer() { clear_hooks(); }
+
+void BucketedReducer::clear_hooks() {
+  for (auto& t : tensors_)
+    if (t.defined()) torch::autograd::impl::set_post_acc_grad_hooks(t, nullptr);
+}
+
+void BucketedReducer::prepare(const std::vector<at::Tensor>& trainable) {
+  clear_hooks();
+  tensors_ = trainable;
+  for (const auto& t : tensors_)
+    XLTUNE_CHECK(t.requires_grad() && t.is_leaf(), "reducer: every trainable tensor must be a leaf that requires grad");
+  // Reverse registration order until the first step has shown the real one.
+  std::vector<size_t> order(tensors_.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::reverse(order.begin(), order.end());
+  build(order);
+  observing_ = options_.rebuild_after_first_step && !rebuilt_ && comm_.size() > 1;
+  observed_.clear();
+  for (size_t i = 0; i < tensors_.size(); ++i)
+    torch::autograd::impl::set_post_acc_grad_hooks(tensors_[i], std::make_unique<ReadyHook>(this, i));
+}
+
+void BucketedReducer::build(const std::vector<size_t>& order) {
+  buckets_.clear();
+  bucket_of_.assign(tensors_.size(), 0);
+  offset_of_.assign(tensors_.size(), 0);
+  auto start = [&] { buckets_.push_back(std::make_unique<Bucket>()); };
+  int64_t filled = 0;
+  for (size_t i : order) {
+    const at::Tensor& t = tensors_[i];
+    XLTUNE_CHECK(t.scalar_type() == at::kFloat, "reducer: trainable tensors are fp32 (got ", t.scalar_type(), ")");
+    const int64_t bytes = t.numel() * 4;
+    bool fresh = buckets_.empty();
+    if (!fresh) {
+      const Bucket& current = *buckets_.back();
+      const int64_t cap = buckets_.size() == 1 ? options_.first_bucket_bytes : options_.bucket_bytes;
+      fresh = tensors_[current.members.front()].device() != t.device() || filled + bytes > cap;
+    }
+    if (fresh) {
+      start();
+      filled = 0;
+    }
+    Bucket& b = *buckets_.back();
+    bucket_of_[i] = buckets_.size() - 1;
+    offset_of_[i] = filled / 4;
+    b.members.push_back(i);
+    filled += bytes;
+  }
+  // Allocate each bucket at its final size.
+  for (auto& b : buckets_) {
+    int64_t n = 0;
+    for (size_t i : b->members) n += tensors_[i].numel();
+    b->flat = at::zeros({n}, tensors_[b->members.front()].options().dtype(at::kFloat));
+  }
+}
+
+std::vector<int64_t> BucketedReducer::bucket_bytes() const {
+  std::vector<int64_t> out;
+  for (const auto& b : buckets_) out.push_back(b->flat.numel() * 4);
+  return out;
+}
+
+void BucketedReducer::before_backward() {
+  if (comm_.size() == 1) return;
+  at::NoGradGuard no_grad;
+  for (auto& b : buckets_) {
+    b->flat.zero_();
+    b->pending = b->members.size();
+    b->ready = b->launched = false;
+    b->work.reset();
+    b->timing = BucketTiming{b->flat.numel() * 4, 0, 0};
+    for (size_t i : b->members) {
+      at::Tensor& t = tensors_[i];
+      XLTUNE_CHECK(!t.grad().defined(), "reducer: gradients must be cleared before backward");
+      t.mutable_grad() = b->flat.narrow(0, offset_of_[i], t.numel()).view(t.sizes());
+    }
+  }
+  next_launch_ = 0;
+}
+
+void BucketedReducer::on_ready(size_t i) {
+  if (comm_.size() == 1 || buckets_.empty()) return;
+  if (observing_) observed_.push_back(i);
+  Bucket& b = *buckets_[bucket_of_[i]];
+  XLTUNE_CHECK(b.pending > 0, "reducer: a gradient arrived twice in one step (a tensor used twice in the graph?)");
+  if (--b.pending == 0) b.ready = true;
+  launch_in_order();
+  poll();
+}
+
+void BucketedReducer::launch_in_order() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready) {
+    Bucket& b = *buckets_[next_launch_++];
+    b.timing.launched = now();
+    b.work = comm_.start_all_reduce_sum(b.flat);
+    b.launched = true;
+  }
+}
+
+void BucketedReducer::poll() {
+  // MPI progresses non-blocking collectives only inside MPI calls: test the ones in flight.
+  for (size_t k = 0; k < next_launch_; ++k) {
+    Bucket& b = *buckets_[k];
+    if (b.work && b.timing.done == 0 && b.work->test()) b.timing.done = now();
+  }
+}
+
+void BucketedReducer::finish() {
+  if (comm_.size() == 1) return;
+  backward_end_ = now();
+  for (auto& b : buckets_) b->ready = true;  // whatever got no gradient goes with zeros
+  launch_in_order();
+  at::NoGradGuard no_grad;
+  timings_.clear();
+  for (auto& b : buckets_) {
+    b->work->wait();
+    if (b->timing.done == 0) b->timing.done = now();
+    b->flat.div_(comm_.size());
+    timings_.push_back(b->timing);
+  }
+  if (observing_) {
+    observing_ = false;
+    rebuilt_ = true;
+    // The real order, the same on every rank: rank 0's, then anything it did not see.
+    std::vector<int64_t> order(tensors_.size(), -1);
+    std::vector<bool> seen(tensors_.size(), false);
+    size_t k = 0;
+    for (size_t i : observed_)
+      if (!seen[i]) seen[i] = true, order[k++] = static_cast<int64_t>(i);
+    for (size_t i = tensors_.size(); i-- > 0;)
+      if (!seen[i]) order[k++] = static_cast<int64_t>(i);
+    at::Tensor shared = at::tensor(order, at::kLong);
+    if (comm_.name() == "NCCL") shared = shared.to(tensors_.front().device());
+    comm_.broadcast(shared, 0);
+    shared = shared.cpu();
+    std::vector<size_t> rebuilt(tensors_.size());
+    for (size_t j = 0; j < rebuilt.size(); ++j) rebuilt[j] = static_cast<size_t>(shared[j].item<int64_t>());
+    // This step's gradients stay in the old buckets' views (kept alive by .grad) until cleared.
+    build(rebuilt);
+  }
+}
+
+}  // namespace xltune

@@ -1,0 +1,135 @@
+#include "dist/mpi_communicator.h"
+
+#include <ATen/ATen.h>
+#include <mpi.h>
+
+#include <chrono>
+#include <thread>
+
+#include "core/check.h"
+
+namespace xltune {
+
+namespace {
+
+std::string mpi_error_text(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) return "MPI error " + std::to_string(code);
+  return std::string(text, static_cast<size_t>(length));
+}
+
+#define XLTUNE_MPI_CHECK(call, ...)                                                              \
+  do {                                                                                           \
+    int xltune_mpi_rc_ = (call);                                                                 \
+    if (xltune_mpi_rc_ != MPI_SUCCESS)                                                           \
+      XLTUNE_FAIL(__VA_ARGS__, " (", #call, ": ", mpi_error_text(xltune_mpi_rc_), ")");          \
+  } while (0)
+
+MPI_Datatype mpi_type(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return MPI_FLOAT;
+    case at::kDouble: return MPI_DOUBLE;
+    case at::kLong: return MPI_INT64_T;
+    case at::kInt: return MPI_INT32_T;
+    case at::kByte: return MPI_UINT8_T;
+    default: XLTUNE_FAIL("MPI: no reduction for ", t.scalar_type(), " tensors (buckets are fp32)");
+  }
+}
+
+void check_cpu_contiguous(const at::Tensor& t, const char* what) {
+  XLTUNE_CHECK(t.is_cpu() && t.is_contiguous(), "MPI ", what, ": expected a contiguous CPU tensor (CUDA tensors go ",
+               "through NCCL)");
+  XLTUNE_CHECK(t.numel() < (int64_t{1} << 31), "MPI ", what, ": ", t.numel(), " elements is more than one call takes");
+}
+
+class MpiWork final : public CommWork {
+ public:
+  MpiWork(MPI_Request r, at::Tensor t) : request_(r), tensor_(std::move(t)) {}
+  ~MpiWork() override {
+    if (!done_) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+  bool test() override {
+    if (done_) return true;
+    int flag = 0;
+    XLTUNE_MPI_CHECK(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE), "MPI all-reduce");
+    done_ = flag != 0;
+    return done_;
+  }
+  void wait() override {
+    if (done_) return;
+    XLTUNE_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI all-reduce");
+    done_ = true;
+  }
+
+ private:
+  MPI_Request request_;
+  at::Tensor tensor_;  // kept alive while MPI writes into it
+  bool done_ = false;
+};
+
+}  // namespace
+
+bool MpiCommunicator::initialized() {
+  int flag = 0;
+  MPI_Initialized(&flag);
+  return flag != 0;
+}
+
+MpiCommunicator::MpiCommunicator() {
+  XLTUNE_CHECK(!initialized(), "MPI is already initialised in this process");
+  int provided = 0;
+  XLTUNE_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "cannot start MPI");
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  XLTUNE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI rank");
+  XLTUNE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI world size");
+  auto* local = new MPI_Comm;
+  XLTUNE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, local),
+                   "MPI: split the ranks by node");
+  XLTUNE_MPI_CHECK(MPI_Comm_rank(*local, &local_rank_), "MPI local rank");
+  XLTUNE_MPI_CHECK(MPI_Comm_size(*local, &local_size_), "MPI local size");
+  local_comm_ = local;
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  if (local_comm_ != nullptr) {
+    auto* local = static_cast<MPI_Comm*>(local_comm_);
+    MPI_Comm_free(local);
+    delete local;
+  }
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+std::unique_ptr<CommWork> MpiCommunicator::start_all_reduce_sum(const at::Tensor& t) {
+  check_cpu_contiguous(t, "all-reduce");
+  MPI_Request request;
+  XLTUNE_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t), MPI_SUM,
+                                  MPI_COMM_WORLD, &request),
+                   "MPI all-reduce of ", t.numel(), " values");
+  return std::make_unique<MpiWork>(request, t);
+}
+
+void MpiCommunicator::broadcast(const at::Tensor& t, int root) {
+  check_cpu_contiguous(t, "broadcast");
+  XLTUNE_MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.nbytes()), MPI_BYTE, root, MPI_COMM_WORLD),
+                   "MPI broadcast from rank ", root);
+}
+
+void MpiCommunicator::barrier() {
+  MPI_Request request;
+  XLTUNE_MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &request), "MPI barrier");
+  for (int flag = 0;;) {
+    XLTUNE_MPI_CHECK(MPI_Test(&request, &flag, MPI_STATUS_IGNORE), "MPI barrier");
+    if (flag) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+void MpiCommunicator::abort(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+}  // namespace xltune
