@@ -9,7 +9,11 @@
 #include "cli/option_table.h"
 #include "core/check.h"
 #include "core/log.h"
+#include "dist/communicator.h"
+#include "dist/mpi_communicator.h"
+#include "dist/world.h"
 #include "job/train_job.h"
+#include <c10/util/Exception.h>
 
 namespace po = boost::program_options;
 
@@ -71,7 +75,9 @@ int train_command(const std::vector<std::string>& args) {
       .add("save_dtype", &o.save_dtype, "dtype of unet.safetensors (full fine-tuning): bf16, fp16 or fp32")
       .add("dump_steps", &o.dump_steps, "a folder for what enters every step (for checking against another trainer)")
       .add("log_every", &o.log_every, "progress line every N steps when the output is not a terminal")
-      .add("threads", &o.threads, "CPU threads (0: libtorch's default)");
+      .add("threads", &o.threads, "CPU threads (0: libtorch's default)")
+      .add("replica_check_steps", &o.replica_check_steps,
+           "many ranks: every N steps check that all ranks hold identical weights (0: never)");
   own.description().add_options()("config", po::value<std::string>(&config_file),
                                   "read options from FILE (configs/*.cfg); the command line wins");
   OptionTable limits("Limits (an archive is untrusted input)");
@@ -119,7 +125,38 @@ int train_command(const std::vector<std::string>& args) {
   limits.values_into(values);
   values["config"] = config_file.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(config_file);
 
-  TrainJobReport r = run_train_job(o, values.dump());
+  // The ranks: MPI when a launcher started this process (mpirun, or srun with PMIx), else one.
+  const WorldInfo w = world_from_process_environment();
+  std::unique_ptr<Communicator> comm;
+  if (w.launcher == "mpirun" || w.launcher == "pmix" || w.launcher == "slurm") {
+    comm = std::make_unique<MpiCommunicator>();
+    XLTUNE_CHECK(comm->size() == w.size, "launched as rank ", w.rank, " of ", w.size, " by ", w.launcher,
+                 " but MPI sees a world of ", comm->size(), w.launcher == "slurm" ? " (use srun --mpi=pmix)" : "");
+  } else {
+    XLTUNE_CHECK(w.size == 1, "launched as rank ", w.rank, " of ", w.size, " through ", w.launcher,
+                 " variables: xltune's ranks come from mpirun or srun --mpi=pmix");
+    comm = std::make_unique<SingleProcessCommunicator>();
+  }
+  if (comm->size() > 1) {
+    set_log_rank(comm->rank());
+    // One voice: the other ranks say only what goes wrong (unless a log level is asked for).
+    if (comm->rank() != 0 && std::getenv("XLTUNE_LOG_LEVEL") == nullptr) set_log_level(LogLevel::kWarn);
+  }
+  TrainJobReport r;
+  try {
+    r = run_train_job(o, values.dump(), *comm);
+  } catch (const std::exception& e) {
+    if (comm->size() == 1) throw;
+    // A failing rank takes the whole job down now, naming itself, instead of leaving the
+    // others waiting in a collective.
+    std::string what = e.what();
+    if (auto* c10 = dynamic_cast<const c10::Error*>(&e)) what = c10->what_without_backtrace();
+    const auto nl = what.find('\n');
+    std::cerr << "xltune train: rank " << comm->rank() << " of " << comm->size() << ": error: "
+              << what.substr(0, nl) << std::endl;
+    comm->abort(1);
+  }
+  if (comm->rank() != 0) return 0;
   std::cout << "trained " << r.steps << " steps on " << r.samples << " images in " << std::fixed;
   std::cout.precision(1);
   std::cout << r.seconds << " s (seed " << r.seed << ", final loss ";

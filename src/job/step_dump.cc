@@ -20,10 +20,11 @@ void write_initial_dump(const std::string& dir, const TrainedWeights& w) {
   }
 }
 
-void write_step_dump(const std::string& dir, int64_t step, const StepBatch& b, const StepResult& r) {
+void write_step_dump(const std::string& dir, int64_t step, const StepBatch& b, const StepResult& r, int rank) {
   std::filesystem::create_directories(dir);
   char name[64];
-  std::snprintf(name, sizeof name, "/step-%06lld.safetensors", static_cast<long long>(step));
+  if (rank < 0) std::snprintf(name, sizeof name, "/step-%06lld.safetensors", static_cast<long long>(step));
+  else std::snprintf(name, sizeof name, "/step-%06lld.rank-%d.safetensors", static_cast<long long>(step), rank);
   auto cpu = [](const at::Tensor& t) { return t.detach().cpu().contiguous(); };
   save_safetensors(dir + name, {{"latents", cpu(r.x0)},
                                 {"noise", cpu(r.noise)},

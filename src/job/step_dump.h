@@ -17,6 +17,8 @@
 namespace xltune {
 
 void write_initial_dump(const std::string& dir, const TrainedWeights& initial);
-void write_step_dump(const std::string& dir, int64_t step, const StepBatch& batch, const StepResult& result);
+// rank >= 0 (many ranks): "step-NNNNNN.rank-R.safetensors", this rank's samples only.
+void write_step_dump(const std::string& dir, int64_t step, const StepBatch& batch, const StepResult& result,
+                     int rank = -1);
 
 }  // namespace xltune

@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "data/latent_cache_file.h"
 #include "data/sampler.h"
 #include "dist/communicator.h"
+#include "dist/bucketed_reducer.h"
 #include "dist/gradient_reducer.h"
 #include "job/loss_plot.h"
 #include "job/progress.h"
@@ -44,12 +46,17 @@ const char* const kRunOutputs[] = {"trained_model.tar", "trainer_state.safetenso
                                    "embeddings_sdxl.safetensors", "special_params.json", "loss.png",
                                    "metrics.jsonl", "run_config.json"};
 
-at::Device resolve_device(const std::string& name) {
-  if (name == "auto") return torch::cuda::is_available() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+// One GPU per rank: the local rank's (CUDA_VISIBLE_DEVICES decides which ones are seen).
+at::Device resolve_device(const std::string& name, int local_rank) {
+  const bool cuda = torch::cuda::is_available();
+  if (name == "auto" && !cuda) return at::Device(at::kCPU);
   if (name == "cpu") return at::Device(at::kCPU);
-  at::Device d(name);
-  XLTUNE_CHECK(torch::cuda::is_available(), "--device ", name, ": this xltune's libtorch has no usable CUDA device");
-  return d;
+  XLTUNE_CHECK(cuda, "--device ", name, ": this xltune's libtorch has no usable CUDA device");
+  if (name == "auto" || name == "cuda") {
+    const int count = static_cast<int>(torch::cuda::device_count());
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
+  }
+  return at::Device(name);
 }
 
 std::string file_fingerprint(const std::string& path) {
@@ -125,6 +132,47 @@ void write_weights_checkpoint(const Trainer& trainer, const TrainedWeights& w, c
   log_info("checkpoint: ", final_dir);
 }
 
+// XLTUNE_FAULT_RANK_STEP=R:S makes rank R raise an error at step S: how the tests show that a
+// rank that fails takes the job down (tests/cli/mpi_train_test.sh), as LevelDB's fault-injecting
+// Env does for its files. Unset in real runs.
+void maybe_inject_fault(int rank, int64_t step) {
+  static const char* spec = std::getenv("XLTUNE_FAULT_RANK_STEP");
+  if (spec == nullptr || *spec == '\0') return;
+  int r = -1;
+  long long s = -1;
+  if (std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step)
+    XLTUNE_FAIL("injected fault (XLTUNE_FAULT_RANK_STEP=", spec, ")");
+}
+
+// The latent slices of every rank, back in shard order.
+LatentCache in_shard_order(LatentCache c) {
+  const size_t n = c.key.samples.size(), per = static_cast<size_t>(c.channels * c.height * c.width);
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return c.key.samples[a] < c.key.samples[b]; });
+  LatentCache out = c;
+  for (size_t k = 0; k < n; ++k) {
+    out.key.samples[k] = c.key.samples[order[k]];
+    std::copy_n(c.mean.begin() + order[k] * per, per, out.mean.begin() + k * per);
+    std::copy_n(c.logvar.begin() + order[k] * per, per, out.logvar.begin() + k * per);
+  }
+  for (size_t k = 0; k < n; ++k)
+    XLTUNE_CHECK(out.key.samples[k] == k, "latent cache: sample ", k, " is missing from every rank's slice");
+  return out;
+}
+
+// --replica_check_steps: every rank must hold rank 0's trainable tensors, bit for bit.
+void check_replicas(Communicator& comm, const Trainer& trainer, int64_t step) {
+  if (comm.size() == 1) return;
+  for (const auto& [name, t] : trainer.trainable_state()) {
+    at::Tensor theirs = t.clone();
+    comm.broadcast(theirs, 0);
+    XLTUNE_CHECK(at::equal(theirs, t), "step ", step, ": rank ", comm.rank(), " holds another ", name, " than rank 0 (",
+                 "max difference ", (theirs - t).abs().max().item<double>(), "): the replicas have drifted apart");
+  }
+  log_debug("step ", step, ": every rank holds the same trainable tensors");
+}
+
 at::ScalarType dtype_of(const std::string& name) {
   if (name == "fp32") return at::kFloat;
   if (name == "fp16") return at::kHalf;
@@ -133,23 +181,28 @@ at::ScalarType dtype_of(const std::string& name) {
 
 }  // namespace
 
-TrainJobReport run_train_job(const TrainOptions& options, const std::string& options_json) {
+TrainJobReport run_train_job(const TrainOptions& options, const std::string& options_json, Communicator& comm) {
   const auto start = Clock::now();
   TrainOptions o = options;
   validate_train_options(o);
   TrainJobReport report;
   report.output_dir = o.output_dir;
-  SingleProcessCommunicator comm;
   const bool rank0 = comm.rank() == 0;
+  const int world = comm.size();
   if (o.threads > 0) at::set_num_threads(o.threads);
-  const at::Device device = resolve_device(o.device);
+  const at::Device device = resolve_device(o.device, comm.local_rank());
   if (device.is_cuda()) {
     // TF32 for the fp32 matmuls and convolutions that remain (the trainable parts).
     at::globalContext().setAllowTF32CuBLAS(true);
     at::globalContext().setAllowTF32CuDNN(true);
   }
-  const uint64_t seed = o.seed ? *o.seed : std::random_device{}();
-  if (!o.seed) log_info("seed ", seed, " (random; pass --seed ", seed, " to repeat this run)");
+  uint64_t seed = o.seed ? *o.seed : std::random_device{}();
+  if (!o.seed && world > 1) {  // rank 0's, for every rank
+    at::Tensor shared = at::tensor({static_cast<int64_t>(seed & 0x7FFFFFFFFFFFFFFFULL)}, at::kLong);
+    comm.broadcast(shared, 0);
+    seed = static_cast<uint64_t>(shared.item<int64_t>());
+  }
+  if (!o.seed && rank0) log_info("seed ", seed, " (random; pass --seed ", seed, " to repeat this run)");
   report.seed = seed;
 
   // 1. The model's configs, before any slow work: a bad --model or --resolution fails now.
@@ -157,8 +210,10 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   const int64_t multiple = resolution_multiple(configs);
 
   // 2. The output folder: an earlier run's outputs go first (nothing stale looks complete).
-  fs::create_directories(o.output_dir);
-  for (const char* f : kRunOutputs) fs::remove(o.output_dir + "/" + f);
+  if (rank0) {
+    fs::create_directories(o.output_dir);
+    for (const char* f : kRunOutputs) fs::remove(o.output_dir + "/" + f);
+  }
 
   // 3. Preprocessing (rank 0) or an earlier shard set.
   std::string shard_dir = o.shards;
@@ -175,7 +230,15 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     }
     comm.barrier();
   }
-  ShardSet shards(shard_dir);
+  std::unique_ptr<ShardSet> shard_set;
+  try {
+    shard_set = std::make_unique<ShardSet>(shard_dir);
+  } catch (const Error& e) {
+    if (world == 1) throw;
+    XLTUNE_FAIL("rank ", comm.rank(), " cannot read the shards: ", e.what(), " (--output_dir and --shards must be on ",
+                "storage that every rank's node can read)");
+  }
+  const ShardSet& shards = *shard_set;
   const ShardSetInfo& info = shards.info();
   if (!o.shards.empty()) {
     XLTUNE_CHECK(!o.resolution_given || o.prep.resolution == info.resolution, "--resolution ", o.prep.resolution,
@@ -201,23 +264,50 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   load.variant = o.variant;
   load.config_dir = o.model_config;
 
-  // 5. Latent cache: each image encoded once (fp32 VAE), then the VAE is let go.
-  std::vector<uint64_t> all(num_samples);
-  for (int64_t i = 0; i < num_samples; ++i) all[i] = static_cast<uint64_t>(i);
-  LatentCacheKey key{vae_fingerprint(configs, o.model), fingerprint_of(read_file(shard_dir + "/index.json")),
-                     o.prep.resolution, all};
+  // 5. Latent cache: each image encoded once (fp32 VAE), by the rank whose slice it is in; then
+  //    every rank reads every slice and the VAE is let go.
+  const std::string vae_id = vae_fingerprint(configs, o.model);
+  const std::string shards_id = fingerprint_of(read_file(shard_dir + "/index.json"));
+  auto slice_key = [&](int r) {
+    LatentCacheKey k{vae_id, shards_id, o.prep.resolution, {}};
+    for (int64_t i = r; i < num_samples; i += world) k.samples.push_back(static_cast<uint64_t>(i));
+    return k;
+  };
+  auto slice_path = [&](int r) {
+    char name[40];
+    std::snprintf(name, sizeof name, "/latents/latents-r%05d.h5", r);
+    return o.output_dir + name;
+  };
   fs::create_directories(o.output_dir + "/latents");
-  const std::string cache_path = o.output_dir + "/latents/latents-r00000.h5";
-  std::optional<LatentCache> latents = read_latent_cache(cache_path, key);
-  load.with_vae = !latents.has_value();
+  const LatentCacheKey my_key = slice_key(comm.rank());
+  std::optional<LatentCache> mine;
+  if (!my_key.samples.empty()) mine = read_latent_cache(slice_path(comm.rank()), my_key);
+  load.with_vae = !my_key.samples.empty() && !mine.has_value();
   SdxlModel model = load_sdxl(o.model, load);
-  if (!latents) {
-    latents = encode_latents(shards, model.vae, all, key, 4);
-    write_latent_cache(cache_path, *latents);
-  } else {
-    log_info("latent cache: ", cache_path, " (", num_samples, " samples, reused)");
+  if (load.with_vae) {
+    mine = encode_latents(shards, model.vae, my_key.samples, my_key, 4);
+    write_latent_cache(slice_path(comm.rank()), *mine);
+  } else if (mine) {
+    log_info("latent cache: ", slice_path(comm.rank()), " (", my_key.samples.size(), " samples, reused)");
   }
   model.vae = nullptr;
+  comm.barrier();
+  LatentCache latents;
+  latents.key = LatentCacheKey{vae_id, shards_id, o.prep.resolution, {}};
+  for (int r = 0; r < world; ++r) {
+    const LatentCacheKey k = slice_key(r);
+    if (k.samples.empty()) continue;
+    std::optional<LatentCache> part = r == comm.rank() ? std::move(mine) : read_latent_cache(slice_path(r), k);
+    XLTUNE_CHECK(part.has_value(), "rank ", comm.rank(), ": the latent cache of rank ", r, " (", slice_path(r),
+                 ") is missing or stale after the barrier");
+    latents.scaling_factor = part->scaling_factor;
+    latents.channels = part->channels, latents.height = part->height, latents.width = part->width;
+    // Interleave back into shard order: slice r holds samples r, r + W, r + 2W, ...
+    latents.key.samples.insert(latents.key.samples.end(), k.samples.begin(), k.samples.end());
+    latents.mean.insert(latents.mean.end(), part->mean.begin(), part->mean.end());
+    latents.logvar.insert(latents.logvar.end(), part->logvar.begin(), part->logvar.end());
+  }
+  latents = in_shard_order(std::move(latents));
 
   // 6. Tokenizers (the new tokens get the ids after the vocabulary) and the training set.
   ClipTokenizer tok_1 = load_tokenizer(model.tokenizer_dir_1, "<|endoftext|>");
@@ -230,8 +320,8 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
                  " tokens but the text encoders ", model.te1->config().vocab_size, " and ",
                  model.te2->config().vocab_size);
   }
-  TrainingSet set = build_training_set(shards, *latents, tok_1, tok_2, device);
-  latents.reset();
+  TrainingSet set = build_training_set(shards, latents, tok_1, tok_2, device);
+  latents = LatentCache();
 
   // 7. Steps, schedule, pivot.
   DistributedSampler sampler(static_cast<uint64_t>(num_samples), comm.size(), comm.rank(), seed);
@@ -257,7 +347,10 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   if (tc.schedule.kind == LrScheduleKind::kConstant && o.lr_warmup_steps > 0 && rank0)
     log_info("--lr_scheduler constant has no warmup (as diffusers' get_scheduler); --lr_warmup_steps ",
              o.lr_warmup_steps, " is used by constant_with_warmup, linear and cosine");
-  Trainer trainer(model, tc, configs.vae_config.scaling_factor, std::make_shared<AfterBackwardReducer>(comm));
+  std::shared_ptr<GradientReducer> reducer;
+  if (world > 1) reducer = std::make_shared<BucketedReducer>(comm);
+  else reducer = std::make_shared<AfterBackwardReducer>(comm);
+  Trainer trainer(model, tc, configs.vae_config.scaling_factor, reducer);
   report.trainable_parameters = trainer.trainable_parameter_count();
   const at::ScalarType save_dtype = dtype_of(o.save_dtype);
 
@@ -321,14 +414,23 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     for (size_t j = 0; j < indices.size(); ++j)
       positions.push_back(static_cast<int64_t>(j) * comm.size() + comm.rank());
     StepBatch batch = set.batch(indices, positions);
+    maybe_inject_fault(comm.rank(), step);
     StepResult r = trainer.step(step, batch);
-    XLTUNE_CHECK(std::isfinite(r.loss), "step ", step, ": the loss is ", r.loss,
+    // The global batch's loss (every rank has the same number of samples in a step), and which
+    // samples it held, in global position order: one small all-reduce.
+    std::vector<double> shared(1 + static_cast<size_t>(o.train_batch_size) * world, 0.0);
+    shared[0] = r.loss;
+    for (size_t j = 0; j < indices.size(); ++j) shared[1 + static_cast<size_t>(positions[j])] = indices[j] + 1.0;
+    shared = all_reduce_sum_values(comm, shared, device);
+    const double loss = shared[0] / world;
+    XLTUNE_CHECK(std::isfinite(loss), "step ", step, ": the loss is ", loss,
                  " (diverged: lower the learning rates, or check the model files)");
-    losses.push_back(r.loss);
-    if (!o.dump_steps.empty() && rank0) write_step_dump(o.dump_steps, step, batch, r);
+    losses.push_back(loss);
+    if (!o.dump_steps.empty()) write_step_dump(o.dump_steps, step, batch, r, world > 1 ? comm.rank() : -1);
+    if (o.replica_check_steps > 0 && step % o.replica_check_steps == 0) check_replicas(comm, trainer, step);
     const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
     if (rank0) {
-      nlohmann::ordered_json line = {{"step", step}, {"epoch", before.epoch}, {"loss", r.loss}};
+      nlohmann::ordered_json line = {{"step", step}, {"epoch", before.epoch}, {"loss", loss}};
       nlohmann::ordered_json lr = nlohmann::ordered_json::object();
       for (const auto& [name, value] : r.learning_rates) lr[name] = value;
       line["lr"] = lr;
@@ -336,9 +438,13 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
       line["samples_per_s"] = seconds > 0 ? static_cast<double>(indices.size() * comm.size()) / seconds : 0.0;
       line["peak_memory_bytes"] = peak_memory_bytes(device);
       line["text_encoders_ran"] = r.text_encoders_ran;
+      std::vector<int64_t> samples;
+      for (size_t k = 1; k < shared.size(); ++k)
+        if (shared[k] > 0) samples.push_back(static_cast<int64_t>(shared[k]) - 1);
+      line["samples"] = samples;
       metrics << line.dump() << "\n";
       metrics.flush();
-      progress.update(step, r.loss, r.learning_rates.front().second);
+      progress.update(step, loss, r.learning_rates.front().second);
     }
     if (step % o.checkpointing_steps == 0 && step < total && rank0) {
       progress.finish();
@@ -346,6 +452,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     }
   }
   progress.finish();
+  comm.barrier();
   report.steps = total;
   report.final_loss = losses.back();
 
@@ -360,6 +467,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     report.tar_path = o.output_dir + "/trained_model.tar";
     write_trained_model_tar(o.output_dir, report.files, report.tar_path);
   }
+  comm.barrier();  // every rank ends after the outputs exist
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
 }

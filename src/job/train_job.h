@@ -8,6 +8,18 @@
 //
 // Outputs of an earlier run in OUTPUT_DIR are removed first, so that a run that fails leaves
 // nothing that looks complete.
+//
+// Note [The job's shape] (many ranks)
+//   1. rank 0 ingests, preprocesses and writes the HDF5 shards while the other ranks wait in a
+//      barrier that sleeps (no collective with a timeout exists yet, so nothing can time out);
+//   2. every rank opens the shards (a rank that cannot see them says so: OUTPUT_DIR must be on
+//      storage every node reads), VAE-encodes its slice (samples i with i mod W = r) into
+//      latents/latents-rNNNNN.h5; barrier; every rank reads every slice;
+//   3. train: --train_batch_size is per rank, a step is one global batch of W x b samples
+//      (the sampler's strided rank slices), rank r's j-th sample sits at global position j W + r,
+//      so draws, and therefore steps, mean the same whatever W is (Note [Keyed draws]);
+//      gradients are averaged by the bucketed reducer; the reported loss is the mean over ranks;
+//   4. rank 0 writes metrics, checkpoints and the outputs.
 #pragma once
 
 #include <string>
@@ -29,7 +41,11 @@ struct TrainJobReport {
   double seconds = 0;
 };
 
-// options_json: every option as resolved by the command line (for run_config.json).
-TrainJobReport run_train_job(const TrainOptions& options, const std::string& options_json);
+class Communicator;
+
+// options_json: every option as resolved by the command line (for run_config.json). `comm`:
+// this process's rank in the job (a SingleProcessCommunicator without a launcher). Every rank
+// calls it; rank 0 preprocesses and writes the outputs (Note [The job's shape]).
+TrainJobReport run_train_job(const TrainOptions& options, const std::string& options_json, Communicator& comm);
 
 }  // namespace xltune

@@ -36,6 +36,8 @@ void validate_train_options(const TrainOptions& o) {
                o.save_dtype, "': expected fp32, bf16 or fp16");
   XLTUNE_CHECK(o.variant.empty() || o.variant == "fp16", "--variant '", o.variant, "': expected fp16 or nothing");
   XLTUNE_CHECK(o.log_every >= 1, "--log_every: expected a positive number of steps, got ", o.log_every);
+  XLTUNE_CHECK(o.replica_check_steps >= 0, "--replica_check_steps: expected 0 (off) or a number of steps, got ",
+               o.replica_check_steps);
   XLTUNE_CHECK(o.threads >= 0, "--threads: expected 0 (libtorch's default) or more, got ", o.threads);
   XLTUNE_CHECK(!o.output_dir.empty(), "--output_dir: expected a folder");
   XLTUNE_CHECK(o.device == "auto" || o.device == "cpu" || o.device.rfind("cuda", 0) == 0, "--device '", o.device,

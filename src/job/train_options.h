@@ -49,6 +49,7 @@ struct TrainOptions {
   std::string dump_steps;           // folder for the per-step dumps (empty: none)
   int64_t log_every = 10;           // progress line every N steps when not on a terminal
   int threads = 0;                  // CPU threads for libtorch (0: its default)
+  int64_t replica_check_steps = 0;  // every N steps, check that all ranks hold the same weights
 
   // Set by the command line parser: which of the two step counts the user gave.
   bool max_train_steps_given = false;

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# xltune train on many ranks (mpirun, CPU, MPI all-reduce), on the tiny model:
+#   - 2 ranks x batch b = 1 rank x batch 2b: the same samples per step, the same losses and final
+#     weights up to reduction order, for LoRA + pivotal tuning (pivot inside) and full fine-tuning;
+#   - 1, 2 and 3 ranks with one global batch: the same steps, every sample once per epoch;
+#   - a rank that raises, and a rank killed with SIGKILL mid-run: the job ends within 10 s,
+#     naming the rank; nothing hangs and no trained_model.tar appears.
+#   mpi_train_test.sh XLTUNE PYTHON WORKDIR MODEL
+set -u
+xltune=$1 py=$2 dir=$3 model=$4
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+rm -rf "$dir" && mkdir -p "$dir"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+# Open MPI's shared-memory transport wants a writable session folder; keep it inside the test's.
+export OMPI_MCA_orte_tmpdir_base=$dir PRTE_MCA_prte_tmpdir_base=$dir TMPDIR=$dir
+mpi() { local n=$1; shift; mpirun -np "$n" --oversubscribe "$@"; }
+
+"$py" - "$root/data/samples" "$dir" <<'PY' || exit 1
+import io, os, sys, zipfile
+from PIL import Image
+samples, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(os.path.join(out, "photos.zip"), "w") as z:
+    for name in sorted(os.listdir(samples)):
+        buf = io.BytesIO()
+        Image.open(os.path.join(samples, name)).convert("RGB").resize((96, 72)).save(buf, "JPEG", quality=90)
+        z.writestr(name.replace(".png", ".jpg"), buf.getvalue())
+PY
+common=(--model "$model" --input_images "$dir/photos.zip" --resolution 64 --seed 5)
+compare() { expect 0 "$1" "$py" "$root/tests/reference/compare_runs.py" "$2" "$3"; tail -n 3 "$dir/out"; }
+
+# LoRA + pivotal tuning: 8 steps, pivot after 4, warmup inside.
+lora=(--max_train_steps 8 --lora_rank 4 --lora_lr 1e-3 --ti_lr 1e-3 --lr_scheduler linear --lr_warmup_steps 2)
+expect 0 "LoRA, 1 rank, batch 4" "$xltune" train "${common[@]}" "${lora[@]}" --train_batch_size 4 --output_dir "$dir/l1"
+expect 0 "LoRA, 2 ranks, batch 2 (replicas checked every 2 steps)" mpi 2 "$xltune" train "${common[@]}" "${lora[@]}" \
+  --train_batch_size 2 --replica_check_steps 2 --output_dir "$dir/l2"
+has "$dir/err" "[xltune r0 "
+ls "$dir/l2/latents" | grep -q "latents-r00001.h5" || { echo "FAIL: rank 1 encoded no latent slice"; fail=1; }
+compare "2 x 2 = 1 x 4 (LoRA + pivotal tuning)" "$dir/l1" "$dir/l2"
+
+# Full fine-tuning with gradient checkpointing (the reducer sees recompute's nested backward).
+full=(--max_train_steps 6 --is_lora false --unet_learning_rate 1e-4 --gradient_checkpointing true --save_dtype fp32)
+expect 0 "full FT, 1 rank, batch 4" "$xltune" train "${common[@]}" "${full[@]}" --train_batch_size 4 --output_dir "$dir/f1"
+expect 0 "full FT, 2 ranks, batch 2" mpi 2 "$xltune" train "${common[@]}" "${full[@]}" --train_batch_size 2 \
+  --replica_check_steps 3 --output_dir "$dir/f2"
+compare "2 x 2 = 1 x 4 (full fine-tuning)" "$dir/f1" "$dir/f2"
+
+# 1, 2 and 3 ranks, one global batch of 6 (the 6 photos): the same 4 steps, each an epoch.
+for n in 1 2 3; do
+  expect 0 "$n rank(s), batch $((6 / n))" mpi "$n" "$xltune" train "${common[@]}" --max_train_steps 4 \
+    --train_batch_size $((6 / n)) --output_dir "$dir/w$n"
+done
+"$py" - "$dir" <<'PY' || fail=1
+import json, sys
+runs = {n: [json.loads(l) for l in open(f"{sys.argv[1]}/w{n}/metrics.jsonl")] for n in (1, 2, 3)}
+for n, m in runs.items():
+    assert len(m) == 4, (n, len(m))
+    for x in m:
+        assert sorted(x["samples"]) == list(range(6)), (n, x["step"], x["samples"])
+    assert [x["samples"] for x in m] == [x["samples"] for x in runs[1]], n
+print("ok   1, 2 and 3 ranks: 4 steps each, every sample once per epoch, the same order")
+PY
+
+# A rank that raises at step 3: the job ends at once, naming the rank and the cause.
+start=$(date +%s.%N)
+expect 1 "rank 1 raises at step 3" env XLTUNE_FAULT_RANK_STEP=1:3 timeout 60 mpirun -np 2 "$xltune" train "${common[@]}" \
+  --max_train_steps 50 --train_batch_size 2 --output_dir "$dir/fault"
+has "$dir/err" "rank 1 of 2: error: injected fault"
+lacks "$dir/fault/trained_model.tar"
+"$py" -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); assert s < 30, s; print(f'ok   down in {s:.1f} s (model loading included)')" \
+  "$start" "$(date +%s.%N)" || fail=1
+
+# SIGKILL of rank 1 mid-run: mpirun takes the job down within 10 s.
+mpirun -np 2 "$xltune" train "${common[@]}" --max_train_steps 100000 --train_batch_size 2 --checkpointing_steps 100000 \
+  --output_dir "$dir/kill" >"$dir/kill.out" 2>"$dir/kill.err" &
+launcher=$!
+for _ in $(seq 1 600); do [ -s "$dir/kill/metrics.jsonl" ] && [ "$(wc -l < "$dir/kill/metrics.jsonl")" -ge 5 ] && break; sleep 0.1; done
+victim=""
+for p in $(pgrep -f -- "--output_dir $dir/kill"); do
+  [ "$p" = "$launcher" ] && continue
+  grep -qz "^OMPI_COMM_WORLD_RANK=1$" "/proc/$p/environ" 2>/dev/null && victim=$p
+done
+if [ -z "$victim" ]; then echo "FAIL: no rank 1 to kill"; fail=1; kill "$launcher"; else
+  killed=$(date +%s.%N)
+  kill -9 "$victim"
+  timeout 30 tail --pid="$launcher" -f /dev/null
+  rc=0; wait "$launcher" || rc=$?
+  ended=$(date +%s.%N)
+  "$py" -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); assert s < 10, s; print(f'ok   SIGKILL of rank 1: the job ended in {s:.1f} s (exit {sys.argv[3]})')" \
+    "$killed" "$ended" "$rc" || fail=1
+  [ "$rc" -ne 0 ] || { echo "FAIL: the job exited 0 after a rank was killed"; fail=1; }
+  grep -qi "rank 1" "$dir/kill.err" && grep -qi "signal 9\|killed" "$dir/kill.err" && echo "ok   mpirun names rank 1 and the signal" \
+    || { echo "FAIL: no message naming rank 1 and the signal:"; tail -n 5 "$dir/kill.err"; fail=1; }
+  pgrep -f -- "--output_dir $dir/kill" >/dev/null && { echo "FAIL: ranks still running"; pkill -9 -f -- "--output_dir $dir/kill"; fail=1; }
+fi
+lacks "$dir/kill/trained_model.tar"
+exit $fail
