@@ -391,7 +391,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
                        {"groups", groups}};
     write_file_atomic(o.output_dir + "/run_config.json", rc.dump(2) + "\n");
     log_info("training ", num_samples, " images for ", total, " steps (", steps_per_epoch, " per epoch, batch ",
-             o.train_batch_size, "), ", o.is_lora ? str("LoRA rank ", tc.lora_rank) : std::string("full fine-tuning"),
+             o.train_batch_size, world > 1 ? str(" per rank x ", world, " ranks") : std::string(), "), ", o.is_lora ? str("LoRA rank ", tc.lora_rank) : std::string("full fine-tuning"),
              ", ", report.trainable_parameters, " trainable parameters, pivot after step ", tc.pivot_step, ", on ",
              device.str());
   }

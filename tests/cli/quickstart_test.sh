@@ -10,6 +10,7 @@ expect 0 "launch/quickstart" env XLTUNE_QUICKSTART_SKIP_SETUP=1 XLTUNE_QUICKSTAR
   "$repo/launch/quickstart"
 has "$dir/out" "== quickstart: done"
 has "$dir/out" "trained 400 steps on 6 images"
+has "$dir/out" "400 steps, 2 rank(s)"
 out=$dir/training_out
 for f in trained_model.tar loss.png metrics.jsonl run_config.json checkpoints/step-000200/lora.safetensors; do
   [ -s "$out/$f" ] || { echo "FAIL: $out/$f missing"; fail=1; }; done
