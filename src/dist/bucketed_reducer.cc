@@ -47,6 +47,10 @@ void BucketedReducer::clear_hooks() {
 void BucketedReducer::prepare(const std::vector<at::Tensor>& trainable) {
   clear_hooks();
   tensors_ = trainable;
+  if (comm_.size() == 1) {  // nothing to reduce: no buckets, no hooks, no memory
+    buckets_.clear();
+    return;
+  }
   for (const auto& t : tensors_)
     XLTUNE_CHECK(t.requires_grad() && t.is_leaf(), "reducer: every trainable tensor must be a leaf that requires grad");
   // Reverse registration order until the first step has shown the real one.

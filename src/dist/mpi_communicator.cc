@@ -104,6 +104,13 @@ MpiCommunicator::~MpiCommunicator() {
 
 std::unique_ptr<CommWork> MpiCommunicator::start_all_reduce_sum(const at::Tensor& t) {
   check_cpu_contiguous(t, "all-reduce");
+  if (t.numel() == 0 || size_ == 1) {
+    struct Done final : CommWork {
+      bool test() override { return true; }
+      void wait() override {}
+    };
+    return std::make_unique<Done>();
+  }
   MPI_Request request;
   XLTUNE_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t), MPI_SUM,
                                   MPI_COMM_WORLD, &request),
@@ -113,6 +120,7 @@ std::unique_ptr<CommWork> MpiCommunicator::start_all_reduce_sum(const at::Tensor
 
 void MpiCommunicator::broadcast(const at::Tensor& t, int root) {
   check_cpu_contiguous(t, "broadcast");
+  if (t.numel() == 0 || size_ == 1) return;
   XLTUNE_MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.nbytes()), MPI_BYTE, root, MPI_COMM_WORLD),
                    "MPI broadcast from rank ", root);
 }

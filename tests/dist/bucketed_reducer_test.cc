@@ -105,7 +105,7 @@ TEST(BucketedReducer, NestedBackwardOfRecomputeFiresTheSameHooks) {
 }
 
 TEST(BucketedReducer, BucketSizesFollowTheCaps) {
-  auto comms = make_thread_group(1);
+  auto comms = make_thread_group(2);  // a world of one builds no buckets
   Net net;
   BucketedReducer reducer(*comms[0], BucketedReducer::Options{160, 64, true});
   reducer.prepare(net.params);
