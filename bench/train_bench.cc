@@ -1,7 +1,7 @@
 // The C++ half of bench/train.py and of bench/gpu/run's training cases: optimization steps of
 // the real Trainer (train/trainer.h) on synthetic batches, before and after the pivot.
 //
-//   xltune_bench_train MODEL_DIR|sdxl-base DEVICE lora|full RESOLUTION BATCH STEPS [checkpointing]
+//   xltune_bench_train MODEL_DIR|sdxl-base DEVICE lora|full RESOLUTION BATCH STEPS [checkpointing|plain] [nccl]
 //
 // MODEL_DIR: a diffusers folder (xltune init-model --preset small); sdxl-base: SDXL base 1.0's
 // UNet and both text encoders built from their configs with random weights (no download; for
@@ -10,19 +10,30 @@
 // gradients) and STEPS steps after the pivot (text conditioning cached), each after one
 // untimed step. Prints one JSON line per phase: ms per step (median), steps/s, peak memory
 // (GPU allocator peak, or the process's peak RSS on the CPU).
+//
+// nccl (CUDA builds with NCCL): instead, STEPS steps twice from the same start, once with the
+// gradients going through the bucketed reducer over a one-rank NCCL communicator (no MPI: the
+// path multi-GPU runs take, streams, events and all) and once without; prints whether the losses
+// agree (they must be identical: an all-reduce over one rank is the identity).
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "core/check.h"
 #include "core/error.h"
 #include "core/memory_stats.h"
 #include "dist/communicator.h"
+#include "dist/bucketed_reducer.h"
 #include "dist/gradient_reducer.h"
+#ifdef XLTUNE_HAVE_NCCL
+#include "dist/nccl_communicator.h"
+#endif
 #include "models/sdxl_base_configs.h"
 #include "train/trainer.h"
 
@@ -74,6 +85,54 @@ StepBatch batch_of(int64_t b, int64_t latent, const at::Device& device) {
   return s;
 }
 
+TrainerConfig bench_config(bool lora, int64_t steps, bool checkpointing, bool cuda) {
+  TrainerConfig c;
+  c.is_lora = lora;
+  c.lora_rank = 32, c.lora_alpha = 32;
+  c.max_train_steps = 2 * (steps + 1);
+  c.pivot_step = steps + 1;
+  c.schedule = LrSchedule{LrScheduleKind::kConstant, 0, c.max_train_steps};
+  c.gradient_checkpointing = checkpointing;
+  c.autocast_bf16 = !lora && cuda;
+  return c;
+}
+
+template <typename LoadModel>
+int nccl_check(LoadModel load_model, bool lora, const at::Device& device, int64_t resolution, int64_t batch,
+               int64_t steps) {
+#ifdef XLTUNE_HAVE_NCCL
+  XLTUNE_CHECK(device.is_cuda(), "nccl: needs --device cuda");
+  const StepBatch b = batch_of(batch, resolution / 8, device);
+  std::vector<double> losses[2];
+  for (int with_nccl = 0; with_nccl < 2; ++with_nccl) {
+    SdxlModel m = load_model();
+    SingleProcessCommunicator single;
+    std::unique_ptr<NcclCommunicator> nccl_comm;
+    std::shared_ptr<GradientReducer> reducer;
+    if (with_nccl) {
+      nccl_comm = std::make_unique<NcclCommunicator>(0, 1, device, "");
+      BucketedReducer::Options o;
+      o.reduce_one_rank = true;
+      reducer = std::make_shared<BucketedReducer>(*nccl_comm, o);
+    } else {
+      reducer = std::make_shared<AfterBackwardReducer>(single);
+    }
+    Trainer t(m, bench_config(lora, steps, false, true), 0.13025, reducer);
+    for (int64_t s = 1; s <= steps; ++s) losses[with_nccl].push_back(t.step(s, b).loss);
+  }
+  double worst = 0;
+  for (int64_t s = 0; s < steps; ++s) worst = std::max(worst, std::abs(losses[0][s] - losses[1][s]));
+  std::printf("{\"impl\": \"xltune\", \"check\": \"nccl one rank vs no reducer\", \"mode\": \"%s\", \"steps\": %lld, "
+              "\"max_loss_diff\": %.3g, \"ok\": %s}\n",
+              lora ? "lora" : "full", static_cast<long long>(steps), worst, worst == 0 ? "true" : "false");
+  return worst == 0 ? 0 : 1;
+#else
+  (void)load_model, (void)lora, (void)device, (void)resolution, (void)batch, (void)steps;
+  std::fprintf(stderr, "xltune_bench_train: built without NCCL\n");
+  return 2;
+#endif
+}
+
 int run(int argc, char** argv) {
   if (argc < 7) {
     std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing]\n", argv[0]);
@@ -83,6 +142,7 @@ int run(int argc, char** argv) {
   const at::Device device(std::string(argv[2]) == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU));
   const int64_t resolution = std::stoll(argv[4]), batch = std::stoll(argv[5]), steps = std::stoll(argv[6]);
   const bool checkpointing = argc > 7 && std::string(argv[7]) == "checkpointing";
+  const bool nccl = argc > 8 && std::string(argv[8]) == "nccl";
   const bool lora = mode == "lora";
   const at::ScalarType frozen = device.is_cuda() ? at::kBFloat16 : at::kFloat;
   const auto unet_o = at::TensorOptions().dtype(lora ? frozen : at::kFloat).device(device);
@@ -91,23 +151,17 @@ int run(int argc, char** argv) {
     at::globalContext().setAllowTF32CuBLAS(true);
     at::globalContext().setAllowTF32CuDNN(true);
   }
-  SdxlModel m;
-  if (model_arg == "sdxl-base") {
-    m = sdxl_base(unet_o, te_o);
-  } else {
+  auto load_model = [&] {
+    at::manual_seed(0);  // the same random weights every time
+    if (model_arg == "sdxl-base") return sdxl_base(unet_o, te_o);
     SdxlLoadOptions o;
     o.unet = unet_o, o.text_encoders = te_o, o.vae = te_o, o.with_vae = false;
-    m = load_sdxl(model_arg, o);
-  }
+    return load_sdxl(model_arg, o);
+  };
+  if (nccl) return nccl_check(load_model, lora, device, resolution, batch, steps);
+  SdxlModel m = load_model();
   const int64_t after_load = peak_memory_bytes(device);
-  TrainerConfig c;
-  c.is_lora = lora;
-  c.lora_rank = 32, c.lora_alpha = 32;
-  c.max_train_steps = 2 * (steps + 1);
-  c.pivot_step = steps + 1;
-  c.schedule = LrSchedule{LrScheduleKind::kConstant, 0, c.max_train_steps};
-  c.gradient_checkpointing = checkpointing;
-  c.autocast_bf16 = !lora && device.is_cuda();
+  TrainerConfig c = bench_config(lora, steps, checkpointing, device.is_cuda());
   SingleProcessCommunicator comm;
   Trainer trainer(m, c, 0.13025, std::make_shared<AfterBackwardReducer>(comm));
   const StepBatch b = batch_of(batch, resolution / 8, device);

@@ -47,7 +47,7 @@ void BucketedReducer::clear_hooks() {
 void BucketedReducer::prepare(const std::vector<at::Tensor>& trainable) {
   clear_hooks();
   tensors_ = trainable;
-  if (comm_.size() == 1) {  // nothing to reduce: no buckets, no hooks, no memory
+  if (comm_.size() == 1 && !options_.reduce_one_rank) {  // nothing to reduce: no buckets, no hooks, no memory
     buckets_.clear();
     return;
   }
@@ -105,7 +105,7 @@ std::vector<int64_t> BucketedReducer::bucket_bytes() const {
 }
 
 void BucketedReducer::before_backward() {
-  if (comm_.size() == 1) return;
+  if (buckets_.empty()) return;
   at::NoGradGuard no_grad;
   for (auto& b : buckets_) {
     b->flat.zero_();
@@ -123,7 +123,7 @@ void BucketedReducer::before_backward() {
 }
 
 void BucketedReducer::on_ready(size_t i) {
-  if (comm_.size() == 1 || buckets_.empty()) return;
+  if (buckets_.empty()) return;
   if (observing_) observed_.push_back(i);
   Bucket& b = *buckets_[bucket_of_[i]];
   XLTUNE_CHECK(b.pending > 0, "reducer: a gradient arrived twice in one step (a tensor used twice in the graph?)");
@@ -150,7 +150,7 @@ void BucketedReducer::poll() {
 }
 
 void BucketedReducer::finish() {
-  if (comm_.size() == 1) return;
+  if (buckets_.empty()) return;
   backward_end_ = now();
   for (auto& b : buckets_) b->ready = true;  // whatever got no gradient goes with zeros
   launch_in_order();
@@ -159,7 +159,7 @@ void BucketedReducer::finish() {
   for (auto& b : buckets_) {
     b->work->wait();
     if (b->timing.done == 0) b->timing.done = now();
-    b->flat.div_(comm_.size());
+    if (comm_.size() > 1) b->flat.div_(comm_.size());
     timings_.push_back(b->timing);
   }
   if (observing_) {

@@ -34,6 +34,9 @@ class BucketedReducer final : public GradientReducer {
     int64_t bucket_bytes = int64_t{25} << 20;
     int64_t first_bucket_bytes = int64_t{1} << 20;
     bool rebuild_after_first_step = true;
+    // Build buckets and all-reduce even in a world of one (an identity), so that a single GPU
+    // exercises the NCCL path (bench/gpu/run); off for training.
+    bool reduce_one_rank = false;
   };
   struct BucketTiming {
     int64_t bytes = 0;

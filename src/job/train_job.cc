@@ -25,6 +25,9 @@
 #include "dist/communicator.h"
 #include "dist/bucketed_reducer.h"
 #include "dist/gradient_reducer.h"
+#ifdef XLTUNE_HAVE_NCCL
+#include "dist/nccl_communicator.h"
+#endif
 #include "job/loss_plot.h"
 #include "job/progress.h"
 #include "job/step_dump.h"
@@ -347,9 +350,24 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   if (tc.schedule.kind == LrScheduleKind::kConstant && o.lr_warmup_steps > 0 && rank0)
     log_info("--lr_scheduler constant has no warmup (as diffusers' get_scheduler); --lr_warmup_steps ",
              o.lr_warmup_steps, " is used by constant_with_warmup, linear and cosine");
+  // Gradients: NCCL between GPUs, MPI between CPU ranks (Note [Gradient buckets]).
+  std::unique_ptr<Communicator> device_comm;
   std::shared_ptr<GradientReducer> reducer;
-  if (world > 1) reducer = std::make_shared<BucketedReducer>(comm);
-  else reducer = std::make_shared<AfterBackwardReducer>(comm);
+  if (world > 1) {
+    Communicator* grads = &comm;
+    if (device.is_cuda()) {
+#ifdef XLTUNE_HAVE_NCCL
+      device_comm = std::make_unique<NcclCommunicator>(comm, device);
+      grads = device_comm.get();
+#else
+      XLTUNE_FAIL("training on ", world, " GPUs needs NCCL, and this xltune was built without it (configure with ",
+                  "-DXLTUNE_WITH_NCCL=on against a CUDA libtorch)");
+#endif
+    }
+    reducer = std::make_shared<BucketedReducer>(*grads);
+  } else {
+    reducer = std::make_shared<AfterBackwardReducer>(comm);
+  }
   Trainer trainer(model, tc, configs.vae_config.scaling_factor, reducer);
   report.trainable_parameters = trainer.trainable_parameter_count();
   const at::ScalarType save_dtype = dtype_of(o.save_dtype);

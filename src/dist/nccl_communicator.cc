@@ -1,0 +1,199 @@
+#include "dist/nccl_communicator.h"
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "core/atomic_file.h"
+#include "core/check.h"
+
+namespace xltune {
+
+#define XLTUNE_CUDA_CHECK(call, ...)                                                                  \
+  do {                                                                                                \
+    cudaError_t xltune_cuda_rc_ = (call);                                                             \
+    if (xltune_cuda_rc_ != cudaSuccess)                                                               \
+      XLTUNE_FAIL(__VA_ARGS__, " (", #call, ": ", cudaGetErrorString(xltune_cuda_rc_), ")");           \
+  } while (0)
+
+#define XLTUNE_NCCL_CHECK(call, ...)                                                                  \
+  do {                                                                                                \
+    ncclResult_t xltune_nccl_rc_ = (call);                                                            \
+    if (xltune_nccl_rc_ != ncclSuccess)                                                               \
+      XLTUNE_FAIL(__VA_ARGS__, " (", #call, ": ", ncclGetErrorString(xltune_nccl_rc_), ")");           \
+  } while (0)
+
+struct NcclCommunicator::State {
+  ncclComm_t comm = nullptr;
+  cudaStream_t stream = nullptr;
+  bool aborted = false;
+};
+
+namespace {
+
+ncclDataType_t nccl_type(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return ncclFloat32;
+    case at::kDouble: return ncclFloat64;
+    case at::kBFloat16: return ncclBfloat16;
+    case at::kHalf: return ncclFloat16;
+    case at::kLong: return ncclInt64;
+    case at::kInt: return ncclInt32;
+    case at::kByte: return ncclUint8;
+    default: XLTUNE_FAIL("NCCL: no reduction for ", t.scalar_type(), " tensors");
+  }
+}
+
+class NcclWork final : public CommWork {
+ public:
+  NcclWork(const NcclCommunicator& owner, cudaEvent_t done, c10::Device device)
+      : owner_(owner), done_(done), device_(device) {}
+  ~NcclWork() override { cudaEventDestroy(done_); }
+  bool test() override {
+    owner_.check_async_error();
+    const cudaError_t rc = cudaEventQuery(done_);
+    if (rc == cudaErrorNotReady) return false;
+    XLTUNE_CUDA_CHECK(rc, "NCCL all-reduce");
+    return true;
+  }
+  void wait() override {
+    owner_.check_async_error();
+    // The caller's stream waits for the collective; the host does not.
+    c10::cuda::CUDAGuard guard(device_);
+    XLTUNE_CUDA_CHECK(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device_.index()).stream(), done_, 0),
+                      "NCCL all-reduce: order the compute stream after it");
+  }
+
+ private:
+  const NcclCommunicator& owner_;
+  cudaEvent_t done_;
+  c10::Device device_;
+};
+
+// The caller's stream -> the NCCL stream: the collective sees everything queued before it.
+void order_after_current(cudaStream_t nccl_stream, c10::Device device) {
+  cudaEvent_t ready;
+  XLTUNE_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "NCCL: create an event");
+  XLTUNE_CUDA_CHECK(cudaEventRecord(ready, c10::cuda::getCurrentCUDAStream(device.index()).stream()), "NCCL: record");
+  XLTUNE_CUDA_CHECK(cudaStreamWaitEvent(nccl_stream, ready, 0), "NCCL: order after the compute stream");
+  cudaEventDestroy(ready);  // safe: destruction is deferred until the event completes
+}
+
+}  // namespace
+
+NcclCommunicator::NcclCommunicator(Communicator& host, c10::Device device)
+    : rank_(host.rank()), size_(host.size()), device_(device), host_(&host), state_(std::make_shared<State>()) {
+  XLTUNE_CHECK(device.is_cuda(), "NCCL: expected a CUDA device, got ", device.str());
+  ncclUniqueId id;
+  if (rank_ == 0) XLTUNE_NCCL_CHECK(ncclGetUniqueId(&id), "NCCL: make the communicator's id");
+  at::Tensor shared = at::from_blob(&id, {static_cast<int64_t>(sizeof id)}, at::kByte).clone();
+  host.broadcast(shared, 0);
+  std::memcpy(&id, shared.data_ptr(), sizeof id);
+  init(&id);
+}
+
+NcclCommunicator::NcclCommunicator(int rank, int world, c10::Device device, const std::string& id_file)
+    : rank_(rank), size_(world), device_(device), state_(std::make_shared<State>()) {
+  XLTUNE_CHECK(device.is_cuda(), "NCCL: expected a CUDA device, got ", device.str());
+  XLTUNE_CHECK(world >= 1 && rank >= 0 && rank < world, "NCCL: rank ", rank, " of ", world);
+  ncclUniqueId id;
+  if (rank == 0) XLTUNE_NCCL_CHECK(ncclGetUniqueId(&id), "NCCL: make the communicator's id");
+  if (world > 1) {
+    XLTUNE_CHECK(!id_file.empty(), "NCCL without MPI: ", world, " ranks need a file to share the id through");
+    if (rank == 0) {
+      write_file_atomic(id_file, std::string(reinterpret_cast<const char*>(&id), sizeof id));
+    } else {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+      while (!std::filesystem::exists(id_file)) {
+        XLTUNE_CHECK(std::chrono::steady_clock::now() < deadline, "NCCL: rank ", rank, " waited 10 minutes for ",
+                     id_file, " from rank 0");
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      const std::string bytes = read_file(id_file);
+      XLTUNE_CHECK(bytes.size() == sizeof id, id_file, ": not an NCCL id (", bytes.size(), " bytes)");
+      std::memcpy(&id, bytes.data(), sizeof id);
+    }
+  }
+  init(&id);
+}
+
+void NcclCommunicator::init(const void* unique_id) {
+  c10::cuda::CUDAGuard guard(device_);
+  XLTUNE_CUDA_CHECK(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking), "NCCL: create its stream");
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 1;
+  XLTUNE_NCCL_CHECK(ncclCommInitRankConfig(&state_->comm, size_, *static_cast<const ncclUniqueId*>(unique_id), rank_,
+                                           &config),
+                    "NCCL: rank ", rank_, " of ", size_, " could not join the communicator");
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  if (state_->comm != nullptr && !state_->aborted) ncclCommDestroy(state_->comm);
+  if (state_->stream != nullptr) cudaStreamDestroy(state_->stream);
+}
+
+void NcclCommunicator::check_async_error() const {
+  ncclResult_t async = ncclSuccess;
+  XLTUNE_NCCL_CHECK(ncclCommGetAsyncError(state_->comm, &async), "NCCL: query the communicator");
+  if (async != ncclSuccess) {
+    ncclCommAbort(state_->comm);
+    state_->aborted = true;
+    XLTUNE_FAIL("NCCL: the communicator failed (", ncclGetErrorString(async), "): a rank died or the network broke");
+  }
+}
+
+std::unique_ptr<CommWork> NcclCommunicator::start_all_reduce_sum(const at::Tensor& t) {
+  XLTUNE_CHECK(t.is_cuda() && t.device() == device_ && t.is_contiguous(), "NCCL all-reduce: expected a contiguous ",
+               "tensor on ", device_.str());
+  check_async_error();
+  c10::cuda::CUDAGuard guard(device_);
+  order_after_current(state_->stream, device_);
+  XLTUNE_NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), ncclSum,
+                                  state_->comm, state_->stream),
+                    "NCCL all-reduce of ", t.numel(), " values");
+  c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(),
+                                                c10::cuda::getStreamFromExternal(state_->stream, device_.index()));
+  cudaEvent_t done;
+  XLTUNE_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "NCCL: create an event");
+  XLTUNE_CUDA_CHECK(cudaEventRecord(done, state_->stream), "NCCL: record");
+  return std::make_unique<NcclWork>(*this, done, device_);
+}
+
+void NcclCommunicator::broadcast(const at::Tensor& t, int root) {
+  XLTUNE_CHECK(t.is_cuda() && t.device() == device_ && t.is_contiguous(), "NCCL broadcast: expected a contiguous ",
+               "tensor on ", device_.str());
+  c10::cuda::CUDAGuard guard(device_);
+  order_after_current(state_->stream, device_);
+  XLTUNE_NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), root,
+                                  state_->comm, state_->stream),
+                    "NCCL broadcast from rank ", root);
+  XLTUNE_CUDA_CHECK(cudaStreamSynchronize(state_->stream), "NCCL broadcast");
+  check_async_error();
+}
+
+void NcclCommunicator::barrier() {
+  if (host_ != nullptr) return host_->barrier();  // a host barrier does not occupy the GPU
+  at::Tensor one = at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(device_));
+  start_all_reduce_sum(one)->wait();
+  c10::cuda::CUDAGuard guard(device_);
+  XLTUNE_CUDA_CHECK(cudaStreamSynchronize(c10::cuda::getCurrentCUDAStream(device_.index()).stream()), "NCCL barrier");
+}
+
+void NcclCommunicator::abort(int code) {
+  if (state_->comm != nullptr && !state_->aborted) ncclCommAbort(state_->comm);
+  state_->aborted = true;
+  if (host_ != nullptr) host_->abort(code);
+  std::_Exit(code);
+}
+
+}  // namespace xltune

@@ -1,0 +1,55 @@
+// NCCL for CUDA tensors: the gradient all-reduce of GPU runs (one rank per GPU).
+//
+// - Bootstrap: rank 0's ncclUniqueId reaches the others through the host communicator (MPI), or,
+//   where there is no MPI (a GPU machine with only a CUDA libtorch), through a file on shared
+//   storage (written to a temporary name and renamed; the others poll for it), as llm.c's "fs"
+//   mode; a world of one needs neither.
+// - Streams: collectives run on the communicator's own stream. Each one first waits (an event)
+//   for the work queued on the caller's current stream, so it sees finished gradients; its
+//   tensor is marked in use on the NCCL stream for the caching allocator (recordStream), and
+//   wait() makes the caller's stream wait for it (an event), so nothing blocks the host.
+// - Errors: every NCCL and CUDA call is checked; test() and wait() also poll the communicator's
+//   asynchronous error (a peer that died, a network error) and turn it into an xltune::Error, so a
+//   broken job fails instead of hanging.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <memory>
+#include <string>
+
+#include "dist/communicator.h"
+
+namespace xltune {
+
+class NcclCommunicator final : public Communicator {
+ public:
+  // Rank and world from `host` (MPI); the unique id broadcast over it.
+  NcclCommunicator(Communicator& host, c10::Device device);
+  // Without MPI: `id_file` on storage every rank sees (ignored for a world of one).
+  NcclCommunicator(int rank, int world, c10::Device device, const std::string& id_file);
+  ~NcclCommunicator() override;
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return "NCCL"; }
+  std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) override;
+  void broadcast(const at::Tensor& tensor, int root) override;
+  void barrier() override;
+  [[noreturn]] void abort(int code) override;
+
+  // Throws Error if the communicator has failed asynchronously.
+  void check_async_error() const;
+
+ private:
+  struct State;
+  void init(const void* unique_id);
+  int rank_ = 0, size_ = 1;
+  c10::Device device_;
+  Communicator* host_ = nullptr;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace xltune
