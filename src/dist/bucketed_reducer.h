@@ -17,7 +17,7 @@
 //   zeros its views were set to.
 // - finish(): waits for every bucket in order and divides by the world size.
 // - Arithmetic for SDXL: LoRA rank 32 = 46.4 M fp32 = 186 MB = 1 + 8 buckets; the full UNet's
-//   2,547 M trained parameters = 10.2 GB = 1 + 408 buckets (bench/scaling_model.py uses these).
+//   2,547 M trained parameters = 10.2 GB = 1 + 389 buckets (bench/scaling_model.py uses these).
 #pragma once
 
 #include <memory>
