@@ -12,6 +12,7 @@
 #include "dist/communicator.h"
 #include "dist/mpi_communicator.h"
 #include "dist/world.h"
+#include "job/stop_signal.h"
 #include "job/train_job.h"
 #include <c10/util/Exception.h>
 
@@ -76,6 +77,9 @@ int train_command(const std::vector<std::string>& args) {
       .add("dump_steps", &o.dump_steps, "a folder for what enters every step (for checking against another trainer)")
       .add("log_every", &o.log_every, "progress line every N steps when the output is not a terminal")
       .add("threads", &o.threads, "CPU threads (0: libtorch's default)")
+      .add("resume", &o.resume, "auto: continue from OUTPUT_DIR/checkpoints/latest when it exists; none: start "
+                                "over; or a checkpoint folder")
+      .add("checkpoints_total_limit", &o.checkpoints_total_limit, "complete checkpoints kept (0: all)")
       .add("replica_check_steps", &o.replica_check_steps,
            "many ranks: every N steps check that all ranks hold identical weights (0: never)");
   own.description().add_options()("config", po::value<std::string>(&config_file),
@@ -156,6 +160,7 @@ int train_command(const std::vector<std::string>& args) {
               << what.substr(0, nl) << std::endl;
     comm->abort(1);
   }
+  if (r.stopped) return kExitRequeue;  // every rank: the batch script requeues on 75
   if (comm->rank() != 0) return 0;
   std::cout << "trained " << r.steps << " steps on " << r.samples << " images in " << std::fixed;
   std::cout.precision(1);

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <signal.h>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
@@ -28,7 +29,9 @@
 #ifdef XLTUNE_HAVE_NCCL
 #include "dist/nccl_communicator.h"
 #endif
+#include "job/checkpoint.h"
 #include "job/loss_plot.h"
+#include "job/stop_signal.h"
 #include "job/progress.h"
 #include "job/step_dump.h"
 #include "job/training_set.h"
@@ -118,21 +121,60 @@ std::vector<std::string> write_run_files(const Trainer& trainer, const TrainedWe
   return write_export_files(w, dir, unet_dtype);
 }
 
-// Note [Weights checkpoints]: every --checkpointing_steps, OUTPUT_DIR/checkpoints/step-NNNNNN/
-// gets the trainer state and the export files, written into a temporary folder and renamed,
-// so a folder under that name is always whole. (Optimizer state and exact resume: issue 10.)
-void write_weights_checkpoint(const Trainer& trainer, const TrainedWeights& w, const std::string& output_dir,
-                              int64_t step, at::ScalarType unet_dtype) {
-  char name[32];
-  std::snprintf(name, sizeof name, "step-%06lld", static_cast<long long>(step));
-  const std::string root = output_dir + "/checkpoints", final_dir = root + "/" + name,
-                    temp = root + "/." + name + ".partial";
-  fs::remove_all(temp);
-  write_run_files(trainer, w, temp, unet_dtype);
-  fs::remove_all(final_dir);
-  fs::rename(temp, final_dir);
-  fsync_directory(root);
-  log_info("checkpoint: ", final_dir);
+// What a run means: the options that must be the same to resume it (Note [Checkpoints]).
+// max_train_steps may grow; the pivot stays where the checkpoint's run put it.
+nlohmann::json run_meaning(const TrainOptions& o, const std::string& shards_id, int world, uint64_t seed,
+                           int64_t pivot_step, double lora_alpha) {
+  return {{"model", o.model},
+          {"shards", shards_id},
+          {"resolution", o.prep.resolution},
+          {"global_batch", o.train_batch_size * world},
+          {"seed", seed},
+          {"is_lora", o.is_lora},
+          {"lora_rank", o.lora_rank},
+          {"lora_alpha", lora_alpha},
+          {"lora_lr", o.lora_lr},
+          {"ti_lr", o.ti_lr},
+          {"unet_learning_rate", o.unet_learning_rate},
+          {"lr_scheduler", o.lr_scheduler},
+          {"lr_warmup_steps", o.lr_warmup_steps},
+          {"token_string", o.prep.captions.token_string},
+          {"snr_gamma", o.snr_gamma},
+          {"noise_offset", o.noise_offset},
+          {"max_grad_norm", o.max_grad_norm},
+          {"optimizer_state_dtype", o.optimizer_state_dtype},
+          {"pivot_step", pivot_step}};
+}
+
+// The option behind a field of run_meaning, as the user writes it.
+std::string option_of(const std::string& field) {
+  if (field == "shards") return "--input_images/--shards (the preprocessed images)";
+  if (field == "global_batch") return "--train_batch_size (x ranks: the global batch)";
+  if (field == "pivot_step") return "--max_train_steps (the pivot)";
+  return "--" + field;
+}
+
+void check_meaning(const nlohmann::json& theirs, const nlohmann::json& ours, const std::string& dir) {
+  for (auto it = theirs.begin(); it != theirs.end(); ++it) {
+    if (it.key() == "pivot_step" || it.key() == "seed") continue;  // taken from the checkpoint
+    XLTUNE_CHECK(ours.contains(it.key()) && ours[it.key()] == it.value(), option_of(it.key()), " ",
+                 ours.contains(it.key()) ? ours[it.key()].dump() : "?", ": the checkpoint in ", dir, " was made with ",
+                 it.value().dump(), "; a resumed run must mean the same (use another --output_dir, or --resume none ",
+                 "to start over)");
+  }
+}
+
+// Test hooks (Note [Checkpoints] tests, tests/cli/checkpoint_test.sh), unset in real runs:
+//   XLTUNE_FAULT_CHECKPOINT=STEP:BYTES  writes of the checkpoint of STEP fail (ENOSPC) after BYTES
+//   XLTUNE_FAULT_KILL_IN_CHECKPOINT=STEP  rank 0 kills itself (SIGKILL) after writing its files of
+//                                         STEP's checkpoint, before the manifest
+bool fault_for_step(const char* variable, int64_t step, long long* bytes) {
+  const char* spec = std::getenv(variable);
+  if (spec == nullptr || *spec == '\0') return false;
+  long long s = -1, b = 0;
+  const int n = std::sscanf(spec, "%lld:%lld", &s, &b);
+  if (bytes != nullptr) *bytes = b;
+  return n >= 1 && s == step;
 }
 
 // XLTUNE_FAULT_RANK_STEP=R:S makes rank R raise an error at step S: how the tests show that a
@@ -199,6 +241,38 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     at::globalContext().setAllowTF32CuBLAS(true);
     at::globalContext().setAllowTF32CuDNN(true);
   }
+  install_stop_handlers();
+
+  // 0. Resuming? (Note [Checkpoints]) Rank 0 finds and verifies the checkpoint; every rank
+  //    then reads the same one. Its seed and pivot are the run's.
+  const std::string ckpt_root = o.output_dir + "/checkpoints";
+  std::optional<CheckpointInfo> resume;
+  {
+    int64_t found_step = -1;
+    std::string found_dir;
+    if (rank0 && o.resume != "none") {
+      std::optional<CheckpointInfo> c =
+          o.resume == "auto" ? find_checkpoint(ckpt_root) : std::optional<CheckpointInfo>(open_checkpoint(o.resume));
+      if (c) found_step = c->step, found_dir = c->dir;
+    }
+    if (world > 1) {
+      at::Tensor t = at::tensor({found_step}, at::kLong);
+      comm.broadcast(t, 0);
+      found_step = t.item<int64_t>();
+    }
+    if (found_step >= 0) {
+      if (!rank0) found_dir = o.resume == "auto" || o.resume.empty() ? ckpt_root + "/" + checkpoint_name(found_step) : o.resume;
+      nlohmann::json m = nlohmann::json::parse(read_file(found_dir + "/manifest.json"));
+      resume = CheckpointInfo{found_dir, found_step, m};
+      XLTUNE_CHECK(m.contains("meaning"), found_dir, ": the manifest has no run meaning");
+      if (o.seed) {
+        XLTUNE_CHECK(m["meaning"]["seed"].get<uint64_t>() == *o.seed, "--seed ", *o.seed, ": the checkpoint in ",
+                     found_dir, " was made with seed ", m["meaning"]["seed"].get<uint64_t>());
+      }
+      o.seed = m["meaning"]["seed"].get<uint64_t>();
+    }
+  }
+
   uint64_t seed = o.seed ? *o.seed : std::random_device{}();
   if (!o.seed && world > 1) {  // rank 0's, for every rank
     at::Tensor shared = at::tensor({static_cast<int64_t>(seed & 0x7FFFFFFFFFFFFFFFULL)}, at::kLong);
@@ -212,14 +286,41 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   SdxlModel configs = read_sdxl_configs(o.model, o.model_config);
   const int64_t multiple = resolution_multiple(configs);
 
-  // 2. The output folder: an earlier run's outputs go first (nothing stale looks complete).
-  if (rank0) {
-    fs::create_directories(o.output_dir);
+  // 2. The output folder: an earlier run's outputs go first (nothing stale looks complete); a
+  //    resumed run keeps the metrics of the steps it resumes after.
+  //    A resumed run clears them only once the checkpoint is known to fit the options, so a
+  //    refused resume loses nothing.
+  std::vector<std::string> kept_metrics;
+  if (rank0) fs::create_directories(o.output_dir);
+  auto clear_outputs = [&] {
+    if (!rank0) return;
+    if (resume && fs::is_regular_file(o.output_dir + "/metrics.jsonl")) {
+      std::ifstream in(o.output_dir + "/metrics.jsonl");
+      for (std::string line; std::getline(in, line) && static_cast<int64_t>(kept_metrics.size()) < resume->step;)
+        kept_metrics.push_back(line);
+    }
     for (const char* f : kRunOutputs) fs::remove(o.output_dir + "/" + f);
-  }
+    // Unfinished checkpoint writes (no manifest) are never used: they go too.
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(ckpt_root, ec))
+      if (e.is_directory() && !fs::exists(e.path() / "manifest.json")) fs::remove_all(e.path());
+  };
+  if (!resume) clear_outputs();
 
-  // 3. Preprocessing (rank 0) or an earlier shard set.
+  // 3. Preprocessing (rank 0) or an earlier shard set; a resumed run reuses its own.
   std::string shard_dir = o.shards;
+  const std::string input_id =
+      o.input_images.empty() ? std::string() : file_fingerprint(o.input_images) + ":" + std::to_string([&] {
+        std::error_code ec;
+        auto t = fs::last_write_time(o.input_images, ec);
+        return ec ? 0LL : static_cast<long long>(t.time_since_epoch().count());
+      }());
+  if (shard_dir.empty() && resume && fs::is_regular_file(o.output_dir + "/shards/index.json")) {
+    shard_dir = o.output_dir + "/shards";
+    XLTUNE_CHECK(resume->manifest["meaning"].value("input_images", std::string()) == input_id, "--input_images ",
+                 o.input_images, ": not the images the checkpoint in ", resume->dir, " was trained on (it changed?)");
+    if (rank0) log_info("resuming from ", resume->dir, ": reusing the shards in ", shard_dir);
+  }
   if (shard_dir.empty()) {
     XLTUNE_CHECK(o.prep.resolution % multiple == 0, "--resolution ", o.prep.resolution, ": this model needs a multiple of ",
                  multiple, " (its VAE and UNet downscale by ", multiple, " in all)");
@@ -242,6 +343,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
                 "storage that every rank's node can read)");
   }
   const ShardSet& shards = *shard_set;
+  const std::string shards_id = fingerprint_of(read_file(shard_dir + "/index.json"));
   const ShardSetInfo& info = shards.info();
   if (!o.shards.empty()) {
     XLTUNE_CHECK(!o.resolution_given || o.prep.resolution == info.resolution, "--resolution ", o.prep.resolution,
@@ -270,7 +372,6 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   // 5. Latent cache: each image encoded once (fp32 VAE), by the rank whose slice it is in; then
   //    every rank reads every slice and the VAE is let go.
   const std::string vae_id = vae_fingerprint(configs, o.model);
-  const std::string shards_id = fingerprint_of(read_file(shard_dir + "/index.json"));
   auto slice_key = [&](int r) {
     LatentCacheKey k{vae_id, shards_id, o.prep.resolution, {}};
     for (int64_t i = r; i < num_samples; i += world) k.samples.push_back(static_cast<uint64_t>(i));
@@ -339,7 +440,19 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   tc.lora_lr = o.lora_lr;
   tc.schedule = LrSchedule{parse_lr_schedule(o.lr_scheduler), o.lr_warmup_steps, total};
   tc.max_train_steps = total;
-  tc.pivot_step = total / 2;
+  tc.pivot_step = resume ? resume->manifest["meaning"]["pivot_step"].get<int64_t>() : total / 2;
+  if (resume) {
+    XLTUNE_CHECK(resume->step <= total, "--max_train_steps ", total, ": the checkpoint in ", resume->dir, " is at step ",
+                 resume->step, " already (it may be raised to train further, not lowered)");
+    nlohmann::json ours = run_meaning(o, shards_id, world, seed, tc.pivot_step, tc.lora_alpha);
+    ours["input_images"] = input_id;
+    nlohmann::json theirs = resume->manifest["meaning"];
+    if (o.shards.empty() == theirs.value("input_images", std::string()).empty())
+      XLTUNE_FAIL("--input_images/--shards: the checkpoint in ", resume->dir, " was trained from ",
+                  theirs.value("input_images", std::string()).empty() ? "--shards" : "--input_images");
+    check_meaning(theirs, ours, resume->dir);
+    clear_outputs();
+  }
   tc.seed = seed;
   tc.snr_gamma = o.snr_gamma;
   tc.noise_offset = o.noise_offset;
@@ -413,18 +526,62 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
              ", ", report.trainable_parameters, " trainable parameters, pivot after step ", tc.pivot_step, ", on ",
              device.str());
   }
-  if (!o.dump_steps.empty() && rank0) write_initial_dump(o.dump_steps, weights_of(trainer, o, model, 0, total));
+  if (!o.dump_steps.empty() && rank0 && !resume)
+    write_initial_dump(o.dump_steps, weights_of(trainer, o, model, 0, total));
 
-  // 9. The steps.
+  // 9. The steps, from the checkpoint's when resuming: the trainer's tensors and optimizer state
+  //    from it, the sampler replayed to it (its order is a function of the seed and the step).
+  int64_t first_step = 1;
+  if (resume) {
+    std::map<std::string, at::Tensor> tensors;
+    for (auto& [name, t] : load_safetensors(resume->dir + "/trainer.safetensors", /*copy=*/true)) tensors[name] = t;
+    trainer.restore(tensors, resume->step);
+    for (int64_t k = 0; k < resume->step; ++k) sampler.next_batch(static_cast<size_t>(o.train_batch_size));
+    first_step = resume->step + 1;
+    if (rank0) log_info("resumed from ", resume->dir, ": step ", resume->step, " of ", total, " done");
+  }
+  nlohmann::json meaning = run_meaning(o, shards_id, world, seed, tc.pivot_step, tc.lora_alpha);
+  meaning["input_images"] = input_id;
+  auto write_checkpoint = [&](int64_t step) {
+    const std::string dir = ckpt_root + "/" + checkpoint_name(step);
+    fs::create_directories(dir);
+    long long fail_after = 0;
+    const bool inject = fault_for_step("XLTUNE_FAULT_CHECKPOINT", step, &fail_after);
+    if (inject) fault::fail_writes_after(fail_after);
+    try {
+      if (rank0) {
+        const nlohmann::json info = {{"step", step}, {"max_train_steps", total}, {"kind", o.is_lora ? "lora" : "full"}};
+        save_safetensors(dir + "/trainer.safetensors", trainer.checkpoint_tensors(),
+                         {{"xltune_checkpoint", info.dump()}});
+        write_run_files(trainer, weights_of(trainer, o, model, step, total), dir, save_dtype);
+      }
+    } catch (const Error& e) {
+      fault::clear();
+      XLTUNE_FAIL("checkpoint at step ", step, " not written (", e.what(), "); the previous checkpoint is intact");
+    }
+    if (inject) fault::clear();
+    if (rank0 && fault_for_step("XLTUNE_FAULT_KILL_IN_CHECKPOINT", step, nullptr)) ::raise(SIGKILL);
+    const SamplerPosition pos = sampler.position();
+    nlohmann::json meta = {{"meaning", meaning},
+                           {"max_train_steps", total},
+                           {"sampler", {{"epoch", pos.epoch}, {"global_offset", pos.offset * world}}}};
+    commit_checkpoint(comm, ckpt_root, step, meta, o.checkpoints_total_limit);
+  };
+
   std::ofstream metrics;
+  std::vector<double> losses;
   if (rank0) {
     metrics.open(o.output_dir + "/metrics.jsonl", std::ios::out | std::ios::trunc);
     XLTUNE_CHECK(metrics.good(), "cannot write ", o.output_dir, "/metrics.jsonl");
+    for (const auto& line : kept_metrics) {
+      metrics << line << "\n";
+      losses.push_back(nlohmann::json::parse(line).value("loss", 0.0));
+    }
+    metrics.flush();
   }
   TrainProgress progress(total, o.log_every, rank0 && o.verbose);
-  std::vector<double> losses;
   reset_peak_memory(device);
-  for (int64_t step = 1; step <= total; ++step) {
+  for (int64_t step = first_step; step <= total; ++step) {
     const auto step_start = Clock::now();
     const SamplerPosition before = sampler.position();
     const std::vector<uint64_t> indices = sampler.next_batch(static_cast<size_t>(o.train_batch_size));
@@ -436,8 +593,9 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     StepResult r = trainer.step(step, batch);
     // The global batch's loss (every rank has the same number of samples in a step), and which
     // samples it held, in global position order: one small all-reduce.
-    std::vector<double> shared(1 + static_cast<size_t>(o.train_batch_size) * world, 0.0);
+    std::vector<double> shared(2 + static_cast<size_t>(o.train_batch_size) * world, 0.0);
     shared[0] = r.loss;
+    shared.back() = stop_requested() ? 1.0 : 0.0;
     for (size_t j = 0; j < indices.size(); ++j) shared[1 + static_cast<size_t>(positions[j])] = indices[j] + 1.0;
     shared = all_reduce_sum_values(comm, shared, device);
     const double loss = shared[0] / world;
@@ -457,22 +615,31 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
       line["peak_memory_bytes"] = peak_memory_bytes(device);
       line["text_encoders_ran"] = r.text_encoders_ran;
       std::vector<int64_t> samples;
-      for (size_t k = 1; k < shared.size(); ++k)
+      for (size_t k = 1; k + 1 < shared.size(); ++k)
         if (shared[k] > 0) samples.push_back(static_cast<int64_t>(shared[k]) - 1);
       line["samples"] = samples;
       metrics << line.dump() << "\n";
       metrics.flush();
       progress.update(step, loss, r.learning_rates.front().second);
     }
-    if (step % o.checkpointing_steps == 0 && step < total && rank0) {
+    const bool stopping = shared.back() > 0;  // a rank was asked to stop (SIGTERM, SIGUSR1)
+    if (step % o.checkpointing_steps == 0 || step == total || stopping) {
       progress.finish();
-      write_weights_checkpoint(trainer, weights_of(trainer, o, model, step, total), o.output_dir, step, save_dtype);
+      write_checkpoint(step);
+    }
+    if (stopping && step < total) {
+      if (rank0) log_warn("stopping after step ", step, " of ", total, " (signal ", stop_signal(), "): checkpoint written; ",
+                          "exit ", kExitRequeue, " asks the batch script to requeue the job");
+      comm.barrier();
+      report.steps = step;
+      report.stopped = true;
+      return report;
     }
   }
   progress.finish();
   comm.barrier();
   report.steps = total;
-  report.final_loss = losses.back();
+  report.final_loss = losses.empty() ? 0.0 : losses.back();
 
   // 10. Outputs: the trainer state and export files, then the tar (last).
   if (rank0) {

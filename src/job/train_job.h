@@ -39,6 +39,7 @@ struct TrainJobReport {
   uint64_t seed = 0;
   double final_loss = 0;
   double seconds = 0;
+  bool stopped = false;  // stopped by a signal after a checkpoint: exit kExitRequeue (75)
 };
 
 class Communicator;

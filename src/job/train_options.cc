@@ -38,6 +38,9 @@ void validate_train_options(const TrainOptions& o) {
   XLTUNE_CHECK(o.log_every >= 1, "--log_every: expected a positive number of steps, got ", o.log_every);
   XLTUNE_CHECK(o.replica_check_steps >= 0, "--replica_check_steps: expected 0 (off) or a number of steps, got ",
                o.replica_check_steps);
+  XLTUNE_CHECK(o.checkpoints_total_limit >= 0, "--checkpoints_total_limit: expected 0 (keep all) or more, got ",
+               o.checkpoints_total_limit);
+  XLTUNE_CHECK(!o.resume.empty(), "--resume: expected auto, none or a checkpoint folder");
   XLTUNE_CHECK(o.threads >= 0, "--threads: expected 0 (libtorch's default) or more, got ", o.threads);
   XLTUNE_CHECK(!o.output_dir.empty(), "--output_dir: expected a folder");
   XLTUNE_CHECK(o.device == "auto" || o.device == "cpu" || o.device.rfind("cuda", 0) == 0, "--device '", o.device,

@@ -50,6 +50,8 @@ struct TrainOptions {
   int64_t log_every = 10;           // progress line every N steps when not on a terminal
   int threads = 0;                  // CPU threads for libtorch (0: its default)
   int64_t replica_check_steps = 0;  // every N steps, check that all ranks hold the same weights
+  std::string resume = "auto";      // auto (OUTPUT_DIR/checkpoints/latest when there), none, or a checkpoint
+  int checkpoints_total_limit = 2;  // complete checkpoints kept (0: all)
 
   // Set by the command line parser: which of the two step counts the user gave.
   bool max_train_steps_given = false;

@@ -20,8 +20,11 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <map>
 #include <string>
 #include <vector>
+
+#include "core/safetensors.h"
 
 namespace xltune {
 
@@ -66,6 +69,13 @@ class AdamW {
   size_t tensor_count() const { return state_.size(); }
   // Bytes of optimizer state held now.
   int64_t state_bytes() const;
+
+  // The state as named tensors for a checkpoint: "<name>.exp_avg", "<name>.exp_avg_sq" (for
+  // tensors that have been stepped) and "adamw.steps" (int64, one per tensor, in group order).
+  NamedTensors state_tensors() const;
+  // Back from state_tensors() of an optimizer with the same groups and names; throws Error
+  // naming what is missing or shaped otherwise.
+  void load_state_tensors(const std::map<std::string, at::Tensor>& tensors);
 
  private:
   std::vector<AdamWGroup> groups_;

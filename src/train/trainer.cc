@@ -161,6 +161,31 @@ NamedTensors Trainer::trainable_state() const {
   return out;
 }
 
+NamedTensors Trainer::checkpoint_tensors() const {
+  NamedTensors out = trainable_state();
+  for (auto& item : optimizer_->state_tensors()) out.push_back(std::move(item));
+  return out;
+}
+
+void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t completed_steps) {
+  XLTUNE_CHECK(completed_steps >= 0 && completed_steps <= config_.max_train_steps, "checkpoint: step ",
+               completed_steps, " outside 0 .. ", config_.max_train_steps);
+  at::NoGradGuard no_grad;
+  for (const auto& g : optimizer_->groups()) {
+    for (size_t i = 0; i < g.params.size(); ++i) {
+      auto it = tensors.find(g.names[i]);
+      XLTUNE_CHECK(it != tensors.end(), "checkpoint: no tensor '", g.names[i], "' (a checkpoint of another setup?)");
+      XLTUNE_CHECK(it->second.sizes() == g.params[i].sizes(), "checkpoint: ", g.names[i], " is ", it->second.sizes(),
+                   ", this run's is ", g.params[i].sizes());
+      at::Tensor p = g.params[i];
+      p.copy_(it->second);
+    }
+  }
+  optimizer_->load_state_tensors(tensors);
+  if (completed_steps >= pivotal_->pivot_step()) freeze_token_rows();
+  text_cache_ = TextConditioningCache();
+}
+
 std::pair<at::Tensor, at::Tensor> Trainer::text_conditioning(const StepBatch& batch, bool trains_rows, bool* ran) {
   auto encode = [&](const at::Tensor& ids_1, const at::Tensor& ids_2) {
     ClipTextOutput a = model_.te1->forward(ids_1);
@@ -201,10 +226,12 @@ std::pair<at::Tensor, at::Tensor> Trainer::text_conditioning(const StepBatch& ba
   if (!missing.empty()) {
     *ran = true;
     at::NoGradGuard no_grad;
-    at::Tensor rows = at::tensor(missing, at::TensorOptions().dtype(at::kLong)).to(batch.input_ids_1.device());
-    auto [context, pooled] = encode(batch.input_ids_1.index_select(0, rows), batch.input_ids_2.index_select(0, rows));
-    for (size_t j = 0; j < missing.size(); ++j)
-      text_cache_.put(batch.caption_keys[missing[j]], context[j].clone(), pooled[j].clone());
+    // One caption at a time: the cached values then do not depend on which batch first needed
+    // them, so a resumed run caches the very same values as an uninterrupted one.
+    for (int64_t i : missing) {
+      auto [context, pooled] = encode(batch.input_ids_1.slice(0, i, i + 1), batch.input_ids_2.slice(0, i, i + 1));
+      text_cache_.put(batch.caption_keys[i], context[0].clone(), pooled[0].clone());
+    }
   }
   std::vector<at::Tensor> contexts, pooleds;
   for (int64_t i = 0; i < b; ++i) {

@@ -17,6 +17,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -100,6 +101,13 @@ class Trainer {
   // ".lora_B.weight" (LoRA), "unet.<param>" (full fine-tuning), "text_encoders_0" and
   // "text_encoders_1" (the token rows). CPU copies, fp32.
   NamedTensors trainable_state() const;
+  // Everything a checkpoint needs from the trainer to continue exactly: trainable_state() and
+  // the optimizer's state (AdamW::state_tensors()). The rest (draws, schedule, pivot) follows
+  // from the step (Note [Keyed draws]).
+  NamedTensors checkpoint_tensors() const;
+  // The state after `completed_steps` steps, from checkpoint_tensors() of the same setup.
+  void restore(const std::map<std::string, at::Tensor>& tensors, int64_t completed_steps);
+
   // The names the full fine-tuning selection trains (the reference's rule: every UNet
   // parameter but *.norm*.weight and *time*).
   static bool full_finetune_trains(const std::string& unet_parameter);
