@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Checkpoints and exact resume (Note [Checkpoints]) on the tiny model, 1 and 2 ranks:
+#   - 20 steps straight = interrupted and resumed: bit-identical weights and the same losses, for
+#     LoRA + pivotal tuning (resumed before the pivot, and after it) and full fine-tuning;
+#   - SIGTERM: a checkpoint of the current step, exit 75, and an identical resume;
+#   - SIGKILL of a rank at a random moment, 10 times, some of them inside a checkpoint write: each
+#     time the next run resumes from the last complete checkpoint and ends bit-identical;
+#   - corrupt, truncated and manifest-less checkpoints skipped with a message; a full disk during
+#     a checkpoint keeps the previous one and ends the run with a clear message;
+#   - a resume whose options change the run's meaning is refused, naming the option;
+#   - a run checkpointed on 2 ranks resumes on 1, and on 1 resumes on 2.
+#   checkpoint_test.sh XLTUNE PYTHON WORKDIR MODEL
+set -u
+xltune=$1 py=$2 dir=$3 model=$4
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+rm -rf "$dir" && mkdir -p "$dir"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 TMPDIR=$dir
+export OMPI_MCA_orte_tmpdir_base=$dir PRTE_MCA_prte_tmpdir_base=$dir
+
+"$py" - "$root/data/samples" "$dir" <<'PY' || exit 1
+import io, os, sys, zipfile
+from PIL import Image
+with zipfile.ZipFile(os.path.join(sys.argv[2], "photos.zip"), "w") as z:
+    for name in sorted(os.listdir(sys.argv[1])):
+        buf = io.BytesIO()
+        Image.open(os.path.join(sys.argv[1], name)).convert("RGB").resize((96, 72)).save(buf, "JPEG", quality=90)
+        z.writestr(name.replace(".png", ".jpg"), buf.getvalue())
+PY
+lora=(--model "$model" --input_images "$dir/photos.zip" --resolution 64 --seed 7 --max_train_steps 20 --lora_rank 4
+      --lora_lr 1e-3 --ti_lr 1e-3 --lr_scheduler cosine --lr_warmup_steps 3 --checkpointing_steps 2 --log_every 100
+      --checkpoints_total_limit 3)
+full=(--model "$model" --input_images "$dir/photos.zip" --resolution 64 --seed 7 --max_train_steps 20 --is_lora false
+      --unet_learning_rate 1e-4 --ti_lr 1e-3 --checkpointing_steps 2 --log_every 100 --save_dtype fp32)
+same() {  # same WHAT RUN_A RUN_B: bit-identical trainable weights and identical losses
+  if cmp -s "$2/trainer_state.safetensors" "$3/trainer_state.safetensors" &&
+     "$py" -c "import json,sys; a,b=[[json.loads(l)['loss'] for l in open(p+'/metrics.jsonl')] for p in sys.argv[1:]]; sys.exit(0 if a==b and len(a)==20 else 1)" "$2" "$3"; then
+    echo "ok   $1: bit-identical weights, identical losses"
+  else echo "FAIL $1: the resumed run differs"; fail=1; fi
+}
+close() {  # close WHAT RUN_A RUN_B: the same training up to reduction order (another world size)
+  expect 0 "$1" "$py" "$root/tests/reference/compare_runs.py" "$2" "$3" && tail -n 2 "$dir/out"
+}
+# One rank and two, as commands (env and expect run them).
+printf '#!/usr/bin/env bash\nexec "%s" train "$@"\n' "$xltune" > "$dir/run1"
+printf '#!/usr/bin/env bash\nexec mpirun -np 2 --oversubscribe "%s" train "$@"\n' "$xltune" > "$dir/run2"
+chmod +x "$dir/run1" "$dir/run2"
+PATH=$dir:$PATH
+
+# "${lora[@]}" with one option's value replaced (options may not be given twice).
+with() {
+  local opt=$1 val=$2 skip=0; shift 2
+  out=()
+  for a in "$@"; do
+    if [ $skip = 1 ]; then skip=0; continue; fi
+    if [ "$a" = "$opt" ]; then skip=1; continue; fi
+    out+=("$a")
+  done
+  out+=("$opt" "$val")
+}
+
+# The uninterrupted runs.
+expect 0 "LoRA + PTI, 1 rank, 20 steps straight" run1 "${lora[@]}" --train_batch_size 4 --output_dir "$dir/l1"
+expect 0 "LoRA + PTI, 2 ranks, 20 steps straight" run2 "${lora[@]}" --train_batch_size 2 --output_dir "$dir/l2"
+expect 0 "full FT, 1 rank, 20 steps straight" run1 "${full[@]}" --train_batch_size 4 --output_dir "$dir/f1"
+expect 0 "full FT, 2 ranks, 20 steps straight" run2 "${full[@]}" --train_batch_size 2 --output_dir "$dir/f2"
+
+# Stopped after step k (a raising rank at k+1; the checkpoint of k is the last), then resumed.
+for spec in "1 l lora 6" "1 l lora 14" "1 f full 10" "2 l lora 6" "2 l lora 14" "2 f full 10"; do
+  set -- $spec
+  n=$1 kind=$2 name=$3 k=$4
+  args="${name}[@]"
+  batch=$((4 / n))
+  out="$dir/r$n$kind$k"
+  expect 1 "$name, $n rank(s): stopped at step $((k + 1))" env XLTUNE_FAULT_RANK_STEP=$((n - 1)):$((k + 1)) "run$n" \
+    "${!args}" --train_batch_size $batch --output_dir "$out"
+  expect 0 "$name, $n rank(s): resumed from step $k" run$n "${!args}" --train_batch_size $batch --output_dir "$out"
+  has "$dir/err" "resumed from $out/checkpoints/step-$(printf %08d "$k")"
+  same "$name, $n rank(s), resumed at $k ($([ "$k" -lt 10 ] && echo before || echo after) the pivot at 10)" \
+    "$dir/$kind$n" "$out"
+done
+
+# SIGTERM: a checkpoint of the step it lands in, exit 75, and an identical resume.
+with --checkpointing_steps 100000 "${lora[@]}"
+term=("${out[@]}")
+run1 "${term[@]}" --train_batch_size 4 --output_dir "$dir/term" >"$dir/term.out" 2>"$dir/term.err" &
+pid=$!
+for _ in $(seq 1 500); do [ -s "$dir/term/metrics.jsonl" ] && [ "$(wc -l < "$dir/term/metrics.jsonl")" -ge 3 ] && break; sleep 0.01; done
+kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?
+[ "$rc" = 75 ] && echo "ok   SIGTERM: exit 75 (requeue)" || { echo "FAIL: SIGTERM gave exit $rc"; tail -n 5 "$dir/term.err"; fail=1; }
+last=$(wc -l < "$dir/term/metrics.jsonl")
+[ "$(cat "$dir/term/checkpoints/latest" 2>/dev/null)" = "step-$(printf %08d "$last")" ] \
+  && echo "ok   SIGTERM: a checkpoint of step $last, the last step trained" || { echo "FAIL: no checkpoint of step $last"; fail=1; }
+lacks "$dir/term/trained_model.tar"
+expect 0 "resumed after SIGTERM" run1 "${term[@]}" --train_batch_size 4 --output_dir "$dir/term"
+same "SIGTERM at step $last, then resumed" "$dir/l1" "$dir/term"
+
+# SIGKILL at random moments, 10 times (every third inside a checkpoint write on purpose).
+cp -r "$dir/l2" "$dir/reference_l2"
+for i in $(seq 1 10); do
+  out="$dir/kill$i"
+  victim_rank=$((RANDOM % 2))
+  if [ $((i % 3)) = 0 ]; then
+    env XLTUNE_FAULT_KILL_IN_CHECKPOINT=$((2 * (RANDOM % 9 + 1))) run2 "${lora[@]}" --train_batch_size 2 --output_dir "$out" \
+      >/dev/null 2>&1
+    how="inside the checkpoint write"
+  else
+    run2 "${lora[@]}" --train_batch_size 2 --output_dir "$out" >/dev/null 2>&1 &
+    launcher=$!
+    target=$((RANDOM % 18 + 1))  # somewhere in the run: after a random number of steps
+    for _ in $(seq 1 400); do
+      [ -s "$out/metrics.jsonl" ] && [ "$(wc -l < "$out/metrics.jsonl")" -ge "$target" ] && break; sleep 0.02
+    done
+    for p in $(pgrep -f -- "--output_dir $out"); do
+      [ "$p" != "$launcher" ] && grep -qz "^OMPI_COMM_WORLD_RANK=$victim_rank$" "/proc/$p/environ" 2>/dev/null && kill -9 "$p"
+    done
+    wait "$launcher" 2>/dev/null
+    how="rank $victim_rank after step $target"
+  fi
+  ckpt=$(cat "$out/checkpoints/latest" 2>/dev/null || echo none)
+  if run2 "${lora[@]}" --train_batch_size 2 --output_dir "$out" >"$dir/out" 2>"$dir/err" \
+     && cmp -s "$out/trainer_state.safetensors" "$dir/reference_l2/trainer_state.safetensors"; then
+    echo "ok   SIGKILL $i ($how; resumed from $ckpt): bit-identical"
+  else echo "FAIL SIGKILL $i ($how; resumed from $ckpt) differs"; tail -n 5 "$dir/err"; fail=1; fi
+done
+
+# Broken checkpoints: skipped, with a message, for the previous one.
+cp -r "$dir/r1l6" "$dir/broken"  # complete run: checkpoints 16, 18, 20 kept
+ck=$dir/broken/checkpoints
+printf 'x' | dd of="$ck/step-00000020/trainer.safetensors" bs=1 seek=200 conv=notrunc 2>/dev/null
+truncate -s -100 "$ck/step-00000018/trainer_state.safetensors"
+expect 0 "corrupt latest and truncated previous: resumes from step 16" run1 "${lora[@]}" --train_batch_size 4 --output_dir "$dir/broken"
+has "$dir/err" "step-00000020 cannot be used: trainer.safetensors does not match its checksum (corrupted)"
+has "$dir/err" "trainer_state.safetensors has"
+has "$dir/err" "resumed from $ck/step-00000016"
+same "resumed past two broken checkpoints" "$dir/l1" "$dir/broken"
+cp -r "$dir/r1l14" "$dir/nomanifest"
+rm "$dir/nomanifest/checkpoints/step-00000020/manifest.json"
+expect 0 "a checkpoint without its manifest is not one" run1 "${lora[@]}" --train_batch_size 4 --output_dir "$dir/nomanifest"
+has "$dir/err" "names step-00000020, which has no manifest"
+same "resumed from the one before the manifest-less" "$dir/l1" "$dir/nomanifest"
+
+# A full disk in the checkpoint of step 8: the one of step 6 stays, the run says why.
+expect 1 "disk full while writing the checkpoint of step 8" env XLTUNE_FAULT_CHECKPOINT=8:20000 run1 "${lora[@]}" \
+  --train_batch_size 4 --output_dir "$dir/full_disk"
+has "$dir/err" "checkpoint at step 8 not written"
+has "$dir/err" "No space left on device"
+[ "$(cat "$dir/full_disk/checkpoints/latest")" = "step-00000006" ] && echo "ok   latest still names step 6" \
+  || { echo "FAIL: latest is $(cat "$dir/full_disk/checkpoints/latest")"; fail=1; }
+expect 0 "and the next run resumes from step 6" run1 "${lora[@]}" --train_batch_size 4 --output_dir "$dir/full_disk"
+same "after the full disk" "$dir/l1" "$dir/full_disk"
+
+# Options that change what the run means: refused, naming the option; nothing lost.
+with --lora_lr 2e-3 "${lora[@]}"
+expect 1 "resume with another --lora_lr" run1 "${out[@]}" --train_batch_size 4 --output_dir "$dir/l1"
+has "$dir/err" "--lora_lr 0.002: the checkpoint in $dir/l1/checkpoints/step-00000020 was made with 0.001"
+[ -s "$dir/l1/trained_model.tar" ] && [ -s "$dir/l1/metrics.jsonl" ] && echo "ok   the refused resume lost nothing" \
+  || { echo "FAIL: the refused resume removed outputs"; fail=1; }
+with --max_train_steps 24 "${lora[@]}"
+expect 0 "--max_train_steps raised: trains further" run1 "${out[@]}" --train_batch_size 4 --output_dir "$dir/r1l14"
+[ "$(wc -l < "$dir/r1l14/metrics.jsonl")" = 24 ] && echo "ok   24 steps after the raise" || { echo "FAIL: raise"; fail=1; }
+
+# Another world size: 2 ranks -> 1 and 1 -> 2 (the same global batch of 4).
+expect 1 "2 ranks, stopped at step 15" env XLTUNE_FAULT_RANK_STEP=1:15 run2 "${lora[@]}" --train_batch_size 2 --output_dir "$dir/w21"
+expect 0 "checkpointed on 2 ranks, resumed on 1" run1 "${lora[@]}" --train_batch_size 4 --output_dir "$dir/w21"
+has "$dir/err" "resumed from $dir/w21/checkpoints/step-00000014"
+close "2 ranks -> 1 rank = uninterrupted" "$dir/l2" "$dir/w21"
+expect 1 "1 rank, stopped at step 7" env XLTUNE_FAULT_RANK_STEP=0:7 run1 "${lora[@]}" --train_batch_size 4 --output_dir "$dir/w12"
+expect 0 "checkpointed on 1 rank, resumed on 2" run2 "${lora[@]}" --train_batch_size 2 --output_dir "$dir/w12"
+has "$dir/err" "resumed from $dir/w12/checkpoints/step-00000006"
+close "1 rank -> 2 ranks = uninterrupted" "$dir/l1" "$dir/w12"
+exit $fail
