@@ -80,6 +80,9 @@ int train_command(const std::vector<std::string>& args) {
       .add("resume", &o.resume, "auto: continue from OUTPUT_DIR/checkpoints/latest when it exists; none: start "
                                 "over; or a checkpoint folder")
       .add("checkpoints_total_limit", &o.checkpoints_total_limit, "complete checkpoints kept (0: all)")
+      .add("zero", &o.zero, "ZeRO-1: shard the UNet's AdamW state over the ranks, 1/N of it on each of N ranks. "
+                            "auto: for full fine-tuning on 2+ ranks; on: the same, and an error with LoRA; off: "
+                            "every rank holds all of it")
       .add("replica_check_steps", &o.replica_check_steps,
            "many ranks: every N steps check that all ranks hold identical weights (0: never)");
   own.description().add_options()("config", po::value<std::string>(&config_file),

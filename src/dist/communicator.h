@@ -41,6 +41,10 @@ class Communicator {
   // In place: every rank ends with the sum over ranks. The tensor must be contiguous.
   virtual std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) = 0;
   void all_reduce_sum(const at::Tensor& tensor) { start_all_reduce_sum(tensor)->wait(); }
+  // input [W * n] on every rank; output [n] on rank r: the sum over ranks of input[r n, (r+1) n).
+  virtual std::unique_ptr<CommWork> start_reduce_scatter_sum(const at::Tensor& input, const at::Tensor& output) = 0;
+  // input [n] on every rank; output [W * n] everywhere: rank r's input at [r n, (r+1) n).
+  virtual std::unique_ptr<CommWork> start_all_gather(const at::Tensor& input, const at::Tensor& output) = 0;
   // In place: every rank ends with root's values.
   virtual void broadcast(const at::Tensor& tensor, int root) = 0;
   // Returns once every rank has called it (without spinning a core while it waits).
@@ -55,6 +59,8 @@ class SingleProcessCommunicator final : public Communicator {
   int size() const override { return 1; }
   std::string name() const override { return "single process"; }
   std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) override;
+  std::unique_ptr<CommWork> start_reduce_scatter_sum(const at::Tensor& input, const at::Tensor& output) override;
+  std::unique_ptr<CommWork> start_all_gather(const at::Tensor& input, const at::Tensor& output) override;
   void broadcast(const at::Tensor& tensor, int root) override;
   void barrier() override {}
 };

@@ -45,7 +45,7 @@ void check_cpu_contiguous(const at::Tensor& t, const char* what) {
 
 class MpiWork final : public CommWork {
  public:
-  MpiWork(MPI_Request r, at::Tensor t) : request_(r), tensor_(std::move(t)) {}
+  MpiWork(MPI_Request r, at::Tensor t, at::Tensor t2 = at::Tensor()) : request_(r), tensor_(std::move(t)), other_(std::move(t2)) {}
   ~MpiWork() override {
     if (!done_) MPI_Wait(&request_, MPI_STATUS_IGNORE);
   }
@@ -64,7 +64,7 @@ class MpiWork final : public CommWork {
 
  private:
   MPI_Request request_;
-  at::Tensor tensor_;  // kept alive while MPI writes into it
+  at::Tensor tensor_, other_;  // kept alive while MPI reads and writes them
   bool done_ = false;
 };
 
@@ -116,6 +116,30 @@ std::unique_ptr<CommWork> MpiCommunicator::start_all_reduce_sum(const at::Tensor
                                   MPI_COMM_WORLD, &request),
                    "MPI all-reduce of ", t.numel(), " values");
   return std::make_unique<MpiWork>(request, t);
+}
+
+std::unique_ptr<CommWork> MpiCommunicator::start_reduce_scatter_sum(const at::Tensor& in, const at::Tensor& out) {
+  check_cpu_contiguous(in, "reduce-scatter");
+  check_cpu_contiguous(out, "reduce-scatter");
+  XLTUNE_CHECK(in.numel() == out.numel() * size_ && in.scalar_type() == out.scalar_type(), "MPI reduce-scatter: ",
+               in.numel(), " values in, ", out.numel(), " out, for ", size_, " ranks");
+  MPI_Request request;
+  XLTUNE_MPI_CHECK(MPI_Ireduce_scatter_block(in.data_ptr(), out.data_ptr(), static_cast<int>(out.numel()), mpi_type(out),
+                                             MPI_SUM, MPI_COMM_WORLD, &request),
+                   "MPI reduce-scatter of ", in.numel(), " values");
+  return std::make_unique<MpiWork>(request, in, out);
+}
+
+std::unique_ptr<CommWork> MpiCommunicator::start_all_gather(const at::Tensor& in, const at::Tensor& out) {
+  check_cpu_contiguous(in, "all-gather");
+  check_cpu_contiguous(out, "all-gather");
+  XLTUNE_CHECK(out.numel() == in.numel() * size_ && in.scalar_type() == out.scalar_type(), "MPI all-gather: ",
+               in.numel(), " values in, ", out.numel(), " out, for ", size_, " ranks");
+  MPI_Request request;
+  XLTUNE_MPI_CHECK(MPI_Iallgather(in.data_ptr(), static_cast<int>(in.numel()), mpi_type(in), out.data_ptr(),
+                                  static_cast<int>(in.numel()), mpi_type(out), MPI_COMM_WORLD, &request),
+                   "MPI all-gather of ", out.numel(), " values");
+  return std::make_unique<MpiWork>(request, in, out);
 }
 
 void MpiCommunicator::broadcast(const at::Tensor& t, int root) {

@@ -27,6 +27,8 @@ class MpiCommunicator final : public Communicator {
   int local_size() const override { return local_size_; }
   std::string name() const override { return "MPI"; }
   std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) override;
+  std::unique_ptr<CommWork> start_reduce_scatter_sum(const at::Tensor& input, const at::Tensor& output) override;
+  std::unique_ptr<CommWork> start_all_gather(const at::Tensor& input, const at::Tensor& output) override;
   void broadcast(const at::Tensor& tensor, int root) override;
   // MPI_Ibarrier polled with short sleeps: ranks waiting while rank 0 preprocesses leave the
   // cores to it (a blocking MPI_Barrier busy-polls in Open MPI).

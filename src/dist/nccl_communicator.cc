@@ -169,6 +169,44 @@ std::unique_ptr<CommWork> NcclCommunicator::start_all_reduce_sum(const at::Tenso
   return std::make_unique<NcclWork>(*this, done, device_);
 }
 
+std::unique_ptr<CommWork> NcclCommunicator::start_reduce_scatter_sum(const at::Tensor& in, const at::Tensor& out) {
+  XLTUNE_CHECK(in.is_cuda() && out.is_cuda() && in.is_contiguous() && out.is_contiguous() &&
+                   in.numel() == out.numel() * size_,
+               "NCCL reduce-scatter: expected contiguous CUDA tensors of W n and n values");
+  check_async_error();
+  c10::cuda::CUDAGuard guard(device_);
+  order_after_current(state_->stream, device_);
+  XLTUNE_NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()), nccl_type(out),
+                                      ncclSum, state_->comm, state_->stream),
+                    "NCCL reduce-scatter of ", in.numel(), " values");
+  const auto stream = c10::cuda::getStreamFromExternal(state_->stream, device_.index());
+  c10::cuda::CUDACachingAllocator::recordStream(in.storage().data_ptr(), stream);
+  c10::cuda::CUDACachingAllocator::recordStream(out.storage().data_ptr(), stream);
+  cudaEvent_t done;
+  XLTUNE_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "NCCL: create an event");
+  XLTUNE_CUDA_CHECK(cudaEventRecord(done, state_->stream), "NCCL: record");
+  return std::make_unique<NcclWork>(*this, done, device_);
+}
+
+std::unique_ptr<CommWork> NcclCommunicator::start_all_gather(const at::Tensor& in, const at::Tensor& out) {
+  XLTUNE_CHECK(in.is_cuda() && out.is_cuda() && in.is_contiguous() && out.is_contiguous() &&
+                   out.numel() == in.numel() * size_,
+               "NCCL all-gather: expected contiguous CUDA tensors of n and W n values");
+  check_async_error();
+  c10::cuda::CUDAGuard guard(device_);
+  order_after_current(state_->stream, device_);
+  XLTUNE_NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), nccl_type(in),
+                                  state_->comm, state_->stream),
+                    "NCCL all-gather of ", out.numel(), " values");
+  const auto stream = c10::cuda::getStreamFromExternal(state_->stream, device_.index());
+  c10::cuda::CUDACachingAllocator::recordStream(in.storage().data_ptr(), stream);
+  c10::cuda::CUDACachingAllocator::recordStream(out.storage().data_ptr(), stream);
+  cudaEvent_t done;
+  XLTUNE_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "NCCL: create an event");
+  XLTUNE_CUDA_CHECK(cudaEventRecord(done, state_->stream), "NCCL: record");
+  return std::make_unique<NcclWork>(*this, done, device_);
+}
+
 void NcclCommunicator::broadcast(const at::Tensor& t, int root) {
   XLTUNE_CHECK(t.is_cuda() && t.device() == device_ && t.is_contiguous(), "NCCL broadcast: expected a contiguous ",
                "tensor on ", device_.str());

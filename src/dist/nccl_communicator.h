@@ -36,6 +36,8 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return size_; }
   std::string name() const override { return "NCCL"; }
   std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) override;
+  std::unique_ptr<CommWork> start_reduce_scatter_sum(const at::Tensor& input, const at::Tensor& output) override;
+  std::unique_ptr<CommWork> start_all_gather(const at::Tensor& input, const at::Tensor& output) override;
   void broadcast(const at::Tensor& tensor, int root) override;
   void barrier() override;
   [[noreturn]] void abort(int code) override;

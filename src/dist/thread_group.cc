@@ -23,22 +23,37 @@ struct Rendezvous {
   std::vector<at::Tensor> slots;
   at::Tensor result;
 
-  // kind 0: sum, 1: broadcast from `root`, 2: barrier.
-  void exchange(int rank, const at::Tensor& t, int kind, int root) {
+  std::vector<at::Tensor> outputs;
+
+  // kind 0: sum, 1: broadcast from `root`, 2: barrier, 3: reduce-scatter, 4: all-gather
+  // (for 3 and 4, `out` is the rank's output tensor).
+  void exchange(int rank, const at::Tensor& t, int kind, int root, const at::Tensor& out = at::Tensor()) {
+    at::NoGradGuard no_grad;
     std::unique_lock<std::mutex> lock(mutex);
     const uint64_t my_generation = generation;
     slots[static_cast<size_t>(rank)] = t;
+    if (outputs.size() != slots.size()) outputs.resize(slots.size());
+    outputs[static_cast<size_t>(rank)] = out;
     if (++arrived == world) {
-      if (kind == 0) {
+      if (kind == 0 || kind == 3) {
         result = slots[0].clone();
         for (int r = 1; r < world; ++r) result.add_(slots[static_cast<size_t>(r)]);
       } else if (kind == 1) {
         result = slots[static_cast<size_t>(root)].clone();
+      } else if (kind == 4) {
+        std::vector<at::Tensor> parts(slots.begin(), slots.end());
+        result = at::cat(parts);
       }
       for (int r = 0; r < world; ++r) {
         at::Tensor s = slots[static_cast<size_t>(r)];
-        if (kind != 2) s.copy_(result);
+        if (kind == 0 || kind == 1) s.copy_(result);
+        if (kind == 3) {
+          at::Tensor o = outputs[static_cast<size_t>(r)];
+          o.copy_(result.narrow(0, r * o.numel(), o.numel()));
+        }
+        if (kind == 4) outputs[static_cast<size_t>(r)].copy_(result);
         slots[static_cast<size_t>(r)] = at::Tensor();
+        outputs[static_cast<size_t>(r)] = at::Tensor();
       }
       arrived = 0;
       ++generation;
@@ -51,18 +66,20 @@ struct Rendezvous {
 
 class ThreadWork final : public CommWork {
  public:
-  ThreadWork(std::shared_ptr<Rendezvous> rv, int rank, at::Tensor t) : rv_(std::move(rv)), rank_(rank), t_(std::move(t)) {}
+  ThreadWork(std::shared_ptr<Rendezvous> rv, int rank, at::Tensor t, int kind, at::Tensor out = at::Tensor())
+      : rv_(std::move(rv)), rank_(rank), t_(std::move(t)), out_(std::move(out)), kind_(kind) {}
   bool test() override { return done_; }
   void wait() override {
     if (done_) return;
-    rv_->exchange(rank_, t_, 0, 0);
+    rv_->exchange(rank_, t_, kind_, 0, out_);
     done_ = true;
   }
 
  private:
   std::shared_ptr<Rendezvous> rv_;
   int rank_;
-  at::Tensor t_;
+  at::Tensor t_, out_;
+  int kind_;
   bool done_ = false;
 };
 
@@ -76,7 +93,15 @@ class ThreadGroupCommunicator final : public Communicator {
   std::string name() const override { return "threads"; }
   std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& t) override {
     XLTUNE_CHECK(t.is_contiguous(), "all-reduce: the tensor must be contiguous");
-    return std::make_unique<ThreadWork>(rv_, rank_, t);
+    return std::make_unique<ThreadWork>(rv_, rank_, t, 0);
+  }
+  std::unique_ptr<CommWork> start_reduce_scatter_sum(const at::Tensor& in, const at::Tensor& out) override {
+    XLTUNE_CHECK(in.numel() == out.numel() * rv_->world, "reduce-scatter: ", in.numel(), " in, ", out.numel(), " out");
+    return std::make_unique<ThreadWork>(rv_, rank_, in, 3, out);
+  }
+  std::unique_ptr<CommWork> start_all_gather(const at::Tensor& in, const at::Tensor& out) override {
+    XLTUNE_CHECK(out.numel() == in.numel() * rv_->world, "all-gather: ", in.numel(), " in, ", out.numel(), " out");
+    return std::make_unique<ThreadWork>(rv_, rank_, in, 4, out);
   }
   void broadcast(const at::Tensor& t, int root) override { rv_->exchange(rank_, t, 1, root); }
   void barrier() override { rv_->exchange(rank_, at::Tensor(), 2, 0); }

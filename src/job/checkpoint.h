@@ -31,7 +31,7 @@ namespace xltune {
 class Communicator;
 
 constexpr const char* kCheckpointFormat = "xltune-checkpoint";
-constexpr int kCheckpointFormatVersion = 1;
+constexpr int kCheckpointFormatVersion = 2;  // 2: per-tensor AdamW step counts, ZeRO-1 shards
 
 struct CheckpointInfo {
   std::string dir;

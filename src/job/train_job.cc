@@ -37,6 +37,7 @@
 #include "job/training_set.h"
 #include "train/export.h"
 #include "train/trainer.h"
+#include "train/zero_optimizer.h"
 
 namespace fs = std::filesystem;
 
@@ -478,6 +479,8 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
 #endif
     }
     reducer = std::make_shared<BucketedReducer>(*grads);
+    // Full fine-tuning: the UNet's optimizer state sharded over the ranks (ZeRO-1).
+    if (!o.is_lora && o.zero != "off") tc.zero_comm = grads;
   } else {
     reducer = std::make_shared<AfterBackwardReducer>(comm);
   }
@@ -519,7 +522,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
                         {"parameters", g.parameters},
                         {"trained_steps", g.name == "text_embeddings" ? str("1..", tc.pivot_step) : str("1..", total)}});
     rc["optimizer"] = {{"name", "AdamW"}, {"state_dtype", o.optimizer_state_dtype}, {"max_grad_norm", o.max_grad_norm},
-                       {"groups", groups}};
+                       {"zero_1", trainer.zero() != nullptr}, {"groups", groups}};
     write_file_atomic(o.output_dir + "/run_config.json", rc.dump(2) + "\n");
     log_info("training ", num_samples, " images for ", total, " steps (", steps_per_epoch, " per epoch, batch ",
              o.train_batch_size, world > 1 ? str(" per rank x ", world, " ranks") : std::string(), "), ", o.is_lora ? str("LoRA rank ", tc.lora_rank) : std::string("full fine-tuning"),
@@ -535,6 +538,27 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   if (resume) {
     std::map<std::string, at::Tensor> tensors;
     for (auto& [name, t] : load_safetensors(resume->dir + "/trainer.safetensors", /*copy=*/true)) tensors[name] = t;
+    // ZeRO-1 shards of the checkpoint's ranks, however many there were: full per-tensor moments,
+    // which this run then holds sharded over its own ranks, or whole (Note [Sharded optimizer state]).
+    std::vector<std::pair<std::map<std::string, at::Tensor>, std::string>> shards;
+    std::vector<std::string> shard_files;
+    for (const auto& e : fs::directory_iterator(resume->dir))
+      if (e.path().filename().string().rfind("optimizer-r", 0) == 0) shard_files.push_back(e.path().string());
+    std::sort(shard_files.begin(), shard_files.end());
+    for (const auto& f : shard_files) {
+      SafetensorsFile file(f);
+      std::map<std::string, at::Tensor> t;
+      for (auto& [name, v] : load_safetensors(f, /*copy=*/true)) t[name] = v;
+      shards.emplace_back(std::move(t), file.metadata().at("zero_layout"));
+    }
+    if (!shards.empty()) {
+      int64_t zero_steps = 0;
+      for (auto& [name, v] : ZeroOptimizer::full_moments_from_shards(shards, &zero_steps)) {
+        tensors[name] = v;
+        const std::string base = name.substr(0, name.rfind('.'));
+        tensors[base + ".adamw_step"] = at::full({}, zero_steps, at::kLong);
+      }
+    }
     trainer.restore(tensors, resume->step);
     for (int64_t k = 0; k < resume->step; ++k) sampler.next_batch(static_cast<size_t>(o.train_batch_size));
     first_step = resume->step + 1;
@@ -549,6 +573,11 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     const bool inject = fault_for_step("XLTUNE_FAULT_CHECKPOINT", step, &fail_after);
     if (inject) fault::fail_writes_after(fail_after);
     try {
+      if (trainer.zero() != nullptr) {  // every rank: its shard of the optimizer state
+        char name[40];
+        std::snprintf(name, sizeof name, "/optimizer-r%05d.safetensors", comm.rank());
+        save_safetensors(dir + name, trainer.zero()->shard_state(), {{"zero_layout", trainer.zero()->layout_json()}});
+      }
       if (rank0) {
         const nlohmann::json info = {{"step", step}, {"max_train_steps", total}, {"kind", o.is_lora ? "lora" : "full"}};
         save_safetensors(dir + "/trainer.safetensors", trainer.checkpoint_tensors(),
@@ -614,6 +643,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
       line["samples_per_s"] = seconds > 0 ? static_cast<double>(indices.size() * comm.size()) / seconds : 0.0;
       line["peak_memory_bytes"] = peak_memory_bytes(device);
       line["text_encoders_ran"] = r.text_encoders_ran;
+      line["optimizer_state_bytes"] = trainer.optimizer_state_bytes();  // this rank's
       std::vector<int64_t> samples;
       for (size_t k = 1; k + 1 < shared.size(); ++k)
         if (shared[k] > 0) samples.push_back(static_cast<int64_t>(shared[k]) - 1);

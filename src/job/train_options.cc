@@ -40,6 +40,9 @@ void validate_train_options(const TrainOptions& o) {
                o.replica_check_steps);
   XLTUNE_CHECK(o.checkpoints_total_limit >= 0, "--checkpoints_total_limit: expected 0 (keep all) or more, got ",
                o.checkpoints_total_limit);
+  XLTUNE_CHECK(o.zero == "auto" || o.zero == "on" || o.zero == "off", "--zero '", o.zero, "': expected auto, on or off");
+  XLTUNE_CHECK(o.zero != "on" || !o.is_lora, "--zero on: ZeRO-1 shards full fine-tuning's optimizer state; with LoRA ",
+               "(--is_lora true) the state is small and stays whole: leave --zero out");
   XLTUNE_CHECK(!o.resume.empty(), "--resume: expected auto, none or a checkpoint folder");
   XLTUNE_CHECK(o.threads >= 0, "--threads: expected 0 (libtorch's default) or more, got ", o.threads);
   XLTUNE_CHECK(!o.output_dir.empty(), "--output_dir: expected a folder");

@@ -52,6 +52,7 @@ struct TrainOptions {
   int64_t replica_check_steps = 0;  // every N steps, check that all ranks hold the same weights
   std::string resume = "auto";      // auto (OUTPUT_DIR/checkpoints/latest when there), none, or a checkpoint
   int checkpoints_total_limit = 2;  // complete checkpoints kept (0: all)
+  std::string zero = "auto";        // ZeRO-1 for full fine-tuning on many ranks: auto (on), on, off
 
   // Set by the command line parser: which of the two step counts the user gave.
   bool max_train_steps_given = false;

@@ -102,42 +102,37 @@ int64_t AdamW::state_bytes() const {
 
 NamedTensors AdamW::state_tensors() const {
   NamedTensors out;
-  std::vector<int64_t> steps;
   size_t flat = 0;
   for (const auto& g : groups_) {
     for (size_t i = 0; i < g.params.size(); ++i, ++flat) {
       const AdamWTensorState& s = state_[flat];
-      steps.push_back(s.step);
+      out.emplace_back(g.names[i] + ".adamw_step", at::full({}, s.step, at::kLong));
       if (!s.exp_avg.defined()) continue;
       out.emplace_back(g.names[i] + ".exp_avg", s.exp_avg.detach().cpu().contiguous());
       out.emplace_back(g.names[i] + ".exp_avg_sq", s.exp_avg_sq.detach().cpu().contiguous());
     }
   }
-  out.emplace_back("adamw.steps", at::tensor(steps, at::kLong));
   return out;
 }
 
 void AdamW::load_state_tensors(const std::map<std::string, at::Tensor>& tensors) {
-  auto steps_it = tensors.find("adamw.steps");
-  XLTUNE_CHECK(steps_it != tensors.end() && steps_it->second.numel() == static_cast<int64_t>(state_.size()),
-               "checkpoint: the optimizer state has no step counts for ", state_.size(), " tensors");
-  const at::Tensor steps = steps_it->second.to(at::kLong).contiguous();
   size_t flat = 0;
   for (const auto& g : groups_) {
     for (size_t i = 0; i < g.params.size(); ++i, ++flat) {
       AdamWTensorState& s = state_[flat];
-      s.step = steps[static_cast<int64_t>(flat)].item<int64_t>();
-      auto m = tensors.find(g.names[i] + ".exp_avg"), v = tensors.find(g.names[i] + ".exp_avg_sq");
+      auto st = tensors.find(g.names[i] + ".adamw_step");
+      s.step = st == tensors.end() ? 0 : st->second.item<int64_t>();
       if (s.step == 0) {
         s.exp_avg = s.exp_avg_sq = at::Tensor();
         continue;
       }
+      auto m = tensors.find(g.names[i] + ".exp_avg"), v = tensors.find(g.names[i] + ".exp_avg_sq");
       XLTUNE_CHECK(m != tensors.end() && v != tensors.end(), "checkpoint: no optimizer moments for ", g.names[i]);
       const at::Tensor& p = g.params[i];
-      XLTUNE_CHECK(m->second.sizes() == p.sizes() && v->second.sizes() == p.sizes(), "checkpoint: the moments of ",
-                   g.names[i], " are ", m->second.sizes(), ", the tensor is ", p.sizes());
-      s.exp_avg = m->second.to(p.options().dtype(state_dtype_)).clone();
-      s.exp_avg_sq = v->second.to(p.options().dtype(state_dtype_)).clone();
+      XLTUNE_CHECK(m->second.numel() == p.numel() && v->second.numel() == p.numel(), "checkpoint: the moments of ",
+                   g.names[i], " have ", m->second.numel(), " values, the tensor ", p.numel());
+      s.exp_avg = m->second.reshape(p.sizes()).to(p.options().dtype(state_dtype_)).clone();
+      s.exp_avg_sq = v->second.reshape(p.sizes()).to(p.options().dtype(state_dtype_)).clone();
     }
   }
 }

@@ -71,10 +71,12 @@ class AdamW {
   int64_t state_bytes() const;
 
   // The state as named tensors for a checkpoint: "<name>.exp_avg", "<name>.exp_avg_sq" (for
-  // tensors that have been stepped) and "adamw.steps" (int64, one per tensor, in group order).
+  // tensors that have been stepped) and "<name>.adamw_step" (int64 []) for every tensor; by
+  // name, so that a checkpoint loads into another grouping (ZeRO-1 runs hold the UNet's
+  // moments elsewhere, train/zero_optimizer.h, under the same names).
   NamedTensors state_tensors() const;
-  // Back from state_tensors() of an optimizer with the same groups and names; throws Error
-  // naming what is missing or shaped otherwise.
+  // Back from state_tensors() (a tensor without "<name>.adamw_step" was never stepped); throws
+  // Error naming what is missing or shaped otherwise.
   void load_state_tensors(const std::map<std::string, at::Tensor>& tensors);
 
  private:

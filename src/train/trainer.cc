@@ -7,7 +7,9 @@
 #include "core/check.h"
 #include "core/keyed_random.h"
 #include "core/log.h"
+#include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
+#include "train/zero_optimizer.h"
 
 namespace xltune {
 
@@ -92,7 +94,12 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
       g.names.push_back("unet." + item.key());
       g.params.push_back(p);
     }
-    groups.push_back(std::move(g));
+    if (config.zero_comm != nullptr && config.zero_comm->size() > 1) {
+      zero_ = std::make_unique<ZeroOptimizer>(g.names, g.params, g.hyper, *config.zero_comm,
+                                              config.optimizer_state_dtype, config.seed);
+    } else {
+      groups.push_back(std::move(g));
+    }
   }
   model.unet->set_gradient_checkpointing(config.gradient_checkpointing);
 
@@ -111,6 +118,7 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
 }
 
 Trainer::~Trainer() {
+  zero_.reset();
   if (config_.is_lora && model_.unet) detach_lora(*model_.unet);
 }
 
@@ -123,8 +131,12 @@ std::vector<at::Tensor> Trainer::trainable_tensors() const {
   return out;
 }
 
+int64_t Trainer::optimizer_state_bytes() const {
+  return optimizer_->state_bytes() + (zero_ ? zero_->state_bytes() : 0);
+}
+
 int64_t Trainer::trainable_parameter_count() const {
-  int64_t n = 0;
+  int64_t n = zero_ ? zero_->parameter_count() : 0;
   for (const auto& g : optimizer_->groups())
     for (const auto& p : g.params) n += p.numel();
   return n;
@@ -132,6 +144,11 @@ int64_t Trainer::trainable_parameter_count() const {
 
 std::vector<GroupSummary> Trainer::groups() const {
   std::vector<GroupSummary> out;
+  if (zero_) {
+    GroupSummary z{"unet (ZeRO-1: state sharded over the ranks)", zero_->hyper(),
+                   static_cast<int64_t>(zero_->params().size()), zero_->parameter_count()};
+    out.push_back(z);
+  }
   for (const auto& g : optimizer_->groups()) {
     GroupSummary s{g.name, g.hyper, static_cast<int64_t>(g.params.size()), 0};
     for (const auto& p : g.params) s.parameters += p.numel();
@@ -155,6 +172,9 @@ void Trainer::freeze_token_rows() {
 NamedTensors Trainer::trainable_state() const {
   NamedTensors out;
   at::NoGradGuard no_grad;
+  if (zero_)
+    for (size_t i = 0; i < zero_->params().size(); ++i)
+      out.emplace_back(zero_->names()[i], zero_->params()[i].detach().to(at::kCPU, at::kFloat).clone());
   for (const auto& g : optimizer_->groups())
     for (size_t i = 0; i < g.params.size(); ++i)
       out.emplace_back(g.names[i], g.params[i].detach().to(at::kCPU, at::kFloat).clone());
@@ -171,6 +191,14 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
   XLTUNE_CHECK(completed_steps >= 0 && completed_steps <= config_.max_train_steps, "checkpoint: step ",
                completed_steps, " outside 0 .. ", config_.max_train_steps);
   at::NoGradGuard no_grad;
+  if (zero_) {
+    for (size_t i = 0; i < zero_->params().size(); ++i) {
+      auto it = tensors.find(zero_->names()[i]);
+      XLTUNE_CHECK(it != tensors.end(), "checkpoint: no tensor '", zero_->names()[i], "'");
+      at::Tensor p = zero_->params()[i];
+      p.copy_(it->second.view(p.sizes()));
+    }
+  }
   for (const auto& g : optimizer_->groups()) {
     for (size_t i = 0; i < g.params.size(); ++i) {
       auto it = tensors.find(g.names[i]);
@@ -182,6 +210,10 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
     }
   }
   optimizer_->load_state_tensors(tensors);
+  if (zero_) {
+    auto st = tensors.find(zero_->names().front() + ".adamw_step");
+    zero_->load_full_moments(tensors, st == tensors.end() ? 0 : st->second.item<int64_t>());
+  }
   if (completed_steps >= pivotal_->pivot_step()) freeze_token_rows();
   text_cache_ = TextConditioningCache();
 }
@@ -296,8 +328,10 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
     loss = sq.mean();
   }
   reducer_->before_backward();
+  if (zero_) zero_->before_backward();
   loss.backward();
   reducer_->finish();
+  if (zero_) zero_->finish();
 
   // Global norm over every trainable tensor, as torch.nn.utils.clip_grad_norm_.
   {
@@ -309,7 +343,19 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
         norms.push_back(at::linalg_vector_norm(p.grad(), 2));
       }
     }
-    if (!norms.empty()) {
+    if (zero_) {
+      // The replicated tensors' squares once, the ranks' chunks of the sharded ones summed.
+      double sq = 0;
+      for (const auto& n : norms) sq += std::pow(n.item<double>(), 2);
+      at::Tensor shard = at::tensor({zero_->chunk_grad_square_sum()}, at::kDouble);
+      if (config_.zero_comm->name() == "NCCL") shard = shard.to(device_);
+      config_.zero_comm->all_reduce_sum(shard);
+      const double total = std::sqrt(sq + shard.cpu().item<double>());
+      const double coef = std::min(1.0, config_.max_grad_norm / (total + 1e-6));
+      for (auto& g : grads) g.mul_(coef);
+      zero_->scale_grads(coef);
+      result.grad_norm = total;
+    } else if (!norms.empty()) {
       at::Tensor total = at::linalg_vector_norm(at::stack(norms), 2);
       at::Tensor coef = at::clamp_max(config_.max_grad_norm / (total + 1e-6), 1.0);
       for (auto& g : grads) g.mul_(coef);
@@ -318,9 +364,12 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
   }
   const double factor = config_.schedule.factor_for_step(step);
   optimizer_->step(factor, step);
+  if (zero_) zero_->step(factor, step);
   if (trains_rows) pivotal_->after_optimizer_step();
   optimizer_->zero_grad();
+  if (zero_) zero_->zero_grad();
 
+  if (zero_) result.learning_rates.emplace_back("unet", zero_->hyper().lr * factor);
   for (const auto& g : optimizer_->groups())
     result.learning_rates.emplace_back(g.name, g.frozen ? 0.0 : g.hyper.lr * factor);
   result.loss = loss.item<double>();

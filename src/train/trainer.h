@@ -32,7 +32,9 @@
 
 namespace xltune {
 
+class Communicator;
 class GradientReducer;
+class ZeroOptimizer;
 
 struct TrainerConfig {
   bool is_lora = true;
@@ -53,6 +55,9 @@ struct TrainerConfig {
   at::ScalarType optimizer_state_dtype = at::kFloat;
   // bf16 autocast for a fp32 UNet on CUDA (full fine-tuning): frozen weights are bf16 already.
   bool autocast_bf16 = false;
+  // Full fine-tuning on many ranks: the UNet's AdamW state sharded over the ranks of this
+  // communicator (ZeRO-1, Note [Sharded optimizer state]); null: replicated.
+  Communicator* zero_comm = nullptr;
 };
 
 // This rank's samples of one step (all on the training device).
@@ -97,6 +102,10 @@ class Trainer {
   const UNetLora& lora() const { return lora_; }
   const PivotalTuning& pivotal() const { return *pivotal_; }
   const AdamW& optimizer() const { return *optimizer_; }
+  // The sharded UNet optimizer of ZeRO-1 runs, or null.
+  ZeroOptimizer* zero() const { return zero_.get(); }
+  // Optimizer state bytes held by this rank (replicated + its shard).
+  int64_t optimizer_state_bytes() const;
   // The trainable tensors under their state names: "unet.<path>.<proj>.lora_A.weight" /
   // ".lora_B.weight" (LoRA), "unet.<param>" (full fine-tuning), "text_encoders_0" and
   // "text_encoders_1" (the token rows). CPU copies, fp32.
@@ -126,6 +135,7 @@ class Trainer {
   std::vector<std::pair<std::string, at::Tensor>> unet_trainable_;  // full fine-tuning
   std::unique_ptr<PivotalTuning> pivotal_;
   std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<ZeroOptimizer> zero_;
   TextConditioningCache text_cache_;
   bool rows_frozen_ = false;
   at::Device device_;

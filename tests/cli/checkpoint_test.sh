@@ -8,7 +8,8 @@
 #   - corrupt, truncated and manifest-less checkpoints skipped with a message; a full disk during
 #     a checkpoint keeps the previous one and ends the run with a clear message;
 #   - a resume whose options change the run's meaning is refused, naming the option;
-#   - a run checkpointed on 2 ranks resumes on 1, and on 1 resumes on 2.
+#   - a run checkpointed on 2 ranks resumes on 1, and on 1 resumes on 2, for LoRA and for full
+#     fine-tuning with its optimizer state sharded over the ranks (ZeRO-1).
 #   checkpoint_test.sh XLTUNE PYTHON WORKDIR MODEL
 set -u
 xltune=$1 py=$2 dir=$3 model=$4
@@ -169,4 +170,29 @@ expect 1 "1 rank, stopped at step 7" env XLTUNE_FAULT_RANK_STEP=0:7 run1 "${lora
 expect 0 "checkpointed on 1 rank, resumed on 2" run2 "${lora[@]}" --train_batch_size 2 --output_dir "$dir/w12"
 has "$dir/err" "resumed from $dir/w12/checkpoints/step-00000006"
 close "1 rank -> 2 ranks = uninterrupted" "$dir/l1" "$dir/w12"
+
+# Full fine-tuning on 2 ranks shards the optimizer state (ZeRO-1): one file per rank in the
+# checkpoint, listed in the manifest; it resumes on 1 rank (the shards joined) and a 1-rank
+# checkpoint resumes on 2 (split), as the uninterrupted runs.
+"$py" - "$dir/f2/checkpoints/step-00000020" <<'PY' || fail=1
+import json, os, struct, sys
+d = sys.argv[1]
+files = {f["name"] for f in json.load(open(os.path.join(d, "manifest.json")))["files"]}
+assert {"optimizer-r00000.safetensors", "optimizer-r00001.safetensors"} <= files, files
+with open(os.path.join(d, "trainer.safetensors"), "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    keys = json.loads(f.read(n))
+assert not [k for k in keys if k.startswith("unet.") and k.endswith(".exp_avg")], "UNet moments outside the shards"
+print("ok   2-rank full FT checkpoint: one optimizer shard per rank, in the manifest")
+PY
+expect 1 "full FT, 2 ranks (ZeRO-1), stopped at step 15" env XLTUNE_FAULT_RANK_STEP=1:15 run2 "${full[@]}" \
+  --train_batch_size 2 --output_dir "$dir/fz21"
+expect 0 "ZeRO-1 shards of 2 ranks, resumed on 1" run1 "${full[@]}" --train_batch_size 4 --output_dir "$dir/fz21"
+has "$dir/err" "resumed from $dir/fz21/checkpoints/step-00000014"
+close "full FT, 2 ranks (sharded) -> 1 rank = uninterrupted" "$dir/f2" "$dir/fz21"
+expect 1 "full FT, 1 rank, stopped at step 7" env XLTUNE_FAULT_RANK_STEP=0:7 run1 "${full[@]}" --train_batch_size 4 \
+  --output_dir "$dir/fz12"
+expect 0 "a 1-rank checkpoint resumed on 2 ranks (ZeRO-1)" run2 "${full[@]}" --train_batch_size 2 --output_dir "$dir/fz12"
+has "$dir/err" "resumed from $dir/fz12/checkpoints/step-00000006"
+close "full FT, 1 rank -> 2 ranks (sharded) = uninterrupted" "$dir/f1" "$dir/fz12"
 exit $fail

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # xltune train on many ranks (mpirun, CPU, MPI all-reduce), on the tiny model:
 #   - 2 ranks x batch b = 1 rank x batch 2b: the same samples per step, the same losses and final
-#     weights up to reduction order, for LoRA + pivotal tuning (pivot inside) and full fine-tuning;
+#     weights up to reduction order, for LoRA + pivotal tuning (pivot inside) and full fine-tuning,
+#     with the optimizer state sharded (ZeRO-1: rank 0 holds half of it) and whole;
 #   - 1, 2 and 3 ranks with one global batch: the same steps, every sample once per epoch;
 #   - a rank that raises, and a rank killed with SIGKILL mid-run: the job ends within 10 s,
 #     naming the rank; nothing hangs and no trained_model.tar appears.
@@ -43,7 +44,24 @@ full=(--max_train_steps 6 --is_lora false --unet_learning_rate 1e-4 --gradient_c
 expect 0 "full FT, 1 rank, batch 4" "$xltune" train "${common[@]}" "${full[@]}" --train_batch_size 4 --output_dir "$dir/f1"
 expect 0 "full FT, 2 ranks, batch 2" mpi 2 "$xltune" train "${common[@]}" "${full[@]}" --train_batch_size 2 \
   --replica_check_steps 3 --output_dir "$dir/f2"
-compare "2 x 2 = 1 x 4 (full fine-tuning)" "$dir/f1" "$dir/f2"
+compare "2 x 2 = 1 x 4 (full fine-tuning, ZeRO-1: the optimizer state sharded)" "$dir/f1" "$dir/f2"
+expect 0 "full FT, 2 ranks, batch 2, --zero off" mpi 2 "$xltune" train "${common[@]}" "${full[@]}" --train_batch_size 2 \
+  --zero off --output_dir "$dir/f2whole"
+compare "2 x 2 = 1 x 4 (full fine-tuning, the state whole on every rank)" "$dir/f1" "$dir/f2whole"
+"$py" - "$dir" <<'PY' || fail=1
+import json, sys
+d = sys.argv[1]
+state = {r: json.loads(open(f"{d}/{r}/metrics.jsonl").readlines()[-1])["optimizer_state_bytes"] for r in ("f1", "f2", "f2whole")}
+zero = json.load(open(f"{d}/f2/run_config.json"))["optimizer"]["zero_1"]
+assert zero is True and json.load(open(f"{d}/f2whole/run_config.json"))["optimizer"]["zero_1"] is False
+assert state["f2whole"] == state["f1"], state
+# Rank 0 holds half the UNet's moments (and its chunks' padding), plus the token rows' whole.
+assert 0.49 * state["f1"] < state["f2"] < 0.51 * state["f1"], state
+print(f"ok   ZeRO-1 on 2 ranks: rank 0 holds {state['f2'] / state['f1']:.3f} of the optimizer state "
+      f"({state['f2']} of {state['f1']} bytes)")
+PY
+expect 2 "--zero on with LoRA (a usage error)" "$xltune" train "${common[@]}" --zero on --output_dir "$dir/zlora"
+has "$dir/err" "--zero on: ZeRO-1 shards full fine-tuning's optimizer state"
 
 # 1, 2 and 3 ranks, one global batch of 6 (the 6 photos): the same 4 steps, each an epoch.
 for n in 1 2 3; do

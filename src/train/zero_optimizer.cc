@@ -1,0 +1,283 @@
+#include "train/zero_optimizer.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+#include "core/keyed_random.h"
+#include "dist/communicator.h"
+
+namespace xltune {
+
+namespace {
+struct ZeroHook final : torch::autograd::PostAccumulateGradHook {
+  ZeroHook(ZeroOptimizer* z, size_t i) : zero(z), index(i) {}
+  void operator()(const torch::autograd::Variable&) override { zero->on_ready(index); }
+  ZeroOptimizer* zero;
+  size_t index;
+};
+}  // namespace
+
+struct ZeroOptimizer::Bucket {
+  std::vector<size_t> members;
+  int64_t numel = 0, chunk = 0;  // real values; values per rank (padded total = chunk * W)
+  at::Tensor param, grad;        // [chunk * W]
+  at::Tensor chunk_grad;         // [chunk]: this rank's reduced gradients
+  at::Tensor exp_avg, exp_avg_sq;  // [chunk]
+  size_t pending = 0;
+  bool ready = false;
+  std::unique_ptr<CommWork> work;
+};
+
+ZeroOptimizer::ZeroOptimizer(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWHyper hyper,
+                             Communicator& comm, at::ScalarType state_dtype, uint64_t seed, int64_t bucket_bytes,
+                             int64_t first_bucket_bytes)
+    : names_(std::move(names)),
+      params_(std::move(params)),
+      hyper_(hyper),
+      comm_(comm),
+      state_dtype_(state_dtype),
+      seed_(seed) {
+  XLTUNE_CHECK(state_dtype == at::kFloat || state_dtype == at::kBFloat16, "ZeRO: moments in fp32 or bf16");
+  XLTUNE_CHECK(names_.size() == params_.size() && !params_.empty(), "ZeRO: ", params_.size(), " tensors, ",
+               names_.size(), " names");
+  const int64_t W = comm.size();
+  bucket_of_.assign(params_.size(), 0);
+  got_grad_.assign(params_.size(), false);
+  offset_of_.assign(params_.size(), 0);
+  int64_t filled = 0;
+  for (size_t j = params_.size(); j-- > 0;) {
+    const at::Tensor& p = params_[j];
+    XLTUNE_CHECK(p.scalar_type() == at::kFloat && p.is_leaf() && p.requires_grad(), "ZeRO: ", names_[j],
+                 " must be a trainable fp32 tensor");
+    const int64_t bytes = p.numel() * 4;
+    const int64_t cap = buckets_.size() == 1 ? first_bucket_bytes : bucket_bytes;  // of the bucket being filled
+    if (buckets_.empty() || (filled > 0 && filled + bytes > cap)) {
+      buckets_.push_back(std::make_unique<Bucket>());
+      filled = 0;
+    }
+    Bucket& b = *buckets_.back();
+    bucket_of_[j] = buckets_.size() - 1;
+    offset_of_[j] = b.numel;
+    b.members.push_back(j);
+    b.numel += p.numel();
+    filled += bytes;
+  }
+  at::NoGradGuard no_grad;
+  for (auto& b : buckets_) {
+    b->chunk = (b->numel + W - 1) / W;
+    const auto o = params_[b->members.front()].options().dtype(at::kFloat);
+    b->param = at::zeros({b->chunk * W}, o);
+    b->grad = at::zeros({b->chunk * W}, o);
+    b->chunk_grad = at::zeros({b->chunk}, o);
+    b->exp_avg = at::zeros({b->chunk}, o.dtype(state_dtype_));
+    b->exp_avg_sq = at::zeros({b->chunk}, o.dtype(state_dtype_));
+    for (size_t j : b->members) {
+      at::Tensor view = b->param.narrow(0, offset_of_[j], params_[j].numel()).view(params_[j].sizes());
+      view.copy_(params_[j].detach());
+      params_[j].set_data(view);
+    }
+  }
+  for (size_t j = 0; j < params_.size(); ++j)
+    torch::autograd::impl::set_post_acc_grad_hooks(params_[j], std::make_unique<ZeroHook>(this, j));
+}
+
+ZeroOptimizer::~ZeroOptimizer() {
+  for (auto& p : params_) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
+}
+
+int64_t ZeroOptimizer::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : params_) n += p.numel();
+  return n;
+}
+
+int64_t ZeroOptimizer::state_bytes() const {
+  int64_t n = 0;
+  for (const auto& b : buckets_) n += b->exp_avg.nbytes() + b->exp_avg_sq.nbytes();
+  return n;
+}
+
+void ZeroOptimizer::before_backward() {
+  at::NoGradGuard no_grad;
+  for (auto& b : buckets_) {
+    b->grad.zero_();
+    b->pending = b->members.size();
+    b->ready = false;
+    b->work.reset();
+    for (size_t j : b->members) {
+      XLTUNE_CHECK(!params_[j].grad().defined(), "ZeRO: gradients must be cleared before backward");
+      params_[j].mutable_grad() = b->grad.narrow(0, offset_of_[j], params_[j].numel()).view(params_[j].sizes());
+    }
+  }
+  next_launch_ = 0;
+  next_done_ = 0;
+  got_grad_.assign(params_.size(), false);
+}
+
+void ZeroOptimizer::on_ready(size_t j) {
+  Bucket& b = *buckets_[bucket_of_[j]];
+  XLTUNE_CHECK(!got_grad_[j] && b.pending > 0, "ZeRO: ", names_[j], "'s gradient arrived twice in one step");
+  got_grad_[j] = true;
+  if (--b.pending == 0) b.ready = true;
+  launch_in_order();
+  // Testing the oldest unfinished request lets MPI progress them all while backward runs.
+  while (next_done_ < next_launch_ && buckets_[next_done_]->work->test()) ++next_done_;
+}
+
+void ZeroOptimizer::launch_in_order() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready) {
+    Bucket& b = *buckets_[next_launch_++];
+    b.work = comm_.start_reduce_scatter_sum(b.grad, b.chunk_grad);
+  }
+}
+
+void ZeroOptimizer::finish() {
+  for (size_t j = 0; j < params_.size(); ++j)
+    XLTUNE_CHECK(got_grad_[j], "ZeRO-1: ", names_[j], " got no gradient this step; the sharded optimizer updates ",
+                 "every tensor each step (Note [Sharded optimizer state]): run with --zero off");
+  for (auto& b : buckets_) b->ready = true;
+  launch_in_order();
+  at::NoGradGuard no_grad;
+  for (auto& b : buckets_) {
+    b->work->wait();
+    b->work.reset();
+    b->chunk_grad.div_(comm_.size());
+  }
+}
+
+double ZeroOptimizer::chunk_grad_square_sum() const {
+  at::NoGradGuard no_grad;
+  at::Tensor sum = at::zeros({}, buckets_.front()->chunk_grad.options().dtype(at::kDouble));
+  for (const auto& b : buckets_) sum += b->chunk_grad.to(at::kDouble).pow(2).sum();
+  return sum.item<double>();  // one device sync
+}
+
+void ZeroOptimizer::scale_grads(double coef) {
+  at::NoGradGuard no_grad;
+  for (auto& b : buckets_) b->chunk_grad.mul_(coef);
+}
+
+void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
+  at::NoGradGuard no_grad;
+  ++steps_;
+  const AdamWHyper& h = hyper_;
+  const double lr = h.lr * lr_factor;
+  const double bias_correction1 = 1 - std::pow(h.beta1, static_cast<double>(steps_));
+  const double bias_correction2 = 1 - std::pow(h.beta2, static_cast<double>(steps_));
+  const double step_size = lr / bias_correction1;
+  const int64_t r = comm_.rank();
+  std::vector<std::unique_ptr<CommWork>> gathers;
+  const bool bf16 = state_dtype_ == at::kBFloat16;
+  std::vector<at::Tensor> sent;
+  for (size_t k = 0; k < buckets_.size(); ++k) {
+    Bucket& b = *buckets_[k];
+    at::Tensor p = b.param.narrow(0, r * b.chunk, b.chunk);
+    const at::Tensor& g = b.chunk_grad;
+    at::Tensor m = bf16 ? b.exp_avg.to(at::kFloat) : b.exp_avg;
+    at::Tensor v = bf16 ? b.exp_avg_sq.to(at::kFloat) : b.exp_avg_sq;
+    // The arithmetic of AdamW::step, in the same order (train/adamw.cc).
+    p.mul_(1 - lr * h.weight_decay);
+    m.lerp_(g, 1 - h.beta1);
+    v.mul_(h.beta2).addcmul_(g, g, 1 - h.beta2);
+    at::Tensor denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(h.eps);
+    p.addcdiv_(m, denom, -step_size);
+    if (bf16) {
+      at::Generator gen = at::globalContext().defaultGenerator(p.device()).clone();
+      gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), (uint64_t{k} << 20) | uint64_t(r),
+                                    DrawKind::kShardRounding));
+      b.exp_avg.copy_(stochastic_round_to_bf16(m, gen));
+      b.exp_avg_sq.copy_(stochastic_round_to_bf16(v, gen));
+    }
+    sent.push_back(p.clone());
+    gathers.push_back(comm_.start_all_gather(sent.back(), b.param));
+  }
+  for (auto& w : gathers) w->wait();
+}
+
+void ZeroOptimizer::zero_grad() {
+  for (auto& p : params_) p.mutable_grad() = at::Tensor();
+}
+
+NamedTensors ZeroOptimizer::shard_state() const {
+  NamedTensors out;
+  for (size_t k = 0; k < buckets_.size(); ++k) {
+    out.emplace_back("zero." + std::to_string(k) + ".exp_avg", buckets_[k]->exp_avg.detach().cpu().contiguous());
+    out.emplace_back("zero." + std::to_string(k) + ".exp_avg_sq", buckets_[k]->exp_avg_sq.detach().cpu().contiguous());
+  }
+  out.emplace_back("zero.steps", at::tensor({steps_}, at::kLong));
+  return out;
+}
+
+std::string ZeroOptimizer::layout_json() const {
+  nlohmann::json buckets = nlohmann::json::array();
+  for (const auto& b : buckets_) {
+    nlohmann::json members = nlohmann::json::array();
+    for (size_t j : b->members) members.push_back({names_[j], params_[j].numel()});
+    buckets.push_back(members);
+  }
+  return nlohmann::json({{"world", comm_.size()}, {"rank", comm_.rank()}, {"buckets", buckets}}).dump();
+}
+
+std::map<std::string, at::Tensor> ZeroOptimizer::full_moments_from_shards(
+    const std::vector<std::pair<std::map<std::string, at::Tensor>, std::string>>& shards, int64_t* steps) {
+  XLTUNE_CHECK(!shards.empty(), "ZeRO: no optimizer shards");
+  const nlohmann::json layout = nlohmann::json::parse(shards.front().second);
+  const int64_t W = layout.at("world").get<int64_t>();
+  XLTUNE_CHECK(static_cast<int64_t>(shards.size()) == W, "ZeRO: ", shards.size(), " shard files for a world of ", W);
+  std::vector<const std::map<std::string, at::Tensor>*> by_rank(static_cast<size_t>(W), nullptr);
+  for (const auto& [tensors, json] : shards) {
+    const int64_t r = nlohmann::json::parse(json).at("rank").get<int64_t>();
+    XLTUNE_CHECK(r >= 0 && r < W && by_rank[static_cast<size_t>(r)] == nullptr, "ZeRO: shard of rank ", r, " twice");
+    by_rank[static_cast<size_t>(r)] = &tensors;
+  }
+  *steps = by_rank[0]->at("zero.steps").item<int64_t>();
+  std::map<std::string, at::Tensor> out;
+  const auto& buckets = layout.at("buckets");
+  for (size_t k = 0; k < buckets.size(); ++k) {
+    for (const char* which : {"exp_avg", "exp_avg_sq"}) {
+      std::vector<at::Tensor> parts;
+      for (int64_t r = 0; r < W; ++r) {
+        auto it = by_rank[static_cast<size_t>(r)]->find("zero." + std::to_string(k) + "." + which);
+        XLTUNE_CHECK(it != by_rank[static_cast<size_t>(r)]->end(), "ZeRO: rank ", r, "'s shard has no bucket ", k);
+        parts.push_back(it->second.to(at::kFloat));
+      }
+      at::Tensor flat = at::cat(parts);
+      int64_t offset = 0;
+      for (const auto& m : buckets[k]) {
+        const std::string name = m.at(0).get<std::string>();
+        const int64_t numel = m.at(1).get<int64_t>();
+        out[name + "." + which] = flat.narrow(0, offset, numel).clone();
+        offset += numel;
+      }
+    }
+  }
+  return out;
+}
+
+void ZeroOptimizer::load_full_moments(const std::map<std::string, at::Tensor>& moments, int64_t steps) {
+  at::NoGradGuard no_grad;
+  steps_ = steps;
+  const int64_t r = comm_.rank();
+  for (auto& b : buckets_) {
+    for (int which = 0; which < 2; ++which) {
+      const char* suffix = which == 0 ? ".exp_avg" : ".exp_avg_sq";
+      at::Tensor full = at::zeros({b->chunk * comm_.size()}, at::kFloat);  // the padding stays 0
+      if (steps > 0) {
+        for (size_t j : b->members) {
+          auto it = moments.find(names_[j] + suffix);
+          XLTUNE_CHECK(it != moments.end() && it->second.numel() == params_[j].numel(), "checkpoint: no ", suffix + 1,
+                       " moments for ", names_[j]);
+          full.narrow(0, offset_of_[j], params_[j].numel()).copy_(it->second.flatten());
+        }
+      }
+      (which == 0 ? b->exp_avg : b->exp_avg_sq).copy_(full.narrow(0, r * b->chunk, b->chunk));
+    }
+  }
+}
+
+}  // namespace xltune

@@ -1,0 +1,99 @@
+// ZeRO stage 1 (Rajbhandari et al. 2020) for full fine-tuning: the AdamW state of the UNet is
+// sharded over the ranks instead of replicated, so each rank holds 1/W of the moments.
+//
+// Note [Sharded optimizer state]
+// - Layout: the trained UNet tensors in reverse registration order, packed into buckets (1 MB,
+//   then 25 MB; Note [Gradient buckets]) of flat fp32 parameters and gradients; the tensors become
+//   views of the parameter buckets (set_data), their .grad views of the gradient buckets. A bucket
+//   of n values is padded to W * c (c = ceil(n / W)); rank r owns [r c, (r + 1) c). The layout is
+//   the same on every rank and for every W but for the padding.
+// - Step: as backward fills a bucket, its gradients are reduce-scattered (each rank receives the
+//   sum of its chunk) while backward goes on; finish() waits and divides by W; the gradient norm
+//   is the square root of the all-reduced sum of the ranks' chunk norms (plus the replicated
+//   tensors'); each rank updates its chunk with AdamW (train/adamw.h's arithmetic, element for
+//   element), then the chunks are all-gathered into every rank's parameter buckets.
+// - bf16 moments (--optimizer_state_dtype bf16) are rounded stochastically as AdamW's are, with
+//   bits keyed by (seed, step, bucket, rank) (DrawKind::kShardRounding): the same for a given
+//   number of ranks, so a resume on as many ranks is exact; on another number the rounding noise
+//   differs (the moments carry over exactly, bf16 -> fp32 -> bf16 loses nothing).
+// - Every trained tensor gets a gradient every step in full fine-tuning, so one step count per
+//   optimizer suffices (AdamW skips tensors without a gradient and counts steps per tensor);
+//   finish() refuses a step in which a tensor got none, naming it, rather than decay it.
+// - Checkpoint: each rank saves its chunks (shard_state); resuming on another number of ranks goes
+//   through full per-tensor moments (full_moments_from_shards, load_full_moments), the same names
+//   an unsharded AdamW uses ("<name>.exp_avg"), so a run can move between sharded and not.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+#include "train/adamw.h"
+
+namespace xltune {
+
+class Communicator;
+
+class ZeroOptimizer {
+ public:
+  ZeroOptimizer(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWHyper hyper, Communicator& comm,
+                at::ScalarType state_dtype = at::kFloat, uint64_t seed = 0, int64_t bucket_bytes = int64_t{25} << 20,
+                int64_t first_bucket_bytes = int64_t{1} << 20);
+  ~ZeroOptimizer();
+  ZeroOptimizer(const ZeroOptimizer&) = delete;
+  ZeroOptimizer& operator=(const ZeroOptimizer&) = delete;
+
+  void before_backward();
+  void finish();
+  // Sum of squares of this rank's reduced gradient chunks (all-reduce it for the global norm).
+  double chunk_grad_square_sum() const;
+  void scale_grads(double coef);
+  // AdamW on this rank's chunks at hyper.lr * lr_factor, then the all-gather of parameters;
+  // `training_step` keys the stochastic rounding of bf16 moments.
+  void step(double lr_factor, int64_t training_step);
+  void zero_grad();
+
+  const std::vector<std::string>& names() const { return names_; }
+  const std::vector<at::Tensor>& params() const { return params_; }
+  const AdamWHyper& hyper() const { return hyper_; }
+  int64_t steps() const { return steps_; }
+  int64_t state_bytes() const;  // moments held by this rank
+  int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
+  int64_t parameter_count() const;
+
+  // This rank's chunks: "zero.<k>.exp_avg", "zero.<k>.exp_avg_sq" per bucket k, "zero.steps";
+  // layout_json(): {"world", "rank", "buckets": [[[name, numel], ...], ...]} for the file's metadata.
+  NamedTensors shard_state() const;
+  std::string layout_json() const;
+  // Full per-tensor moments ("<name>.exp_avg", "<name>.exp_avg_sq", flat) and the step count from
+  // the shard files of a checkpoint made on any number of ranks: (tensors, layout_json) per rank.
+  static std::map<std::string, at::Tensor> full_moments_from_shards(
+      const std::vector<std::pair<std::map<std::string, at::Tensor>, std::string>>& shards, int64_t* steps);
+  // This rank's chunks from full moments (as AdamW::state_tensors names them; reshaped freely).
+  void load_full_moments(const std::map<std::string, at::Tensor>& moments, int64_t steps);
+
+  void on_ready(size_t tensor_index);  // called by the gradient hooks
+
+ private:
+  struct Bucket;
+  void launch_in_order();
+  std::vector<std::string> names_;
+  std::vector<at::Tensor> params_;
+  AdamWHyper hyper_;
+  Communicator& comm_;
+  at::ScalarType state_dtype_;
+  uint64_t seed_;
+  std::vector<std::unique_ptr<Bucket>> buckets_;
+  std::vector<bool> got_grad_;
+  std::vector<size_t> bucket_of_;
+  std::vector<int64_t> offset_of_;
+  size_t next_launch_ = 0;
+  size_t next_done_ = 0;  // buckets before it have finished their reduce-scatter
+  int64_t steps_ = 0;
+};
+
+}  // namespace xltune

@@ -1,0 +1,296 @@
+// Note [Sharded optimizer state], with ranks as threads (dist/thread_group.h): W ranks of ZeRO-1,
+// each holding 1/W of the moments, step the parameters as one AdamW does on the mean gradient;
+// the shards of W ranks become full moments that continue on another number of ranks, or in an
+// unsharded AdamW; bf16 moments are deterministic; a tensor without a gradient is refused.
+#include "train/zero_optimizer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <thread>
+
+#include "core/error.h"
+#include "dist/thread_group.h"
+#include "test_util.h"
+#include "train/adamw.h"
+
+namespace xltune {
+namespace {
+
+// Five tensors whose sizes (40, 8, 48, 6, 18 values) do not divide by 2 or 3 ranks evenly.
+struct Net {
+  std::vector<std::string> names{"l0.weight", "l0.bias", "l1.weight", "l1.bias", "l2.weight"};
+  std::vector<at::Tensor> params;
+  bool use_last = true;
+  Net() {
+    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);  // own: the ranks run at once
+    for (auto shape : {std::vector<int64_t>{8, 5}, {8}, {6, 8}, {6}, {3, 6}})
+      params.push_back((at::randn(shape, g) * 0.3).requires_grad_(true));
+  }
+  at::Tensor loss(const at::Tensor& x) const {
+    at::Tensor h = at::tanh(at::linear(x, params[0], params[1]));
+    h = at::relu(at::linear(h, params[2], params[3]));
+    return use_last ? at::linear(h, params[4]).pow(2).mean() : h.pow(2).mean();
+  }
+};
+
+at::Tensor input_of(int rank, int step) {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(100 * step + rank);
+  return at::randn({7, 5}, g);
+}
+
+const AdamWHyper kHyper{2e-2, 0.9, 0.999, 1e-8, 1e-2};
+
+using Grads = std::vector<at::Tensor>;
+
+// One process, one AdamW, on the mean of the ranks' gradients (summed in rank order, as the
+// thread group's collectives sum). The ranks' own gradients are given: theirs come from
+// parameters at other addresses (views of the buckets), where BLAS may round otherwise, and
+// Adam turns an ulp on a near-zero gradient into a visible step; that they are the gradients of
+// these parameters is checked apart (kGradTol).
+struct Reference {
+  Net net;
+  AdamW adamw;
+  explicit Reference() : adamw({AdamWGroup{"unet", kHyper, net.names, net.params, false}}) {}
+  void step(int s, const std::vector<Grads>& rank_grads) {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < net.params.size(); ++i) {
+      at::Tensor sum = rank_grads[0][i].clone();
+      for (size_t r = 1; r < rank_grads.size(); ++r) sum.add_(rank_grads[r][i]);
+      net.params[i].mutable_grad() = sum.div_(static_cast<double>(rank_grads.size()));
+    }
+    adamw.step(1.0, s);
+    adamw.zero_grad();
+  }
+  void copy_params_from(const Net& other) {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < net.params.size(); ++i) net.params[i].copy_(other.params[i]);
+  }
+};
+
+struct Rank {
+  Net net;
+  std::unique_ptr<ZeroOptimizer> zero;
+};
+
+// The gradient of rank r's loss at `net`'s parameters, computed afresh in plain tensors.
+Grads fresh_grads(const Net& net, int rank, int step) {
+  Net copy;
+  {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < copy.params.size(); ++i) copy.params[i].copy_(net.params[i]);
+  }
+  copy.use_last = net.use_last;
+  copy.loss(input_of(rank, step)).backward();
+  Grads g;
+  for (const auto& p : copy.params) g.push_back(p.grad().clone());
+  return g;
+}
+// Measured here: 0 (bit for bit); the margin is for BLAS kernels that round by alignment.
+constexpr double kGradTol = 1e-6;
+
+// Runs `body(rank)` on `world` threads and rethrows the first failure.
+void on_ranks(int world, const std::function<void(int)>& body) {
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        body(r);
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) ASSERT_TRUE(e.empty()) << e;
+}
+
+// `world` ranks with their own nets and sharded optimizers (small buckets: several per run).
+std::vector<Rank> make_ranks(const std::vector<std::shared_ptr<Communicator>>& comms,
+                             at::ScalarType state_dtype = at::kFloat, int64_t bucket_bytes = 100,
+                             int64_t first_bucket_bytes = 40) {
+  std::vector<Rank> ranks(comms.size());
+  for (size_t r = 0; r < comms.size(); ++r)
+    ranks[r].zero = std::make_unique<ZeroOptimizer>(ranks[r].net.names, ranks[r].net.params, kHyper, *comms[r],
+                                                    state_dtype, 7, bucket_bytes, first_bucket_bytes);
+  return ranks;
+}
+
+// One step on every rank; returns each rank's own gradients (the bucket views still hold them
+// after the reduce-scatter, which writes to the chunks), checked against fresh ones.
+std::vector<Grads> step_ranks(std::vector<Rank>& ranks, int s) {
+  std::vector<Grads> own(ranks.size()), fresh(ranks.size());
+  on_ranks(static_cast<int>(ranks.size()), [&](int r) {
+    Rank& k = ranks[static_cast<size_t>(r)];
+    fresh[static_cast<size_t>(r)] = fresh_grads(k.net, r, s);
+    k.zero->before_backward();
+    k.net.loss(input_of(r, s)).backward();
+    k.zero->finish();
+    for (const auto& p : k.net.params) own[static_cast<size_t>(r)].push_back(p.grad().clone());
+    k.zero->step(1.0, s);
+    k.zero->zero_grad();
+  });
+  for (size_t r = 0; r < ranks.size(); ++r)
+    for (size_t i = 0; i < own[r].size(); ++i)
+      EXPECT_LT(testing_util::max_abs_diff(own[r][i], fresh[r][i]), kGradTol) << "rank " << r << " tensor " << i;
+  return own;
+}
+
+double max_param_diff(const Net& a, const Net& b) {
+  double d = 0;
+  for (size_t i = 0; i < a.params.size(); ++i) d = std::max(d, testing_util::max_abs_diff(a.params[i], b.params[i]));
+  return d;
+}
+
+// Measured here: 0 (the sharded update is AdamW's arithmetic element for element); the margin is
+// for vectorized and scalar loops that may round otherwise. The updates themselves are ~2e-2.
+constexpr double kTol = 1e-7;
+
+TEST(ZeroOptimizer, ShardedStepsEqualOneAdamWOnTheMeanGradient) {
+  for (int world : {2, 3}) {
+    for (int64_t bucket_bytes : {int64_t{100}, int64_t{25} << 20}) {
+      auto comms = make_thread_group(world);
+      std::vector<Rank> ranks = make_ranks(comms, at::kFloat, bucket_bytes, bucket_bytes == 100 ? 40 : 1 << 20);
+      Reference ref;
+      for (int s = 1; s <= 3; ++s) {
+        ref.step(s, step_ranks(ranks, s));
+        for (int r = 0; r < world; ++r)
+          EXPECT_LT(max_param_diff(ranks[static_cast<size_t>(r)].net, ref.net), kTol)
+              << "world " << world << " rank " << r << " step " << s << " buckets " << ranks[0].zero->bucket_count();
+      }
+      if (bucket_bytes == 100) {
+        EXPECT_GE(ranks[0].zero->bucket_count(), 3);
+      }
+      // Each rank holds its chunks only: 2 moments x ceil(n / W) per bucket.
+      const int64_t all = 2 * 4 * ranks[0].zero->parameter_count();
+      EXPECT_LE(ranks[0].zero->state_bytes(), all / world + 2 * 4 * ranks[0].zero->bucket_count());
+      EXPECT_GE(ranks[0].zero->state_bytes(), all / world);
+    }
+  }
+}
+
+TEST(ZeroOptimizer, GradientsAndParametersAreViewsOfTheBuckets) {
+  auto comms = make_thread_group(2);
+  std::vector<Rank> ranks = make_ranks(comms);
+  step_ranks(ranks, 1);
+  // After the all-gather every rank holds the same parameters, bit for bit.
+  EXPECT_EQ(max_param_diff(ranks[0].net, ranks[1].net), 0.0);
+  for (const auto& p : ranks[0].net.params) EXPECT_FALSE(p.grad().defined()) << "zero_grad() clears them";
+}
+
+// Shards of 2 ranks after 2 steps -> full moments -> 3 ranks, and -> an unsharded AdamW, for step 3.
+TEST(ZeroOptimizer, ShardsResumeOnAnotherNumberOfRanksAndUnsharded) {
+  auto comms2 = make_thread_group(2);
+  std::vector<Rank> two = make_ranks(comms2);
+  Reference ref;
+  for (int s = 1; s <= 2; ++s) ref.step(s, step_ranks(two, s));
+  std::vector<std::pair<std::map<std::string, at::Tensor>, std::string>> shards;
+  for (int r = 1; r >= 0; --r) {  // any file order
+    std::map<std::string, at::Tensor> t;
+    for (auto& [name, v] : two[static_cast<size_t>(r)].zero->shard_state()) t[name] = v;
+    shards.emplace_back(std::move(t), two[static_cast<size_t>(r)].zero->layout_json());
+  }
+  int64_t steps = 0;
+  std::map<std::string, at::Tensor> moments = ZeroOptimizer::full_moments_from_shards(shards, &steps);
+  EXPECT_EQ(steps, 2);
+  std::map<std::string, at::Tensor> want;
+  for (auto& [name, v] : ref.adamw.state_tensors()) want[name] = v;
+  for (const auto& name : ref.net.names)
+    for (const char* m : {".exp_avg", ".exp_avg_sq"}) {
+      ASSERT_TRUE(moments.count(name + m)) << name << m;
+      EXPECT_LT(testing_util::max_abs_diff(moments[name + m].view(want[name + m].sizes()), want[name + m]), 1e-8)
+          << name << m;
+    }
+
+  auto comms3 = make_thread_group(3);
+  std::vector<Rank> three = make_ranks(comms3);
+  for (auto& k : three) {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < k.net.params.size(); ++i) k.net.params[i].copy_(two[0].net.params[i]);
+    k.zero->load_full_moments(moments, steps);
+  }
+  // Step 3 on 3 ranks has 3 ranks' batches: the reference continues from the same moments.
+  std::map<std::string, at::Tensor> state = moments;
+  for (const auto& name : ref.net.names) state[name + ".adamw_step"] = at::full({}, steps, at::kLong);
+  Reference ref3;
+  ref3.copy_params_from(two[0].net);
+  ref3.adamw.load_state_tensors(state);
+  ref3.step(3, step_ranks(three, 3));
+  for (int r = 0; r < 3; ++r) EXPECT_LT(max_param_diff(three[static_cast<size_t>(r)].net, ref3.net), kTol) << r;
+
+  // And the 2-rank run, continued both sharded and in one unsharded AdamW, gives the same step.
+  Reference alone;
+  alone.copy_params_from(two[0].net);
+  alone.adamw.load_state_tensors(state);
+  const std::vector<Grads> g3 = step_ranks(two, 3);
+  alone.step(3, g3);
+  ref.step(3, g3);
+  EXPECT_LT(max_param_diff(alone.net, ref.net), kTol);
+  EXPECT_LT(max_param_diff(two[0].net, ref.net), kTol);
+}
+
+TEST(ZeroOptimizer, Bf16MomentsAreDeterministicAndCloseToFp32) {
+  auto run = [](at::ScalarType dtype) {
+    auto comms = make_thread_group(2);
+    std::vector<Rank> ranks = make_ranks(comms, dtype);
+    for (int s = 1; s <= 3; ++s) step_ranks(ranks, s);
+    std::vector<at::Tensor> out;
+    for (const auto& p : ranks[0].net.params) out.push_back(p.detach().clone());
+    EXPECT_EQ(ranks[0].zero->state_bytes() * (dtype == at::kBFloat16 ? 2 : 1),
+              make_ranks(make_thread_group(2))[0].zero->state_bytes());
+    for (const auto& [name, t] : ranks[0].zero->shard_state())
+      if (name != "zero.steps") {
+        EXPECT_EQ(t.scalar_type(), dtype) << name;
+      }
+    return out;
+  };
+  const auto a = run(at::kBFloat16), b = run(at::kBFloat16), f = run(at::kFloat);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(testing_util::max_abs_diff(a[i], b[i]), 0.0) << "keyed rounding: the same bits every run";
+    // Moments rounded to bf16 (8 bits) move 3 updates of 2e-2 by well under 1%.
+    EXPECT_LT(testing_util::max_abs_diff(a[i], f[i]), 3 * 2e-2 * 0.02) << i;
+  }
+}
+
+TEST(ZeroOptimizer, ATensorWithoutAGradientIsNamed) {
+  auto comms = make_thread_group(2);
+  std::vector<Rank> ranks = make_ranks(comms);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      Rank& k = ranks[static_cast<size_t>(r)];
+      k.net.use_last = false;
+      k.zero->before_backward();
+      k.net.loss(input_of(r, 1)).backward();
+      try {
+        k.zero->finish();
+      } catch (const Error& e) {
+        errors[static_cast<size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) {
+    EXPECT_CONTAINS(e, "l2.weight got no gradient");
+    EXPECT_CONTAINS(e, "--zero off");
+  }
+}
+
+TEST(ZeroOptimizer, ShardsOfTheWrongWorldAreRefused) {
+  auto comms = make_thread_group(2);
+  std::vector<Rank> ranks = make_ranks(comms);
+  std::map<std::string, at::Tensor> t;
+  for (auto& [name, v] : ranks[0].zero->shard_state()) t[name] = v;
+  int64_t steps = 0;
+  try {
+    ZeroOptimizer::full_moments_from_shards({{t, ranks[0].zero->layout_json()}}, &steps);
+    FAIL() << "one shard of a world of two";
+  } catch (const Error& e) {
+    EXPECT_CONTAINS(e.what(), "1 shard files for a world of 2");
+  }
+}
+
+}  // namespace
+}  // namespace xltune
