@@ -2,8 +2,9 @@
 # A real single-node Slurm on localhost: munge, slurmctld and slurmd from Debian's packages, all
 # state in WORKDIR (no system file is touched). cluster/train-1node.sbatch is submitted with
 # only its #SBATCH values changed (2 ranks, no GPUs, a short time limit), trains the tiny model
-# through srun --mpi=pmix, and must produce trained_model.tar. Every daemon started here is
-# stopped when the test ends, whatever happens.
+# through srun --mpi=pmix, and must produce trained_model.tar; a second job is stopped with
+# SIGUSR1, requeues itself and must end bit-identical to a run never stopped. Every daemon started
+# here is stopped when the test ends, whatever happens.
 #   slurm_test.sh XLTUNE PYTHON WORKDIR MODEL
 set -u
 xltune=$1 py=$2 dir=$3 model=$4
@@ -97,4 +98,49 @@ log=$(ls "$dir"/xltune-*.out 2>/dev/null | head -1)
 [ -n "$log" ] && has "$log" "2 ranks" && has "$log" "[xltune r0 " && has "$log" "step 6/6"
 "$py" -c "import json,sys; c=json.load(open(sys.argv[1])); assert c['resolved']['world_size'] == 2, c['resolved']" \
   "$dir/training_out/run_config.json" && echo "ok   run_config.json: world size 2" || { echo "FAIL: world size"; fail=1; }
+
+# Stopped and requeued: SIGUSR1 to the batch shell (what --signal=B:USR1@120 sends before the
+# time limit) -> the ranks checkpoint and exit 75 -> the script requeues the job -> it runs again
+# under the same id and output folder, resumes, and ends as a run that was never stopped.
+train_args=(--resolution 64 --train_batch_size 2 --max_train_steps 40 --seed 3 --log_every 1 --checkpointing_steps 1000)
+jobid=$(sbatch --parsable \
+  --export="ALL,XLTUNE=$xltune,MODEL=$model,INPUT=$dir/photos.zip,OUTPUT=$dir/requeued_out,CONFIG=configs/quickstart.cfg,OMP_NUM_THREADS=1" \
+  "$dir/job.sbatch" "${train_args[@]}")
+echo "ok   submitted job $jobid"
+for _ in $(seq 1 1200); do
+  [ -s "$dir/requeued_out/metrics.jsonl" ] && [ "$(wc -l < "$dir/requeued_out/metrics.jsonl")" -ge 5 ] && break
+  sleep 0.1
+done
+scancel -s USR1 -b "$jobid" && echo "ok   scancel -s USR1 -b $jobid after $(wc -l < "$dir/requeued_out/metrics.jsonl") steps"
+state=""
+for _ in $(seq 1 300); do
+  state=$(scontrol show job "$jobid" 2>/dev/null | grep -o "JobState=[A-Z_]*" | cut -d= -f2)
+  restarts=$(scontrol show job "$jobid" 2>/dev/null | grep -o "Restarts=[0-9]*" | cut -d= -f2)
+  [ "$state" = COMPLETED ] && break
+  case "$state" in FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) break ;; esac
+  # Slurm holds a requeued job back a while (StartTime about 2 minutes on), time for the node to
+  # clean up the first run; not a test of ours: once the node is idle again, start it now.
+  if [ "$state" = PENDING ] && [ "${restarts:-0}" -ge 1 ] && [ -z "${moved:-}" ] &&
+     sinfo -h -o %t | grep -qx idle && [ -z "$(squeue -h -s -j "$jobid" 2>/dev/null)" ]; then
+    sleep 2
+    echo "ok   requeued: $(scontrol show job "$jobid" | grep -o "Reason=[^ ]*\|StartTime=[^ ]*" | tr "\n" " ")-> StartTime=now"
+    scontrol update JobId="$jobid" StartTime=now && moved=1
+  fi
+  sleep 1
+done
+[ "$state" = COMPLETED ] && [ "${restarts:-0}" -ge 1 ] && echo "ok   job $jobid: $state after $restarts requeue(s)" \
+  || { echo "FAIL: job $jobid is $state (restarts ${restarts:-?})"; scontrol show job "$jobid" | head -n 20; fail=1; }
+log="$dir/xltune-$jobid.out"
+has "$log" "passing SIGUSR1 to the ranks"
+has "$log" "stopped at a checkpoint; requeueing"
+has "$log" "resumed from $dir/requeued_out/checkpoints/step-"
+# The same run straight through, started by mpirun: bit-identical weights, the same 40 losses.
+expect 0 "the same run, never stopped (mpirun, 2 ranks)" env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  OMP_NUM_THREADS=1 mpirun -np 2 --oversubscribe "$xltune" train --config configs/quickstart.cfg --model "$model" \
+  --input_images "$dir/photos.zip" --output_dir "$dir/straight_out" "${train_args[@]}"
+if cmp -s "$dir/requeued_out/trainer_state.safetensors" "$dir/straight_out/trainer_state.safetensors" &&
+   "$py" -c "import json,sys; a,b=[[json.loads(l)['loss'] for l in open(p+'/metrics.jsonl')] for p in sys.argv[1:]]; sys.exit(0 if a==b and len(a)==40 else 1)" \
+     "$dir/requeued_out" "$dir/straight_out"; then
+  echo "ok   stopped, requeued and resumed = never stopped: bit-identical weights, identical losses"
+else echo "FAIL: the requeued run differs from the straight one"; fail=1; fi
 exit $fail
