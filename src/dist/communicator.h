@@ -42,8 +42,11 @@ class Communicator {
   virtual std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) = 0;
   void all_reduce_sum(const at::Tensor& tensor) { start_all_reduce_sum(tensor)->wait(); }
   // input [W * n] on every rank; output [n] on rank r: the sum over ranks of input[r n, (r+1) n).
+  // In place when output is input's own slice, input.narrow(0, r n, n) (as NCCL's): the rest of
+  // input is then undefined afterwards.
   virtual std::unique_ptr<CommWork> start_reduce_scatter_sum(const at::Tensor& input, const at::Tensor& output) = 0;
-  // input [n] on every rank; output [W * n] everywhere: rank r's input at [r n, (r+1) n).
+  // input [n] on every rank; output [W * n] everywhere: rank r's input at [r n, (r+1) n). In
+  // place when input is output.narrow(0, r n, n).
   virtual std::unique_ptr<CommWork> start_all_gather(const at::Tensor& input, const at::Tensor& output) = 0;
   // In place: every rank ends with root's values.
   virtual void broadcast(const at::Tensor& tensor, int root) = 0;

@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "core/check.h"
@@ -43,28 +44,39 @@ void check_cpu_contiguous(const at::Tensor& t, const char* what) {
   XLTUNE_CHECK(t.numel() < (int64_t{1} << 31), "MPI ", what, ": ", t.numel(), " elements is more than one call takes");
 }
 
+// Whether `part` is whole.narrow(0, rank * part.numel(), part.numel()).
+bool is_rank_slice(const at::Tensor& part, const at::Tensor& whole, int rank) {
+  return part.data_ptr() == static_cast<char*>(whole.data_ptr()) + rank * part.numel() * part.element_size();
+}
+
 class MpiWork final : public CommWork {
  public:
-  MpiWork(MPI_Request r, at::Tensor t, at::Tensor t2 = at::Tensor()) : request_(r), tensor_(std::move(t)), other_(std::move(t2)) {}
+  MpiWork(MPI_Request r, at::Tensor t, at::Tensor t2 = at::Tensor(), std::function<void()> then = nullptr)
+      : request_(r), tensor_(std::move(t)), other_(std::move(t2)), then_(std::move(then)) {}
   ~MpiWork() override {
     if (!done_) MPI_Wait(&request_, MPI_STATUS_IGNORE);
   }
   bool test() override {
     if (done_) return true;
     int flag = 0;
-    XLTUNE_MPI_CHECK(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE), "MPI all-reduce");
-    done_ = flag != 0;
+    XLTUNE_MPI_CHECK(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE), "MPI collective");
+    if (flag != 0) finished();
     return done_;
   }
   void wait() override {
     if (done_) return;
-    XLTUNE_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI all-reduce");
-    done_ = true;
+    XLTUNE_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI collective");
+    finished();
   }
 
  private:
+  void finished() {
+    done_ = true;
+    if (then_) then_();
+  }
   MPI_Request request_;
   at::Tensor tensor_, other_;  // kept alive while MPI reads and writes them
+  std::function<void()> then_;
   bool done_ = false;
 };
 
@@ -124,6 +136,21 @@ std::unique_ptr<CommWork> MpiCommunicator::start_reduce_scatter_sum(const at::Te
   XLTUNE_CHECK(in.numel() == out.numel() * size_ && in.scalar_type() == out.scalar_type(), "MPI reduce-scatter: ",
                in.numel(), " values in, ", out.numel(), " out, for ", size_, " ranks");
   MPI_Request request;
+  if (is_rank_slice(out, in, rank_)) {
+    // MPI's in-place form leaves the result at the start of the buffer; it moves to the rank's
+    // slice when done (the two do not overlap for rank > 0).
+    XLTUNE_MPI_CHECK(MPI_Ireduce_scatter_block(MPI_IN_PLACE, in.data_ptr(), static_cast<int>(out.numel()),
+                                               mpi_type(out), MPI_SUM, MPI_COMM_WORLD, &request),
+                     "MPI reduce-scatter of ", in.numel(), " values");
+    const int rank = rank_;
+    return std::make_unique<MpiWork>(request, in, out, [in, out, rank] {
+      if (rank > 0) {
+        at::NoGradGuard no_grad;
+        at::Tensor o = out;
+        o.copy_(in.narrow(0, 0, out.numel()));
+      }
+    });
+  }
   XLTUNE_MPI_CHECK(MPI_Ireduce_scatter_block(in.data_ptr(), out.data_ptr(), static_cast<int>(out.numel()), mpi_type(out),
                                              MPI_SUM, MPI_COMM_WORLD, &request),
                    "MPI reduce-scatter of ", in.numel(), " values");
@@ -136,7 +163,8 @@ std::unique_ptr<CommWork> MpiCommunicator::start_all_gather(const at::Tensor& in
   XLTUNE_CHECK(out.numel() == in.numel() * size_ && in.scalar_type() == out.scalar_type(), "MPI all-gather: ",
                in.numel(), " values in, ", out.numel(), " out, for ", size_, " ranks");
   MPI_Request request;
-  XLTUNE_MPI_CHECK(MPI_Iallgather(in.data_ptr(), static_cast<int>(in.numel()), mpi_type(in), out.data_ptr(),
+  const bool in_place = is_rank_slice(in, out, rank_);
+  XLTUNE_MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.data_ptr(), static_cast<int>(in.numel()), mpi_type(in), out.data_ptr(),
                                   static_cast<int>(in.numel()), mpi_type(out), MPI_COMM_WORLD, &request),
                    "MPI all-gather of ", out.numel(), " values");
   return std::make_unique<MpiWork>(request, in, out);

@@ -26,7 +26,7 @@ struct ZeroOptimizer::Bucket {
   std::vector<size_t> members;
   int64_t numel = 0, chunk = 0;  // real values; values per rank (padded total = chunk * W)
   at::Tensor param, grad;        // [chunk * W]
-  at::Tensor chunk_grad;         // [chunk]: this rank's reduced gradients
+  at::Tensor chunk_grad;         // grad's slice of this rank: reduce-scattered in place
   at::Tensor exp_avg, exp_avg_sq;  // [chunk]
   size_t pending = 0;
   bool ready = false;
@@ -73,7 +73,7 @@ ZeroOptimizer::ZeroOptimizer(std::vector<std::string> names, std::vector<at::Ten
     const auto o = params_[b->members.front()].options().dtype(at::kFloat);
     b->param = at::zeros({b->chunk * W}, o);
     b->grad = at::zeros({b->chunk * W}, o);
-    b->chunk_grad = at::zeros({b->chunk}, o);
+    b->chunk_grad = b->grad.narrow(0, comm_.rank() * b->chunk, b->chunk);
     b->exp_avg = at::zeros({b->chunk}, o.dtype(state_dtype_));
     b->exp_avg_sq = at::zeros({b->chunk}, o.dtype(state_dtype_));
     for (size_t j : b->members) {
@@ -171,9 +171,8 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
   const double bias_correction2 = 1 - std::pow(h.beta2, static_cast<double>(steps_));
   const double step_size = lr / bias_correction1;
   const int64_t r = comm_.rank();
-  std::vector<std::unique_ptr<CommWork>> gathers;
+  std::vector<std::unique_ptr<CommWork>> gathers;  // in place: each bucket's while the next is updated
   const bool bf16 = state_dtype_ == at::kBFloat16;
-  std::vector<at::Tensor> sent;
   for (size_t k = 0; k < buckets_.size(); ++k) {
     Bucket& b = *buckets_[k];
     at::Tensor p = b.param.narrow(0, r * b.chunk, b.chunk);
@@ -193,8 +192,7 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
       b.exp_avg.copy_(stochastic_round_to_bf16(m, gen));
       b.exp_avg_sq.copy_(stochastic_round_to_bf16(v, gen));
     }
-    sent.push_back(p.clone());
-    gathers.push_back(comm_.start_all_gather(sent.back(), b.param));
+    gathers.push_back(comm_.start_all_gather(p, b.param));
   }
   for (auto& w : gathers) w->wait();
 }

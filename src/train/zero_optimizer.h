@@ -11,7 +11,12 @@
 //   sum of its chunk) while backward goes on; finish() waits and divides by W; the gradient norm
 //   is the square root of the all-reduced sum of the ranks' chunk norms (plus the replicated
 //   tensors'); each rank updates its chunk with AdamW (train/adamw.h's arithmetic, element for
-//   element), then the chunks are all-gathered into every rank's parameter buckets.
+//   element), then the chunks are all-gathered into every rank's parameter buckets. Both
+//   collectives run in place (the chunk is the rank's slice of its bucket), so sharding adds no
+//   buffer: per rank, weights 4 B + gradients 4 B + moments (8 or 4 B) / W per parameter.
+// - The parameters are fp32 (full fine-tuning trains in fp32 with bf16 autocast), so they are
+//   their own master weights: each rank updates its shard of them, and the all-gather sends the
+//   updated fp32 values.
 // - bf16 moments (--optimizer_state_dtype bf16) are rounded stochastically as AdamW's are, with
 //   bits keyed by (seed, step, bucket, rank) (DrawKind::kShardRounding): the same for a given
 //   number of ranks, so a resume on as many ranks is exact; on another number the rounding noise
