@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstring>
 #include <vector>
 
 #include "core/check.h"
@@ -24,9 +25,29 @@ std::array<std::array<uint32_t, 256>, 8> make_tables() {
   return t;
 }
 const auto kTables = make_tables();
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// SSE 4.2's crc32 instruction computes this very polynomial, 8 bytes a cycle or so: the
+// checksums of a full fine-tuning checkpoint (tens of GB) then cost seconds, not minutes.
+__attribute__((target("sse4.2"))) uint32_t crc32c_sse42(const uint8_t* p, size_t size, uint32_t crc) {
+  uint64_t c = ~crc;
+  while (size > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0) {
+    c = __builtin_ia32_crc32qi(static_cast<uint32_t>(c), *p++);
+    --size;
+  }
+  for (; size >= 8; size -= 8, p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+  }
+  while (size--) c = __builtin_ia32_crc32qi(static_cast<uint32_t>(c), *p++);
+  return ~static_cast<uint32_t>(c);
+}
+const bool kHaveSse42 = __builtin_cpu_supports("sse4.2");
+#endif
 }  // namespace
 
-uint32_t crc32c(const void* data, size_t size, uint32_t crc) {
+uint32_t crc32c_portable(const void* data, size_t size, uint32_t crc) {
   const auto* p = static_cast<const uint8_t*>(data);
   uint32_t c = ~crc;
   while (size >= 8) {
@@ -38,6 +59,13 @@ uint32_t crc32c(const void* data, size_t size, uint32_t crc) {
   }
   while (size--) c = (c >> 8) ^ kTables[0][(c ^ *p++) & 0xFF];
   return ~c;
+}
+
+uint32_t crc32c(const void* data, size_t size, uint32_t crc) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if (kHaveSse42) return crc32c_sse42(static_cast<const uint8_t*>(data), size, crc);
+#endif
+  return crc32c_portable(data, size, crc);
 }
 
 uint32_t crc32c_of_file(const std::string& path, uint64_t* size) {

@@ -40,8 +40,10 @@ std::vector<std::pair<int64_t, std::string>> candidates(const std::string& root)
 
 }  // namespace
 
-void commit_checkpoint(Communicator& comm, const std::string& root, int64_t step, const nlohmann::json& meta, int keep) {
+void commit_checkpoint(Communicator& comm, const std::string& root, int64_t step, const nlohmann::json& meta, int keep,
+                       std::chrono::steady_clock::time_point started) {
   comm.barrier();  // every rank's files are written and renamed
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (comm.rank() == 0) {
     const std::string dir = root + "/" + checkpoint_name(step);
     nlohmann::json files = nlohmann::json::array();
@@ -62,9 +64,14 @@ void commit_checkpoint(Communicator& comm, const std::string& root, int64_t step
     manifest["step"] = step;
     manifest["world_size"] = comm.size();
     manifest["files"] = files;
+    manifest["write_seconds"] = seconds;
     write_file_atomic(dir + "/manifest.json", manifest.dump(2) + "\n");  // the checkpoint exists from here
     write_file_atomic(root + "/latest", checkpoint_name(step) + "\n");
-    log_info("checkpoint: ", dir, " (", files.size(), " files)");
+    uint64_t bytes = 0;
+    for (const auto& f : files) bytes += f["bytes"].get<uint64_t>();
+    char size[64];
+    std::snprintf(size, sizeof size, "%.1f MB, written in %.2f s", static_cast<double>(bytes) / 1e6, seconds);
+    log_info("checkpoint: ", dir, " (", files.size(), " files, ", size, ")");
     if (keep > 0) {
       const auto all = candidates(root);
       for (size_t i = static_cast<size_t>(keep); i < all.size(); ++i) {

@@ -5,11 +5,15 @@
 //   trainer.safetensors      rank 0: every trainable tensor and the optimizer state
 //                            (Trainer::checkpoint_tensors), with __metadata__["xltune_checkpoint"]
 //   optimizer-rNNNNN.safetensors   with sharded optimizer state (ZeRO-1): each rank's shard
-//   trainer_state.safetensors, lora.safetensors, ...   the run's export files at this step, so
-//                            any step's weights can be taken (Note [Trainer state file])
+//                            (Note [Sharded optimizer state]); any number of them resumes on
+//                            any number of ranks
+//   lora.safetensors, embeddings.pti, ... / unet.safetensors   the tar's files at this step, so
+//                            any step's weights can be taken; LoRA checkpoints also hold
+//                            trainer_state.safetensors (Note [Trainer state file]), full
+//                            fine-tuning ones not (it would repeat trainer.safetensors' weights)
 //   manifest.json            written LAST by rank 0: format, step, world size, the meaning of
-//                            the run (options that must match to resume), and every file's size
-//                            and CRC-32C
+//                            the run (options that must match to resume), every file's size
+//                            and CRC-32C, and how long the write took
 // and OUTPUT_DIR/checkpoints/latest names the newest complete one. Writing: every rank writes
 // its files (temporary name, fsync, rename), a barrier, rank 0 checksums them all, writes the
 // manifest atomically, then replaces `latest` atomically, and only then removes checkpoints
@@ -20,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,9 +49,10 @@ std::string checkpoint_name(int64_t step);
 
 // The collective write (every rank calls it, with the files it wrote into `dir` already); rank 0
 // writes the manifest with `meta` (the meaning, the sampler position, ...) and the file list,
-// replaces `latest`, then prunes to `keep` complete checkpoints (0: keep all).
+// replaces `latest`, then prunes to `keep` complete checkpoints (0: keep all). The manifest
+// records "write_seconds": from `started` (when the ranks began writing) to every file durable.
 void commit_checkpoint(Communicator& comm, const std::string& root, int64_t step, const nlohmann::json& meta,
-                       int keep);
+                       int keep, std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now());
 
 // Checks a checkpoint folder against its manifest; returns why it cannot be used, or "".
 std::string verify_checkpoint(const std::string& dir, nlohmann::json* manifest);

@@ -15,6 +15,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "core/crc32c.h"
 #include "core/data_files.h"
 #include "core/log.h"
 #include "core/memory_stats.h"
@@ -70,6 +71,28 @@ std::string file_fingerprint(const std::string& path) {
   std::error_code ec;
   const auto size = fs::file_size(path, ec);
   return fingerprint_of(path + ":" + std::to_string(ec ? 0 : size));
+}
+
+// What identifies the training images for a resume: their bytes (CRC-32C and size of the
+// archive, or of every file of a folder with its relative name), not the path or the time, so
+// that a copied or moved archive still resumes and an edited one does not.
+std::string content_identity(const std::string& path) {
+  std::string id;
+  const auto add_file = [&id](const fs::path& p, const std::string& name) {
+    uint64_t size = 0;
+    const uint32_t crc = crc32c_of_file(p.string(), &size);
+    id += str(name, ":", size, ":", crc, ";");
+  };
+  if (fs::is_directory(path)) {
+    std::vector<fs::path> files;
+    for (const auto& e : fs::recursive_directory_iterator(path))
+      if (e.is_regular_file()) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) add_file(f, fs::relative(f, path).string());
+  } else {
+    add_file(path, "");
+  }
+  return "content:" + fingerprint_of(id);
 }
 
 // What identifies the VAE that made a latent cache: its config and weights file.
@@ -248,13 +271,16 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   //    then reads the same one. Its seed and pivot are the run's.
   const std::string ckpt_root = o.output_dir + "/checkpoints";
   std::optional<CheckpointInfo> resume;
+  double checked_seconds = 0;  // rank 0's checksums of the checkpoint it resumes from
   {
     int64_t found_step = -1;
     std::string found_dir;
+    const auto checking = Clock::now();
     if (rank0 && o.resume != "none") {
       std::optional<CheckpointInfo> c =
           o.resume == "auto" ? find_checkpoint(ckpt_root) : std::optional<CheckpointInfo>(open_checkpoint(o.resume));
       if (c) found_step = c->step, found_dir = c->dir;
+      if (c) checked_seconds = std::chrono::duration<double>(Clock::now() - checking).count();
     }
     if (world > 1) {
       at::Tensor t = at::tensor({found_step}, at::kLong);
@@ -310,12 +336,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
 
   // 3. Preprocessing (rank 0) or an earlier shard set; a resumed run reuses its own.
   std::string shard_dir = o.shards;
-  const std::string input_id =
-      o.input_images.empty() ? std::string() : file_fingerprint(o.input_images) + ":" + std::to_string([&] {
-        std::error_code ec;
-        auto t = fs::last_write_time(o.input_images, ec);
-        return ec ? 0LL : static_cast<long long>(t.time_since_epoch().count());
-      }());
+  const std::string input_id = o.input_images.empty() ? std::string() : content_identity(o.input_images);
   if (shard_dir.empty() && resume && fs::is_regular_file(o.output_dir + "/shards/index.json")) {
     shard_dir = o.output_dir + "/shards";
     XLTUNE_CHECK(resume->manifest["meaning"].value("input_images", std::string()) == input_id, "--input_images ",
@@ -536,24 +557,25 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   //    from it, the sampler replayed to it (its order is a function of the seed and the step).
   int64_t first_step = 1;
   if (resume) {
+    const auto loading = Clock::now();
     std::map<std::string, at::Tensor> tensors;
-    for (auto& [name, t] : load_safetensors(resume->dir + "/trainer.safetensors", /*copy=*/true)) tensors[name] = t;
+    for (auto& [name, t] : load_safetensors(resume->dir + "/trainer.safetensors", /*copy=*/false)) tensors[name] = t;  // restore() copies
     // ZeRO-1 shards of the checkpoint's ranks, however many there were: full per-tensor moments,
     // which this run then holds sharded over its own ranks, or whole (Note [Sharded optimizer state]).
-    std::vector<std::pair<std::map<std::string, at::Tensor>, std::string>> shards;
-    std::vector<std::string> shard_files;
+    std::vector<std::pair<std::map<std::string, at::Tensor>, std::string>> zero_shards;
+    std::vector<std::string> zero_shard_files;
     for (const auto& e : fs::directory_iterator(resume->dir))
-      if (e.path().filename().string().rfind("optimizer-r", 0) == 0) shard_files.push_back(e.path().string());
-    std::sort(shard_files.begin(), shard_files.end());
-    for (const auto& f : shard_files) {
+      if (e.path().filename().string().rfind("optimizer-r", 0) == 0) zero_shard_files.push_back(e.path().string());
+    std::sort(zero_shard_files.begin(), zero_shard_files.end());
+    for (const auto& f : zero_shard_files) {
       SafetensorsFile file(f);
       std::map<std::string, at::Tensor> t;
-      for (auto& [name, v] : load_safetensors(f, /*copy=*/true)) t[name] = v;
-      shards.emplace_back(std::move(t), file.metadata().at("zero_layout"));
+      for (auto& [name, v] : load_safetensors(f, /*copy=*/false)) t[name] = v;
+      zero_shards.emplace_back(std::move(t), file.metadata().at("zero_layout"));
     }
-    if (!shards.empty()) {
+    if (!zero_shards.empty()) {
       int64_t zero_steps = 0;
-      for (auto& [name, v] : ZeroOptimizer::full_moments_from_shards(shards, &zero_steps)) {
+      for (auto& [name, v] : ZeroOptimizer::full_moments_from_shards(zero_shards, &zero_steps)) {
         tensors[name] = v;
         const std::string base = name.substr(0, name.rfind('.'));
         tensors[base + ".adamw_step"] = at::full({}, zero_steps, at::kLong);
@@ -562,11 +584,17 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     trainer.restore(tensors, resume->step);
     for (int64_t k = 0; k < resume->step; ++k) sampler.next_batch(static_cast<size_t>(o.train_batch_size));
     first_step = resume->step + 1;
-    if (rank0) log_info("resumed from ", resume->dir, ": step ", resume->step, " of ", total, " done");
+    if (rank0) {
+      char took[96];
+      std::snprintf(took, sizeof took, " (checked in %.2f s, read in %.2f s)", checked_seconds,
+                    std::chrono::duration<double>(Clock::now() - loading).count());
+      log_info("resumed from ", resume->dir, ": step ", resume->step, " of ", total, " done", took);
+    }
   }
   nlohmann::json meaning = run_meaning(o, shards_id, world, seed, tc.pivot_step, tc.lora_alpha);
   meaning["input_images"] = input_id;
   auto write_checkpoint = [&](int64_t step) {
+    const auto started = Clock::now();
     const std::string dir = ckpt_root + "/" + checkpoint_name(step);
     fs::create_directories(dir);
     long long fail_after = 0;
@@ -579,10 +607,14 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
         save_safetensors(dir + name, trainer.zero()->shard_state(), {{"zero_layout", trainer.zero()->layout_json()}});
       }
       if (rank0) {
-        const nlohmann::json info = {{"step", step}, {"max_train_steps", total}, {"kind", o.is_lora ? "lora" : "full"}};
+        const nlohmann::json about = {{"step", step}, {"max_train_steps", total}, {"kind", o.is_lora ? "lora" : "full"}};
         save_safetensors(dir + "/trainer.safetensors", trainer.checkpoint_tensors(),
-                         {{"xltune_checkpoint", info.dump()}});
-        write_run_files(trainer, weights_of(trainer, o, model, step, total), dir, save_dtype);
+                         {{"xltune_checkpoint", about.dump()}});
+        // The tar's files, so that any step's weights can be taken; a full fine-tuning checkpoint
+        // leaves out trainer_state.safetensors (its fp32 weights are trainer.safetensors' too).
+        const TrainedWeights w = weights_of(trainer, o, model, step, total);
+        if (o.is_lora) write_run_files(trainer, w, dir, save_dtype);
+        else write_export_files(w, dir, save_dtype);
       }
     } catch (const Error& e) {
       fault::clear();
@@ -594,7 +626,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     nlohmann::json meta = {{"meaning", meaning},
                            {"max_train_steps", total},
                            {"sampler", {{"epoch", pos.epoch}, {"global_offset", pos.offset * world}}}};
-    commit_checkpoint(comm, ckpt_root, step, meta, o.checkpoints_total_limit);
+    commit_checkpoint(comm, ckpt_root, step, meta, o.checkpoints_total_limit, started);
   };
 
   std::ofstream metrics;

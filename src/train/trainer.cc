@@ -169,20 +169,24 @@ void Trainer::freeze_token_rows() {
   if (reducer_) reducer_->prepare(trainable_tensors());
 }
 
-NamedTensors Trainer::trainable_state() const {
+NamedTensors Trainer::trainable_state() const { return named_trainable(/*copy=*/true); }
+
+NamedTensors Trainer::named_trainable(bool copy) const {
   NamedTensors out;
   at::NoGradGuard no_grad;
+  const auto cpu = [copy](const at::Tensor& p) {
+    at::Tensor t = p.detach().to(at::kCPU, at::kFloat);
+    return copy && t.data_ptr() == p.data_ptr() ? t.clone() : t.contiguous();
+  };
   if (zero_)
-    for (size_t i = 0; i < zero_->params().size(); ++i)
-      out.emplace_back(zero_->names()[i], zero_->params()[i].detach().to(at::kCPU, at::kFloat).clone());
+    for (size_t i = 0; i < zero_->params().size(); ++i) out.emplace_back(zero_->names()[i], cpu(zero_->params()[i]));
   for (const auto& g : optimizer_->groups())
-    for (size_t i = 0; i < g.params.size(); ++i)
-      out.emplace_back(g.names[i], g.params[i].detach().to(at::kCPU, at::kFloat).clone());
+    for (size_t i = 0; i < g.params.size(); ++i) out.emplace_back(g.names[i], cpu(g.params[i]));
   return out;
 }
 
 NamedTensors Trainer::checkpoint_tensors() const {
-  NamedTensors out = trainable_state();
+  NamedTensors out = named_trainable(/*copy=*/false);  // written at once, while training waits
   for (auto& item : optimizer_->state_tensors()) out.push_back(std::move(item));
   return out;
 }
@@ -345,12 +349,12 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
     }
     if (zero_) {
       // The replicated tensors' squares once, the ranks' chunks of the sharded ones summed.
-      double sq = 0;
-      for (const auto& n : norms) sq += std::pow(n.item<double>(), 2);
+      double replicated = 0;
+      for (const auto& norm : norms) replicated += std::pow(norm.item<double>(), 2);
       at::Tensor shard = at::tensor({zero_->chunk_grad_square_sum()}, at::kDouble);
       if (config_.zero_comm->name() == "NCCL") shard = shard.to(device_);
       config_.zero_comm->all_reduce_sum(shard);
-      const double total = std::sqrt(sq + shard.cpu().item<double>());
+      const double total = std::sqrt(replicated + shard.cpu().item<double>());
       const double coef = std::min(1.0, config_.max_grad_norm / (total + 1e-6));
       for (auto& g : grads) g.mul_(coef);
       zero_->scale_grads(coef);

@@ -110,9 +110,10 @@ class Trainer {
   // ".lora_B.weight" (LoRA), "unet.<param>" (full fine-tuning), "text_encoders_0" and
   // "text_encoders_1" (the token rows). CPU copies, fp32.
   NamedTensors trainable_state() const;
-  // Everything a checkpoint needs from the trainer to continue exactly: trainable_state() and
-  // the optimizer's state (AdamW::state_tensors()). The rest (draws, schedule, pivot) follows
-  // from the step (Note [Keyed draws]).
+  // Everything a checkpoint needs from the trainer to continue exactly: the trainable tensors
+  // and the optimizer's state (AdamW::state_tensors()); CPU tensors that may alias the live ones
+  // (no copy on a CPU run): write them before the next step. The rest (draws, schedule, pivot)
+  // follows from the step (Note [Keyed draws]).
   NamedTensors checkpoint_tensors() const;
   // The state after `completed_steps` steps, from checkpoint_tensors() of the same setup.
   void restore(const std::map<std::string, at::Tensor>& tensors, int64_t completed_steps);
@@ -136,6 +137,7 @@ class Trainer {
   std::unique_ptr<PivotalTuning> pivotal_;
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<ZeroOptimizer> zero_;
+  NamedTensors named_trainable(bool copy) const;
   TextConditioningCache text_cache_;
   bool rows_frozen_ = false;
   at::Device device_;

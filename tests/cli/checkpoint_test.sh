@@ -157,6 +157,19 @@ expect 1 "resume with another --lora_lr" run1 "${out[@]}" --train_batch_size 4 -
 has "$dir/err" "--lora_lr 0.002: the checkpoint in $dir/l1/checkpoints/step-00000020 was made with 0.001"
 [ -s "$dir/l1/trained_model.tar" ] && [ -s "$dir/l1/metrics.jsonl" ] && echo "ok   the refused resume lost nothing" \
   || { echo "FAIL: the refused resume removed outputs"; fail=1; }
+# The images are known by their bytes: a copy elsewhere (another path, another time) resumes; an
+# archive with other bytes under the same name is refused, and loses nothing.
+cp -r "$dir/r1l14" "$dir/moved" && mkdir -p "$dir/elsewhere" && cp "$dir/photos.zip" "$dir/elsewhere/photos.zip"
+with --input_images "$dir/elsewhere/photos.zip" "${lora[@]}"
+moved=("${out[@]}")
+with --max_train_steps 22 "${moved[@]}"
+expect 0 "resume with the images copied to another path" run1 "${out[@]}" --train_batch_size 4 --output_dir "$dir/moved"
+has "$dir/err" "resumed from $dir/moved/checkpoints/step-00000020"
+printf 'x' >> "$dir/elsewhere/photos.zip"
+with --max_train_steps 24 "${moved[@]}"
+expect 1 "resume with other bytes in the archive" run1 "${out[@]}" --train_batch_size 4 --output_dir "$dir/moved"
+has "$dir/err" "not the images the checkpoint in $dir/moved/checkpoints/step-00000022 was trained on"
+[ "$(wc -l < "$dir/moved/metrics.jsonl")" = 22 ] && echo "ok   the refused resume lost nothing" || { echo "FAIL: lost"; fail=1; }
 with --max_train_steps 24 "${lora[@]}"
 expect 0 "--max_train_steps raised: trains further" run1 "${out[@]}" --train_batch_size 4 --output_dir "$dir/r1l14"
 [ "$(wc -l < "$dir/r1l14/metrics.jsonl")" = 24 ] && echo "ok   24 steps after the raise" || { echo "FAIL: raise"; fail=1; }
