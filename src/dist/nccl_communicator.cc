@@ -152,59 +152,58 @@ void NcclCommunicator::check_async_error() const {
   }
 }
 
-std::unique_ptr<CommWork> NcclCommunicator::start_all_reduce_sum(const at::Tensor& t) {
-  XLTUNE_CHECK(t.is_cuda() && t.device() == device_ && t.is_contiguous(), "NCCL all-reduce: expected a contiguous ",
-               "tensor on ", device_.str());
+std::unique_ptr<CommWork> NcclCommunicator::enqueue(const std::function<void(cudaStream_t)>& call,
+                                                   std::initializer_list<at::Tensor> used) {
   check_async_error();
   c10::cuda::CUDAGuard guard(device_);
   order_after_current(state_->stream, device_);
-  XLTUNE_NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), ncclSum,
-                                  state_->comm, state_->stream),
-                    "NCCL all-reduce of ", t.numel(), " values");
-  c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(),
-                                                c10::cuda::getStreamFromExternal(state_->stream, device_.index()));
+  call(state_->stream);
+  const auto stream = c10::cuda::getStreamFromExternal(state_->stream, device_.index());
+  for (const at::Tensor& t : used) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream);
   cudaEvent_t done;
   XLTUNE_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "NCCL: create an event");
   XLTUNE_CUDA_CHECK(cudaEventRecord(done, state_->stream), "NCCL: record");
   return std::make_unique<NcclWork>(*this, done, device_);
 }
 
+std::unique_ptr<CommWork> NcclCommunicator::start_all_reduce_sum(const at::Tensor& t) {
+  XLTUNE_CHECK(t.is_cuda() && t.device() == device_ && t.is_contiguous(), "NCCL all-reduce: expected a contiguous ",
+               "tensor on ", device_.str());
+  return enqueue(
+      [&](cudaStream_t stream) {
+        XLTUNE_NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t),
+                                        ncclSum, state_->comm, stream),
+                          "NCCL all-reduce of ", t.numel(), " values");
+      },
+      {t});
+}
+
+// In place when out is in's slice of this rank (NCCL's own in-place form).
 std::unique_ptr<CommWork> NcclCommunicator::start_reduce_scatter_sum(const at::Tensor& in, const at::Tensor& out) {
   XLTUNE_CHECK(in.is_cuda() && out.is_cuda() && in.is_contiguous() && out.is_contiguous() &&
                    in.numel() == out.numel() * size_,
                "NCCL reduce-scatter: expected contiguous CUDA tensors of W n and n values");
-  check_async_error();
-  c10::cuda::CUDAGuard guard(device_);
-  order_after_current(state_->stream, device_);
-  XLTUNE_NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()), nccl_type(out),
-                                      ncclSum, state_->comm, state_->stream),
-                    "NCCL reduce-scatter of ", in.numel(), " values");
-  const auto stream = c10::cuda::getStreamFromExternal(state_->stream, device_.index());
-  c10::cuda::CUDACachingAllocator::recordStream(in.storage().data_ptr(), stream);
-  c10::cuda::CUDACachingAllocator::recordStream(out.storage().data_ptr(), stream);
-  cudaEvent_t done;
-  XLTUNE_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "NCCL: create an event");
-  XLTUNE_CUDA_CHECK(cudaEventRecord(done, state_->stream), "NCCL: record");
-  return std::make_unique<NcclWork>(*this, done, device_);
+  return enqueue(
+      [&](cudaStream_t stream) {
+        XLTUNE_NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()),
+                                            nccl_type(out), ncclSum, state_->comm, stream),
+                          "NCCL reduce-scatter of ", in.numel(), " values");
+      },
+      {in, out});
 }
 
+// In place when in is out's slice of this rank.
 std::unique_ptr<CommWork> NcclCommunicator::start_all_gather(const at::Tensor& in, const at::Tensor& out) {
   XLTUNE_CHECK(in.is_cuda() && out.is_cuda() && in.is_contiguous() && out.is_contiguous() &&
                    out.numel() == in.numel() * size_,
                "NCCL all-gather: expected contiguous CUDA tensors of n and W n values");
-  check_async_error();
-  c10::cuda::CUDAGuard guard(device_);
-  order_after_current(state_->stream, device_);
-  XLTUNE_NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), nccl_type(in),
-                                  state_->comm, state_->stream),
-                    "NCCL all-gather of ", out.numel(), " values");
-  const auto stream = c10::cuda::getStreamFromExternal(state_->stream, device_.index());
-  c10::cuda::CUDACachingAllocator::recordStream(in.storage().data_ptr(), stream);
-  c10::cuda::CUDACachingAllocator::recordStream(out.storage().data_ptr(), stream);
-  cudaEvent_t done;
-  XLTUNE_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "NCCL: create an event");
-  XLTUNE_CUDA_CHECK(cudaEventRecord(done, state_->stream), "NCCL: record");
-  return std::make_unique<NcclWork>(*this, done, device_);
+  return enqueue(
+      [&](cudaStream_t stream) {
+        XLTUNE_NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), nccl_type(in),
+                                        state_->comm, stream),
+                          "NCCL all-gather of ", out.numel(), " values");
+      },
+      {in, out});
 }
 
 void NcclCommunicator::broadcast(const at::Tensor& t, int root) {

@@ -15,10 +15,14 @@
 
 #include <c10/core/Device.h>
 
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
 #include "dist/communicator.h"
+
+struct CUstream_st;  // cudaStream_t, without the CUDA headers here
 
 namespace xltune {
 
@@ -48,6 +52,10 @@ class NcclCommunicator final : public Communicator {
  private:
   struct State;
   void init(const void* unique_id);
+  // Issues `call` (one NCCL collective on `stream`) after the current stream's work, marks the
+  // tensors used by the NCCL stream for the caching allocator, and returns its completion.
+  std::unique_ptr<CommWork> enqueue(const std::function<void(CUstream_st* stream)>& call,
+                                    std::initializer_list<at::Tensor> used);
   int rank_ = 0, size_ = 1;
   c10::Device device_;
   Communicator* host_ = nullptr;
