@@ -12,7 +12,7 @@ has "$dir/out" "== quickstart: done"
 has "$dir/out" "trained 400 steps on 6 images"
 has "$dir/out" "400 steps, 2 rank(s)"
 out=$dir/training_out
-for f in trained_model.tar loss.png metrics.jsonl run_config.json checkpoints/step-000200/lora.safetensors; do
+for f in trained_model.tar loss.png metrics.jsonl run_config.json checkpoints/step-00000200/lora.safetensors; do
   [ -s "$out/$f" ] || { echo "FAIL: $out/$f missing"; fail=1; }; done
 "$repo/.venv/bin/python" - "$out/metrics.jsonl" <<'PY' || fail=1
 import json, sys

@@ -123,11 +123,13 @@ assert (ref[k + ".up.weight"] - kohya[kk + ".lora_up.weight"] * 0.5).abs().max()
 print("ok   rank 8: A is [8, in]; alpha 4 in the kohya file; up * alpha/rank in the reference layout")
 PY
 
-# checkpointing_steps: every 2 steps of 5 (the end is the run's own output).
-expect 0 "checkpoints every 2 steps" train --seed 1 --max_train_steps 5 --checkpointing_steps 2 --output_dir "$dir/ck"
-for s in 000002 000004; do [ -s "$dir/ck/checkpoints/step-$s/lora.safetensors" ] && [ -s "$dir/ck/checkpoints/step-$s/trainer_state.safetensors" ] \
+# checkpointing_steps: every 2 steps of 5, and the last step (what a run with more steps resumes
+# from); --checkpoints_total_limit 0 keeps them all.
+expect 0 "checkpoints every 2 steps" train --seed 1 --max_train_steps 5 --checkpointing_steps 2 --checkpoints_total_limit 0 --output_dir "$dir/ck"
+for s in 00000002 00000004 00000005; do [ -s "$dir/ck/checkpoints/step-$s/lora.safetensors" ] && [ -s "$dir/ck/checkpoints/step-$s/trainer_state.safetensors" ] \
   || { echo "FAIL: no checkpoint at step $s"; fail=1; }; done
-lacks "$dir/ck/checkpoints/step-000005"
+[ "$(cat "$dir/ck/checkpoints/latest")" = step-00000005 ] && echo "ok   latest names step 5" \
+  || { echo "FAIL: latest is '$(cat "$dir/ck/checkpoints/latest")'"; fail=1; }
 ls -a "$dir/ck/checkpoints" | grep -q partial && { echo "FAIL: a partial checkpoint is left"; fail=1; }
 
 # token_string with its own prefix.
@@ -197,7 +199,13 @@ expect 1 "missing model" "$xltune" train --model "$dir/nomodel" --input_images "
 cp -r "$model" "$dir/broken" && rm "$dir/broken/unet/diffusion_pytorch_model.safetensors" && rm -r "$dir/broken/tokenizer_2"
 expect 1 "incomplete model folder" "$xltune" train --model "$dir/broken" --input_images "$dir/photos.zip" --output_dir "$dir/x" \
   && has "$dir/err" "not a complete diffusers SDXL folder: unet/ has no weights" && has "$dir/err" "tokenizer_2/vocab.json"
-expect 1 "zero images" "$xltune" train --model "$model" --input_images "$dir/empty.zip" --output_dir "$dir/a" \
+# Into the folder of an earlier run: with --resume auto its checkpoint is not these images, and
+# that is refused before anything is touched; started over, the run fails on the empty archive.
+expect 1 "other images than the checkpoint's" "$xltune" train --model "$model" --input_images "$dir/empty.zip" --output_dir "$dir/a" \
+  && has "$dir/err" "not the images the checkpoint in $dir/a/checkpoints/step-"
+[ -s "$dir/a/trained_model.tar" ] && echo "ok   a refused resume leaves the earlier run as it was" \
+  || { echo "FAIL: a refused resume removed $dir/a/trained_model.tar"; fail=1; }
+expect 1 "zero images" "$xltune" train --model "$model" --input_images "$dir/empty.zip" --output_dir "$dir/a" --resume none \
   && has "$dir/err" "no images found"
 lacks "$dir/a/trained_model.tar"
 lacks "$dir/a/lora.safetensors"
