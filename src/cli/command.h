@@ -58,5 +58,6 @@ int preprocess_command(const std::vector<std::string>& args);
 int train_command(const std::vector<std::string>& args);
 int init_model_command(const std::vector<std::string>& args);
 int export_command(const std::vector<std::string>& args);
+int generate_command(const std::vector<std::string>& args);
 
 }  // namespace xltune::cli

@@ -6,15 +6,13 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/launch_world.h"
 #include "cli/option_table.h"
 #include "core/check.h"
 #include "core/log.h"
 #include "dist/communicator.h"
-#include "dist/mpi_communicator.h"
-#include "dist/world.h"
 #include "job/stop_signal.h"
 #include "job/train_job.h"
-#include <c10/util/Exception.h>
 
 namespace po = boost::program_options;
 
@@ -132,36 +130,13 @@ int train_command(const std::vector<std::string>& args) {
   limits.values_into(values);
   values["config"] = config_file.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(config_file);
 
-  // The ranks: MPI when a launcher started this process (mpirun, or srun with PMIx), else one.
-  const WorldInfo w = world_from_process_environment();
-  std::unique_ptr<Communicator> comm;
-  if (w.launcher == "mpirun" || w.launcher == "pmix" || w.launcher == "slurm") {
-    comm = std::make_unique<MpiCommunicator>();
-    XLTUNE_CHECK(comm->size() == w.size, "launched as rank ", w.rank, " of ", w.size, " by ", w.launcher,
-                 " but MPI sees a world of ", comm->size(), w.launcher == "slurm" ? " (use srun --mpi=pmix)" : "");
-  } else {
-    XLTUNE_CHECK(w.size == 1, "launched as rank ", w.rank, " of ", w.size, " through ", w.launcher,
-                 " variables: xltune's ranks come from mpirun or srun --mpi=pmix");
-    comm = std::make_unique<SingleProcessCommunicator>();
-  }
-  if (comm->size() > 1) {
-    set_log_rank(comm->rank());
-    // One voice: the other ranks say only what goes wrong (unless a log level is asked for).
-    if (comm->rank() != 0 && std::getenv("XLTUNE_LOG_LEVEL") == nullptr) set_log_level(LogLevel::kWarn);
-  }
+  std::unique_ptr<Communicator> comm = launcher_communicator();
   TrainJobReport r;
   try {
     r = run_train_job(o, values.dump(), *comm);
   } catch (const std::exception& e) {
     if (comm->size() == 1) throw;
-    // A failing rank takes the whole job down now, naming itself, instead of leaving the
-    // others waiting in a collective.
-    std::string what = e.what();
-    if (auto* c10 = dynamic_cast<const c10::Error*>(&e)) what = c10->what_without_backtrace();
-    const auto nl = what.find('\n');
-    std::cerr << "xltune train: rank " << comm->rank() << " of " << comm->size() << ": error: "
-              << what.substr(0, nl) << std::endl;
-    comm->abort(1);
+    abort_job(*comm, "train", e);
   }
   if (r.stopped) return kExitRequeue;  // every rank: the batch script requeues on 75
   if (comm->rank() != 0) return 0;

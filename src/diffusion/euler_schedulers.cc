@@ -115,9 +115,7 @@ class EulerAncestralScheduler : public SigmaScheduler {
     at::Tensor derivative = (sample - x0) / sigma;
     at::Tensor prev = sample + derivative * (sigma_down - sigma);
     // Drawn at every step, the last one too, on the CPU generator (diffusers' randn_tensor).
-    at::Tensor noise = at::randn(model_output.sizes(), gen, at::TensorOptions().dtype(at::kFloat))
-                           .to(dev)
-                           .to(model_output.scalar_type());
+    at::Tensor noise = step_noise(model_output, gen);
     return (prev + noise * sigma_up).to(model_output.scalar_type());
   }
 };

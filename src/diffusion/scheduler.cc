@@ -27,6 +27,14 @@ const std::vector<std::string>& scheduler_names() {
 
 at::Tensor Scheduler::init_noise_sigma() const { return at::scalar_tensor(1.0, at::kFloat); }
 
+at::Tensor Scheduler::step_noise(const at::Tensor& like, at::Generator& generator) const {
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  if (!rows_.defined()) return at::randn(like.sizes(), generator, f32).to(like.device()).to(like.scalar_type());
+  std::vector<int64_t> shape = like.sizes().vec();
+  shape[0] = full_batch_;
+  return at::randn(shape, generator, f32).index_select(0, rows_).to(like.device()).to(like.scalar_type());
+}
+
 at::Tensor Scheduler::scale_model_input(const at::Tensor& sample, int64_t) const { return sample; }
 
 std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const SchedulerConfig& config, int64_t steps) {

@@ -64,8 +64,19 @@ class Scheduler {
                           at::Generator& generator) = 0;
   // x0 noised to the level of step `index` (img2img's start, inpainting's known region).
   virtual at::Tensor add_noise(const at::Tensor& x0, const at::Tensor& noise, int64_t index) const = 0;
+  // The sample holds only `rows` (int64, CPU) of a batch of `full_batch`: a step's noise is drawn
+  // for the whole batch and these rows kept, so that they equal the same rows of a run of all
+  // of them (generation split over ranks).
+  void keep_rows_of(int64_t full_batch, at::Tensor rows) {
+    full_batch_ = full_batch;
+    rows_ = std::move(rows);
+  }
 
  protected:
+  // randn of a step's noise for `like`'s shape, on the CPU generator (see keep_rows_of).
+  at::Tensor step_noise(const at::Tensor& like, at::Generator& generator) const;
+  int64_t full_batch_ = 0;
+  at::Tensor rows_;
   explicit Scheduler(const SchedulerConfig& c) : schedule_(c.noise) {}
   NoiseSchedule schedule_;
   at::Tensor timesteps_;

@@ -32,6 +32,7 @@
 #endif
 #include "job/checkpoint.h"
 #include "job/loss_plot.h"
+#include "job/job_devices.h"
 #include "job/stop_signal.h"
 #include "job/progress.h"
 #include "job/step_dump.h"
@@ -53,19 +54,6 @@ const char* const kRunOutputs[] = {"trained_model.tar", "trainer_state.safetenso
                                    "lora_kohya.safetensors", "unet.safetensors", "embeddings.pti",
                                    "embeddings_sdxl.safetensors", "special_params.json", "loss.png",
                                    "metrics.jsonl", "run_config.json"};
-
-// One GPU per rank: the local rank's (CUDA_VISIBLE_DEVICES decides which ones are seen).
-at::Device resolve_device(const std::string& name, int local_rank) {
-  const bool cuda = torch::cuda::is_available();
-  if (name == "auto" && !cuda) return at::Device(at::kCPU);
-  if (name == "cpu") return at::Device(at::kCPU);
-  XLTUNE_CHECK(cuda, "--device ", name, ": this xltune's libtorch has no usable CUDA device");
-  if (name == "auto" || name == "cuda") {
-    const int count = static_cast<int>(torch::cuda::device_count());
-    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
-  }
-  return at::Device(name);
-}
 
 std::string file_fingerprint(const std::string& path) {
   std::error_code ec;
@@ -101,9 +89,6 @@ std::string vae_fingerprint(const SdxlModel& configs, const std::string& model) 
   return fingerprint_of(read_file(model + "/vae/config.json") + file_fingerprint(find_safetensors_weights(model + "/vae")));
 }
 
-ClipTokenizer load_tokenizer(const std::string& dir, const char* pad) {
-  return dir.empty() ? ClipTokenizer::from_bpe_file(clip_vocabulary_file(), pad) : ClipTokenizer::from_folder(dir);
-}
 
 TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model, int64_t step,
                           int64_t total) {

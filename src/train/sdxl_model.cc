@@ -6,6 +6,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "core/config_reader.h"
 #include "core/log.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
@@ -79,7 +80,13 @@ SdxlModel read_sdxl_configs(const std::string& path, const std::string& cd) {
   if (!m.single_file) {
     m.unet_config = UNetConfig::from_json_file(path + "/unet/config.json");
     m.vae_config = VaeConfig::from_json_file(path + "/vae/config.json");
-    m.scheduler = NoiseScheduleConfig::from_json_file(path + "/scheduler/scheduler_config.json");
+    m.scheduler_source = path + "/scheduler/scheduler_config.json";
+    m.scheduler_json = read_file(m.scheduler_source);
+    m.scheduler = NoiseScheduleConfig::from_json_text(m.scheduler_json, m.scheduler_source);
+    if (fs::is_regular_file(path + "/model_index.json")) {
+      ConfigReader index(read_file(path + "/model_index.json"), path + "/model_index.json");
+      m.force_zeros_for_empty_prompt = index.boolean("force_zeros_for_empty_prompt", true);
+    }
     m.tokenizer_dir_1 = path + "/tokenizer";
     m.tokenizer_dir_2 = path + "/tokenizer_2";
   } else {
@@ -88,9 +95,13 @@ SdxlModel read_sdxl_configs(const std::string& path, const std::string& cd) {
     m.vae_config = VaeConfig::from_json_text(config_text(cd, "vae/config.json", kSdxlBaseVaeConfig),
                                              cd.empty() ? "SDXL base VAE config" : cd + "/vae/config.json");
     const bool own_scheduler = !cd.empty() && fs::is_regular_file(cd + "/scheduler/scheduler_config.json");
-    m.scheduler = NoiseScheduleConfig::from_json_text(
-        own_scheduler ? read_file(cd + "/scheduler/scheduler_config.json") : kSdxlBaseSchedulerConfig,
-        own_scheduler ? cd + "/scheduler/scheduler_config.json" : "SDXL base scheduler config");
+    m.scheduler_json = own_scheduler ? read_file(cd + "/scheduler/scheduler_config.json") : kSdxlBaseSchedulerConfig;
+    m.scheduler_source = own_scheduler ? cd + "/scheduler/scheduler_config.json" : "SDXL base scheduler config";
+    m.scheduler = NoiseScheduleConfig::from_json_text(m.scheduler_json, m.scheduler_source);
+    if (!cd.empty() && fs::is_regular_file(cd + "/model_index.json")) {
+      ConfigReader index(read_file(cd + "/model_index.json"), cd + "/model_index.json");
+      m.force_zeros_for_empty_prompt = index.boolean("force_zeros_for_empty_prompt", true);
+    }
     // A config folder that is a whole diffusers folder lends its tokenizers too.
     if (!cd.empty() && fs::is_regular_file(cd + "/tokenizer/vocab.json") && fs::is_regular_file(cd + "/tokenizer_2/vocab.json")) {
       m.tokenizer_dir_1 = cd + "/tokenizer";

@@ -33,6 +33,10 @@ struct SdxlModel {
   UNetConfig unet_config;
   VaeConfig vae_config;
   NoiseScheduleConfig scheduler;
+  // scheduler_config.json as text, and where it came from: generation builds its samplers from it.
+  std::string scheduler_json, scheduler_source;
+  // model_index.json's force_zeros_for_empty_prompt (diffusers' default, and SDXL base's: true).
+  bool force_zeros_for_empty_prompt = true;
   UNet unet{nullptr};
   Vae vae{nullptr};
   ClipTextModel te1{nullptr}, te2{nullptr};

@@ -1,0 +1,336 @@
+#include "job/generate_job.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <archive.h>
+#include <archive_entry.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+#include <random>
+
+#include "core/atomic_file.h"
+#include "core/check.h"
+#include "core/log.h"
+#include "core/safetensors.h"
+#include "data/image_decode.h"
+#include "data/png_text.h"
+#include "diffusion/scheduler.h"
+#include "generate/sdxl_pipeline.h"
+#include "job/job_devices.h"
+#include "models/lora.h"
+#include "train/lora_loading.h"
+#include "train/sdxl_model.h"
+
+namespace fs = std::filesystem;
+
+namespace xltune {
+
+std::string a1111_sampler_name(const std::string& s) {
+  if (s == "K_EULER") return "Euler";
+  if (s == "K_EULER_ANCESTRAL") return "Euler a";
+  if (s == "DDIM") return "DDIM";
+  if (s == "DPMSolverMultistep") return "DPM++ 2M";
+  if (s == "KarrasDPM") return "DPM++ 2M Karras";
+  if (s == "HeunDiscrete") return "Heun";
+  if (s == "PNDM") return "PLMS";
+  return s;
+}
+
+namespace {
+
+// The files a trained run hands over, wherever they come from.
+struct TrainedFiles {
+  std::string lora;        // a LoRA .safetensors (any layout read_lora_file knows)
+  std::string unet;        // full fine-tuning's unet.safetensors
+  std::string embeddings;  // embeddings.pti or embeddings_sdxl.safetensors
+  std::string special_params;  // special_params.json
+};
+
+// A folder removed when it goes out of scope (the members of a tar, read by path).
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "xltune-generate-XXXXXX").string();
+    XLTUNE_CHECK(::mkdtemp(tmpl.data()) != nullptr, "cannot make a temporary folder in ", fs::temp_directory_path());
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// The trained files of a tar (the flat trained_model.tar of `xltune train` and Replicate).
+TrainedFiles files_of_tar(const std::string& tar, const std::string& dir) {
+  archive* a = archive_read_new();
+  archive_read_support_format_tar(a);
+  archive_read_support_filter_all(a);
+  XLTUNE_CHECK(archive_read_open_filename(a, tar.c_str(), 1 << 16) == ARCHIVE_OK, "--lora ", tar,
+               ": not a readable tar (", archive_error_string(a), ")");
+  TrainedFiles f;
+  archive_entry* e = nullptr;
+  int rc;
+  while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+    const std::string name = fs::path(archive_entry_pathname(e)).filename().string();
+    std::string* slot = name == "lora.safetensors"              ? &f.lora
+                        : name == "unet.safetensors"            ? &f.unet
+                        : name == "embeddings.pti"              ? &f.embeddings
+                        : name == "special_params.json"         ? &f.special_params
+                                                                : nullptr;
+    if (slot == nullptr || archive_entry_filetype(e) != AE_IFREG) continue;
+    const int64_t size = archive_entry_size(e);
+    XLTUNE_CHECK(size >= 0 && size < (int64_t{1} << 34), "--lora ", tar, ": ", name, " has an impossible size");
+    std::string bytes(static_cast<size_t>(size), '\0');
+    XLTUNE_CHECK(archive_read_data(a, bytes.data(), bytes.size()) == static_cast<la_ssize_t>(bytes.size()), "--lora ",
+                 tar, ": ", name, " is truncated");
+    *slot = dir + "/" + name;
+    write_file_atomic(*slot, bytes);
+  }
+  const std::string error = rc == ARCHIVE_EOF ? "" : archive_error_string(a);
+  archive_read_free(a);
+  XLTUNE_CHECK(error.empty(), "--lora ", tar, ": ", error);
+  XLTUNE_CHECK(!f.lora.empty() || !f.unet.empty(), "--lora ", tar,
+               ": has neither lora.safetensors nor unet.safetensors (not a trained_model.tar?)");
+  return f;
+}
+
+TrainedFiles trained_files(const std::string& path, const std::string& temp) {
+  XLTUNE_CHECK(fs::exists(path), "--lora ", path, ": no such file or folder");
+  TrainedFiles f;
+  if (fs::is_directory(path)) {
+    auto take = [&](const char* name, std::string& slot) {
+      if (fs::is_regular_file(path + "/" + name)) slot = path + "/" + name;
+    };
+    take("lora.safetensors", f.lora);
+    take("unet.safetensors", f.unet);
+    take("embeddings.pti", f.embeddings);
+    take("special_params.json", f.special_params);
+    XLTUNE_CHECK(!f.lora.empty() || !f.unet.empty(), "--lora ", path, ": has neither lora.safetensors nor unet.safetensors");
+    return f;
+  }
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".tar") return files_of_tar(path, temp);
+  XLTUNE_CHECK(ext == ".safetensors", "--lora ", path, ": expected trained_model.tar, an output folder or a .safetensors file");
+  f.lora = path;
+  return f;
+}
+
+// New token rows of both encoders: embeddings.pti (text_encoders_0/1) or the A1111/ComfyUI
+// layout (clip_l/clip_g). Adds <s0>..<s{n-1}> to both tokenizers.
+void load_embeddings(const std::string& path, SdxlModel& m, ClipTokenizer& t1, ClipTokenizer& t2) {
+  SafetensorsFile e(path);
+  auto find = [&](const char* a, const char* b) {
+    const char* name = e.find(a) != nullptr ? a : b;
+    XLTUNE_CHECK(e.find(name) != nullptr, path, ": no '", a, "' (or '", b, "') tensor: not a token embeddings file");
+    return e.tensor(name).to(at::kFloat);
+  };
+  const at::Tensor r1 = find("text_encoders_0", "clip_l"), r2 = find("text_encoders_1", "clip_g");
+  XLTUNE_CHECK(r1.dim() == 2 && r2.dim() == 2 && r1.size(0) == r2.size(0), path, ": expected [n, ", m.te1->config().hidden_size,
+               "] and [n, ", m.te2->config().hidden_size, "] rows, got ", r1.sizes(), " and ", r2.sizes());
+  XLTUNE_CHECK(r1.size(1) == m.te1->config().hidden_size && r2.size(1) == m.te2->config().hidden_size, path,
+               ": rows of width ", r1.size(1), " and ", r2.size(1), " do not fit this model's encoders (",
+               m.te1->config().hidden_size, " and ", m.te2->config().hidden_size, ")");
+  std::vector<std::string> tokens;
+  for (int64_t i = 0; i < r1.size(0); ++i) tokens.push_back("<s" + std::to_string(i) + ">");
+  t1.add_tokens(tokens);
+  t2.add_tokens(tokens);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(0);
+  torch::NoGradGuard no_grad;
+  m.te1->add_new_tokens(r1.size(0), g).copy_(r1);
+  m.te2->add_new_tokens(r2.size(0), g).copy_(r2);
+}
+
+// Full fine-tuning's weights over the base UNet's (by name; a name the UNet lacks is an error).
+void load_unet_weights(const std::string& path, UNetImpl& unet) {
+  const NamedTensors w = load_safetensors(path);
+  auto params = unet.named_parameters(true);
+  std::vector<std::string> unknown;
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : w) {
+    at::Tensor* p = params.find(name);
+    if (p == nullptr) {
+      unknown.push_back(name);
+      continue;
+    }
+    XLTUNE_CHECK(p->sizes() == t.sizes(), path, ": ", name, " is ", t.sizes(), ", the model's is ", p->sizes());
+    p->copy_(t);
+  }
+  XLTUNE_CHECK(unknown.empty(), path, ": ", unknown.size(), " tensors this UNet does not have, e.g. ", unknown.front());
+}
+
+// An RGB image file as [1, 3, H, W] in [-1, 1] (VaeImageProcessor: x / 255 * 2 - 1), or a mask
+// as [1, 1, H, W] in {0, 1} (grey, binarised at 0.5), resized to width x height when asked.
+at::Tensor read_image(const std::string& path, const char* option, bool mask, int64_t width, int64_t height) {
+  XLTUNE_CHECK(fs::is_regular_file(path), option, " ", path, ": no such file");
+  cv::Mat rgb = decode_image_file(path, path).rgb;
+  if (width > 0 && (rgb.cols != width || rgb.rows != height)) {
+    cv::Mat resized;
+    cv::resize(rgb, resized, cv::Size(static_cast<int>(width), static_cast<int>(height)), 0, 0, cv::INTER_LANCZOS4);
+    rgb = resized;
+  }
+  at::Tensor t = torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, at::kByte).clone().to(at::kFloat) / 255.0;
+  if (!mask) return (t.permute({2, 0, 1}).unsqueeze(0) * 2 - 1).contiguous();
+  // PIL's "L": (299 R + 587 G + 114 B) / 1000, then binarised.
+  at::Tensor grey = (t.select(2, 0) * 0.299 + t.select(2, 1) * 0.587 + t.select(2, 2) * 0.114);
+  return (grey >= 0.5).to(at::kFloat).view({1, 1, rgb.rows, rgb.cols});
+}
+
+std::string a1111_parameters(const GenerateOptions& o, const std::string& prompt, uint64_t seed, int64_t w, int64_t h) {
+  std::string text = prompt;
+  if (!o.lora.empty()) {
+    char scale[32];
+    std::snprintf(scale, sizeof scale, "%g", o.lora_scale);
+    text += " <lora:" + fs::path(o.lora).stem().string() + ":" + scale + ">";
+  }
+  text += "\n";
+  if (o.has_negative_prompt) text += "Negative prompt: " + o.negative_prompt + "\n";
+  char cfg[32];
+  std::snprintf(cfg, sizeof cfg, "%g", o.guidance_scale);
+  text += "Steps: " + std::to_string(o.num_inference_steps) + ", Sampler: " + a1111_sampler_name(o.scheduler) +
+          ", CFG scale: " + cfg + ", Seed: " + std::to_string(seed) + ", Size: " + std::to_string(w) + "x" +
+          std::to_string(h) + ", Model: " + fs::path(o.model).stem().string();
+  if (!o.image.empty()) {
+    char strength[32];
+    std::snprintf(strength, sizeof strength, "%g", o.prompt_strength);
+    text += std::string(", Denoising strength: ") + strength;
+  }
+  return text + ", Version: xltune";
+}
+
+}  // namespace
+
+GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
+  const auto started = std::chrono::steady_clock::now();
+  const bool rank0 = comm.rank() == 0;
+  if (o.threads > 0) at::set_num_threads(o.threads);
+  XLTUNE_CHECK(o.lora_scale >= 0 && o.lora_scale <= 1, "--lora_scale ", o.lora_scale, ": expected a value from 0 to 1");
+  XLTUNE_CHECK(o.mask.empty() || !o.image.empty(), "--mask needs --image (inpainting repaints the image's masked part)");
+  GenerateReport report;
+  report.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}() % 65536;
+  // Every rank needs the same seed: rank 0's.
+  if (comm.size() > 1) {
+    at::Tensor s = at::tensor({static_cast<double>(report.seed)}, at::kDouble);
+    comm.broadcast(s, 0);
+    report.seed = static_cast<uint64_t>(s.item<double>());
+  }
+  if (o.seed < 0 && rank0) log_info("seed ", report.seed, " (none given; pass --seed ", report.seed, " to repeat this)");
+
+  const at::Device device = resolve_device(o.device, comm.local_rank());
+  const SdxlModel configs = read_sdxl_configs(o.model, o.model_config);
+  const int64_t f = int64_t{1} << (configs.vae_config.block_out_channels.size() - 1);
+  XLTUNE_CHECK(o.width % f == 0 && o.height % f == 0, "--width ", o.width, " and --height ", o.height,
+               ": expected multiples of ", f, " (the VAE's factor)");
+  make_scheduler(o.scheduler, SchedulerConfig::from_json_text(configs.scheduler_json, configs.scheduler_source),
+                 o.num_inference_steps);  // a bad --scheduler fails before the model loads
+  GenerationRequest r;
+  r.width = o.width, r.height = o.height, r.num_outputs = o.num_outputs, r.num_inference_steps = o.num_inference_steps;
+  r.guidance_scale = o.guidance_scale, r.scheduler = o.scheduler, r.seed = report.seed;
+  r.negative_prompt = o.negative_prompt, r.has_negative_prompt = o.has_negative_prompt;
+  r.strength = o.prompt_strength;
+  if (!o.image.empty()) {
+    const bool inpaint = !o.mask.empty();
+    r.image = read_image(o.image, "--image", false, inpaint ? o.width : 0, inpaint ? o.height : 0);
+    if (!inpaint) {  // img2img keeps the image's size, rounded down to the VAE's factor
+      const int64_t h = r.image.size(2) / f * f, w = r.image.size(3) / f * f;
+      XLTUNE_CHECK(h > 0 && w > 0, "--image ", o.image, ": smaller than ", f, " pixels");
+      if (h != r.image.size(2) || w != r.image.size(3)) r.image = read_image(o.image, "--image", false, w, h);
+    }
+    if (inpaint) r.mask = read_image(o.mask, "--mask", true, o.width, o.height);
+  }
+
+  // The model: fp32 on the CPU; bf16 UNet and encoders on a GPU, the VAE in fp32 when its
+  // config says force_upcast (SDXL's VAE overflows in fp16).
+  SdxlLoadOptions lo;
+  const auto gpu_dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  lo.unet = at::TensorOptions().dtype(gpu_dtype).device(device);
+  lo.text_encoders = lo.unet;
+  lo.vae = at::TensorOptions().dtype(configs.vae_config.force_upcast ? at::kFloat : gpu_dtype).device(device);
+  lo.config_dir = o.model_config;
+  SdxlModel model = load_sdxl(o.model, lo);
+  model.unet->eval();
+  ClipTokenizer t1 = load_tokenizer(model.tokenizer_dir_1, "<|endoftext|>");
+  ClipTokenizer t2 = load_tokenizer(model.tokenizer_dir_2, "!");
+  std::string prompt = o.prompt;
+  if (!o.lora.empty()) {
+    TempDir temp;
+    const TrainedFiles tf = trained_files(o.lora, temp.path);
+    if (!tf.unet.empty()) load_unet_weights(tf.unet, *model.unet);
+    if (!tf.lora.empty()) {
+      LoraFile lf = read_lora_file(tf.lora, *model.unet);
+      attach_lora_weights(*model.unet, lf.weights, at::TensorOptions().dtype(at::kFloat).device(device), o.lora_scale);
+      if (rank0) log_info("LoRA ", tf.lora.substr(tf.lora.rfind('/') + 1), " (", lf.format, " layout, ", lf.weights.size(),
+                          " projections) at scale ", o.lora_scale);
+    }
+    if (!tf.embeddings.empty()) load_embeddings(tf.embeddings, model, t1, t2);
+    if (!tf.special_params.empty()) {
+      // The reference's trigger replacement: a literal, case-sensitive replace of each key.
+      const auto map = nlohmann::json::parse(read_file(tf.special_params));
+      for (auto it = map.begin(); it != map.end(); ++it) {
+        const std::string key = it.key(), value = it.value().get<std::string>();
+        for (size_t at = prompt.find(key); !key.empty() && at != std::string::npos; at = prompt.find(key, at + value.size()))
+          prompt.replace(at, key.size(), value);
+      }
+    }
+  }
+  r.prompt = prompt;
+  // This rank's outputs: i = rank, rank + W, ...
+  for (int64_t i = comm.rank(); i < o.num_outputs; i += comm.size()) r.only.push_back(i);
+  SdxlPipeline pipe(model, std::move(t1), std::move(t2), model.force_zeros_for_empty_prompt);
+  GenerationResult res;
+  if (!r.only.empty()) {
+    res = pipe.generate(r, [&](int64_t done, int64_t total) {
+      if (rank0 && (done == total || done % 10 == 0)) log_info("step ", done, " of ", total);
+    });
+  }
+  const int64_t H = r.image.defined() && r.mask.defined() == false ? r.image.size(2) : o.height;
+  const int64_t W = r.image.defined() && r.mask.defined() == false ? r.image.size(3) : o.width;
+  // Rank 0 gathers every output: each rank fills its rows of a zero tensor, summed over ranks.
+  at::Tensor all = at::zeros({o.num_outputs, H, W, 3}, at::kFloat);
+  at::Tensor all_latents;
+  for (size_t j = 0; j < r.only.size(); ++j) all[r.only[j]].copy_(res.pixels[static_cast<int64_t>(j)]);
+  if (o.save_latents) {
+    all_latents = at::zeros({o.num_outputs, model.unet_config.in_channels, H / f, W / f}, at::kFloat);
+    for (size_t j = 0; j < r.only.size(); ++j) all_latents[r.only[j]].copy_(res.latents[static_cast<int64_t>(j)]);
+  }
+  if (comm.size() > 1) {
+    at::Tensor wire = all.to(device);
+    comm.start_all_reduce_sum(wire)->wait();
+    all = wire.cpu();
+    if (o.save_latents) {
+      at::Tensor lw = all_latents.to(device);
+      comm.start_all_reduce_sum(lw)->wait();
+      all_latents = lw.cpu();
+    }
+  }
+  if (rank0) {
+    fs::create_directories(o.out);
+    const std::string params = a1111_parameters(o, o.prompt, report.seed, W, H);
+    at::Tensor bytes = all.round().to(at::kByte).contiguous();
+    for (int64_t i = 0; i < o.num_outputs; ++i) {
+      at::Tensor px = bytes[i].contiguous();
+      cv::Mat rgb(static_cast<int>(H), static_cast<int>(W), CV_8UC3, px.data_ptr());
+      const std::string path = o.out + "/out-" + std::to_string(i) + ".png";
+      write_png_with_text(path, rgb, {{"parameters", params}});
+      report.files.push_back(path);
+    }
+    if (o.num_outputs > 1) {
+      at::Tensor grid = bytes.permute({1, 0, 2, 3}).reshape({H, o.num_outputs * W, 3}).contiguous();
+      cv::Mat rgb(static_cast<int>(H), static_cast<int>(o.num_outputs * W), CV_8UC3, grid.data_ptr());
+      write_png_with_text(o.out + "/grid.png", rgb, {{"parameters", params}});
+      report.files.push_back(o.out + "/grid.png");
+    }
+    if (o.save_latents) {
+      save_safetensors(o.out + "/latents.safetensors", {{"latents", all_latents.contiguous()}});
+      report.files.push_back(o.out + "/latents.safetensors");
+    }
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return report;
+}
+
+}  // namespace xltune
