@@ -35,6 +35,13 @@ class OptionTable {
     return *this;
   }
 
+  // An option that may be given several times (each adds one value); none by default.
+  OptionTable& add_list(const char* name, std::vector<std::string>* field, const char* help) {
+    description_.add_options()(name, boost::program_options::value<std::vector<std::string>>(field)->composing(), help);
+    values_.emplace_back(name, [field] { return nlohmann::ordered_json(*field); });
+    return *this;
+  }
+
   boost::program_options::options_description& description() { return description_; }
   // Every option's value (after notify), in table order.
   void values_into(nlohmann::ordered_json& out) const {

@@ -81,6 +81,14 @@ int train_command(const std::vector<std::string>& args) {
       .add("zero", &o.zero, "ZeRO-1: shard the UNet's AdamW state over the ranks, 1/N of it on each of N ranks. "
                             "auto: for full fine-tuning on 2+ ranks; on: the same, and an error with LoRA; off: "
                             "every rank holds all of it")
+      .add_list("validation_prompt", &o.validation_prompts,
+                "render this prompt while training (may be given several times; TOK becomes the trained tokens) "
+                "into OUTPUT_DIR/samples/step-N.png: prompts x --num_validation_images, the same seeds every time")
+      .add("validation_steps", &o.validation_steps, "validation images every N steps and at the end (0: at the end only)")
+      .add("num_validation_images", &o.num_validation_images, "validation images per prompt")
+      .add("validation_inference_steps", &o.validation_inference_steps, "denoising steps of the validation images")
+      .add("validation_guidance_scale", &o.validation_guidance_scale, "guidance scale of the validation images")
+      .add("validation_scheduler", &o.validation_scheduler, "sampler of the validation images (xltune generate's names)")
       .add("replica_check_steps", &o.replica_check_steps,
            "many ranks: every N steps check that all ranks hold identical weights (0: never)");
   own.description().add_options()("config", po::value<std::string>(&config_file),

@@ -20,6 +20,7 @@
 #include "data/image_decode.h"
 #include "data/png_text.h"
 #include "diffusion/scheduler.h"
+#include "generate/render_on_ranks.h"
 #include "generate/sdxl_pipeline.h"
 #include "job/job_devices.h"
 #include "models/lora.h"
@@ -278,54 +279,24 @@ GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
     }
   }
   r.prompt = prompt;
-  // This rank's outputs: i = rank, rank + W, ...
-  for (int64_t i = comm.rank(); i < o.num_outputs; i += comm.size()) r.only.push_back(i);
   SdxlPipeline pipe(model, std::move(t1), std::move(t2), model.force_zeros_for_empty_prompt);
-  GenerationResult res;
-  if (!r.only.empty()) {
-    res = pipe.generate(r, [&](int64_t done, int64_t total) {
-      if (rank0 && (done == total || done % 10 == 0)) log_info("step ", done, " of ", total);
-    });
-  }
-  const int64_t H = r.image.defined() && r.mask.defined() == false ? r.image.size(2) : o.height;
-  const int64_t W = r.image.defined() && r.mask.defined() == false ? r.image.size(3) : o.width;
-  // Rank 0 gathers every output: each rank fills its rows of a zero tensor, summed over ranks.
-  at::Tensor all = at::zeros({o.num_outputs, H, W, 3}, at::kFloat);
-  at::Tensor all_latents;
-  for (size_t j = 0; j < r.only.size(); ++j) all[r.only[j]].copy_(res.pixels[static_cast<int64_t>(j)]);
-  if (o.save_latents) {
-    all_latents = at::zeros({o.num_outputs, model.unet_config.in_channels, H / f, W / f}, at::kFloat);
-    for (size_t j = 0; j < r.only.size(); ++j) all_latents[r.only[j]].copy_(res.latents[static_cast<int64_t>(j)]);
-  }
-  if (comm.size() > 1) {
-    at::Tensor wire = all.to(device);
-    comm.start_all_reduce_sum(wire)->wait();
-    all = wire.cpu();
-    if (o.save_latents) {
-      at::Tensor lw = all_latents.to(device);
-      comm.start_all_reduce_sum(lw)->wait();
-      all_latents = lw.cpu();
-    }
-  }
+  const RenderedImages images = render_on_ranks(pipe, r, comm, device, o.save_latents, [&](int64_t done, int64_t total) {
+    if (rank0 && (done == total || done % 10 == 0)) log_info("step ", done, " of ", total);
+  });
   if (rank0) {
     fs::create_directories(o.out);
+    const int64_t H = images.pixels.size(1), W = images.pixels.size(2);
     const std::string params = a1111_parameters(o, o.prompt, report.seed, W, H);
-    at::Tensor bytes = all.round().to(at::kByte).contiguous();
-    for (int64_t i = 0; i < o.num_outputs; ++i) {
-      at::Tensor px = bytes[i].contiguous();
-      cv::Mat rgb(static_cast<int>(H), static_cast<int>(W), CV_8UC3, px.data_ptr());
-      const std::string path = o.out + "/out-" + std::to_string(i) + ".png";
+    auto write = [&](const std::string& path, const at::Tensor& px) {
+      cv::Mat rgb(static_cast<int>(px.size(0)), static_cast<int>(px.size(1)), CV_8UC3, px.data_ptr());
       write_png_with_text(path, rgb, {{"parameters", params}});
       report.files.push_back(path);
-    }
-    if (o.num_outputs > 1) {
-      at::Tensor grid = bytes.permute({1, 0, 2, 3}).reshape({H, o.num_outputs * W, 3}).contiguous();
-      cv::Mat rgb(static_cast<int>(H), static_cast<int>(o.num_outputs * W), CV_8UC3, grid.data_ptr());
-      write_png_with_text(o.out + "/grid.png", rgb, {{"parameters", params}});
-      report.files.push_back(o.out + "/grid.png");
-    }
+    };
+    for (int64_t i = 0; i < o.num_outputs; ++i)
+      write(o.out + "/out-" + std::to_string(i) + ".png", images.pixels[i].contiguous());
+    if (o.num_outputs > 1) write(o.out + "/grid.png", image_grid(images.pixels, o.num_outputs));
     if (o.save_latents) {
-      save_safetensors(o.out + "/latents.safetensors", {{"latents", all_latents.contiguous()}});
+      save_safetensors(o.out + "/latents.safetensors", {{"latents", images.latents.contiguous()}});
       report.files.push_back(o.out + "/latents.safetensors");
     }
   }

@@ -34,6 +34,7 @@
 #include "job/loss_plot.h"
 #include "job/job_devices.h"
 #include "job/stop_signal.h"
+#include "job/validation.h"
 #include "job/progress.h"
 #include "job/step_dump.h"
 #include "job/training_set.h"
@@ -393,15 +394,16 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   const LatentCacheKey my_key = slice_key(comm.rank());
   std::optional<LatentCache> mine;
   if (!my_key.samples.empty()) mine = read_latent_cache(slice_path(comm.rank()), my_key);
-  load.with_vae = !my_key.samples.empty() && !mine.has_value();
+  const bool encode = !my_key.samples.empty() && !mine.has_value();
+  load.with_vae = encode || !o.validation_prompts.empty();  // validation decodes with it
   SdxlModel model = load_sdxl(o.model, load);
-  if (load.with_vae) {
+  if (encode) {
     mine = encode_latents(shards, model.vae, my_key.samples, my_key, 4);
     write_latent_cache(slice_path(comm.rank()), *mine);
   } else if (mine) {
     log_info("latent cache: ", slice_path(comm.rank()), " (", my_key.samples.size(), " samples, reused)");
   }
-  model.vae = nullptr;
+  if (o.validation_prompts.empty()) model.vae = nullptr;
   comm.barrier();
   LatentCache latents;
   latents.key = LatentCacheKey{vae_id, shards_id, o.prep.resolution, {}};
@@ -492,6 +494,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   }
   Trainer trainer(model, tc, configs.vae_config.scaling_factor, reducer);
   report.trainable_parameters = trainer.trainable_parameter_count();
+  Validation validation(o, model, tok_1, tok_2, seed, device);
   const at::ScalarType save_dtype = dtype_of(o.save_dtype);
 
   // 8. run_config.json: every option as resolved, and what the run derived from them.
@@ -668,6 +671,10 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
       metrics << line.dump() << "\n";
       metrics.flush();
       progress.update(step, loss, r.learning_rates.front().second);
+    }
+    if (validation.due(step, total)) {
+      progress.finish();
+      validation.render(step, comm);
     }
     const bool stopping = shared.back() > 0;  // a rank was asked to stop (SIGTERM, SIGUSR1)
     if (step % o.checkpointing_steps == 0 || step == total || stopping) {

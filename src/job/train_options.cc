@@ -1,7 +1,10 @@
 #include "job/train_options.h"
 
 #include "core/check.h"
+#include <algorithm>
+
 #include "data/captions.h"
+#include "diffusion/scheduler.h"
 #include "train/lr_schedule.h"
 
 namespace xltune {
@@ -43,6 +46,18 @@ void validate_train_options(const TrainOptions& o) {
   XLTUNE_CHECK(o.zero == "auto" || o.zero == "on" || o.zero == "off", "--zero '", o.zero, "': expected auto, on or off");
   XLTUNE_CHECK(o.zero != "on" || !o.is_lora, "--zero on: ZeRO-1 shards full fine-tuning's optimizer state; with LoRA ",
                "(--is_lora true) the state is small and stays whole: leave --zero out");
+  XLTUNE_CHECK(o.validation_steps >= 0, "--validation_steps: expected 0 (at the end only) or a number of steps, got ",
+               o.validation_steps);
+  XLTUNE_CHECK(o.num_validation_images >= 1 && o.num_validation_images <= 16,
+               "--num_validation_images: expected 1 to 16 images per prompt, got ", o.num_validation_images);
+  XLTUNE_CHECK(o.validation_inference_steps >= 1 && o.validation_inference_steps <= 500,
+               "--validation_inference_steps: expected 1 to 500, got ", o.validation_inference_steps);
+  XLTUNE_CHECK(o.validation_guidance_scale >= 1, "--validation_guidance_scale: expected 1 or more, got ",
+               o.validation_guidance_scale);
+  XLTUNE_CHECK(std::find(scheduler_names().begin(), scheduler_names().end(), o.validation_scheduler) !=
+                   scheduler_names().end(),
+               "--validation_scheduler '", o.validation_scheduler, "': expected one of the --scheduler names of xltune ",
+               "generate (K_EULER, K_EULER_ANCESTRAL, DDIM, DPMSolverMultistep, KarrasDPM, HeunDiscrete, PNDM)");
   XLTUNE_CHECK(!o.resume.empty(), "--resume: expected auto, none or a checkpoint folder");
   XLTUNE_CHECK(o.threads >= 0, "--threads: expected 0 (libtorch's default) or more, got ", o.threads);
   XLTUNE_CHECK(!o.output_dir.empty(), "--output_dir: expected a folder");

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "data/preprocess.h"
 
@@ -53,6 +54,14 @@ struct TrainOptions {
   std::string resume = "auto";      // auto (OUTPUT_DIR/checkpoints/latest when there), none, or a checkpoint
   int checkpoints_total_limit = 2;  // complete checkpoints kept (0: all)
   std::string zero = "auto";        // ZeRO-1 for full fine-tuning on many ranks: auto (on), on, off
+  // Validation images (job/validation.h): prompts (TOK becomes the trained tokens), every N steps
+  // and at the end (0: at the end only), images per prompt, and how they are made.
+  std::vector<std::string> validation_prompts;
+  int64_t validation_steps = 0;
+  int64_t num_validation_images = 2;
+  int64_t validation_inference_steps = 25;
+  double validation_guidance_scale = 7.5;
+  std::string validation_scheduler = "K_EULER";
 
   // Set by the command line parser: which of the two step counts the user gave.
   bool max_train_steps_given = false;

@@ -53,8 +53,8 @@ with zipfile.ZipFile(os.path.join(out, "photos.zip"), "w") as z:
         z.writestr(name, buf.getvalue())
 PY
 train=(train --model "$model" --input_images "$dir/photos.zip" --resolution 64 --seed 2 --max_train_steps 4
-       --train_batch_size 2 --lora_lr 1e-2 --ti_lr 1e-2 --lora_rank 4)
-expect 0 "train a LoRA to generate with" "$xltune" "${train[@]}" --output_dir "$dir/trained"
+       --lora_lr 1e-2 --ti_lr 1e-2 --lora_rank 4)
+expect 0 "train a LoRA to generate with" "$xltune" "${train[@]}" --train_batch_size 2 --output_dir "$dir/trained"
 expect 0 "--lora trained_model.tar" gen --prompt "a photo of TOK" --num_outputs 3 --lora "$dir/trained/trained_model.tar" \
   --out "$dir/tar"
 has "$dir/err" "LoRA lora.safetensors (reference layout"
@@ -67,7 +67,7 @@ has "$dir/err" "kohya layout"
 expect 0 "--lora_scale 0 with the tar" gen --prompt "a photo of TOK" --lora "$dir/trained/trained_model.tar" --lora_scale 0 \
   --out "$dir/scale0"
 differ "$dir/tar/out-0.png" "$dir/scale0/out-0.png" "lora_scale 0 differs from 0.6"
-expect 0 "train full fine-tuning to generate with" "$xltune" "${train[@]}" --is_lora false --unet_learning_rate 1e-3 \
+expect 0 "train full fine-tuning to generate with" "$xltune" "${train[@]}" --train_batch_size 2 --is_lora false --unet_learning_rate 1e-3 \
   --output_dir "$dir/full"
 expect 0 "--lora a full fine-tuning tar (unet.safetensors)" gen --prompt "a photo of TOK" --lora "$dir/full/trained_model.tar" \
   --out "$dir/fulltar"
@@ -105,6 +105,44 @@ if mpirun -np 2 --oversubscribe true >/dev/null 2>&1; then
 else
   echo "FAIL: mpirun -np 2 does not run here"; fail=1
 fi
+
+# Validation images while training: a grid per --validation_steps and at the end, the weights
+# of a run without them, bit for bit; on 2 ranks the same grids.
+val=(--validation_prompt "a photo of TOK" --validation_prompt "TOK on a beach" --validation_steps 2
+     --validation_inference_steps 4 --num_validation_images 2)
+expect 0 "train with validation images every 2 steps" "$xltune" "${train[@]}" "${val[@]}" --train_batch_size 2 --output_dir "$dir/val"
+for s in 000002 000004; do [ -s "$dir/val/samples/step-$s.png" ] || { echo "FAIL: no samples/step-$s.png"; fail=1; }; done
+has "$dir/err" "validation: $dir/val/samples/step-000004.png (2 prompts x 2 images"
+cmp -s "$dir/trained/trained_model.tar" "$dir/val/trained_model.tar" \
+  && echo "ok   with validation: the same trained_model.tar as without" || { echo "FAIL: validation changed the weights"; fail=1; }
+"$py" - "$dir/val/samples/step-000004.png" "$dir/val/samples/step-000002.png" <<'PY' || fail=1
+import sys
+import numpy as np
+from PIL import Image
+a, b = Image.open(sys.argv[1]), Image.open(sys.argv[2])
+assert a.size == (128, 128), a.size  # 2 prompts x 2 images of 64x64
+assert a.info["parameters"].startswith("a photo of TOK\nTOK on a beach\nSteps: 4"), a.info["parameters"]
+assert not np.array_equal(np.array(a), np.array(b)), "steps 2 and 4 rendered the same grid"
+print("ok   the grid: 2 x 2 images, the prompts in its parameters, other weights other images")
+PY
+if mpirun -np 2 --oversubscribe true >/dev/null 2>&1; then
+  expect 0 "train on 2 ranks with validation images" mpirun -np 2 --oversubscribe "$xltune" "${train[@]}" "${val[@]}" \
+    --train_batch_size 1 --output_dir "$dir/val2"
+  "$py" - "$dir/val/samples/step-000004.png" "$dir/val2/samples/step-000004.png" <<'PY' || fail=1
+import sys
+import numpy as np
+from PIL import Image
+a, b = (np.array(Image.open(p), np.int32) for p in sys.argv[1:3])
+d = int(np.abs(a - b).max())
+# 2 ranks x batch 1 trains the weights of 1 x 2 up to summation order; the grids follow.
+print(f"{'ok  ' if d <= 3 else 'FAIL:'} 2 ranks: the validation grid of 1 process within {d} levels")
+sys.exit(0 if d <= 3 else 1)
+PY
+fi
+expect 2 "--validation_scheduler unknown" "$xltune" "${train[@]}" --validation_scheduler K_LMS --output_dir "$dir/x" \
+  && has "$dir/err" "--validation_scheduler 'K_LMS'"
+expect 2 "--num_validation_images 0" "$xltune" "${train[@]}" --num_validation_images 0 --output_dir "$dir/x" \
+  && has "$dir/err" "--num_validation_images: expected 1 to 16"
 
 # Bad input: one clear message each.
 expect 2 "unknown scheduler" gen --scheduler K_LMS --out "$dir/x" && has "$dir/err" "--scheduler 'K_LMS': expected one of"
