@@ -97,7 +97,7 @@ int generate_command(const std::vector<std::string>& args) {
   std::cout << "made " << o.num_outputs << " image" << (o.num_outputs > 1 ? "s" : "") << " (seed " << r.seed << ") in "
             << std::fixed;
   std::cout.precision(1);
-  std::cout << r.seconds << " s:";
+  std::cout << r.seconds << " s (" << r.generating_seconds << " s generating):";
   for (const auto& f : r.files) std::cout << " " << f;
   std::cout << "\n";
   return 0;

@@ -280,9 +280,11 @@ GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
   }
   r.prompt = prompt;
   SdxlPipeline pipe(model, std::move(t1), std::move(t2), model.force_zeros_for_empty_prompt);
+  const auto generating = std::chrono::steady_clock::now();
   const RenderedImages images = render_on_ranks(pipe, r, comm, device, o.save_latents, [&](int64_t done, int64_t total) {
     if (rank0 && (done == total || done % 10 == 0)) log_info("step ", done, " of ", total);
   });
+  report.generating_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - generating).count();
   if (rank0) {
     fs::create_directories(o.out);
     const int64_t H = images.pixels.size(1), W = images.pixels.size(2);

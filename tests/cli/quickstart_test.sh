@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # launch/quickstart as a new user runs it (set-up skipped: this build is the set-up's), then its
-# outputs: a complete tar, a loss curve that went down, a checkpoint half way.
+# outputs: a complete tar, a loss curve that went down, a checkpoint half way, validation images
+# and two generated images.
 #   quickstart_test.sh REPO BUILD_DIR WORKDIR
 set -u
 repo=$1 build=$2 dir=$3
@@ -12,7 +13,8 @@ has "$dir/out" "== quickstart: done"
 has "$dir/out" "trained 400 steps on 6 images"
 has "$dir/out" "400 steps, 2 rank(s)"
 out=$dir/training_out
-for f in trained_model.tar loss.png metrics.jsonl run_config.json checkpoints/step-00000200/lora.safetensors; do
+for f in trained_model.tar loss.png metrics.jsonl run_config.json checkpoints/step-00000200/lora.safetensors \
+         samples/step-000200.png samples/step-000400.png ../generated/out-0.png ../generated/grid.png; do
   [ -s "$out/$f" ] || { echo "FAIL: $out/$f missing"; fail=1; }; done
 "$repo/.venv/bin/python" - "$out/metrics.jsonl" <<'PY' || fail=1
 import json, sys
