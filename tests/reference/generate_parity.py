@@ -23,10 +23,9 @@ import tarfile
 
 import numpy as np
 import torch
-from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, HeunDiscreteScheduler, PNDMScheduler, StableDiffusionXLImg2ImgPipeline,
-                       StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline)
+from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline
 from PIL import Image
+from reference_schedulers import SCHEDULERS
 from safetensors.torch import load_file, save_file
 
 # Measured worst: latents 3e-6 of their largest value, images 1 level (rounding at .5); see
@@ -36,19 +35,6 @@ PIXEL_TOL = 2
 
 
 MODEL_SCHEDULER_CONFIG = None
-
-
-class KarrasDPM:
-    @staticmethod
-    def from_config(config):
-        return DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True)
-
-
-SCHEDULERS = {
-    "DDIM": DDIMScheduler, "DPMSolverMultistep": DPMSolverMultistepScheduler, "HeunDiscrete": HeunDiscreteScheduler,
-    "KarrasDPM": KarrasDPM, "K_EULER_ANCESTRAL": EulerAncestralDiscreteScheduler, "K_EULER": EulerDiscreteScheduler,
-    "PNDM": PNDMScheduler,
-}
 
 
 def run_xltune(xltune, model, out, args):

@@ -15,8 +15,7 @@ import os
 import sys
 
 import torch
-from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, HeunDiscreteScheduler, PNDMScheduler)
+from reference_schedulers import SCHEDULERS
 from safetensors.torch import save_file
 
 # SDXL base 1.0's scheduler/scheduler_config.json.
@@ -31,19 +30,6 @@ TRAILING_V = dict(SDXL, timestep_spacing="trailing", prediction_type="v_predicti
 LINSPACE = dict(SDXL, timestep_spacing="linspace", steps_offset=0, beta_schedule="linear", beta_start=0.0001,
                 beta_end=0.02)
 CONFIGS = {"sdxl": SDXL, "trailing_v": TRAILING_V, "linspace": LINSPACE}
-
-
-class KarrasDPM:  # predict.py's override
-    @staticmethod
-    def from_config(config):
-        return DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True)
-
-
-SCHEDULERS = {
-    "DDIM": DDIMScheduler, "DPMSolverMultistep": DPMSolverMultistepScheduler, "HeunDiscrete": HeunDiscreteScheduler,
-    "KarrasDPM": KarrasDPM, "K_EULER_ANCESTRAL": EulerAncestralDiscreteScheduler, "K_EULER": EulerDiscreteScheduler,
-    "PNDM": PNDMScheduler,
-}
 
 
 def model(x, t):
