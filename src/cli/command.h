@@ -59,5 +59,6 @@ int train_command(const std::vector<std::string>& args);
 int init_model_command(const std::vector<std::string>& args);
 int export_command(const std::vector<std::string>& args);
 int generate_command(const std::vector<std::string>& args);
+int mask_command(const std::vector<std::string>& args);
 
 }  // namespace xltune::cli

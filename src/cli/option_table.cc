@@ -17,7 +17,11 @@ void add_preprocess_options(OptionTable& t, PreprocessOptions& o) {
            "true: masks from face detection (OpenCV Haar cascade) instead of CLIPSeg")
       .add("clipseg_temperature", &o.clipseg_temperature,
            "CLIPSeg softmax temperature: lower is a sharper mask (0.5 to 1.0 recommended)")
-      .add("max_images", &o.max_images, "use only the first N images by name (0: all)");
+      .add("max_images", &o.max_images, "use only the first N images by name (0: all)")
+      .add("clipseg_model", &o.clipseg_model,
+           "CLIPSeg folder for --mask_target_prompts (as the hub ships CIDAS/clipseg-rd64-refined)")
+      .add("preprocess_models", &o.preprocess_models,
+           "a folder of the preprocessing models under their hub names (clipseg-rd64-refined/, ...)");
 }
 
 void add_ingest_limit_options(OptionTable& t, PreprocessOptions& o) {

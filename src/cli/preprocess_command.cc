@@ -9,6 +9,8 @@
 #include "core/check.h"
 #include "data/captions.h"
 #include "data/preprocess.h"
+#include "job/job_devices.h"
+#include "job/preprocess_models.h"
 
 namespace po = boost::program_options;
 
@@ -66,8 +68,9 @@ int preprocess_command(const std::vector<std::string>& args) {
   o.contact_sheet = vm.count("no_contact_sheet") == 0;
   o.keep_work_dir = vm.count("keep_work_dir") > 0;
 
-  // No model plug-ins yet (CLIPSeg, BLIP, Swin2SR come with the prep part).
-  PreprocessReport r = preprocess(o);
+  // The preprocessing models the options ask for (CLIPSeg for --mask_target_prompts).
+  const LoadedPreprocessModels models = load_preprocess_models(o, resolve_device("auto", 0));
+  PreprocessReport r = preprocess(o, models.view());
 
   std::ostringstream seconds;
   seconds.precision(1);

@@ -87,10 +87,10 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
   if (prompt && options.use_face_detection_instead) {
     log_warn("--use_face_detection_instead is set: --mask_target_prompts is not used (as in the reference trainer)");
   }
-  XLTUNE_CHECK(!prompt || options.use_face_detection_instead || models.prompt_masks != nullptr,
-               "--mask_target_prompts '", *options.mask_target_prompts,
-               "' needs CLIPSeg masks, which this xltune does not have yet; leave the option out (every pixel counts "
-               "the same) or use --use_face_detection_instead for faces");
+  if (prompt && !options.use_face_detection_instead && models.prompt_masks == nullptr) {
+    log_warn("--mask_target_prompts '", *options.mask_target_prompts, "': no CLIPSeg model (give --clipseg_model DIR, or ",
+             "--preprocess_models DIR with clipseg-rd64-refined/ in it): every pixel counts the same");
+  }
   std::unique_ptr<FaceMasker> face;
   if (options.use_face_detection_instead) face = std::make_unique<FaceMasker>(options.face_cascade);
   MaskProvider* prompt_masks = prompt && !face ? models.prompt_masks : nullptr;

@@ -8,9 +8,9 @@
 // Masks: --use_face_detection_instead gives face masks (face_mask.h); otherwise a uniform
 // mask (all 255: every pixel counts fully in the loss, and the salience crop centres on the
 // image), as the reference trainer without --mask_target_prompts (CLIPSeg at temperature 999
-// is uniform to within 1/255). --mask_target_prompts needs CLIPSeg: with no MaskProvider
-// plugged in it is an error that says so, rather than a silent uniform mask that would train
-// on what the user asked to leave out.
+// is uniform to within 1/255). --mask_target_prompts takes CLIPSeg's masks (prep/clipseg.h,
+// plugged in by job/preprocess_models.h); with no CLIPSeg model the masks are uniform and a
+// warning says so once, naming the options that give one.
 //
 // An image that cannot be used is skipped with a warning naming it; no usable image at all is
 // an error. The shard writer starts only once the first image is ready, so an input that fails
@@ -36,6 +36,10 @@ struct PreprocessOptions {
   CaptionOptions captions;
   std::optional<std::string> mask_target_prompts;
   double clipseg_temperature = 1.0;  // CLIPSeg's softmax temperature (with mask_target_prompts)
+  // Where the preprocessing models are (job/preprocess_models.h loads them): a CLIPSeg folder,
+  // or a folder of the hub folders under their names (clipseg-rd64-refined, ...).
+  std::string clipseg_model;
+  std::string preprocess_models;
   bool crop_based_on_salience = true;
   bool use_face_detection_instead = false;
   uint64_t max_images = 0;  // the first N images by name; 0: all

@@ -33,6 +33,7 @@
 #include "job/checkpoint.h"
 #include "job/loss_plot.h"
 #include "job/job_devices.h"
+#include "job/preprocess_models.h"
 #include "job/stop_signal.h"
 #include "job/validation.h"
 #include "job/progress.h"
@@ -337,7 +338,8 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     p.input_images = o.input_images;
     p.output_dir = shard_dir;
     if (rank0) {
-      PreprocessReport r = preprocess(p);
+      const LoadedPreprocessModels models = load_preprocess_models(p, device);
+      PreprocessReport r = preprocess(p, models.view());
       log_info("preprocessed ", r.samples, " images into ", shard_dir, " (", r.skipped_images, " skipped)");
     }
     comm.barrier();

@@ -80,7 +80,7 @@ at::Tensor ClipTokenEmbeddingImpl::forward(const at::Tensor& ids) {
 }
 
 ClipAttentionImpl::ClipAttentionImpl(const ClipTextConfig& c, const at::TensorOptions& o)
-    : heads(c.num_attention_heads) {
+    : heads(c.num_attention_heads), causal(c.causal) {
   q_proj = register_module("q_proj", nn::Linear(c.hidden_size, c.hidden_size, true, o));
   k_proj = register_module("k_proj", nn::Linear(c.hidden_size, c.hidden_size, true, o));
   v_proj = register_module("v_proj", nn::Linear(c.hidden_size, c.hidden_size, true, o));
@@ -92,18 +92,18 @@ at::Tensor ClipAttentionImpl::forward(const at::Tensor& x) {
   auto split_heads = [&](const at::Tensor& t) { return t.view({b, l, heads, d / heads}).transpose(1, 2); };
   at::Tensor out = at::scaled_dot_product_attention(split_heads(q_proj(x)), split_heads(k_proj(x)),
                                                     split_heads(v_proj(x)), /*attn_mask=*/{}, /*dropout_p=*/0.0,
-                                                    /*is_causal=*/true);
+                                                    /*is_causal=*/causal);
   return out_proj(out.transpose(1, 2).reshape({b, l, d}));
 }
 
-ClipMlpImpl::ClipMlpImpl(const ClipTextConfig& c, const at::TensorOptions& o) : quick_gelu(c.hidden_act == "quick_gelu") {
+ClipMlpImpl::ClipMlpImpl(const ClipTextConfig& c, const at::TensorOptions& o) : act(c.hidden_act) {
   fc1 = register_module("fc1", nn::Linear(c.hidden_size, c.intermediate_size, true, o));
   fc2 = register_module("fc2", nn::Linear(c.intermediate_size, c.hidden_size, true, o));
 }
 
 at::Tensor ClipMlpImpl::forward(const at::Tensor& x) {
   at::Tensor h = fc1(x);
-  h = quick_gelu ? h * at::sigmoid(1.702 * h) : at::gelu(h);
+  h = act == "quick_gelu" ? h * at::sigmoid(1.702 * h) : act == "relu" ? at::relu(h) : at::gelu(h);
   return fc2(h);
 }
 

@@ -33,6 +33,8 @@ struct ClipTextConfig {
   double layer_norm_eps = 1e-5;
   bool with_projection = false;  // CLIPTextModelWithProjection
   int64_t projection_dim = 768;
+  // The layers are shared with CLIPSeg's vision tower (prep/clipseg.h): no causal mask there.
+  bool causal = true;
 
   // From a config.json: fields as transformers writes them; "architectures" decides
   // with_projection (CLIPTextModelWithProjection). Errors name the file and field.
@@ -65,6 +67,7 @@ class ClipAttentionImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x);
   nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
   int64_t heads;
+  bool causal;
 };
 TORCH_MODULE(ClipAttention);
 
@@ -73,7 +76,7 @@ class ClipMlpImpl : public torch::nn::Module {
   ClipMlpImpl(const ClipTextConfig& c, const at::TensorOptions& o);
   at::Tensor forward(const at::Tensor& x);
   nn::Linear fc1{nullptr}, fc2{nullptr};
-  bool quick_gelu;
+  std::string act;  // quick_gelu, gelu or relu (CLIPSeg's decoder)
 };
 TORCH_MODULE(ClipMlp);
 

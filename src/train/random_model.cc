@@ -152,7 +152,7 @@ void randomize(torch::nn::Module& module, const std::string& component, uint64_t
     const void* key = p.unsafeGetTensorImpl();
     if (norm_weights.count(key)) {
       v = 1 + 0.02 * v;
-    } else if (norm_biases.count(key) || p.dim() == 1 || name.find("embedding.weight") != std::string::npos) {
+    } else if (norm_biases.count(key) || p.dim() <= 1 || name.find("embedding.weight") != std::string::npos) {
       v = 0.02 * v;
     } else {
       const int64_t fan_in = p.numel() / p.size(0);
@@ -161,6 +161,14 @@ void randomize(torch::nn::Module& module, const std::string& component, uint64_t
     p.copy_(v);
   }
 }
+
+}  // namespace
+
+void randomize_module(torch::nn::Module& module, const std::string& component, uint64_t seed) {
+  randomize(module, component, seed);
+}
+
+namespace {
 
 NamedTensors state_of(torch::nn::Module& module) {
   NamedTensors out;

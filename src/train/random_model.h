@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include <torch/nn/module.h>
+
 namespace xltune {
 
 // config.json texts of one model (diffusers for unet/vae/scheduler, transformers for the encoders).
@@ -30,5 +32,9 @@ ModelConfigSet configs_from_folder(const std::string& dir);
 // (configs + random fp32 weights) into `out_dir`. Tokenizer folders are the caller's (they need
 // the CLIP vocabulary). Returns the number of parameters written.
 int64_t write_random_model(const std::string& out_dir, const ModelConfigSet& configs, uint64_t seed);
+
+// Fills every parameter of `module` as Note [Random model weights] says, keyed by `component`
+// (other models' folders: init-model's preprocessing presets).
+void randomize_module(torch::nn::Module& module, const std::string& component, uint64_t seed);
 
 }  // namespace xltune

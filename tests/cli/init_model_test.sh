@@ -9,7 +9,7 @@ rm -rf "$dir" && mkdir -p "$dir"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 expect 0 "init-model --help" "$xltune" init-model --help && has "$dir/out" "--preset"
-expect 2 "unknown preset" "$xltune" init-model --preset huge --out "$dir/x" && has "$dir/err" "--preset 'huge': expected tiny or small"
+expect 2 "unknown preset" "$xltune" init-model --preset huge --out "$dir/x" && has "$dir/err" "--preset 'huge': expected tiny, small or tiny-clipseg"
 expect 2 "no --out" "$xltune" init-model --preset tiny && has "$dir/err" "--out"
 expect 2 "both --preset and --from-config" "$xltune" init-model --preset tiny --from-config "$dir" --out "$dir/x"
 expect 0 "tiny, seed 0" "$xltune" init-model --preset tiny --out "$dir/a" && has "$dir/out" "parameters"

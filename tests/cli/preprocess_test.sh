@@ -41,8 +41,11 @@ expect 2 "bad boolean" "$xltune" preprocess --input_images "$dir/photos.zip" --o
 expect 1 "missing input" "$xltune" preprocess --input_images "$dir/nope.zip" --output_dir "$dir/x" && has "$dir/err" "nope.zip: cannot access"
 expect 1 "hostile archive" "$xltune" preprocess --input_images "$dir/evil.zip" --output_dir "$dir/x" && has "$dir/err" "has a '..' part"
 [ -e "$dir/../evil.jpg" ] && { echo "FAIL: evil.jpg written outside"; fail=1; }
-expect 1 "mask prompts without CLIPSeg" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/x" \
-  --mask_target_prompts "a dog" && has "$dir/err" "needs CLIPSeg masks"
+expect 0 "mask prompts without CLIPSeg: uniform masks, said once" "$xltune" preprocess --input_images "$dir/photos.zip" \
+  --output_dir "$dir/x" --resolution 64 --mask_target_prompts "a dog" && has "$dir/err" "no CLIPSeg model (give --clipseg_model DIR"
+[ "$(grep -c "no CLIPSeg model" "$dir/err")" = 1 ] || { echo "FAIL: the fallback was not said exactly once"; fail=1; }
+expect 1 "a --clipseg_model that is not there" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/x" \
+  --resolution 64 --mask_target_prompts "a dog" --clipseg_model "$dir/no_clipseg" && has "$dir/err" "no_clipseg: no such folder"
 
 expect 0 "preprocess the sample photos" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/shards" \
   --resolution 128 --use_face_detection_instead true
@@ -64,5 +67,47 @@ with h5py.File(os.path.join(d, "shard-00000.h5"), "r") as f:
 assert captions["photos/rocket.jpg"] == "<s0><s1> on the launch pad", captions
 assert captions["photos/astronaut.jpg"] == "a photo of <s0><s1>", captions
 print("ok   shards read back with h5py")
+PY
+
+# CLIPSeg masks: a tiny random CLIPSeg (init-model --preset tiny-clipseg) that transformers loads;
+# `xltune mask` gives the reference's recipe run by transformers within 1 level; preprocessing
+# with it writes those masks into the shards (and --preprocess_models finds the folder).
+expect 0 "init-model --preset tiny-clipseg" "$xltune" init-model --preset tiny-clipseg --out "$dir/models/clipseg-rd64-refined"
+expect 0 "xltune mask" "$xltune" mask --clipseg_model "$dir/models/clipseg-rd64-refined" --prompt "a rocket" \
+  "$root/data/samples/rocket.png" --out "$dir/rocket_mask.png" --clipseg_temperature 0.7
+expect 2 "xltune mask without --prompt" "$xltune" mask --clipseg_model "$dir/models/clipseg-rd64-refined" \
+  "$root/data/samples/rocket.png" --out "$dir/x.png" && has "$dir/err" "--prompt"
+expect 0 "preprocess with CLIPSeg masks" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/clipseg_shards" \
+  --resolution 64 --mask_target_prompts "a rocket" --clipseg_temperature 0.7 --crop_based_on_salience false \
+  --preprocess_models "$dir/models"
+has "$dir/err" "masks: prompt"
+"$py" - "$dir" "$root/data/samples/rocket.png" <<'PY' || fail=1
+import os, sys
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+d, photo = sys.argv[1], sys.argv[2]
+model_dir = os.path.join(d, "models", "clipseg-rd64-refined")
+model = CLIPSegForImageSegmentation.from_pretrained(model_dir).eval()
+proc = CLIPSegProcessor.from_pretrained(model_dir)
+image = Image.open(photo).convert("RGB")
+inputs = proc(text=["a rocket", ""], images=[image] * 2, padding="max_length", return_tensors="pt")
+with torch.no_grad():
+    logits = model(**inputs).logits
+p = torch.softmax(logits / 0.7, dim=0)[0]
+p = (p + 0.01).clamp_(0, 1)
+p = 255 * p / p.max()
+ref = np.array(Image.fromarray(p.numpy()).convert("L").resize(image.size), np.int32)
+ours = np.array(Image.open(os.path.join(d, "rocket_mask.png")), np.int32)
+diff = np.abs(ours - ref)
+assert ours.shape == ref.shape and diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
+print(f"ok   xltune mask = the reference's recipe in transformers (largest difference {diff.max()} level, "
+      f"{(diff > 0).mean():.2%} of pixels); values {ours.min()}..{ours.max()}")
+with h5py.File(os.path.join(d, "clipseg_shards", "shard-00000.h5"), "r") as f:
+    masks = f["masks"][...]
+assert masks.shape[0] == 4 and masks.std() > 5, (masks.shape, masks.std())
+print(f"ok   the shards hold CLIPSeg masks (std {masks.std():.1f} over 4 images, not uniform)")
 PY
 exit $fail

@@ -132,6 +132,16 @@ for s in 00000002 00000004 00000005; do [ -s "$dir/ck/checkpoints/step-$s/lora.s
   || { echo "FAIL: latest is '$(cat "$dir/ck/checkpoints/latest")'"; fail=1; }
 ls -a "$dir/ck/checkpoints" | grep -q partial && { echo "FAIL: a partial checkpoint is left"; fail=1; }
 
+# --mask_target_prompts with a CLIPSeg model: the loss is weighted by its masks (other weights
+# than uniform masks give).
+expect 0 "a tiny CLIPSeg" "$xltune" init-model --preset tiny-clipseg --out "$dir/clipseg"
+expect 0 "train with CLIPSeg masks" train --seed 1 --max_train_steps 2 --mask_target_prompts "a photo" \
+  --clipseg_model "$dir/clipseg" --output_dir "$dir/masked"
+has "$dir/err" "CLIPSeg masks for 'a photo' from $dir/clipseg"
+expect 0 "the same run with uniform masks" train --seed 1 --max_train_steps 2 --output_dir "$dir/unmasked"
+cmp -s "$dir/masked/lora.safetensors" "$dir/unmasked/lora.safetensors" \
+  && { echo "FAIL: CLIPSeg masks changed nothing"; fail=1; } || echo "ok   CLIPSeg masks change the training"
+
 # token_string with its own prefix.
 expect 0 "token_string sks" train --seed 1 --max_train_steps 1 --token_string sks --caption_prefix "a photo of sks" --output_dir "$dir/t"
 [ "$(cat "$dir/t/special_params.json")" = '{"sks":"<s0><s1>"}' ] && echo "ok   special_params.json maps sks" \

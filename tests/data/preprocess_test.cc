@@ -105,15 +105,14 @@ TEST(Preprocess, NothingUsableKeepsTheOldSet) {
   EXPECT_EQ(tree(out), (std::vector<std::string>{"contact_sheet.png", "index.json", "shard-00000.h5"}));
 }
 
-TEST(Preprocess, MaskPromptsWithoutClipsegIsAClearError) {
+TEST(Preprocess, MaskPromptsWithoutClipsegFallBackToUniformMasks) {
   TempDir temp("preprocess");
   const std::string& dir = temp.path();
   PreprocessOptions o = options_for(make_input(dir), dir + "/out");
   o.mask_target_prompts = "a cat";
-  EXPECT_THAT([&] { preprocess(o); },
-              ::testing::ThrowsMessage<Error>(::testing::HasSubstr(
-                  "--mask_target_prompts 'a cat' needs CLIPSeg masks, which this xltune does not have yet")));
-  EXPECT_EQ(tree(dir + "/out"), std::vector<std::string>{}) << "nothing written before the error";
+  const PreprocessReport r = preprocess(o);  // a warning names --clipseg_model (tests/cli/preprocess_test.sh)
+  EXPECT_GT(r.samples, 0u);
+  EXPECT_THAT(tree(dir + "/out"), ::testing::Contains("index.json"));
 }
 
 // Stand-ins for the models the prep part will provide.

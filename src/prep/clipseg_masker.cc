@@ -1,0 +1,54 @@
+#include "prep/clipseg_masker.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "core/check.h"
+#include "core/pil_resample.h"
+
+namespace fs = std::filesystem;
+
+namespace xltune {
+namespace {
+
+ClipTokenizer tokenizer_of(const std::string& dir) {
+  XLTUNE_CHECK(fs::is_regular_file(dir + "/vocab.json") && fs::is_regular_file(dir + "/merges.txt"), "--clipseg_model ",
+               dir, ": no vocab.json and merges.txt (the CLIP tokenizer files the hub folder has)");
+  return ClipTokenizer::from_folder(dir);
+}
+
+ImageProcessorConfig processor_of(const std::string& dir) {
+  const std::string path = dir + "/preprocessor_config.json";
+  XLTUNE_CHECK(fs::is_regular_file(path), "--clipseg_model ", dir, ": no preprocessor_config.json");
+  return ImageProcessorConfig::from_json_text(read_file(path), path);
+}
+
+}  // namespace
+
+ClipSegMasker::ClipSegMasker(const std::string& dir, const at::TensorOptions& options)
+    : dir_(dir), model_(load_clipseg(dir, options)), tokenizer_(tokenizer_of(dir)), processor_(processor_of(dir)),
+      options_(options) {}
+
+at::Tensor ClipSegMasker::logits(const uint8_t* rgb, int width, int height, const std::string& prompt) {
+  torch::NoGradGuard no_grad;
+  at::Tensor pixels = process_image(processor_, rgb, width, height).to(options_);
+  const size_t length = static_cast<size_t>(model_->config().text.max_position_embeddings);
+  std::vector<int64_t> ids = tokenizer_.encode(prompt, length), empty = tokenizer_.encode("", length);
+  ids.insert(ids.end(), empty.begin(), empty.end());
+  at::Tensor batch = at::tensor(ids, at::TensorOptions().dtype(at::kLong)).view({2, -1}).to(options_.device());
+  return model_->forward(pixels.repeat({2, 1, 1, 1}), batch).to(at::kFloat).cpu();
+}
+
+std::vector<uint8_t> ClipSegMasker::mask(const uint8_t* rgb, int width, int height, const std::string& prompt,
+                                         double temperature) {
+  at::Tensor l = logits(rgb, width, height, prompt);
+  const std::vector<uint8_t> small = clipseg_mask_from_logits(l, temperature);
+  // PIL's Image.resize default for an "L" image: bicubic.
+  return pil_resize(small.data(), static_cast<int>(l.size(2)), static_cast<int>(l.size(1)), 1, width, height,
+                    PilFilter::kBicubic);
+}
+
+}  // namespace xltune

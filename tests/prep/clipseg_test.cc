@@ -1,0 +1,116 @@
+// CLIPSeg against transformers (tests/reference/make_clipseg_models.py): two tiny random
+// configs, the processor's pixels on two sample photos, the token ids, the logits and the
+// reference trainer's mask; the full-size key and shape list; bad model folders.
+#include "prep/clipseg.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "data/image_decode.h"
+#include "prep/clipseg_masker.h"
+#include "test_util.h"
+
+namespace xltune {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_util::max_abs_diff;
+
+std::string clipseg_dir(const std::string& name) { return std::string(XLTUNE_TESTDATA_DIR) + "/clipseg/" + name; }
+
+double rel(const at::Tensor& a, const at::Tensor& b) { return max_abs_diff(a, b) / b.abs().max().item<double>(); }
+
+TEST(ClipSegParity, PixelsLogitsAndMasksMatchTransformers) {
+  for (const char* name : {"a", "b"}) {
+    ClipSegMasker masker(clipseg_dir(name), at::TensorOptions().dtype(at::kFloat));
+    SafetensorsFile dump(clipseg_dir(name) + "/reference.safetensors");
+    const auto photos = nlohmann::json::parse(read_file(clipseg_dir(name) + "/photos.json"));
+    for (size_t i = 0; i < photos.size(); ++i) {
+      const std::string k = std::to_string(i) + ".";
+      const cv::Mat rgb = decode_image_file(photos[i].get<std::string>(), "photo").rgb;
+      // The processor: Pillow's bilinear resize on 8 bits, then rescale and normalise.
+      at::Tensor pixels = process_image(masker.processor(), rgb.data, rgb.cols, rgb.rows);
+      EXPECT_LT(max_abs_diff(pixels[0], dump.tensor(k + "pixel_values")), 1e-5) << name << " photo " << i;
+      // The token ids of [prompt, ""], padded to 77.
+      const at::Tensor ids = dump.tensor(k + "input_ids");
+      std::vector<int64_t> ours = masker.tokenizer().encode("a round object", 77), empty = masker.tokenizer().encode("", 77);
+      ours.insert(ours.end(), empty.begin(), empty.end());
+      EXPECT_TRUE(at::equal(at::tensor(ours).view({2, -1}), ids)) << name;
+      // The model on transformers' own inputs, then end to end.
+      at::Tensor logits = masker.model()->forward(dump.tensor(k + "pixel_values").unsqueeze(0).repeat({2, 1, 1, 1}), ids);
+      const double r = rel(logits, dump.tensor(k + "logits"));
+      EXPECT_LT(r, 1e-5) << name << " photo " << i;  // measured ~1e-6
+      at::Tensor end_to_end = masker.logits(rgb.data, rgb.cols, rgb.rows, "a round object");
+      EXPECT_LT(rel(end_to_end, dump.tensor(k + "logits")), 1e-5) << name;
+      // The mask: the same 8-bit values but where float noise crosses a truncation step.
+      std::vector<uint8_t> m = masker.mask(rgb.data, rgb.cols, rgb.rows, "a round object", 1.0);
+      at::Tensor mine = at::from_blob(m.data(), {rgb.rows, rgb.cols}, at::kByte).to(at::kInt);
+      at::Tensor theirs = dump.tensor(k + "mask").to(at::kInt);
+      ASSERT_EQ(mine.sizes(), theirs.sizes());
+      EXPECT_LE((mine - theirs).abs().max().item<int>(), 1) << name;
+      EXPECT_LT((mine != theirs).to(at::kDouble).mean().item<double>(), 0.01) << name;
+      std::cout << name << " photo " << i << ": logits " << r << " of their largest value\n";
+    }
+  }
+}
+
+TEST(ClipSegFullSize, KeysAndShapesOfClipsegRd64Refined) {
+  const std::string dir = clipseg_dir("full");
+  ClipSegConfig c = ClipSegConfig::from_json_text(read_file(dir + "/config.json"), dir + "/config.json");
+  ClipSeg model(c, at::TensorOptions().device(at::kMeta));
+  const auto expected = nlohmann::json::parse(read_file(dir + "/keys.json"));
+  std::map<std::string, std::vector<int64_t>> ours;
+  for (const auto& p : model->named_parameters()) ours[p.key()] = p.value().sizes().vec();
+  std::vector<std::string> missing, extra, shape;
+  for (auto it = expected.begin(); it != expected.end(); ++it) {
+    if (it.key().find("position_ids") != std::string::npos) continue;  // buffers, not weights
+    auto o = ours.find(it.key());
+    if (o == ours.end()) missing.push_back(it.key());
+    else if (o->second != it.value().get<std::vector<int64_t>>()) shape.push_back(it.key());
+  }
+  for (const auto& [k, v] : ours)
+    if (!expected.contains(k)) extra.push_back(k);
+  EXPECT_TRUE(missing.empty()) << missing.size() << " missing, e.g. " << (missing.empty() ? "" : missing[0]);
+  EXPECT_TRUE(extra.empty()) << extra.size() << " extra, e.g. " << (extra.empty() ? "" : extra[0]);
+  EXPECT_TRUE(shape.empty()) << shape.size() << " of other shapes, e.g. " << (shape.empty() ? "" : shape[0]);
+  EXPECT_GT(ours.size(), 400u);  // the hub's model: 462 tensors
+}
+
+TEST(ClipSegLoading, BadFoldersEndInOneMessage) {
+  const std::string base = std::string(XLTUNE_TESTDATA_DIR) + "/clipseg/bad";
+  fs::remove_all(base);
+  auto copy = [&](const std::string& name) {
+    const std::string d = base + "/" + name;
+    fs::create_directories(base);
+    fs::copy(clipseg_dir("a"), d, fs::copy_options::recursive);
+    return d;
+  };
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  EXPECT_THAT([&] { ClipSegMasker(base + "/none", opts); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("no such folder")));
+  const std::string no_config = copy("no_config");
+  fs::remove(no_config + "/config.json");
+  EXPECT_THAT([&] { ClipSegMasker(no_config, opts); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("no config.json")));
+  const std::string pickle = copy("pickle");
+  fs::rename(pickle + "/model.safetensors", pickle + "/pytorch_model.bin");
+  EXPECT_THAT([&] { ClipSegMasker(pickle, opts); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("pytorch_model.bin")));
+  const std::string other = copy("other_shapes");  // b's weights under a's config
+  fs::copy_file(clipseg_dir("b") + "/model.safetensors", other + "/model.safetensors",
+                fs::copy_options::overwrite_existing);
+  EXPECT_THAT([&] { ClipSegMasker(other, opts); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("CLIPSeg")));
+  const std::string no_tok = copy("no_tokenizer");
+  fs::remove(no_tok + "/vocab.json");
+  EXPECT_THAT([&] { ClipSegMasker(no_tok, opts); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("vocab.json")));
+  fs::remove_all(base);
+}
+
+}  // namespace
+}  // namespace xltune
