@@ -1,9 +1,9 @@
 // Where model-based preprocessing plugs in: CLIPSeg masks (--mask_target_prompts), BLIP
 // captions and Swin2SR upscaling. The models themselves belong to the prep part (libtorch),
-// which may not use OpenCV or this part, so the interfaces take plain pixel buffers; the cli
-// part adapts prep's models to them and hands them to preprocess(). None exists yet: without
-// them, preprocessing uses face detection or a uniform mask, the caption prefix, and Lanczos
-// upscaling (see preprocess.h for what happens to --mask_target_prompts).
+// which may not use OpenCV or this part, so the interfaces take plain pixel buffers; the job
+// part adapts prep's models to them (job/preprocess_models.h) and hands them to preprocess().
+// CLIPSeg exists; without the others preprocessing uses the given captions or the prefix, and
+// Lanczos upscaling (see preprocess.h).
 #pragma once
 
 #include <cstdint>
