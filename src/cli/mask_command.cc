@@ -1,6 +1,7 @@
 // xltune mask: the reference trainer's CLIPSeg mask of one image for a prompt (prep/clipseg.h),
 // as preprocessing computes it for --mask_target_prompts: for looking at, and for checking.
 #include <boost/program_options.hpp>
+#include <chrono>
 #include <iostream>
 #include <opencv2/imgcodecs.hpp>
 
@@ -44,12 +45,15 @@ int mask_command(const std::vector<std::string>& args) {
   XLTUNE_USAGE_CHECK(temperature > 0, "--clipseg_temperature: expected a positive number, got ", temperature);
   const DecodedImage decoded = decode_image_file(image, image);
   ClipSegMasker masker(model, at::TensorOptions().dtype(at::kFloat).device(resolve_device(device, 0)));
+  const auto start = std::chrono::steady_clock::now();
   std::vector<uint8_t> m = masker.mask(decoded.rgb.data, decoded.rgb.cols, decoded.rgb.rows, prompt, temperature);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   cv::Mat grey(decoded.rgb.rows, decoded.rgb.cols, CV_8UC1, m.data());
   std::vector<uchar> png;
   XLTUNE_CHECK(cv::imencode(".png", grey, png), out, ": cannot encode the mask");
   write_file_atomic(out, std::string(png.begin(), png.end()));
-  std::cout << "wrote " << out << " (" << decoded.rgb.cols << "x" << decoded.rgb.rows << ", '" << prompt << "')\n";
+  std::cout << "wrote " << out << " (" << decoded.rgb.cols << "x" << decoded.rgb.rows << ", '" << prompt << "'; "
+            << seconds << " s computing)\n";
   return 0;
 }
 
