@@ -83,8 +83,15 @@ void run_ranks(int world, BucketedReducer::Options options, bool recompute, int 
   for (int s = 1; s <= steps; ++s) {
     std::vector<at::Tensor> want = expected_mean(world, s, recompute);
     for (int r = 0; r < world; ++r)
-      for (size_t i = 0; i < want.size(); ++i)
-        EXPECT_LT(testing_util::max_abs_diff(grads[r][s - 1][i], want[i]), 1e-6) << "rank " << r << " step " << s << " tensor " << i;
+      for (size_t i = 0; i < want.size(); ++i) {
+        const double size = want[i].abs().max().item<double>();
+        const double diff = testing_util::max_abs_diff(grads[r][s - 1][i], want[i]);
+        // Relative to the gradient's size (up to 0.035 here). Usually equal to the bit; once, with
+        // the ranks' threads and other tests sharing 2 cores, 1.03e-6 (3e-5 of the size) on one
+        // tensor: libtorch's kernels may take another path under a busy thread pool. A wrong
+        // mean (a missing or doubled rank) is off by a large fraction of the size.
+        EXPECT_LT(diff, 1e-4 * size + 1e-9) << "rank " << r << " step " << s << " tensor " << i;
+      }
   }
   for (int r = 1; r < world; ++r) EXPECT_EQ(buckets[r], buckets[0]) << "every rank builds the same buckets";
 }
