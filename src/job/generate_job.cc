@@ -213,8 +213,8 @@ GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
   XLTUNE_CHECK(o.mask.empty() || !o.image.empty(), "--mask needs --image (inpainting repaints the image's masked part)");
   GenerateReport report;
   report.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}() % 65536;
-  // Every rank needs the same seed: rank 0's.
-  if (comm.size() > 1) {
+  // Every rank needs the same seed: rank 0's random one (a given seed is everyone's already).
+  if (comm.size() > 1 && o.seed < 0) {
     at::Tensor s = at::tensor({static_cast<double>(report.seed)}, at::kDouble);
     comm.broadcast(s, 0);
     report.seed = static_cast<uint64_t>(s.item<double>());
@@ -281,7 +281,9 @@ GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
   r.prompt = prompt;
   SdxlPipeline pipe(model, std::move(t1), std::move(t2), model.force_zeros_for_empty_prompt);
   const auto generating = std::chrono::steady_clock::now();
-  const RenderedImages images = render_on_ranks(pipe, r, comm, device, o.save_latents, [&](int64_t done, int64_t total) {
+  // The gather goes through MPI on CPU tensors (`xltune generate` has no NCCL communicator).
+  const RenderedImages images = render_on_ranks(pipe, r, comm, at::Device(at::kCPU), o.save_latents,
+                                                [&](int64_t done, int64_t total) {
     if (rank0 && (done == total || done % 10 == 0)) log_info("step ", done, " of ", total);
   });
   report.generating_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - generating).count();
