@@ -77,7 +77,7 @@ std::string find_safetensors_weights(const std::string& dir, const std::string& 
   });
   XLTUNE_FAIL(dir, ": no model.safetensors (or sharded index", variant.empty() ? "" : ", or the " + variant + " variant",
               ") among: ", name_list(present, 8),
-              pickle ? "; pickle files (.bin, .ckpt) are never loaded: convert them to safetensors" : "");
+              pickle ? "; pickle files (.bin, .ckpt) are never loaded: convert them with launch/convert-weights " + dir : "");
 }
 
 TensorMap tensors_under(const SafetensorsSet& set, const std::string& prefix) {
