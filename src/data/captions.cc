@@ -193,6 +193,13 @@ std::string replace_token(const std::string& text, const std::string& token, con
   return out;
 }
 
+std::string replace_literally(std::string text, const std::string& from, const std::string& to) {
+  if (from.empty()) return text;
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+    text.replace(at, from.size(), to);
+  return text;
+}
+
 std::string tidy_caption(const std::string& text) {
   std::string out;
   bool space = false;

@@ -57,6 +57,9 @@ class CaptionTable {
 bool contains_token(const std::string& text, const std::string& token);
 // Every whole-word `token` in `text` replaced by `replacement`.
 std::string replace_token(const std::string& text, const std::string& token, const std::string& replacement);
+// Every occurrence of `from` replaced by `to`, case-sensitive and inside words too: how the
+// reference's predict.py puts the trained tokens into a prompt (prompt.replace("TOK", ...)).
+std::string replace_literally(std::string text, const std::string& from, const std::string& to);
 // Whitespace runs (line breaks too) to one space, ends trimmed.
 std::string tidy_caption(const std::string& text);
 // "<s0><s1>" for 2 tokens: the reference trainer's names for the new tokens.

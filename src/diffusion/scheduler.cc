@@ -147,7 +147,7 @@ std::vector<double> interp(const std::vector<double>& x, const std::vector<doubl
       y.push_back(fp[n - 1]);
     } else {
       const auto j = static_cast<int64_t>(std::floor(v));
-      const double slope = (fp[j + 1] - fp[j]) / 1.0;
+      const double slope = fp[j + 1] - fp[j];  // the sample points are 1 apart
       y.push_back(slope * (v - static_cast<double>(j)) + fp[j]);
     }
   }

@@ -19,7 +19,7 @@ RenderedImages render_on_ranks(SdxlPipeline& pipe, GenerationRequest r, Communic
   // non-zero term per element).
   at::Tensor pixels = at::zeros({r.num_outputs, H, W, 3}, at::kFloat);
   at::Tensor latents;
-  if (with_latents) latents = at::zeros({r.num_outputs, 4, H / f, W / f}, at::kFloat);
+  if (with_latents) latents = at::zeros({r.num_outputs, pipe.latent_channels(), H / f, W / f}, at::kFloat);
   for (size_t j = 0; j < r.only.size(); ++j) {
     pixels[r.only[j]].copy_(res.pixels[static_cast<int64_t>(j)]);
     if (with_latents) latents[r.only[j]].copy_(res.latents[static_cast<int64_t>(j)]);

@@ -92,8 +92,7 @@ GenerationResult SdxlPipeline::generate(const GenerationRequest& r, const std::f
                                   r.num_inference_steps);
   if (!r.only.empty()) scheduler->keep_rows_of(n, rows);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(r.seed);
-  const int64_t latent_channels = model_.unet_config.in_channels;
-  const std::vector<int64_t> shape = {n, latent_channels, height / f, width / f};
+  const std::vector<int64_t> shape = {n, latent_channels(), height / f, width / f};
   const int64_t total = scheduler->timesteps().size(0);
   int64_t begin = 0;
   if (r.image.defined()) {

@@ -64,6 +64,8 @@ class SdxlPipeline {
 
   // The VAE's pixel factor (8 for SDXL): sizes must be multiples of it.
   int64_t vae_scale_factor() const;
+  // Channels of the latents (the UNet's input: 4 for SDXL).
+  int64_t latent_channels() const { return model_.unet_config.in_channels; }
   // diffusers' get_timesteps: the first step img2img and inpainting run, times the order.
   static int64_t first_step(int64_t steps, double strength);
 

@@ -17,6 +17,7 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "core/safetensors.h"
+#include "data/captions.h"
 #include "data/image_decode.h"
 #include "data/png_text.h"
 #include "diffusion/scheduler.h"
@@ -271,11 +272,7 @@ GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
     if (!tf.special_params.empty()) {
       // The reference's trigger replacement: a literal, case-sensitive replace of each key.
       const auto map = nlohmann::json::parse(read_file(tf.special_params));
-      for (auto it = map.begin(); it != map.end(); ++it) {
-        const std::string key = it.key(), value = it.value().get<std::string>();
-        for (size_t at = prompt.find(key); !key.empty() && at != std::string::npos; at = prompt.find(key, at + value.size()))
-          prompt.replace(at, key.size(), value);
-      }
+      for (auto it = map.begin(); it != map.end(); ++it) prompt = replace_literally(prompt, it.key(), it.value().get<std::string>());
     }
   }
   r.prompt = prompt;

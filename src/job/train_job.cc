@@ -31,12 +31,15 @@
 #include "dist/nccl_communicator.h"
 #endif
 #include "job/checkpoint.h"
+#include "job/fault_hooks.h"
 #include "job/loss_plot.h"
 #include "job/job_devices.h"
 #include "job/preprocess_models.h"
 #include "job/stop_signal.h"
 #include "job/validation.h"
 #include "job/progress.h"
+#include "job/run_identity.h"
+#include "job/run_outputs.h"
 #include "job/step_dump.h"
 #include "job/training_set.h"
 #include "train/export.h"
@@ -57,148 +60,6 @@ const char* const kRunOutputs[] = {"trained_model.tar", "trainer_state.safetenso
                                    "embeddings_sdxl.safetensors", "special_params.json", "loss.png",
                                    "metrics.jsonl", "run_config.json"};
 
-std::string file_fingerprint(const std::string& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  return fingerprint_of(path + ":" + std::to_string(ec ? 0 : size));
-}
-
-// What identifies the training images for a resume: their bytes (CRC-32C and size of the
-// archive, or of every file of a folder with its relative name), not the path or the time, so
-// that a copied or moved archive still resumes and an edited one does not.
-std::string content_identity(const std::string& path) {
-  std::string id;
-  const auto add_file = [&id](const fs::path& p, const std::string& name) {
-    uint64_t size = 0;
-    const uint32_t crc = crc32c_of_file(p.string(), &size);
-    id += str(name, ":", size, ":", crc, ";");
-  };
-  if (fs::is_directory(path)) {
-    std::vector<fs::path> files;
-    for (const auto& e : fs::recursive_directory_iterator(path))
-      if (e.is_regular_file()) files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-    for (const auto& f : files) add_file(f, fs::relative(f, path).string());
-  } else {
-    add_file(path, "");
-  }
-  return "content:" + fingerprint_of(id);
-}
-
-// What identifies the VAE that made a latent cache: its config and weights file.
-std::string vae_fingerprint(const SdxlModel& configs, const std::string& model) {
-  if (configs.single_file) return file_fingerprint(model);
-  return fingerprint_of(read_file(model + "/vae/config.json") + file_fingerprint(find_safetensors_weights(model + "/vae")));
-}
-
-
-TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model, int64_t step,
-                          int64_t total) {
-  TrainedWeights w;
-  const TrainerConfig& c = trainer.config();
-  w.kind = c.is_lora ? "lora" : "full";
-  w.lora_rank = c.lora_rank;
-  w.lora_alpha = c.lora_alpha;
-  for (const auto& site : trainer.lora().sites())
-    w.lora.push_back(LoraTensors{site.module, site.projection, site.adapter->down, site.adapter->up});
-  w.rows_1 = trainer.pivotal().rows(0);
-  w.rows_2 = trainer.pivotal().rows(1);
-  w.token_string = o.prep.captions.token_string;
-  w.special_tokens = o.prep.captions.special_tokens;
-  if (!c.is_lora)
-    for (const auto& item : model.unet->named_parameters()) w.unet.emplace_back(item.key(), item.value());
-  w.step = step;
-  w.max_train_steps = total;
-  w.model = o.model;
-  w.training_metadata = {{"ss_training_comment", "trained with xltune"},
-                         {"ss_resolution", str("(", o.prep.resolution, ", ", o.prep.resolution, ")")},
-                         {"ss_steps", std::to_string(step)},
-                         {"ss_max_train_steps", std::to_string(total)},
-                         {"ss_seed", std::to_string(c.seed)},
-                         {"ss_learning_rate", str(o.lora_lr)},
-                         {"ss_text_encoder_lr", str(o.ti_lr)},
-                         {"ss_lr_scheduler", o.lr_scheduler},
-                         {"ss_lr_warmup_steps", std::to_string(o.lr_warmup_steps)},
-                         {"ss_batch_size_per_device", std::to_string(o.train_batch_size)},
-                         {"ss_sd_model_name", fs::path(o.model).filename().string()}};
-  return w;
-}
-
-// The trainer state and every export file into `dir`; returns the files for the tar.
-std::vector<std::string> write_run_files(const Trainer& trainer, const TrainedWeights& w, const std::string& dir,
-                                         at::ScalarType unet_dtype) {
-  fs::create_directories(dir);
-  write_trainer_state(dir + "/trainer_state.safetensors", trainer.trainable_state(), w);
-  return write_export_files(w, dir, unet_dtype);
-}
-
-// What a run means: the options that must be the same to resume it (Note [Checkpoints]).
-// max_train_steps may grow; the pivot stays where the checkpoint's run put it.
-nlohmann::json run_meaning(const TrainOptions& o, const std::string& shards_id, int world, uint64_t seed,
-                           int64_t pivot_step, double lora_alpha) {
-  return {{"model", o.model},
-          {"shards", shards_id},
-          {"resolution", o.prep.resolution},
-          {"global_batch", o.train_batch_size * world},
-          {"seed", seed},
-          {"is_lora", o.is_lora},
-          {"lora_rank", o.lora_rank},
-          {"lora_alpha", lora_alpha},
-          {"lora_lr", o.lora_lr},
-          {"ti_lr", o.ti_lr},
-          {"unet_learning_rate", o.unet_learning_rate},
-          {"lr_scheduler", o.lr_scheduler},
-          {"lr_warmup_steps", o.lr_warmup_steps},
-          {"token_string", o.prep.captions.token_string},
-          {"snr_gamma", o.snr_gamma},
-          {"noise_offset", o.noise_offset},
-          {"max_grad_norm", o.max_grad_norm},
-          {"optimizer_state_dtype", o.optimizer_state_dtype},
-          {"pivot_step", pivot_step}};
-}
-
-// The option behind a field of run_meaning, as the user writes it.
-std::string option_of(const std::string& field) {
-  if (field == "shards") return "--input_images/--shards (the preprocessed images)";
-  if (field == "global_batch") return "--train_batch_size (x ranks: the global batch)";
-  if (field == "pivot_step") return "--max_train_steps (the pivot)";
-  return "--" + field;
-}
-
-void check_meaning(const nlohmann::json& theirs, const nlohmann::json& ours, const std::string& dir) {
-  for (auto it = theirs.begin(); it != theirs.end(); ++it) {
-    if (it.key() == "pivot_step" || it.key() == "seed") continue;  // taken from the checkpoint
-    XLTUNE_CHECK(ours.contains(it.key()) && ours[it.key()] == it.value(), option_of(it.key()), " ",
-                 ours.contains(it.key()) ? ours[it.key()].dump() : "?", ": the checkpoint in ", dir, " was made with ",
-                 it.value().dump(), "; a resumed run must mean the same (use another --output_dir, or --resume none ",
-                 "to start over)");
-  }
-}
-
-// Test hooks (Note [Checkpoints] tests, tests/cli/checkpoint_test.sh), unset in real runs:
-//   XLTUNE_FAULT_CHECKPOINT=STEP:BYTES  writes of the checkpoint of STEP fail (ENOSPC) after BYTES
-//   XLTUNE_FAULT_KILL_IN_CHECKPOINT=STEP  rank 0 kills itself (SIGKILL) after writing its files of
-//                                         STEP's checkpoint, before the manifest
-bool fault_for_step(const char* variable, int64_t step, long long* bytes) {
-  const char* spec = std::getenv(variable);
-  if (spec == nullptr || *spec == '\0') return false;
-  long long s = -1, b = 0;
-  const int n = std::sscanf(spec, "%lld:%lld", &s, &b);
-  if (bytes != nullptr) *bytes = b;
-  return n >= 1 && s == step;
-}
-
-// XLTUNE_FAULT_RANK_STEP=R:S makes rank R raise an error at step S: how the tests show that a
-// rank that fails takes the job down (tests/cli/mpi_train_test.sh), as LevelDB's fault-injecting
-// Env does for its files. Unset in real runs.
-void maybe_inject_fault(int rank, int64_t step) {
-  static const char* spec = std::getenv("XLTUNE_FAULT_RANK_STEP");
-  if (spec == nullptr || *spec == '\0') return;
-  int r = -1;
-  long long s = -1;
-  if (std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step)
-    XLTUNE_FAIL("injected fault (XLTUNE_FAULT_RANK_STEP=", spec, ")");
-}
 
 // The latent slices of every rank, back in shard order.
 LatentCache in_shard_order(LatentCache c) {

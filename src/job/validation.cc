@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/log.h"
+#include "data/captions.h"
 #include "data/png_text.h"
 #include "generate/render_on_ranks.h"
 
@@ -16,13 +17,8 @@ namespace xltune {
 Validation::Validation(const TrainOptions& o, SdxlModel& model, const ClipTokenizer& t1, const ClipTokenizer& t2,
                        uint64_t seed, at::Device device)
     : o_(o), pipe_(model, t1, t2, model.force_zeros_for_empty_prompt), seed_(seed), device_(device) {
-  const std::string& token = o.prep.captions.token_string;
-  for (std::string p : o.validation_prompts) {
-    // The reference's trigger replacement: literal and case-sensitive.
-    for (size_t at = p.find(token); !token.empty() && at != std::string::npos; at = p.find(token, at + 8))
-      p.replace(at, token.size(), "<s0><s1>");
-    prompts_.push_back(p);
-  }
+  for (const std::string& p : o.validation_prompts)
+    prompts_.push_back(replace_literally(p, o.prep.captions.token_string, o.prep.captions.special_tokens));
 }
 
 bool Validation::due(int64_t step, int64_t total) const {

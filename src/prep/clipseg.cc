@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -180,14 +182,15 @@ std::vector<at::Tensor> ClipSegImpl::vision_activations(const at::Tensor& pixels
     pos = at::cat({pos.slice(1, 0, 1), grid.permute({0, 2, 3, 1}).reshape({1, -1, dim})}, 1);
   }
   x = pre_layrnorm(x + pos);
-  std::vector<at::Tensor> out;
+  // Layers past the last extracted one feed nothing the decoder reads.
   const int64_t last = *std::max_element(config_.extract_layers.begin(), config_.extract_layers.end());
-  std::vector<at::Tensor> after(static_cast<size_t>(last + 1));
-  for (int64_t i = 0; i <= last; ++i) {  // later layers feed nothing the decoder reads
+  std::map<int64_t, at::Tensor> kept;
+  for (int64_t i = 0; i <= last; ++i) {
     x = vision_layers[static_cast<size_t>(i)]->forward(x);
-    after[static_cast<size_t>(i)] = x;
+    if (std::count(config_.extract_layers.begin(), config_.extract_layers.end(), i)) kept[i] = x;
   }
-  for (int64_t i : config_.extract_layers) out.push_back(after[static_cast<size_t>(i)]);
+  std::vector<at::Tensor> out;
+  for (int64_t i : config_.extract_layers) out.push_back(kept.at(i));
   return out;
 }
 

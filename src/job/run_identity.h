@@ -1,0 +1,31 @@
+// What identifies a training run, for the latent cache and for resuming (Note [Checkpoints]):
+// the images by their bytes, the VAE by its config and weights file, and the run's meaning (the
+// options that must be the same to resume it).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "job/train_options.h"
+#include "train/sdxl_model.h"
+
+namespace xltune {
+
+// A file by its path and size.
+std::string file_fingerprint(const std::string& path);
+// The training images by their bytes (CRC-32C and size of the archive, or of every file of a
+// folder with its relative name), not the path or the time: a copied or moved archive still
+// resumes and an edited one does not.
+std::string content_identity(const std::string& path);
+// The VAE that made a latent cache: its config and weights file.
+std::string vae_fingerprint(const SdxlModel& configs, const std::string& model);
+// The options that must be the same to resume a run; max_train_steps may grow, the pivot stays
+// where the checkpoint's run put it.
+nlohmann::json run_meaning(const TrainOptions& o, const std::string& shards_id, int world, uint64_t seed,
+                           int64_t pivot_step, double lora_alpha);
+// Fails naming the option of the first field of `theirs` (a checkpoint's meaning) that `ours`
+// does not share (seed and pivot are the checkpoint's to give).
+void check_meaning(const nlohmann::json& theirs, const nlohmann::json& ours, const std::string& dir);
+
+}  // namespace xltune
