@@ -10,7 +10,6 @@
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <opencv2/imgproc.hpp>
 #include <random>
 
 #include "core/atomic_file.h"
@@ -19,6 +18,7 @@
 #include "core/safetensors.h"
 #include "data/captions.h"
 #include "data/image_decode.h"
+#include "data/lanczos_resize.h"
 #include "data/png_text.h"
 #include "diffusion/scheduler.h"
 #include "generate/render_on_ranks.h"
@@ -167,19 +167,30 @@ void load_unet_weights(const std::string& path, UNetImpl& unet) {
 
 // An RGB image file as [1, 3, H, W] in [-1, 1] (VaeImageProcessor: x / 255 * 2 - 1), or a mask
 // as [1, 1, H, W] in {0, 1} (grey, binarised at 0.5), resized to width x height when asked.
+// An image file as diffusers' VaeImageProcessor reads it: [1, 3, H, W] in [-1, 1]
+// (x / 255 * 2 - 1); a mask as its mask processor does: PIL's "L" grey, then [1, 1, H, W]
+// binarised at 0.5. Resized to width x height when asked, with Pillow's Lanczos as diffusers
+// resizes (data/lanczos_resize.h).
 at::Tensor read_image(const std::string& path, const char* option, bool mask, int64_t width, int64_t height) {
   XLTUNE_CHECK(fs::is_regular_file(path), option, " ", path, ": no such file");
-  cv::Mat rgb = decode_image_file(path, path).rgb;
-  if (width > 0 && (rgb.cols != width || rgb.rows != height)) {
-    cv::Mat resized;
-    cv::resize(rgb, resized, cv::Size(static_cast<int>(width), static_cast<int>(height)), 0, 0, cv::INTER_LANCZOS4);
-    rgb = resized;
+  cv::Mat pixels = decode_image_file(path, path).rgb;
+  if (mask) {
+    // PIL's RGB -> L: (19595 R + 38470 G + 7471 B + 0x8000) >> 16.
+    cv::Mat grey(pixels.rows, pixels.cols, CV_8UC1);
+    for (int y = 0; y < pixels.rows; ++y) {
+      const uint8_t* in = pixels.ptr<uint8_t>(y);
+      uint8_t* out = grey.ptr<uint8_t>(y);
+      for (int x = 0; x < pixels.cols; ++x)
+        out[x] = static_cast<uint8_t>((in[3 * x] * 19595 + in[3 * x + 1] * 38470 + in[3 * x + 2] * 7471 + 0x8000) >> 16);
+    }
+    pixels = grey;
   }
-  at::Tensor t = torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, at::kByte).clone().to(at::kFloat) / 255.0;
-  if (!mask) return (t.permute({2, 0, 1}).unsqueeze(0) * 2 - 1).contiguous();
-  // PIL's "L": (299 R + 587 G + 114 B) / 1000, then binarised.
-  at::Tensor grey = (t.select(2, 0) * 0.299 + t.select(2, 1) * 0.587 + t.select(2, 2) * 0.114);
-  return (grey >= 0.5).to(at::kFloat).view({1, 1, rgb.rows, rgb.cols});
+  if (width > 0 && (pixels.cols != width || pixels.rows != height))
+    pixels = lanczos_resize(pixels, static_cast<int>(width), static_cast<int>(height));
+  const int64_t c = pixels.channels();
+  at::Tensor t = torch::from_blob(pixels.data, {pixels.rows, pixels.cols, c}, at::kByte).clone().to(at::kFloat) / 255.0;
+  if (mask) return (t >= 0.5).to(at::kFloat).view({1, 1, pixels.rows, pixels.cols});
+  return (t.permute({2, 0, 1}).unsqueeze(0) * 2 - 1).contiguous();
 }
 
 std::string a1111_parameters(const GenerateOptions& o, const std::string& prompt, uint64_t seed, int64_t w, int64_t h) {
@@ -225,8 +236,10 @@ GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
   const at::Device device = resolve_device(o.device, comm.local_rank());
   const SdxlModel configs = read_sdxl_configs(o.model, o.model_config);
   const int64_t f = int64_t{1} << (configs.vae_config.block_out_channels.size() - 1);
-  XLTUNE_CHECK(o.width % f == 0 && o.height % f == 0, "--width ", o.width, " and --height ", o.height,
-               ": expected multiples of ", f, " (the VAE's factor)");
+  // xltune's UNet takes latents that its levels halve evenly (diffusers pads odd sizes inside).
+  const int64_t multiple = resolution_multiple(configs);
+  XLTUNE_CHECK(o.width % multiple == 0 && o.height % multiple == 0, "--width ", o.width, " and --height ", o.height,
+               ": this model needs multiples of ", multiple, " (its VAE and UNet downscale by ", multiple, " in all)");
   make_scheduler(o.scheduler, SchedulerConfig::from_json_text(configs.scheduler_json, configs.scheduler_source),
                  o.num_inference_steps);  // a bad --scheduler fails before the model loads
   GenerationRequest r;
@@ -240,6 +253,9 @@ GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
     if (!inpaint) {  // img2img keeps the image's size, rounded down to the VAE's factor
       const int64_t h = r.image.size(2) / f * f, w = r.image.size(3) / f * f;
       XLTUNE_CHECK(h > 0 && w > 0, "--image ", o.image, ": smaller than ", f, " pixels");
+      XLTUNE_CHECK(h % multiple == 0 && w % multiple == 0, "--image ", o.image, ": img2img keeps the image's size (",
+                   r.image.size(3), "x", r.image.size(2), ", ", w, "x", h, " at the VAE's factor ", f,
+                   "), and this model needs multiples of ", multiple, ": resize or crop the image");
       if (h != r.image.size(2) || w != r.image.size(3)) r.image = read_image(o.image, "--image", false, w, h);
     }
     if (inpaint) r.mask = read_image(o.mask, "--mask", true, o.width, o.height);

@@ -147,6 +147,11 @@ expect 2 "--num_validation_images 0" "$xltune" "${train[@]}" --num_validation_im
 # Bad input: one clear message each.
 expect 2 "unknown scheduler" gen --scheduler K_LMS --out "$dir/x" && has "$dir/err" "--scheduler 'K_LMS': expected one of"
 expect 2 "size not a multiple of 8" gen --width 60 --out "$dir/x" && has "$dir/err" "--width 60 and --height 64: expected multiples of 8"
+expect 1 "a size this model's UNet cannot take" gen --width 72 --out "$dir/x" \
+  && has "$dir/err" "--width 72 and --height 64: this model needs multiples of 16"
+"$py" -c "from PIL import Image; Image.new('RGB', (77, 90), (9, 99, 199)).save('$dir/odd.png')"
+expect 1 "img2img of an image whose size does not fit" gen --image "$dir/odd.png" --out "$dir/x" \
+  && has "$dir/err" "img2img keeps the image's size (77x90, 72x88 at the VAE's factor 8)"
 expect 2 "strength above 1" gen --image "$dir/base/out-0.png" --prompt_strength 1.5 --out "$dir/x" \
   && has "$dir/err" "--prompt_strength 1.5: expected a value from 0 to 1"
 expect 1 "missing image" gen --image "$dir/nothing.png" --out "$dir/x" && has "$dir/err" "--image $dir/nothing.png: no such file"

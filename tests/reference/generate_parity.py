@@ -215,6 +215,27 @@ def main():
                                extra={"image": init, "mask_image": mask_img, "strength": 0.8})
         compare(f"{name}, inpainting strength 0.8", ours, theirs)
 
+    # Inputs of other sizes: resized with Pillow's Lanczos on both sides (inpainting to --width x
+    # --height, img2img down to a multiple of 8).
+    big = (torch.rand(99, 85, 3, generator=g) * 255).round().to(torch.uint8).numpy()
+    Image.fromarray(big).save(os.path.join(work, "odd.png"))
+    odd_mask = np.zeros((99, 85, 3), np.uint8)
+    odd_mask[20:70, 10:50] = (255, 200, 90)  # not grey: the "L" conversion matters
+    Image.fromarray(odd_mask).save(os.path.join(work, "odd_mask.png"))
+    odd, odd_m = Image.open(os.path.join(work, "odd.png")), Image.open(os.path.join(work, "odd_mask.png"))
+    ours = run_xltune(xltune, model, os.path.join(work, "inpaint-odd"),
+                      ["--image", os.path.join(work, "odd.png"), "--mask", os.path.join(work, "odd_mask.png"),
+                       "--prompt_strength", "0.8", "--num_inference_steps", "8", "--seed", "23", "--prompt", "a hole",
+                       "--width", "64", "--height", "64"])
+    compare("K_EULER, inpainting an 85x99 image and mask at 64x64", ours,
+            diffusers_run(inp, "K_EULER", "a hole", None, 23, 8, 7.5, size, 1,
+                          extra={"image": odd, "mask_image": odd_m, "strength": 0.8}))
+    ours = run_xltune(xltune, model, os.path.join(work, "i2i-odd"),
+                      ["--image", os.path.join(work, "odd.png"), "--prompt_strength", "0.6", "--num_inference_steps", "8",
+                       "--seed", "24", "--prompt", "a painting"])
+    compare("K_EULER, img2img of an 85x99 image (80x96)", ours,
+            diffusers_run(i2i, "K_EULER", "a painting", None, 24, 8, 7.5, None, 1, extra={"image": odd, "strength": 0.6}))
+
     # The recipe as Pillow (and so A1111's PNG Info) reads it.
     params = Image.open(os.path.join(work, "lora-K_EULER", "out-0.png")).info.get("parameters", "")
     lines = params.split("\n")
