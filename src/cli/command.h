@@ -60,5 +60,6 @@ int init_model_command(const std::vector<std::string>& args);
 int export_command(const std::vector<std::string>& args);
 int generate_command(const std::vector<std::string>& args);
 int mask_command(const std::vector<std::string>& args);
+int caption_command(const std::vector<std::string>& args);
 
 }  // namespace xltune::cli

@@ -10,68 +10,12 @@
 #include "text/clip_tokenizer.h"
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
-#include "prep/clipseg.h"
+#include "cli/tiny_prep_models.h"
 #include "train/random_model.h"
 
 namespace po = boost::program_options;
 
 namespace xltune::cli {
-
-namespace {
-
-// A tiny random CLIPSeg in the hub's layout (config.json, model.safetensors,
-// preprocessor_config.json, the CLIP tokenizer files): the refined model's architecture at
-// 64 px, for tests and the quickstart's prompt masks.
-int64_t write_tiny_clipseg(const std::string& out, uint64_t seed) {
-  const nlohmann::json config = {
-      {"architectures", {"CLIPSegForImageSegmentation"}},
-      {"model_type", "clipseg"},
-      {"projection_dim", 24},
-      {"reduce_dim", 16},
-      {"extract_layers", {1, 2, 3}},
-      {"conditional_layer", 0},
-      {"decoder_num_attention_heads", 2},
-      {"decoder_intermediate_size", 32},
-      {"use_complex_transposed_convolution", true},
-      {"text_config",
-       {{"hidden_size", 32}, {"intermediate_size", 48}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-        {"vocab_size", 49408}, {"max_position_embeddings", 77}, {"hidden_act", "quick_gelu"}}},
-      {"vision_config",
-       {{"hidden_size", 48}, {"intermediate_size", 64}, {"num_hidden_layers", 4}, {"num_attention_heads", 4},
-        {"image_size", 64}, {"patch_size", 16}, {"hidden_act", "quick_gelu"}}}};
-  const nlohmann::json processor = {{"image_processor_type", "ViTImageProcessor"},
-                                    {"do_resize", true},
-                                    {"size", {{"height", 64}, {"width", 64}}},
-                                    {"resample", 2},
-                                    {"do_rescale", true},
-                                    {"rescale_factor", 1.0 / 255},
-                                    {"do_normalize", true},
-                                    {"image_mean", {0.485, 0.456, 0.406}},
-                                    {"image_std", {0.229, 0.224, 0.225}}};
-  std::filesystem::create_directories(out);
-  ClipSeg model(ClipSegConfig::from_json_text(config.dump(), "tiny-clipseg"), at::TensorOptions().dtype(at::kFloat));
-  randomize_module(*model, "clipseg", seed);
-  {
-    // Logits of a few units rather than tenths, so that a prompt's mask visibly varies.
-    at::NoGradGuard no_grad;
-    for (const auto& item : model->named_parameters())
-      if (item.key().find("transposed_convolution") != std::string::npos || item.key().find("film") != std::string::npos)
-        item.value().mul_(4.0);
-  }
-  NamedTensors state;
-  int64_t n = 0;
-  for (const auto& item : model->named_parameters()) {
-    state.emplace_back(item.key(), item.value().detach());
-    n += item.value().numel();
-  }
-  ClipTokenizer::from_bpe_file(clip_vocabulary_file(), "<|endoftext|>").write_folder(out);
-  write_file_atomic(out + "/config.json", config.dump(2) + "\n");
-  write_file_atomic(out + "/preprocessor_config.json", processor.dump(2) + "\n");
-  save_safetensors(out + "/model.safetensors", state, {{"format", "pt"}});
-  return n;
-}
-
-}  // namespace
 
 int init_model_command(const std::vector<std::string>& args) {
   std::string preset, from_config, out;
@@ -80,7 +24,8 @@ int init_model_command(const std::vector<std::string>& args) {
   options.add_options()("help,h", "show this help")(
       "preset", po::value<std::string>(&preset),
       "tiny: a training step in well under a second on 2 CPU cores; small: SDXL's shape (three levels, 64-wide "
-      "heads, both encoders) at a few hundred MB; tiny-clipseg: a random CLIPSeg folder (for --clipseg_model)")(
+      "heads, both encoders) at a few hundred MB; tiny-clipseg, tiny-blip: random preprocessing models in the hub's "
+      "layout (for --clipseg_model, --blip_model)")(
       "from-config", po::value<std::string>(&from_config),
       "a folder with unet/, vae/, text_encoder/, text_encoder_2/ config.json (and scheduler/): random weights for "
       "those configs")("out", po::value<std::string>(&out), "the model folder to write")(
@@ -96,12 +41,14 @@ int init_model_command(const std::vector<std::string>& args) {
   }
   XLTUNE_USAGE_CHECK(preset.empty() != from_config.empty(), "give one of --preset tiny|small and --from-config DIR");
   XLTUNE_USAGE_CHECK(!out.empty(), "--out: expected the folder to write the model into");
-  XLTUNE_USAGE_CHECK(preset.empty() || preset == "tiny" || preset == "small" || preset == "tiny-clipseg", "--preset '",
-                     preset, "': expected tiny, small or tiny-clipseg");
-  if (preset == "tiny-clipseg") {
-    const int64_t n = write_tiny_clipseg(out, seed);
-    std::cout << "wrote " << out << ": a random CLIPSeg, " << with_commas(static_cast<uint64_t>(n))
-              << " parameters (seed " << seed << ")\n";
+  XLTUNE_USAGE_CHECK(preset.empty() || preset == "tiny" || preset == "small" || preset == "tiny-clipseg" ||
+                         preset == "tiny-blip",
+                     "--preset '", preset, "': expected tiny, small, tiny-clipseg or tiny-blip");
+  if (preset == "tiny-clipseg" || preset == "tiny-blip") {
+    const bool clipseg = preset == "tiny-clipseg";
+    const int64_t n = clipseg ? write_tiny_clipseg(out, seed) : write_tiny_blip(out, seed);
+    std::cout << "wrote " << out << ": a random " << (clipseg ? "CLIPSeg" : "BLIP captioner") << ", "
+              << with_commas(static_cast<uint64_t>(n)) << " parameters (seed " << seed << ")\n";
     return 0;
   }
   ModelConfigSet configs = preset.empty() ? configs_from_folder(from_config) : preset_configs(preset);

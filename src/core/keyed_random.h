@@ -31,6 +31,7 @@ enum class DrawKind : uint64_t {
   kRounding = 7,      // stochastic rounding of bf16 optimizer state (position: the tensor's index)
   kRandomModel = 8,   // weights of `xltune init-model` (step: a hash of the tensor's name)
   kShardRounding = 9, // the same for ZeRO-1's shards (position: bucket << 20 | rank)
+  kCaptionToken = 10, // a sampled caption token (step: its position; position: the image's key)
 };
 
 uint64_t draw_key(uint64_t seed, uint64_t step, uint64_t position, DrawKind kind);

@@ -1,0 +1,51 @@
+#include "prep/blip_captioner.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "core/check.h"
+
+namespace fs = std::filesystem;
+
+namespace xltune {
+namespace {
+
+ImageProcessorConfig processor_of(const std::string& dir) {
+  const std::string path = dir + "/preprocessor_config.json";
+  XLTUNE_CHECK(fs::is_regular_file(path), "--blip_model ", dir, ": no preprocessor_config.json");
+  return ImageProcessorConfig::from_json_text(read_file(path), path);
+}
+
+}  // namespace
+
+BlipCaptioner::BlipCaptioner(const std::string& dir, const at::TensorOptions& options)
+    : dir_(dir), model_(load_blip(dir, options)), processor_(processor_of(dir)),
+      text_(WordPieceDecoder::from_folder(dir)), options_(options) {
+  const int64_t size = model_->config().vision.image_size;
+  XLTUNE_CHECK(processor_.do_resize && processor_.height == size && processor_.width == size, "--blip_model ", dir,
+               ": preprocessor_config.json resizes to ", processor_.width, "x", processor_.height,
+               " but the vision tower takes ", size, "x", size);
+}
+
+std::vector<std::vector<int64_t>> BlipCaptioner::token_ids(const std::vector<RgbView>& images,
+                                                           const CaptionDecodingOptions& decoding,
+                                                           const std::vector<uint64_t>& keys) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> pixels;
+  for (const RgbView& image : images) pixels.push_back(process_image(processor_, image.rgb, image.width, image.height));
+  const at::Tensor embeds = model_->image_embeds(at::cat(pixels).to(options_));
+  return decode_captions(model_, embeds, decoding, keys);
+}
+
+std::vector<std::string> BlipCaptioner::captions(const std::vector<RgbView>& images,
+                                                 const CaptionDecodingOptions& decoding,
+                                                 const std::vector<uint64_t>& keys) {
+  std::vector<std::string> out;
+  for (const auto& ids : token_ids(images, decoding, keys)) out.push_back(text_.decode(ids));
+  return out;
+}
+
+}  // namespace xltune

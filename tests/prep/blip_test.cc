@@ -1,0 +1,169 @@
+// BLIP captioning against transformers (tests/reference/make_blip_models.py): two tiny random
+// configs, the processor's pixels on two sample photos, the image embeddings, the decoder's
+// logits, greedy and beam token ids and their decoded text; seeded sampling; the full-size key
+// and shape list; bad model folders.
+#include "prep/blip_captioner.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "data/image_decode.h"
+#include "test_util.h"
+
+namespace xltune {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_util::max_abs_diff;
+
+std::string blip_dir(const std::string& name) { return std::string(XLTUNE_TESTDATA_DIR) + "/blip/" + name; }
+
+double rel(const at::Tensor& a, const at::Tensor& b) { return max_abs_diff(a, b) / b.abs().max().item<double>(); }
+
+std::vector<int64_t> ids_of(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+// transformers pads a finished beam's row with [SEP]s up to the longest returned: ours stops at
+// the first [SEP].
+std::vector<int64_t> through_first_sep(std::vector<int64_t> ids, int64_t sep) {
+  for (size_t i = 1; i < ids.size(); ++i)
+    if (ids[i] == sep) return std::vector<int64_t>(ids.begin(), ids.begin() + static_cast<long>(i) + 1);
+  return ids;
+}
+
+TEST(BlipParity, PixelsEmbeddingsLogitsAndCaptionsMatchTransformers) {
+  for (const char* name : {"a", "b"}) {
+    BlipCaptioner captioner(blip_dir(name), at::TensorOptions().dtype(at::kFloat));
+    SafetensorsFile dump(blip_dir(name) + "/reference.safetensors");
+    const auto ref = nlohmann::json::parse(read_file(blip_dir(name) + "/reference.json"));
+    const int64_t sep = captioner.model()->config().text.sep_token_id;
+    for (size_t i = 0; i < ref["photos"].size(); ++i) {
+      const std::string k = std::to_string(i) + ".";
+      const cv::Mat rgb = decode_image_file(ref["photos"][i].get<std::string>(), "photo").rgb;
+      const std::vector<RgbView> image{{rgb.data, rgb.cols, rgb.rows}};
+      // The processor: Pillow's bicubic resize on 8 bits, then rescale and normalise.
+      const at::Tensor pixels = process_image(captioner.processor(), rgb.data, rgb.cols, rgb.rows);
+      EXPECT_LT(max_abs_diff(pixels[0], dump.tensor(k + "pixel_values")), 1e-5) << name << " photo " << i;
+      // The vision tower and the decoder on transformers' own pixels and ids.
+      const at::Tensor theirs = dump.tensor(k + "pixel_values").unsqueeze(0);
+      const at::Tensor embeds = captioner.model()->image_embeds(theirs);
+      const double re = rel(embeds[0], dump.tensor(k + "image_embeds"));
+      EXPECT_LT(re, 1e-5) << name << " photo " << i;
+      const at::Tensor greedy = dump.tensor(k + "greedy");
+      const at::Tensor logits = captioner.model()->logits(theirs, greedy.unsqueeze(0));
+      const double rl = rel(logits[0], dump.tensor(k + "logits"));
+      EXPECT_LT(rl, 1e-4) << name << " photo " << i;
+      // Greedy and beam search end to end: the same tokens, the same text.
+      CaptionDecodingOptions o;
+      o.max_length = ref["max_length"].get<int64_t>();
+      o.decoding = CaptionDecoding::kGreedy;
+      const auto g = captioner.token_ids(image, o, {0});
+      EXPECT_EQ(g[0], through_first_sep(ids_of(greedy), sep)) << name << " photo " << i;
+      EXPECT_EQ(captioner.text().decode(g[0]), ref["texts"][k + "greedy"].get<std::string>()) << name;
+      o.decoding = CaptionDecoding::kBeam;
+      o.num_beams = ref["num_beams"].get<int64_t>();
+      const auto b = captioner.token_ids(image, o, {0});
+      EXPECT_EQ(b[0], through_first_sep(ids_of(dump.tensor(k + "beam")), sep)) << name << " photo " << i;
+      EXPECT_EQ(captioner.captions(image, o, {0})[0], ref["texts"][k + "beam"].get<std::string>()) << name;
+      std::cout << name << " photo " << i << ": image embeds " << re << ", logits " << rl
+                << " of their largest value; greedy '" << captioner.text().decode(g[0]) << "'\n";
+    }
+  }
+}
+
+TEST(BlipSampling, SeededCaptionsRepeatAndDoNotDependOnTheBatch) {
+  BlipCaptioner captioner(blip_dir("a"), at::TensorOptions().dtype(at::kFloat));
+  const auto ref = nlohmann::json::parse(read_file(blip_dir("a") + "/reference.json"));
+  std::vector<cv::Mat> photos;
+  std::vector<RgbView> images;
+  for (const auto& p : ref["photos"]) photos.push_back(decode_image_file(p.get<std::string>(), "photo").rgb);
+  for (const cv::Mat& m : photos) images.push_back({m.data, m.cols, m.rows});
+  CaptionDecodingOptions o;  // the reference's: sampling, top-k 50, temperature 0.7
+  o.max_length = 20;
+  o.seed = 7;
+  const auto both = captioner.token_ids(images, o, {10, 11});
+  EXPECT_EQ(captioner.token_ids(images, o, {10, 11}), both);
+  // Alone, each image draws the same tokens as in the batch.
+  EXPECT_EQ(captioner.token_ids({images[1]}, o, {11})[0], both[1]);
+  // Another seed or another key draws other tokens (20 tokens from 57: a repeat is vanishingly rare).
+  o.seed = 8;
+  EXPECT_NE(captioner.token_ids(images, o, {10, 11}), both);
+  o.seed = 7;
+  EXPECT_NE(captioner.token_ids({images[0]}, o, {12})[0], both[0]);
+  // Greedy is sampling's limit: top_k 1 draws the most likely token every time.
+  o.top_k = 1;
+  CaptionDecodingOptions greedy = o;
+  greedy.decoding = CaptionDecoding::kGreedy;
+  EXPECT_EQ(captioner.token_ids(images, o, {10, 11}), captioner.token_ids(images, greedy, {10, 11}));
+}
+
+TEST(BlipFullSize, KeysAndShapesOfBlipImageCaptioningLarge) {
+  const std::string dir = blip_dir("full");
+  BlipConfig c = BlipConfig::from_json_text(read_file(dir + "/config.json"), dir + "/config.json");
+  Blip model(c, at::TensorOptions().device(at::kMeta));
+  const auto expected = nlohmann::json::parse(read_file(dir + "/keys.json"));
+  std::map<std::string, std::vector<int64_t>> ours;
+  for (const auto& p : model->named_parameters()) ours[p.key()] = p.value().sizes().vec();
+  std::vector<std::string> missing, extra, shape;
+  for (auto it = expected.begin(); it != expected.end(); ++it) {
+    if (it.key().find("position_ids") != std::string::npos) continue;  // buffers, not weights
+    if (it.key().find("cls.predictions.decoder.") != std::string::npos) continue;  // tied (blip.h)
+    auto o = ours.find(it.key());
+    if (o == ours.end()) missing.push_back(it.key());
+    else if (o->second != it.value().get<std::vector<int64_t>>()) shape.push_back(it.key());
+  }
+  for (const auto& [k, v] : ours)
+    if (!expected.contains(k)) extra.push_back(k);
+  EXPECT_TRUE(missing.empty()) << missing.size() << " missing, e.g. " << (missing.empty() ? "" : missing[0]);
+  EXPECT_TRUE(extra.empty()) << extra.size() << " extra, e.g. " << (extra.empty() ? "" : extra[0]);
+  EXPECT_TRUE(shape.empty()) << shape.size() << " with other shapes, e.g. " << (shape.empty() ? "" : shape[0]);
+  EXPECT_EQ(ours.size(), 615u);  // 617 in transformers' state dict, less the two tied decoder tensors
+  EXPECT_EQ(c.text.vocab_size, 30524);
+  EXPECT_EQ(c.text.encoder_hidden_size, 1024);
+  EXPECT_EQ(c.vision.image_size, 384);
+}
+
+TEST(BlipFolders, BadFoldersEndInOneMessageNamingWhatIsWrong) {
+  testing_util::ScopedTempDir scoped("blip_folders");
+  const fs::path tmp = scoped.path();
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  auto copy_of = [&](const std::string& name) {
+    const fs::path d = tmp / name;
+    fs::copy(blip_dir("a"), d, fs::copy_options::recursive);
+    return d.string();
+  };
+  using testing::HasSubstr;
+  EXPECT_THAT([&] { BlipCaptioner((tmp / "none").string(), opts); },
+              testing::ThrowsMessage<Error>(HasSubstr("no such folder")));
+  std::string d = copy_of("no_config");
+  fs::remove(d + "/config.json");
+  EXPECT_THAT([&] { BlipCaptioner(d, opts); }, testing::ThrowsMessage<Error>(HasSubstr("no config.json")));
+  d = copy_of("pickle");
+  fs::remove(d + "/model.safetensors");
+  write_file_atomic(d + "/pytorch_model.bin", "not really a pickle");
+  EXPECT_THAT([&] { BlipCaptioner(d, opts); }, testing::ThrowsMessage<Error>(HasSubstr("convert-weights")));
+  d = copy_of("no_vocab");
+  fs::remove(d + "/vocab.txt");
+  EXPECT_THAT([&] { BlipCaptioner(d, opts); }, testing::ThrowsMessage<Error>(HasSubstr("no vocab.txt")));
+  d = copy_of("no_processor");
+  fs::remove(d + "/preprocessor_config.json");
+  EXPECT_THAT([&] { BlipCaptioner(d, opts); }, testing::ThrowsMessage<Error>(HasSubstr("no preprocessor_config.json")));
+  // A config that does not fit the weights: the loader names a tensor and both shapes.
+  d = copy_of("wrong_shapes");
+  auto config = nlohmann::json::parse(read_file(d + "/config.json"));
+  config["text_config"]["intermediate_size"] = 44;
+  write_file_atomic(d + "/config.json", config.dump());
+  EXPECT_THAT([&] { BlipCaptioner(d, opts); }, testing::ThrowsMessage<Error>(HasSubstr("intermediate.dense.weight")));
+}
+
+}  // namespace
+}  // namespace xltune
