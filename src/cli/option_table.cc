@@ -20,8 +20,15 @@ void add_preprocess_options(OptionTable& t, PreprocessOptions& o) {
       .add("max_images", &o.max_images, "use only the first N images by name (0: all)")
       .add("clipseg_model", &o.clipseg_model,
            "CLIPSeg folder for --mask_target_prompts (as the hub ships CIDAS/clipseg-rd64-refined)")
+      .add("blip_model", &o.blip_model,
+           "BLIP folder for captions of images without one (as the hub ships "
+           "Salesforce/blip-image-captioning-large)")
+      .add("upscaler_model", &o.upscaler_model,
+           "Swin2SR x4 folder for crops smaller than --resolution (as the hub ships "
+           "caidas/swin2SR-realworld-sr-x4-64-bsrgan-psnr)")
       .add("preprocess_models", &o.preprocess_models,
-           "a folder of the preprocessing models under their hub names (clipseg-rd64-refined/, ...)");
+           "a folder of the preprocessing models under their hub names (clipseg-rd64-refined/, "
+           "blip-image-captioning-large/, swin2SR-realworld-sr-x4-64-bsrgan-psnr/); the options above win");
 }
 
 void add_ingest_limit_options(OptionTable& t, PreprocessOptions& o) {

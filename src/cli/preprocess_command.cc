@@ -36,7 +36,8 @@ int preprocess_command(const std::vector<std::string>& args) {
   main_options.description().add_options()("help,h", "show this help");
   main_options.add("input_images", &o.input_images,
                    "the images: .zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz, .tar.zst, or a folder")
-      .add("output_dir", &o.output_dir, "where the shards, index.json and contact_sheet.png go");
+      .add("output_dir", &o.output_dir, "where the shards, index.json and contact_sheet.png go")
+      .add("seed", &o.caption_seed, "seed of BLIP's sampled captions (the same seed, the same captions)");
   add_preprocess_options(main_options, o);
   OptionTable limits("Limits (an archive is untrusted input)");
   add_ingest_limit_options(limits, o);
@@ -50,8 +51,10 @@ int preprocess_command(const std::vector<std::string>& args) {
     std::cout << usage("preprocess", "--input_images ARCHIVE|FOLDER --output_dir DIR [options]",
                        "Turns training images into HDF5 shards for `xltune train`: each image is decoded\n"
                        "(EXIF rotation, transparency on white), masked, cropped to a square around its\n"
-                       "mask, resized to --resolution with Lanczos and captioned (caption.csv row by file\n"
-                       "name, else a .txt file beside the image, else --caption_prefix). Unusable images\n"
+                       "mask, upscaled with Swin2SR if smaller than --resolution and a model is given,\n"
+                       "resized to --resolution with Lanczos and captioned (caption.csv row by file name,\n"
+                       "else a .txt file beside the image, else --caption_prefix and BLIP's caption when\n"
+                       "--blip_model or --preprocess_models gives one). Unusable images\n"
                        "are skipped with a warning. The set is complete when OUTPUT_DIR/index.json exists;\n"
                        "look at OUTPUT_DIR/contact_sheet.png before training.",
                        options);

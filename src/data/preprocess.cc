@@ -182,8 +182,14 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
   XLTUNE_CHECK(writer != nullptr, "--input_images ", options.input_images, ": none of the ", images.size(),
                " images could be used (see the warnings above)");
   if (small_crops > 0)
-    log_warn(small_crops, " images have a crop smaller than ", R, " px and were upscaled with Lanczos",
-             models.upscaler ? " after the upscaler" : " (no Swin2SR upscaler yet): expect softer training images");
+    log_warn(small_crops, " images have a crop smaller than ", R, " px and were upscaled with ",
+             models.upscaler ? "Swin2SR x4, then Lanczos"
+                             : "Lanczos (no Swin2SR model: give --upscaler_model DIR, or --preprocess_models DIR with "
+                               "swin2SR-realworld-sr-x4-64-bsrgan-psnr/ in it): expect softer training images");
+  if (models.captioner == nullptr && report.caption_sources[CaptionSource::kPrefix] > 0)
+    log_warn(report.caption_sources[CaptionSource::kPrefix], " images have no caption.csv row or .txt file and no ",
+             "BLIP model to caption them (give --blip_model DIR, or --preprocess_models DIR with ",
+             "blip-image-captioning-large/ in it): their caption is --caption_prefix alone");
   if (face && report.faces < writer->samples())
     log_warn("no face found in ", writer->samples() - report.faces, " of ", writer->samples(),
              " images: their masks are uniform");

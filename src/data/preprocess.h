@@ -5,6 +5,10 @@
 //     and the crop is smaller than the resolution) -> Lanczos to resolution -> caption
 //   -> HDF5 shards (index.json last) + contact_sheet.png
 //
+// Captions: a caption.csv row or .txt sidecar, else BLIP's caption after --caption_prefix when a
+// BLIP model is plugged in, else the prefix alone. Upscaling: crops smaller than the resolution
+// go through Swin2SR x4 when one is plugged in, then Lanczos to the resolution.
+//
 // Masks: --use_face_detection_instead gives face masks (face_mask.h); otherwise a uniform
 // mask (all 255: every pixel counts fully in the loss, and the salience crop centres on the
 // image), as the reference trainer without --mask_target_prompts (CLIPSeg at temperature 999
@@ -39,7 +43,12 @@ struct PreprocessOptions {
   // Where the preprocessing models are (job/preprocess_models.h loads them): a CLIPSeg folder,
   // or a folder of the hub folders under their names (clipseg-rd64-refined, ...).
   std::string clipseg_model;
+  std::string blip_model;      // BLIP captioner (Salesforce/blip-image-captioning-large)
+  std::string upscaler_model;  // Swin2SR x4 (caidas/swin2SR-realworld-sr-x4-64-bsrgan-psnr)
   std::string preprocess_models;
+  // BLIP's sampled captions draw from generators keyed by this seed and the image's name
+  // (prep/caption_decoding.h): `xltune train` passes its --seed.
+  uint64_t caption_seed = 0;
   bool crop_based_on_salience = true;
   bool use_face_detection_instead = false;
   uint64_t max_images = 0;  // the first N images by name; 0: all

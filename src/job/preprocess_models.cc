@@ -1,14 +1,37 @@
 #include "job/preprocess_models.h"
 
 #include <filesystem>
+#include <sstream>
 
 #include "core/log.h"
+#include "prep/blip_captioner.h"
 #include "prep/clipseg_masker.h"
 
 namespace fs = std::filesystem;
 
 namespace xltune {
 namespace {
+
+// bf16 where it is fast (a GPU); fp32 on a CPU, where bf16 matmuls are slow and parity is checked.
+at::TensorOptions model_options(at::Device device) {
+  return at::TensorOptions().dtype(device.is_cuda() ? at::kBFloat16 : at::kFloat).device(device);
+}
+
+std::string folder(const std::string& given, const std::string& models, std::initializer_list<const char*> names) {
+  if (!given.empty()) return given;
+  if (models.empty()) return "";
+  for (const char* name : names)
+    if (fs::is_directory(models + "/" + name)) return models + "/" + name;
+  return "";
+}
+
+// A stable 64-bit key of a sample's name (FNV-1a): its caption's draws do not depend on which
+// images came before it.
+uint64_t name_key(const std::string& name) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
 
 class ClipSegMasks : public MaskProvider {
  public:
@@ -29,6 +52,32 @@ class ClipSegMasks : public MaskProvider {
   double temperature_;
 };
 
+// BLIP with the reference's decoding (sampling, top-k 50, temperature 0.7, 150 tokens), seeded.
+// BLIP writes lower case: the trigger word comes back as the user wrote it (the reference's
+// " tok " -> " TOK ", for any --token_string).
+class BlipCaptions : public Captioner {
+ public:
+  BlipCaptions(const std::string& dir, at::Device device, uint64_t seed, std::string token)
+      : captioner_(dir, model_options(device)), token_(std::move(token)) {
+    decoding_.seed = seed;
+  }
+  std::string caption(const RgbImage& image, const std::string& sample_name) override {
+    const std::string text = captioner_.captions({{image.pixels.data(), image.width, image.height}}, decoding_,
+                                                 {name_key(sample_name)})[0];
+    std::string lower = token_;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::istringstream words(text);
+    std::string out;
+    for (std::string w; words >> w;) out += (out.empty() ? "" : " ") + (!lower.empty() && w == lower ? token_ : w);
+    return out;
+  }
+
+ private:
+  BlipCaptioner captioner_;
+  CaptionDecodingOptions decoding_;
+  std::string token_;
+};
+
 }  // namespace
 
 LoadedPreprocessModels::~LoadedPreprocessModels() = default;
@@ -36,24 +85,31 @@ LoadedPreprocessModels::~LoadedPreprocessModels() = default;
 PreprocessModels LoadedPreprocessModels::view() const {
   PreprocessModels m;
   m.prompt_masks = masks.get();
+  m.captioner = captioner.get();
+  m.upscaler = upscaler.get();
   return m;
 }
 
 std::string clipseg_folder(const PreprocessOptions& o) {
-  if (!o.clipseg_model.empty()) return o.clipseg_model;
-  if (o.preprocess_models.empty()) return "";
-  for (const char* name : {"clipseg-rd64-refined", "clipseg"})
-    if (fs::is_directory(o.preprocess_models + "/" + name)) return o.preprocess_models + "/" + name;
-  return "";
+  return folder(o.clipseg_model, o.preprocess_models, {"clipseg-rd64-refined", "clipseg"});
+}
+std::string blip_folder(const PreprocessOptions& o) {
+  return folder(o.blip_model, o.preprocess_models, {"blip-image-captioning-large", "blip"});
+}
+std::string upscaler_folder(const PreprocessOptions& o) {
+  return folder(o.upscaler_model, o.preprocess_models, {"swin2SR-realworld-sr-x4-64-bsrgan-psnr", "swin2sr"});
 }
 
 LoadedPreprocessModels load_preprocess_models(const PreprocessOptions& o, at::Device device) {
   LoadedPreprocessModels m;
   const bool prompt = o.mask_target_prompts && !o.mask_target_prompts->empty() && !o.use_face_detection_instead;
-  const std::string dir = clipseg_folder(o);
-  if (prompt && !dir.empty()) {
+  if (const std::string dir = clipseg_folder(o); prompt && !dir.empty()) {
     m.masks = std::make_unique<ClipSegMasks>(dir, device, *o.mask_target_prompts, o.clipseg_temperature);
     log_info("CLIPSeg masks for '", *o.mask_target_prompts, "' from ", dir, " (temperature ", o.clipseg_temperature, ")");
+  }
+  if (const std::string dir = blip_folder(o); !dir.empty()) {
+    m.captioner = std::make_unique<BlipCaptions>(dir, device, o.caption_seed, o.captions.token_string);
+    log_info("BLIP captions from ", dir, " (sampling, top-k 50, temperature 0.7, seed ", o.caption_seed, ")");
   }
   return m;
 }

@@ -1,7 +1,11 @@
 // The preprocessing models a run asks for, loaded and adapted to preprocess()'s interfaces
-// (data/preprocess_models.h): CLIPSeg for --mask_target_prompts, from --clipseg_model or
-// --preprocess_models DIR/clipseg-rd64-refined (or DIR/clipseg). Only what the options use is
-// loaded; a folder that is named but broken is an error naming it.
+// (data/preprocess_models.h):
+//   CLIPSeg for --mask_target_prompts: --clipseg_model, or DIR/clipseg-rd64-refined (DIR/clipseg)
+//   BLIP captions:                     --blip_model, or DIR/blip-image-captioning-large (DIR/blip)
+//   Swin2SR x4 upscaling:              --upscaler_model, or
+//                                      DIR/swin2SR-realworld-sr-x4-64-bsrgan-psnr (DIR/swin2sr)
+// where DIR is --preprocess_models. Only what the options use is loaded; a folder that is named
+// but broken is an error naming it. On a GPU the models run in bf16; on a CPU in fp32.
 #pragma once
 
 #include <memory>
@@ -20,12 +24,16 @@ class LoadedPreprocessModels {
   ~LoadedPreprocessModels();
   PreprocessModels view() const;
   std::unique_ptr<MaskProvider> masks;
+  std::unique_ptr<Captioner> captioner;
+  std::unique_ptr<Upscaler> upscaler;
 };
 
 LoadedPreprocessModels load_preprocess_models(const PreprocessOptions& options, at::Device device);
 
-// The CLIPSeg folder the options name ("" when none): --clipseg_model, else a standard
-// sub-folder of --preprocess_models that exists.
+// The folder of each model the options name ("" when none): the explicit option, else a
+// standard sub-folder of --preprocess_models that exists.
 std::string clipseg_folder(const PreprocessOptions& options);
+std::string blip_folder(const PreprocessOptions& options);
+std::string upscaler_folder(const PreprocessOptions& options);
 
 }  // namespace xltune

@@ -198,6 +198,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
     PreprocessOptions p = o.prep;
     p.input_images = o.input_images;
     p.output_dir = shard_dir;
+    p.caption_seed = seed;
     if (rank0) {
       const LoadedPreprocessModels models = load_preprocess_models(p, device);
       PreprocessReport r = preprocess(p, models.view());

@@ -110,4 +110,64 @@ with h5py.File(os.path.join(d, "clipseg_shards", "shard-00000.h5"), "r") as f:
 assert masks.shape[0] == 4 and masks.std() > 5, (masks.shape, masks.std())
 print(f"ok   the shards hold CLIPSeg masks (std {masks.std():.1f} over 4 images, not uniform)")
 PY
+# BLIP captions: a tiny random BLIP (init-model --preset tiny-blip) that transformers loads;
+# `xltune caption` greedy and beam give transformers' generate() text; sampling repeats with its
+# seed; preprocessing captions the photos without a caption.csv row (the row still wins).
+expect 0 "init-model --preset tiny-blip" "$xltune" init-model --preset tiny-blip --out "$dir/models/blip-image-captioning-large"
+blip="$dir/models/blip-image-captioning-large"
+expect 0 "xltune caption --decoding greedy" "$xltune" caption --blip_model "$blip" --decoding greedy --json \
+  "$root/data/samples/chelsea.png" "$root/data/samples/coffee.png" && cp "$dir/out" "$dir/greedy.jsonl"
+expect 0 "xltune caption --decoding beam" "$xltune" caption --blip_model "$blip" --decoding beam --num_beams 4 --json \
+  "$root/data/samples/chelsea.png" "$root/data/samples/coffee.png" && cp "$dir/out" "$dir/beam.jsonl"
+expect 0 "xltune caption (sampling, seed 5)" "$xltune" caption --blip_model "$blip" --seed 5 "$root/data/samples/coffee.png" \
+  && cp "$dir/out" "$dir/sample5a.txt"
+expect 0 "xltune caption (sampling, seed 5 again)" "$xltune" caption --blip_model "$blip" --seed 5 "$root/data/samples/coffee.png" \
+  && cmp -s "$dir/out" "$dir/sample5a.txt" && echo "ok   the same seed, the same sampled caption" || { echo "FAIL: seed 5 twice differs"; fail=1; }
+expect 2 "xltune caption --decoding nucleus" "$xltune" caption --blip_model "$blip" --decoding nucleus \
+  "$root/data/samples/coffee.png" && has "$dir/err" "--decoding 'nucleus'"
+expect 1 "xltune caption of a missing image" "$xltune" caption --blip_model "$blip" "$dir/missing.png" && has "$dir/err" "missing.png"
+"$py" - "$blip" "$dir" "$root/data/samples" <<'PY' || fail=1
+import json, os, sys
+import torch
+from PIL import Image
+from transformers import AutoTokenizer, BlipForConditionalGeneration, BlipImageProcessor
+blip, d, samples = sys.argv[1:4]
+model = BlipForConditionalGeneration.from_pretrained(blip).eval()
+tok, proc = AutoTokenizer.from_pretrained(blip), BlipImageProcessor.from_pretrained(blip)
+for kind, beams in (("greedy", 1), ("beam", 4)):
+    ours = [json.loads(l) for l in open(os.path.join(d, kind + ".jsonl"))]
+    for o, name in zip(ours, ("chelsea.png", "coffee.png")):
+        x = proc(images=Image.open(os.path.join(samples, name)).convert("RGB"), return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            ids = model.generate(pixel_values=x, max_length=150, num_beams=beams)[0].tolist()
+        text = tok.decode(ids, skip_special_tokens=True)
+        assert o["caption"] == text, (kind, name, o["caption"], text)
+        assert o["token_ids"] == ids[:len(o["token_ids"])], (kind, name)
+print("ok   xltune caption greedy and beam = transformers' generate() on the tiny BLIP (tokens and text)")
+PY
+expect 0 "preprocess with BLIP captions" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/blip_shards" \
+  --resolution 64 --preprocess_models "$dir/models" --seed 3
+has "$dir/err" "BLIP captions from"
+expect 0 "preprocess with BLIP captions again" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/blip_shards2" \
+  --resolution 64 --blip_model "$blip" --seed 3
+expect 0 "preprocess with BLIP captions, another seed" "$xltune" preprocess --input_images "$dir/photos.zip" \
+  --output_dir "$dir/blip_shards3" --resolution 64 --blip_model "$blip" --seed 4
+expect 0 "preprocess without BLIP" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/plain_shards" \
+  --resolution 64
+has "$dir/err" "no BLIP model to caption them"
+"$py" - "$dir" <<'PY' || fail=1
+import os, sys
+import h5py
+d = sys.argv[1]
+def captions(name):
+    with h5py.File(os.path.join(d, name, "shard-00000.h5"), "r") as f:
+        return [c.decode() if isinstance(c, bytes) else str(c) for c in f["captions"][...]]
+a, b, c, plain = (captions(n) for n in ("blip_shards", "blip_shards2", "blip_shards3", "plain_shards"))
+assert a == b, (a, b)
+assert a != c, a
+assert a[3] == plain[3] == "<s0><s1> on the launch pad", (a[3], plain[3])  # rocket: its caption.csv row wins
+# The others: the prefix, then BLIP's words (the prefix alone without BLIP).
+assert all(x.startswith(p + " ") and len(x) > len(p) + 1 for x, p in zip(a[:3], plain[:3])), (a, plain)
+print(f"ok   BLIP captions in the shards, the same for the same seed, other for another: {a[:3]}")
+PY
 exit $fail
