@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <algorithm>
 #include <memory>
+#include <optional>
 
 #include <opencv2/core.hpp>
 
@@ -65,6 +67,43 @@ class Progress {
   uint64_t total_;
   Clock::time_point last_ = Clock::now();
 };
+// `count` images from `first`, decoded (an image that cannot be is skipped with a warning
+// naming it: nullopt), and the captioner's captions of those without a given caption, made in
+// one batch (a GPU's batch; the draws are keyed by name, so the batch does not change them).
+struct DecodedChunk {
+  std::vector<std::optional<DecodedImage>> images;
+  std::vector<std::string> captions;  // "" where the caption comes from elsewhere
+};
+DecodedChunk decode_chunk(const std::vector<IngestedImage>& images, size_t first, size_t count,
+                          const CaptionTable& table, Captioner* captioner, const DecodeLimits& limits) {
+  DecodedChunk c;
+  c.images.resize(count);
+  c.captions.resize(count);
+  std::vector<RgbImage> to_caption;
+  std::vector<std::string> names;
+  std::vector<size_t> slots;
+  for (size_t i = 0; i < count; ++i) {
+    const IngestedImage& image = images[first + i];
+    try {
+      c.images[i] = decode_image_file(image.path, image.name, limits);
+    } catch (const Error& e) {
+      log_warn("skipping ", e.what());
+      continue;
+    }
+    if (captioner != nullptr && !table.find(image.name)) {
+      to_caption.push_back(to_plain(c.images[i]->rgb));
+      names.push_back(image.name);
+      slots.push_back(i);
+    }
+  }
+  if (to_caption.empty()) return c;
+  const std::vector<std::string> texts = captioner->captions(to_caption, names);
+  XLTUNE_CHECK(texts.size() == to_caption.size(), "the captioner gave ", texts.size(), " captions for ",
+               to_caption.size(), " images");
+  for (size_t k = 0; k < texts.size(); ++k) c.captions[slots[k]] = texts[k];
+  return c;
+}
+
 }  // namespace
 
 void validate_preprocess_options(const PreprocessOptions& o) {
@@ -119,16 +158,21 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
   ContactSheet sheet;
   Progress progress(images.size());
   uint64_t done = 0, small_crops = 0;
-  for (const auto& image : images) {
+  // Images go in chunks of the captioner's batch (decode_chunk), then each is masked, cropped
+  // and written in name order.
+  const size_t chunk = models.captioner != nullptr ? std::max<size_t>(1, models.captioner->batch_size()) : 1;
+  DecodedChunk decoded_chunk;
+  for (size_t n = 0; n < images.size(); ++n) {
+    const IngestedImage& image = images[n];
+    if (n % chunk == 0)
+      decoded_chunk = decode_chunk(images, n, std::min(chunk, images.size() - n), table, models.captioner,
+                                   options.decode_limits);
     ++done;
-    DecodedImage decoded;
-    try {
-      decoded = decode_image_file(image.path, image.name, options.decode_limits);
-    } catch (const Error& e) {
-      log_warn("skipping ", e.what());
+    if (!decoded_chunk.images[n % chunk]) {
       ++report.skipped_images;
       continue;
     }
+    const DecodedImage& decoded = *decoded_chunk.images[n % chunk];
     const cv::Mat& rgb = decoded.rgb;
     cv::Mat mask;
     int faces = 0;
@@ -154,8 +198,7 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
     cv::Mat out_mask = lanczos_resize(crop_mask, R, R);
 
     auto found = table.find(image.name);
-    std::string generated;
-    if (!found && models.captioner != nullptr) generated = models.captioner->caption(to_plain(rgb), image.name);
+    const std::string& generated = decoded_chunk.captions[n % chunk];
     CaptionSource source;
     std::string caption = final_caption(found, generated, options.captions, &source);
     ++report.caption_sources[source];

@@ -2,7 +2,7 @@
 // captions and Swin2SR upscaling. The models themselves belong to the prep part (libtorch),
 // which may not use OpenCV or this part, so the interfaces take plain pixel buffers; the job
 // part adapts prep's models to them (job/preprocess_models.h) and hands them to preprocess().
-// CLIPSeg exists; without the others preprocessing uses the given captions or the prefix, and
+// Without them preprocessing uses the given captions or the prefix, uniform or face masks, and
 // Lanczos upscaling (see preprocess.h).
 #pragma once
 
@@ -38,7 +38,12 @@ class MaskProvider {
 class Captioner {
  public:
   virtual ~Captioner() = default;
-  virtual std::string caption(const RgbImage& image, const std::string& sample_name) = 0;
+  // One caption per image, in order; sample_names[i] names image i (its draws are keyed by it,
+  // so a caption does not depend on the batch it came in).
+  virtual std::vector<std::string> captions(const std::vector<RgbImage>& images,
+                                            const std::vector<std::string>& sample_names) = 0;
+  // How many images preprocess() hands over at once.
+  virtual size_t batch_size() const { return 1; }
 };
 
 // Upscales a square crop smaller than the resolution (Swin2SR x4); the result is then resized

@@ -125,8 +125,16 @@ struct LeftHalfMask : MaskProvider {
     return g;
   }
 };
+// Captions in batches of up to 3 images; each names its image, so a mix-up within a batch shows.
 struct FixedCaption : Captioner {
-  std::string caption(const RgbImage&, const std::string& name) override { return "tok sitting (" + name + ")"; }
+  std::vector<std::string> captions(const std::vector<RgbImage>& images, const std::vector<std::string>& names) override {
+    batches.push_back(images.size());
+    std::vector<std::string> out;
+    for (const std::string& name : names) out.push_back("tok sitting (" + name + ")");
+    return out;
+  }
+  size_t batch_size() const override { return 3; }
+  std::vector<size_t> batches;
 };
 
 TEST(Preprocess, ModelPlugInsAreUsed) {
@@ -143,9 +151,12 @@ TEST(Preprocess, ModelPlugInsAreUsed) {
   PreprocessReport report = preprocess(o, models);
   testing::internal::GetCapturedStderr();
   EXPECT_EQ(report.caption_sources[CaptionSource::kGenerated], 2u);
+  EXPECT_EQ(captions.batches, std::vector<size_t>{2}) << "the two images without a caption, in one batch";
   ShardSet set(dir + "/out");
   for (uint64_t i = 0; i < set.size(); ++i) {
     ShardSample s = set.read(i);
+    if (s.source.find("coffee") != std::string::npos)  // set/a/coffee.png and set/b/coffee.png: their own captions
+      EXPECT_EQ(s.caption, "a photo of <s0><s1> <s0><s1> sitting (" + s.source + ")");
     if (s.source == "set/a/coffee.png") {
       EXPECT_EQ(s.caption, "a photo of <s0><s1> <s0><s1> sitting (set/a/coffee.png)");
       EXPECT_EQ(s.crop_left, 0) << "the mask pulls the crop left";
