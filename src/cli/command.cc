@@ -22,6 +22,7 @@ const std::vector<Command>& commands() {
       {"export", "rebuild trained_model.tar and its files from a trainer state", export_command},
       {"mask", "the CLIPSeg mask of an image for a prompt (as --mask_target_prompts makes it)", mask_command},
       {"caption", "BLIP captions of images (as preprocessing writes them for photos without one)", caption_command},
+      {"upscale", "Swin2SR x4 of an image (as preprocessing upscales crops smaller than --resolution)", upscale_command},
       {"generate", "make images with a model and a trained LoRA (txt2img, img2img, inpainting)", generate_command},
       {"init-model", "write a random SDXL-shaped diffusers model folder (tiny or small), for tests and trials",
        init_model_command},

@@ -61,5 +61,6 @@ int export_command(const std::vector<std::string>& args);
 int generate_command(const std::vector<std::string>& args);
 int mask_command(const std::vector<std::string>& args);
 int caption_command(const std::vector<std::string>& args);
+int upscale_command(const std::vector<std::string>& args);
 
 }  // namespace xltune::cli

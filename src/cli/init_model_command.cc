@@ -24,8 +24,8 @@ int init_model_command(const std::vector<std::string>& args) {
   options.add_options()("help,h", "show this help")(
       "preset", po::value<std::string>(&preset),
       "tiny: a training step in well under a second on 2 CPU cores; small: SDXL's shape (three levels, 64-wide "
-      "heads, both encoders) at a few hundred MB; tiny-clipseg, tiny-blip: random preprocessing models in the hub's "
-      "layout (for --clipseg_model, --blip_model)")(
+      "heads, both encoders) at a few hundred MB; tiny-clipseg, tiny-blip, tiny-swin2sr: random preprocessing models "
+      "in the hub's layout (for --clipseg_model, --blip_model, --upscaler_model)")(
       "from-config", po::value<std::string>(&from_config),
       "a folder with unet/, vae/, text_encoder/, text_encoder_2/ config.json (and scheduler/): random weights for "
       "those configs")("out", po::value<std::string>(&out), "the model folder to write")(
@@ -42,13 +42,15 @@ int init_model_command(const std::vector<std::string>& args) {
   XLTUNE_USAGE_CHECK(preset.empty() != from_config.empty(), "give one of --preset tiny|small and --from-config DIR");
   XLTUNE_USAGE_CHECK(!out.empty(), "--out: expected the folder to write the model into");
   XLTUNE_USAGE_CHECK(preset.empty() || preset == "tiny" || preset == "small" || preset == "tiny-clipseg" ||
-                         preset == "tiny-blip",
-                     "--preset '", preset, "': expected tiny, small, tiny-clipseg or tiny-blip");
-  if (preset == "tiny-clipseg" || preset == "tiny-blip") {
-    const bool clipseg = preset == "tiny-clipseg";
-    const int64_t n = clipseg ? write_tiny_clipseg(out, seed) : write_tiny_blip(out, seed);
-    std::cout << "wrote " << out << ": a random " << (clipseg ? "CLIPSeg" : "BLIP captioner") << ", "
-              << with_commas(static_cast<uint64_t>(n)) << " parameters (seed " << seed << ")\n";
+                         preset == "tiny-blip" || preset == "tiny-swin2sr",
+                     "--preset '", preset, "': expected tiny, small, tiny-clipseg, tiny-blip or tiny-swin2sr");
+  if (preset.rfind("tiny-", 0) == 0) {
+    const int64_t n = preset == "tiny-clipseg" ? write_tiny_clipseg(out, seed)
+                      : preset == "tiny-blip"  ? write_tiny_blip(out, seed)
+                                               : write_tiny_swin2sr(out, seed);
+    const char* what = preset == "tiny-clipseg" ? "CLIPSeg" : preset == "tiny-blip" ? "BLIP captioner" : "Swin2SR x4";
+    std::cout << "wrote " << out << ": a random " << what << ", " << with_commas(static_cast<uint64_t>(n))
+              << " parameters (seed " << seed << ")\n";
     return 0;
   }
   ModelConfigSet configs = preset.empty() ? configs_from_folder(from_config) : preset_configs(preset);

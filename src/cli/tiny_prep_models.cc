@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include "core/safetensors.h"
 #include "prep/blip.h"
 #include "prep/clipseg.h"
+#include "prep/swin2sr.h"
 #include "text/clip_tokenizer.h"
 #include "train/random_model.h"
 
@@ -130,6 +132,50 @@ int64_t write_tiny_blip(const std::string& out, uint64_t seed) {
   }
   write_file_atomic(out + "/vocab.txt", vocab.str());
   write_file_atomic(out + "/tokenizer_config.json", tokenizer.dump(2) + "\n");
+  write_file_atomic(out + "/config.json", config.dump(2) + "\n");
+  write_file_atomic(out + "/preprocessor_config.json", processor.dump(2) + "\n");
+  return save_parameters(*model, out + "/model.safetensors");
+}
+
+
+// A tiny random Swin2SR x4: swin2SR-realworld-sr-x4-64-bsrgan-psnr's architecture (window 8,
+// "1conv" residual groups, the nearest+conv head) with 16 features in two groups of two layers.
+// Its head still works at 64 features and 4x the size: about 2.7 MFLOP per input pixel, so the
+// tests and the quickstart give it small crops only.
+int64_t write_tiny_swin2sr(const std::string& out, uint64_t seed) {
+  const nlohmann::json config = {{"architectures", {"Swin2SRForImageSuperResolution"}},
+                                 {"model_type", "swin2sr"},
+                                 {"embed_dim", 16},
+                                 {"depths", {2, 2}},
+                                 {"num_heads", {2, 2}},
+                                 {"window_size", 8},
+                                 {"image_size", 64},
+                                 {"patch_size", 1},
+                                 {"num_channels", 3},
+                                 {"num_channels_out", 3},
+                                 {"mlp_ratio", 2.0},
+                                 {"qkv_bias", true},
+                                 {"hidden_act", "gelu"},
+                                 {"layer_norm_eps", 1e-5},
+                                 {"upscale", 4},
+                                 {"img_range", 1.0},
+                                 {"resi_connection", "1conv"},
+                                 {"upsampler", "nearest+conv"},
+                                 {"use_absolute_embeddings", false}};
+  const nlohmann::json processor = {{"image_processor_type", "Swin2SRImageProcessor"},
+                                    {"do_pad", true},
+                                    {"do_rescale", true},
+                                    {"rescale_factor", 1.0 / 255},
+                                    {"size_divisor", 8}};
+  std::filesystem::create_directories(out);
+  Swin2Sr model(Swin2SrConfig::from_json_text(config.dump(), "tiny-swin2sr"), at::TensorOptions().dtype(at::kFloat));
+  randomize_module(*model, "swin2sr", seed);
+  {
+    // Cosine attention's learnt temperature as trained models start it (log 10), not noise.
+    at::NoGradGuard no_grad;
+    for (const auto& item : model->named_parameters())
+      if (item.key().find("logit_scale") != std::string::npos) item.value().fill_(std::log(10.0));
+  }
   write_file_atomic(out + "/config.json", config.dump(2) + "\n");
   write_file_atomic(out + "/preprocessor_config.json", processor.dump(2) + "\n");
   return save_parameters(*model, out + "/model.safetensors");

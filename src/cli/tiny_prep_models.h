@@ -11,5 +11,6 @@ namespace xltune::cli {
 
 int64_t write_tiny_clipseg(const std::string& out, uint64_t seed);
 int64_t write_tiny_blip(const std::string& out, uint64_t seed);
+int64_t write_tiny_swin2sr(const std::string& out, uint64_t seed);
 
 }  // namespace xltune::cli

@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "prep/blip_captioner.h"
 #include "prep/clipseg_masker.h"
+#include "prep/swin2sr_upscaler.h"
 
 namespace fs = std::filesystem;
 
@@ -90,6 +91,19 @@ class BlipCaptions : public Captioner {
   size_t batch_;
 };
 
+// Swin2SR x4 of the small crops, tiled (256 px tiles sharing 32: prep/swin2sr_upscaler.h).
+class Swin2SrUpscales : public Upscaler {
+ public:
+  Swin2SrUpscales(const std::string& dir, at::Device device) : upscaler_(dir, model_options(device)) {}
+  RgbImage upscale(const RgbImage& image, const std::string&) override {
+    UpscaledImage up = upscaler_.upscale(image.pixels.data(), image.width, image.height);
+    return RgbImage{up.width, up.height, std::move(up.rgb)};
+  }
+
+ private:
+  Swin2SrUpscaler upscaler_;
+};
+
 }  // namespace
 
 LoadedPreprocessModels::~LoadedPreprocessModels() = default;
@@ -122,6 +136,10 @@ LoadedPreprocessModels load_preprocess_models(const PreprocessOptions& o, at::De
   if (const std::string dir = blip_folder(o); !dir.empty()) {
     m.captioner = std::make_unique<BlipCaptions>(dir, device, o.caption_seed, o.captions.token_string);
     log_info("BLIP captions from ", dir, " (sampling, top-k 50, temperature 0.7, seed ", o.caption_seed, ")");
+  }
+  if (const std::string dir = upscaler_folder(o); !dir.empty()) {
+    m.upscaler = std::make_unique<Swin2SrUpscales>(dir, device);
+    log_info("Swin2SR upscaling of crops smaller than ", o.resolution, " px from ", dir);
   }
   return m;
 }
