@@ -9,7 +9,7 @@ rm -rf "$dir" && mkdir -p "$dir"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 expect 0 "init-model --help" "$xltune" init-model --help && has "$dir/out" "--preset"
-expect 2 "unknown preset" "$xltune" init-model --preset huge --out "$dir/x" && has "$dir/err" "--preset 'huge': expected tiny, small or tiny-clipseg"
+expect 2 "unknown preset" "$xltune" init-model --preset huge --out "$dir/x" && has "$dir/err" "--preset 'huge': expected tiny, small, tiny-clipseg, tiny-blip or tiny-swin2sr"
 expect 2 "no --out" "$xltune" init-model --preset tiny && has "$dir/err" "--out"
 expect 2 "both --preset and --from-config" "$xltune" init-model --preset tiny --from-config "$dir" --out "$dir/x"
 expect 0 "tiny, seed 0" "$xltune" init-model --preset tiny --out "$dir/a" && has "$dir/out" "parameters"
@@ -18,6 +18,11 @@ diff -r "$dir/a" "$dir/b" >/dev/null && echo "ok   same seed, same bytes" || { e
 expect 0 "tiny, seed 1" "$xltune" init-model --preset tiny --seed 1 --out "$dir/c"
 cmp -s "$dir/a/unet/diffusion_pytorch_model.safetensors" "$dir/c/unet/diffusion_pytorch_model.safetensors" \
   && { echo "FAIL: seed 1 gave the weights of seed 0"; fail=1; } || echo "ok   another seed, other weights"
+for p in tiny-clipseg tiny-blip tiny-swin2sr; do  # the preprocessing presets: same seed, same bytes
+  expect 0 "$p" "$xltune" init-model --preset $p --out "$dir/$p-a" && has "$dir/out" "parameters"
+  expect 0 "$p again" "$xltune" init-model --preset $p --out "$dir/$p-b"
+  diff -r "$dir/$p-a" "$dir/$p-b" >/dev/null && echo "ok   $p: same seed, same bytes" || { echo "FAIL: two $p differ"; fail=1; }
+done
 expect 0 "--from-config" "$xltune" init-model --from-config "$dir/a" --out "$dir/d"
 diff -r "$dir/a" "$dir/d" >/dev/null && echo "ok   --from-config of the tiny configs = the tiny preset" \
   || { echo "FAIL: --from-config differs"; fail=1; }
