@@ -87,12 +87,18 @@ Grads fresh_grads(const Net& net, int rank, int step) {
   return g;
 }
 
-// Runs `body(rank)` on `world` threads and rethrows the first failure.
+// Runs `body(rank)` on `world` threads and rethrows the first failure. Each rank computes with
+// one intra-op thread: ranks running at once otherwise split the machine's threads between their
+// reductions in whatever way the scheduler gives them, and a gradient's rounding then depends on
+// it (an AdamW step amplifies that to ~5e-6 where a gradient nearly cancels). With one thread each,
+// every rank's arithmetic is the same every run, so the comparison can be exact.
 void on_ranks(int world, const std::function<void(int)>& body) {
+  const int threads_before = at::get_num_threads();
   std::vector<std::thread> threads;
   std::vector<std::string> errors(static_cast<size_t>(world));
   for (int r = 0; r < world; ++r)
     threads.emplace_back([&, r] {
+      at::set_num_threads(1);
       try {
         body(r);
       } catch (const std::exception& e) {
@@ -100,6 +106,7 @@ void on_ranks(int world, const std::function<void(int)>& body) {
       }
     });
   for (auto& t : threads) t.join();
+  at::set_num_threads(threads_before);
   for (const auto& e : errors) ASSERT_TRUE(e.empty()) << e;
 }
 
