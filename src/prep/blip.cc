@@ -4,32 +4,16 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
-#include "core/safetensors.h"
-#include "core/state_dict.h"
-
-namespace fs = std::filesystem;
+#include "prep/hub_config.h"
 
 namespace xltune {
 namespace {
 
 using Json = nlohmann::json;
-
-int64_t get_int(const Json& j, const char* key, int64_t fallback, const std::string& source) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  XLTUNE_CHECK(j[key].is_number_integer(), source, ": \"", key, "\": expected an integer");
-  return j[key].get<int64_t>();
-}
-
-double get_double(const Json& j, const char* key, double fallback, const std::string& source) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  XLTUNE_CHECK(j[key].is_number(), source, ": \"", key, "\": expected a number");
-  return j[key].get<double>();
-}
 
 std::string get_act(const Json& j, const std::string& fallback, const std::string& source) {
   if (!j.contains("hidden_act") || j["hidden_act"].is_null()) return fallback;
@@ -84,26 +68,20 @@ BlipImpl::BertAttention make_attention(torch::nn::Module& parent, const std::str
 }  // namespace
 
 BlipConfig BlipConfig::from_json_text(const std::string& text, const std::string& source) {
-  Json j;
-  try {
-    j = Json::parse(text);
-  } catch (const Json::exception& e) {
-    XLTUNE_FAIL(source, ": not valid JSON (", e.what(), ")");
-  }
-  XLTUNE_CHECK(j.is_object(), source, ": expected a JSON object");
+  const Json j = parse_config_object(text, source);
   BlipConfig c;
   const Json v = j.value("vision_config", Json::object());
   const std::string vs = source + " (vision_config)";
   XLTUNE_CHECK(v.is_object(), vs, ": expected an object");
   BlipVisionConfig& vc = c.vision;
-  vc.hidden_size = get_int(v, "hidden_size", vc.hidden_size, vs);
-  vc.intermediate_size = get_int(v, "intermediate_size", vc.intermediate_size, vs);
-  vc.num_hidden_layers = get_int(v, "num_hidden_layers", vc.num_hidden_layers, vs);
-  vc.num_attention_heads = get_int(v, "num_attention_heads", vc.num_attention_heads, vs);
-  vc.image_size = get_int(v, "image_size", vc.image_size, vs);
-  vc.patch_size = get_int(v, "patch_size", vc.patch_size, vs);
+  vc.hidden_size = config_int(v, "hidden_size", vc.hidden_size, vs);
+  vc.intermediate_size = config_int(v, "intermediate_size", vc.intermediate_size, vs);
+  vc.num_hidden_layers = config_int(v, "num_hidden_layers", vc.num_hidden_layers, vs);
+  vc.num_attention_heads = config_int(v, "num_attention_heads", vc.num_attention_heads, vs);
+  vc.image_size = config_int(v, "image_size", vc.image_size, vs);
+  vc.patch_size = config_int(v, "patch_size", vc.patch_size, vs);
   vc.hidden_act = get_act(v, vc.hidden_act, vs);
-  vc.layer_norm_eps = get_double(v, "layer_norm_eps", vc.layer_norm_eps, vs);
+  vc.layer_norm_eps = config_number(v, "layer_norm_eps", vc.layer_norm_eps, vs);
   XLTUNE_CHECK(vc.hidden_size > 0 && vc.num_attention_heads > 0 && vc.hidden_size % vc.num_attention_heads == 0, vs,
                ": hidden_size ", vc.hidden_size, " is not a multiple of num_attention_heads ", vc.num_attention_heads);
   XLTUNE_CHECK(vc.patch_size > 0 && vc.image_size % vc.patch_size == 0, vs, ": image_size ", vc.image_size,
@@ -113,18 +91,18 @@ BlipConfig BlipConfig::from_json_text(const std::string& text, const std::string
   const std::string ts = source + " (text_config)";
   XLTUNE_CHECK(t.is_object(), ts, ": expected an object");
   BlipTextConfig& tc = c.text;
-  tc.vocab_size = get_int(t, "vocab_size", tc.vocab_size, ts);
-  tc.hidden_size = get_int(t, "hidden_size", tc.hidden_size, ts);
+  tc.vocab_size = config_int(t, "vocab_size", tc.vocab_size, ts);
+  tc.hidden_size = config_int(t, "hidden_size", tc.hidden_size, ts);
   tc.encoder_hidden_size = vc.hidden_size;  // BlipConfig.__post_init__
-  tc.intermediate_size = get_int(t, "intermediate_size", tc.intermediate_size, ts);
-  tc.num_hidden_layers = get_int(t, "num_hidden_layers", tc.num_hidden_layers, ts);
-  tc.num_attention_heads = get_int(t, "num_attention_heads", tc.num_attention_heads, ts);
-  tc.max_position_embeddings = get_int(t, "max_position_embeddings", tc.max_position_embeddings, ts);
+  tc.intermediate_size = config_int(t, "intermediate_size", tc.intermediate_size, ts);
+  tc.num_hidden_layers = config_int(t, "num_hidden_layers", tc.num_hidden_layers, ts);
+  tc.num_attention_heads = config_int(t, "num_attention_heads", tc.num_attention_heads, ts);
+  tc.max_position_embeddings = config_int(t, "max_position_embeddings", tc.max_position_embeddings, ts);
   tc.hidden_act = get_act(t, tc.hidden_act, ts);
-  tc.layer_norm_eps = get_double(t, "layer_norm_eps", tc.layer_norm_eps, ts);
-  tc.bos_token_id = get_int(t, "bos_token_id", tc.bos_token_id, ts);
-  tc.pad_token_id = get_int(t, "pad_token_id", tc.pad_token_id, ts);
-  tc.sep_token_id = get_int(t, "sep_token_id", tc.sep_token_id, ts);
+  tc.layer_norm_eps = config_number(t, "layer_norm_eps", tc.layer_norm_eps, ts);
+  tc.bos_token_id = config_int(t, "bos_token_id", tc.bos_token_id, ts);
+  tc.pad_token_id = config_int(t, "pad_token_id", tc.pad_token_id, ts);
+  tc.sep_token_id = config_int(t, "sep_token_id", tc.sep_token_id, ts);
   XLTUNE_CHECK(tc.hidden_size > 0 && tc.num_attention_heads > 0 && tc.hidden_size % tc.num_attention_heads == 0, ts,
                ": hidden_size ", tc.hidden_size, " is not a multiple of num_attention_heads ", tc.num_attention_heads);
   for (int64_t id : {tc.bos_token_id, tc.pad_token_id, tc.sep_token_id})
@@ -277,16 +255,11 @@ at::Tensor BlipImpl::logits(const at::Tensor& pixels, const at::Tensor& ids) {
 }
 
 Blip load_blip(const std::string& dir, const at::TensorOptions& options) {
-  XLTUNE_CHECK(fs::is_directory(dir), "--blip_model ", dir, ": no such folder");
-  XLTUNE_CHECK(fs::is_regular_file(dir + "/config.json"), "--blip_model ", dir,
-               ": no config.json (expected a folder as the hub ships Salesforce/blip-image-captioning-large)");
-  const std::string weights = find_safetensors_weights(dir);
+  const std::string weights = hub_model_weights(dir, "--blip_model", "Salesforce/blip-image-captioning-large");
   Blip model(BlipConfig::from_json_text(read_file(dir + "/config.json"), dir + "/config.json"), options);
-  SafetensorsSet set(weights);
   // The output matrix and bias are tied to the word embeddings and cls.predictions.bias; files
   // written before the tie was made explicit also hold cls.predictions.decoder.*, unused here.
-  load_module(*model, tensors_under(set, ""), "BLIP " + dir);
-  model->eval();
+  load_hub_weights(*model, weights, "BLIP " + dir);
   return model;
 }
 

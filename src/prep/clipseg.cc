@@ -6,15 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
-#include "core/safetensors.h"
-#include "core/state_dict.h"
-
-namespace fs = std::filesystem;
+#include "prep/hub_config.h"
 
 namespace xltune {
 namespace {
@@ -39,12 +35,6 @@ ClipTextConfig tower_config(const nlohmann::json& file, bool text, int64_t proje
   return c;
 }
 
-int64_t get_int(const nlohmann::json& j, const char* key, int64_t fallback, const std::string& source) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  XLTUNE_CHECK(j[key].is_number_integer(), source, ": \"", key, "\": expected an integer");
-  return j[key].get<int64_t>();
-}
-
 // ConvTranspose2d's weight [in, out, k, k] and bias, registered as `name`.weight/.bias of `parent`.
 void add_up(torch::nn::Module& parent, const std::string& name, int64_t in, int64_t out, int64_t k,
             const at::TensorOptions& o, std::vector<at::Tensor>& weights, std::vector<at::Tensor>& biases) {
@@ -57,22 +47,16 @@ void add_up(torch::nn::Module& parent, const std::string& name, int64_t in, int6
 }  // namespace
 
 ClipSegConfig ClipSegConfig::from_json_text(const std::string& text, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    XLTUNE_FAIL(source, ": not valid JSON (", e.what(), ")");
-  }
-  XLTUNE_CHECK(j.is_object(), source, ": expected a JSON object");
+  const nlohmann::json j = parse_config_object(text, source);
   ClipSegConfig c;
-  c.projection_dim = get_int(j, "projection_dim", 512, source);
+  c.projection_dim = config_int(j, "projection_dim", 512, source);
   c.text = tower_config(j.value("text_config", nlohmann::json()), true, c.projection_dim, source);
   const nlohmann::json v = j.value("vision_config", nlohmann::json::object());
   c.vision = tower_config(v, false, c.projection_dim, source);
-  c.image_size = get_int(v, "image_size", 224, source);
-  c.patch_size = get_int(v, "patch_size", 32, source);
-  c.num_channels = get_int(v, "num_channels", 3, source);
-  c.reduce_dim = get_int(j, "reduce_dim", 64, source);
+  c.image_size = config_int(v, "image_size", 224, source);
+  c.patch_size = config_int(v, "patch_size", 32, source);
+  c.num_channels = config_int(v, "num_channels", 3, source);
+  c.reduce_dim = config_int(j, "reduce_dim", 64, source);
   if (j.contains("extract_layers") && !j["extract_layers"].is_null()) {
     XLTUNE_CHECK(j["extract_layers"].is_array() && !j["extract_layers"].empty(), source,
                  ": \"extract_layers\": expected a list of layer indices");
@@ -83,9 +67,9 @@ ClipSegConfig ClipSegConfig::from_json_text(const std::string& text, const std::
       c.extract_layers.push_back(e.get<int64_t>());
     }
   }
-  c.conditional_layer = get_int(j, "conditional_layer", 0, source);
-  c.decoder_num_attention_heads = get_int(j, "decoder_num_attention_heads", 4, source);
-  c.decoder_intermediate_size = get_int(j, "decoder_intermediate_size", 2048, source);
+  c.conditional_layer = config_int(j, "conditional_layer", 0, source);
+  c.decoder_num_attention_heads = config_int(j, "decoder_num_attention_heads", 4, source);
+  c.decoder_intermediate_size = config_int(j, "decoder_intermediate_size", 2048, source);
   c.use_complex_transposed_convolution = j.value("use_complex_transposed_convolution", false);
   XLTUNE_CHECK(c.reduce_dim % c.decoder_num_attention_heads == 0, source, ": reduce_dim ", c.reduce_dim,
                " is not a multiple of decoder_num_attention_heads ", c.decoder_num_attention_heads);
@@ -225,15 +209,9 @@ at::Tensor ClipSegImpl::forward(const at::Tensor& pixels, const at::Tensor& ids)
 }
 
 ClipSeg load_clipseg(const std::string& dir, const at::TensorOptions& options) {
-  XLTUNE_CHECK(fs::is_directory(dir), "--clipseg_model ", dir, ": no such folder");
-  XLTUNE_CHECK(fs::is_regular_file(dir + "/config.json"), "--clipseg_model ", dir,
-               ": no config.json (expected a folder as the hub ships CIDAS/clipseg-rd64-refined)");
-  const std::string weights = find_safetensors_weights(dir);
-  ClipSegConfig c = ClipSegConfig::from_json_text(read_file(dir + "/config.json"), dir + "/config.json");
-  ClipSeg model(c, options);
-  SafetensorsSet set(weights);
-  load_module(*model, tensors_under(set, ""), "CLIPSeg " + dir);
-  model->eval();
+  const std::string weights = hub_model_weights(dir, "--clipseg_model", "CIDAS/clipseg-rd64-refined");
+  ClipSeg model(ClipSegConfig::from_json_text(read_file(dir + "/config.json"), dir + "/config.json"), options);
+  load_hub_weights(*model, weights, "CLIPSeg " + dir);
   return model;
 }
 

@@ -6,16 +6,12 @@
 #include <vector>
 
 #include "core/check.h"
+#include "prep/hub_config.h"
 
 namespace xltune {
 
 ImageProcessorConfig ImageProcessorConfig::from_json_text(const std::string& text, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    XLTUNE_FAIL(source, ": not valid JSON (", e.what(), ")");
-  }
+  const nlohmann::json j = parse_config_object(text, source);
   ImageProcessorConfig c;
   c.do_resize = j.value("do_resize", true);
   if (j.contains("size") && !j["size"].is_null()) {

@@ -5,30 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
-#include "core/safetensors.h"
-#include "core/state_dict.h"
-
-namespace fs = std::filesystem;
+#include "prep/hub_config.h"
 
 namespace xltune {
 namespace {
-
-int64_t get_int(const nlohmann::json& j, const char* key, int64_t fallback, const std::string& source) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  XLTUNE_CHECK(j[key].is_number_integer(), source, ": \"", key, "\": expected an integer");
-  return j[key].get<int64_t>();
-}
-
-double get_number(const nlohmann::json& j, const char* key, double fallback, const std::string& source) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  XLTUNE_CHECK(j[key].is_number(), source, ": \"", key, "\": expected a number");
-  return j[key].get<double>();
-}
 
 std::string get_string(const nlohmann::json& j, const char* key, const std::string& fallback,
                        const std::string& source) {
@@ -94,33 +78,24 @@ int64_t Swin2SrConfig::layer_shift() const {
 }
 
 Swin2SrConfig Swin2SrConfig::from_json_text(const std::string& text, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    XLTUNE_FAIL(source, ": not valid JSON (", e.what(), ")");
-  }
-  XLTUNE_CHECK(j.is_object(), source, ": expected a JSON object");
+  const nlohmann::json j = parse_config_object(text, source);
   Swin2SrConfig c;
   c.image_size = get_size(j, "image_size", c.image_size, source);
   c.patch_size = get_size(j, "patch_size", c.patch_size, source);
   if (j.contains("patch_size") && j["patch_size"].is_array())
     XLTUNE_CHECK(j["patch_size"][1] == j["patch_size"][0], source, ": \"patch_size\": expected 1");
-  c.num_channels = get_int(j, "num_channels", c.num_channels, source);
-  c.num_channels_out = get_int(j, "num_channels_out", c.num_channels, source);
-  c.embed_dim = get_int(j, "embed_dim", c.embed_dim, source);
+  c.num_channels = config_int(j, "num_channels", c.num_channels, source);
+  c.num_channels_out = config_int(j, "num_channels_out", c.num_channels, source);
+  c.embed_dim = config_int(j, "embed_dim", c.embed_dim, source);
   c.depths = get_list(j, "depths", c.depths, source);
   c.num_heads = get_list(j, "num_heads", c.num_heads, source);
-  c.window_size = get_int(j, "window_size", c.window_size, source);
-  c.mlp_ratio = get_number(j, "mlp_ratio", c.mlp_ratio, source);
-  if (j.contains("qkv_bias") && !j["qkv_bias"].is_null()) {
-    XLTUNE_CHECK(j["qkv_bias"].is_boolean(), source, ": \"qkv_bias\": expected true or false");
-    c.qkv_bias = j["qkv_bias"].get<bool>();
-  }
+  c.window_size = config_int(j, "window_size", c.window_size, source);
+  c.mlp_ratio = config_number(j, "mlp_ratio", c.mlp_ratio, source);
+  c.qkv_bias = config_bool(j, "qkv_bias", c.qkv_bias, source);
   c.hidden_act = get_string(j, "hidden_act", c.hidden_act, source);
-  c.layer_norm_eps = get_number(j, "layer_norm_eps", c.layer_norm_eps, source);
-  c.upscale = get_int(j, "upscale", c.upscale, source);
-  c.img_range = get_number(j, "img_range", c.img_range, source);
+  c.layer_norm_eps = config_number(j, "layer_norm_eps", c.layer_norm_eps, source);
+  c.upscale = config_int(j, "upscale", c.upscale, source);
+  c.img_range = config_number(j, "img_range", c.img_range, source);
   c.resi_connection = get_string(j, "resi_connection", c.resi_connection, source);
   c.upsampler = get_string(j, "upsampler", c.upsampler, source);
   const bool absolute = j.contains("use_absolute_embeddings") && j["use_absolute_embeddings"].is_boolean() &&
@@ -384,15 +359,10 @@ at::Tensor Swin2SrImpl::forward(const at::Tensor& pixels) {
 }
 
 Swin2Sr load_swin2sr(const std::string& dir, const at::TensorOptions& options) {
-  XLTUNE_CHECK(fs::is_directory(dir), "--upscaler_model ", dir, ": no such folder");
-  XLTUNE_CHECK(fs::is_regular_file(dir + "/config.json"), "--upscaler_model ", dir,
-               ": no config.json (expected a folder as the hub ships caidas/swin2SR-realworld-sr-x4-64-bsrgan-psnr)");
-  const std::string weights = find_safetensors_weights(dir);
-  Swin2SrConfig c = Swin2SrConfig::from_json_text(read_file(dir + "/config.json"), dir + "/config.json");
-  Swin2Sr model(c, options);
-  SafetensorsSet set(weights);
-  load_module(*model, tensors_under(set, ""), "Swin2SR " + dir);
-  model->eval();
+  const std::string weights =
+      hub_model_weights(dir, "--upscaler_model", "caidas/swin2SR-realworld-sr-x4-64-bsrgan-psnr");
+  Swin2Sr model(Swin2SrConfig::from_json_text(read_file(dir + "/config.json"), dir + "/config.json"), options);
+  load_hub_weights(*model, weights, "Swin2SR " + dir);
   return model;
 }
 

@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "prep/hub_config.h"
 
 namespace fs = std::filesystem;
 
@@ -56,25 +57,11 @@ at::Tensor axis_weight(int64_t start, int64_t tile, int64_t length, int64_t over
 }  // namespace
 
 Swin2SrProcessorConfig Swin2SrProcessorConfig::from_json_text(const std::string& text, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    XLTUNE_FAIL(source, ": not valid JSON (", e.what(), ")");
-  }
-  XLTUNE_CHECK(j.is_object(), source, ": expected a JSON object");
+  const nlohmann::json j = parse_config_object(text, source);
   Swin2SrProcessorConfig c;
-  auto flag = [&](const char* key, bool& out) {
-    if (!j.contains(key) || j[key].is_null()) return;
-    XLTUNE_CHECK(j[key].is_boolean(), source, ": \"", key, "\": expected true or false");
-    out = j[key].get<bool>();
-  };
-  flag("do_rescale", c.do_rescale);
-  flag("do_pad", c.do_pad);
-  if (j.contains("rescale_factor") && !j["rescale_factor"].is_null()) {
-    XLTUNE_CHECK(j["rescale_factor"].is_number(), source, ": \"rescale_factor\": expected a number");
-    c.rescale_factor = j["rescale_factor"].get<double>();
-  }
+  c.do_rescale = config_bool(j, "do_rescale", c.do_rescale, source);
+  c.do_pad = config_bool(j, "do_pad", c.do_pad, source);
+  c.rescale_factor = config_number(j, "rescale_factor", c.rescale_factor, source);
   // transformers 5: size_divisor; older files: pad_size (used only when size_divisor is missing).
   for (const char* key : {"pad_size", "size_divisor"}) {
     if (!j.contains(key) || j[key].is_null()) continue;

@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "prep/hub_config.h"
 
 namespace fs = std::filesystem;
 
@@ -15,13 +16,7 @@ namespace {
 
 using Json = nlohmann::json;
 
-Json read_json(const std::string& path) {
-  try {
-    return Json::parse(read_file(path));
-  } catch (const Json::exception& e) {
-    XLTUNE_FAIL(path, ": not valid JSON (", e.what(), ")");
-  }
-}
+Json read_json(const std::string& path) { return parse_config_object(read_file(path), path); }
 
 // A special token's text as tokenizer_config.json or special_tokens_map.json write it: a
 // string or {"content": ...}.

@@ -22,6 +22,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor
 
+from full_size_keys import write_full_size
+
 # A vocabulary with whole words, WordPiece continuations and the punctuation and contractions
 # that decoding's clean-up joins (" ." -> ".", " ' " -> "'", " n't" -> "n't", ...).
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "'", "!", "?", "-", "s", "t", "m", "re", "ve",
@@ -122,16 +124,7 @@ def main():
         with open(os.path.join(d, "reference.json"), "w") as f:
             json.dump(dict(photos=photos, texts=texts, max_length=MAX_LENGTH, num_beams=NUM_BEAMS), f, indent=1)
     # Full size on the meta device: keys and shapes, and the config they came from.
-    with torch.device("meta"):
-        full = BlipForConditionalGeneration(BlipConfig(text_config=FULL["text"], vision_config=FULL["vision"]))
-    d = os.path.join(out, "full")
-    os.makedirs(d, exist_ok=True)
-    full.config.to_json_file(os.path.join(d, "config.json"))
-    keys = {k: list(v.shape) for k, v in full.state_dict().items()}
-    with open(os.path.join(d, "keys.json"), "w") as f:
-        json.dump(keys, f, indent=0)
-    print(f"full: {len(keys)} tensors, {sum(int(np.prod(s)) for s in keys.values()):,} values")
-
+    write_full_size(BlipForConditionalGeneration, BlipConfig(text_config=FULL["text"], vision_config=FULL["vision"]), out)
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPTokenizer, ViTImageProcessor
 
+from full_size_keys import write_full_size
+
 TINY = {
     "a": dict(text=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4),
               vision=dict(hidden_size=48, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
@@ -113,16 +115,7 @@ def main():
             json.dump(photos, f)
         print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, logits {tuple(logits.shape)}")
     # Full size on the meta device: keys and shapes, and the config they came from.
-    with torch.device("meta"):
-        full = CLIPSegForImageSegmentation(config(FULL))
-    d = os.path.join(out, "full")
-    os.makedirs(d, exist_ok=True)
-    full.config.to_json_file(os.path.join(d, "config.json"))
-    keys = {k: list(v.shape) for k, v in full.state_dict().items()}
-    with open(os.path.join(d, "keys.json"), "w") as f:
-        json.dump(keys, f, indent=0)
-    print(f"full: {len(keys)} tensors, {sum(int(np.prod(s)) for s in keys.values()):,} values")
-
+    write_full_size(CLIPSegForImageSegmentation, config(FULL), out)
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from transformers import Swin2SRConfig, Swin2SRForImageSuperResolution, Swin2SRImageProcessorPil
 
+from full_size_keys import write_full_size
+
 TINY = {
     "a": dict(embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=8, image_size=64, mlp_ratio=2.0,
               upscale=4, img_range=1.0, resi_connection="1conv", upsampler="nearest+conv", seed=1),
@@ -122,16 +124,7 @@ def main():
         print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, "
               f"reconstruction {tuple(reconstruction.shape)}")
     # Full size on the meta device: keys and shapes, and the config they came from.
-    with torch.device("meta"):
-        full = Swin2SRForImageSuperResolution(Swin2SRConfig(**FULL))
-    d = os.path.join(out, "full")
-    os.makedirs(d, exist_ok=True)
-    full.config.to_json_file(os.path.join(d, "config.json"))
-    keys = {k: list(v.shape) for k, v in full.state_dict().items()}
-    with open(os.path.join(d, "keys.json"), "w") as f:
-        json.dump(keys, f, indent=0)
-    print(f"full: {len(keys)} tensors, {sum(int(np.prod(s)) for s in keys.values()):,} values")
-
+    write_full_size(Swin2SRForImageSuperResolution, Swin2SRConfig(**FULL), out)
 
 if __name__ == "__main__":
     main()
