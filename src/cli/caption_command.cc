@@ -29,7 +29,7 @@ int caption_command(const std::vector<std::string>& args) {
       "sample (the reference trainer's), greedy or beam")(
       "num_beams", po::value<int64_t>(&o.num_beams)->default_value(3), "beams, with --decoding beam")(
       "top_k", po::value<int64_t>(&o.top_k)->default_value(50), "sampling: draw among the K most likely tokens")(
-      "temperature", po::value<double>(&o.temperature)->default_value(0.7),
+      "temperature", po::value<double>(&o.temperature)->default_value(0.7, "0.7"),
       "sampling: divides the logits; lower is more predictable")(
       "max_length", po::value<int64_t>(&o.max_length)->default_value(150), "at most this many tokens per caption")(
       "seed", po::value<int64_t>(&seed)->default_value(0),

@@ -24,7 +24,8 @@ const std::vector<Command>& commands() {
       {"caption", "BLIP captions of images (as preprocessing writes them for photos without one)", caption_command},
       {"upscale", "Swin2SR x4 of an image (as preprocessing upscales crops smaller than --resolution)", upscale_command},
       {"generate", "make images with a model and a trained LoRA (txt2img, img2img, inpainting)", generate_command},
-      {"init-model", "write a random SDXL-shaped diffusers model folder (tiny or small), for tests and trials",
+      {"init-model",
+       "write a random model folder (SDXL tiny or small; tiny CLIPSeg, BLIP, Swin2SR), for tests and trials",
        init_model_command},
   };
   return table;
