@@ -37,7 +37,7 @@ uint64_t name_key(const std::string& name) {
 class ClipSegMasks : public MaskProvider {
  public:
   ClipSegMasks(const std::string& dir, at::Device device, std::string prompt, double temperature)
-      : masker_(dir, at::TensorOptions().dtype(at::kFloat).device(device)), prompt_(std::move(prompt)),
+      : masker_(dir, model_options(device)), prompt_(std::move(prompt)),
         temperature_(temperature) {}
   std::string name() const override { return "CLIPSeg '" + prompt_ + "'"; }
   GrayImage mask(const RgbImage& image, const std::string&) override {
