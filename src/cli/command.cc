@@ -1,5 +1,8 @@
 #include "cli/command.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include <boost/program_options.hpp>
 #include <c10/util/Exception.h>
 #include <iostream>
@@ -69,6 +72,17 @@ std::string usage(const std::string& name, const std::string& synopsis, const st
   std::ostringstream out;
   out << "Usage: xltune " << name << " " << synopsis << "\n\n" << description << "\n\n" << options;
   return out.str();
+}
+
+double fastest_of(int runs, const std::function<void()>& work) {
+  double best = 0;
+  for (int run = 0; run < runs; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = run == 0 ? s : std::min(best, s);
+  }
+  return best;
 }
 
 std::string with_commas(uint64_t n) {

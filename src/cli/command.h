@@ -6,6 +6,7 @@
 //   exit 2  the command line is wrong: UsageError (unknown option, bad value, missing argument)
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,10 @@ bool parse_options(const std::vector<std::string>& args, const boost::program_op
 // "Usage: xltune NAME SYNOPSIS" + description + the options table.
 std::string usage(const std::string& name, const std::string& synopsis, const std::string& description,
                   const boost::program_options::options_description& options);
+
+// Runs `work` `runs` times; the seconds of the fastest run (--repeat of mask and upscale: in a
+// benchmark the first run of a process also pays for warm-up).
+double fastest_of(int runs, const std::function<void()>& work);
 
 // 1234567 -> "1,234,567"
 std::string with_commas(uint64_t n);

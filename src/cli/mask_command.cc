@@ -1,8 +1,6 @@
 // xltune mask: the reference trainer's CLIPSeg mask of one image for a prompt (prep/clipseg.h),
 // as preprocessing computes it for --mask_target_prompts: for looking at, and for checking.
-#include <algorithm>
 #include <boost/program_options.hpp>
-#include <chrono>
 #include <iostream>
 #include <opencv2/imgcodecs.hpp>
 
@@ -49,15 +47,10 @@ int mask_command(const std::vector<std::string>& args) {
   XLTUNE_USAGE_CHECK(repeat >= 1, "--repeat: expected at least 1, got ", repeat);
   const DecodedImage decoded = decode_image_file(image, image);
   ClipSegMasker masker(model, at::TensorOptions().dtype(at::kFloat).device(resolve_device(device, 0)));
-  // --repeat: the best of N runs (benchmarks: the first run of a process also pays for warm-up).
-  double seconds = 0;
   std::vector<uint8_t> m;
-  for (int run = 0; run < repeat; ++run) {
-    const auto start = std::chrono::steady_clock::now();
+  const double seconds = fastest_of(repeat, [&] {
     m = masker.mask(decoded.rgb.data, decoded.rgb.cols, decoded.rgb.rows, prompt, temperature);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    seconds = run == 0 ? s : std::min(seconds, s);
-  }
+  });
   cv::Mat grey(decoded.rgb.rows, decoded.rgb.cols, CV_8UC1, m.data());
   std::vector<uchar> png;
   XLTUNE_CHECK(cv::imencode(".png", grey, png), out, ": cannot encode the mask");

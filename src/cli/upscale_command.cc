@@ -1,8 +1,6 @@
 // xltune upscale: the Swin2SR upscaling of one image (prep/swin2sr_upscaler.h), as preprocessing
 // applies it to crops smaller than --resolution: for looking at, and for checking.
-#include <algorithm>
 #include <boost/program_options.hpp>
-#include <chrono>
 #include <iostream>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -54,15 +52,9 @@ int upscale_command(const std::vector<std::string>& args) {
   const DecodedImage decoded = decode_image_file(image, image);
   Swin2SrUpscaler upscaler(model, at::TensorOptions().dtype(at::kFloat).device(resolve_device(device, 0)));
   upscaler.set_tiling(tile, overlap);
-  // --repeat: the best of N runs (benchmarks: the first run of a process also pays for warm-up).
-  double seconds = 0;
   UpscaledImage up;
-  for (int run = 0; run < repeat; ++run) {
-    const auto start = std::chrono::steady_clock::now();
-    up = upscaler.upscale(decoded.rgb.data, decoded.rgb.cols, decoded.rgb.rows);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    seconds = run == 0 ? s : std::min(seconds, s);
-  }
+  const double seconds =
+      fastest_of(repeat, [&] { up = upscaler.upscale(decoded.rgb.data, decoded.rgb.cols, decoded.rgb.rows); });
   cv::Mat rgb(up.height, up.width, CV_8UC3, up.rgb.data()), bgr;
   cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
   std::vector<uchar> png;

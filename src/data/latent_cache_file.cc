@@ -8,6 +8,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "core/fnv1a.h"
 #include "core/log.h"
 #include "data/hdf5_handle.h"
 
@@ -61,10 +62,8 @@ void write_double_attribute(hid_t object, const char* name, double value, const 
 }  // namespace
 
 std::string fingerprint_of(const std::string& bytes) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ULL;
   char out[17];
-  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(fnv1a64(bytes)));
   return out;
 }
 

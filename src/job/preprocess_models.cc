@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "core/fnv1a.h"
 #include "core/log.h"
 #include "prep/blip_captioner.h"
 #include "prep/clipseg_masker.h"
@@ -24,14 +25,6 @@ std::string folder(const std::string& given, const std::string& models, std::ini
   for (const char* name : names)
     if (fs::is_directory(models + "/" + name)) return models + "/" + name;
   return "";
-}
-
-// A stable 64-bit key of a sample's name (FNV-1a): its caption's draws do not depend on which
-// images came before it.
-uint64_t name_key(const std::string& name) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : name) h = (h ^ c) * 1099511628211ULL;
-  return h;
 }
 
 class ClipSegMasks : public MaskProvider {
@@ -69,7 +62,7 @@ class BlipCaptions : public Captioner {
     std::vector<uint64_t> keys;
     for (size_t i = 0; i < images.size(); ++i) {
       views.push_back({images[i].pixels.data(), images[i].width, images[i].height});
-      keys.push_back(name_key(names[i]));
+      keys.push_back(fnv1a64(names[i]));  // by name: independent of the images before it
     }
     std::vector<std::string> out;
     for (const std::string& text : captioner_.captions(views, decoding_, keys)) out.push_back(restore_trigger(text));

@@ -3,20 +3,17 @@
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
-#include <filesystem>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
-
-namespace fs = std::filesystem;
+#include "prep/hub_config.h"
 
 namespace xltune {
 namespace {
 
 ImageProcessorConfig processor_of(const std::string& dir) {
-  const std::string path = dir + "/preprocessor_config.json";
-  XLTUNE_CHECK(fs::is_regular_file(path), "--blip_model ", dir, ": no preprocessor_config.json");
-  return ImageProcessorConfig::from_json_text(read_file(path), path);
+  const std::string text = read_hub_file(dir, "preprocessor_config.json", "--blip_model");
+  return ImageProcessorConfig::from_json_text(text, dir + "/preprocessor_config.json");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "prep/hub_config.h"
 #include "core/pil_resample.h"
 
 namespace fs = std::filesystem;
@@ -21,9 +22,8 @@ ClipTokenizer tokenizer_of(const std::string& dir) {
 }
 
 ImageProcessorConfig processor_of(const std::string& dir) {
-  const std::string path = dir + "/preprocessor_config.json";
-  XLTUNE_CHECK(fs::is_regular_file(path), "--clipseg_model ", dir, ": no preprocessor_config.json");
-  return ImageProcessorConfig::from_json_text(read_file(path), path);
+  const std::string text = read_hub_file(dir, "preprocessor_config.json", "--clipseg_model");
+  return ImageProcessorConfig::from_json_text(text, dir + "/preprocessor_config.json");
 }
 
 }  // namespace

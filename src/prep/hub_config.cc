@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "core/atomic_file.h"
 #include "core/check.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
@@ -44,6 +45,11 @@ std::string hub_model_weights(const std::string& dir, const std::string& option,
   XLTUNE_CHECK(fs::is_regular_file(dir + "/config.json"), option, " ", dir,
                ": no config.json (expected a folder as the hub ships ", hub_name, ")");
   return find_safetensors_weights(dir);
+}
+
+std::string read_hub_file(const std::string& dir, const std::string& file, const std::string& option) {
+  XLTUNE_CHECK(fs::is_regular_file(dir + "/" + file), option, " ", dir, ": no ", file);
+  return read_file(dir + "/" + file);
 }
 
 void load_hub_weights(torch::nn::Module& module, const std::string& weights, const std::string& what) {

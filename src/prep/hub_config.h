@@ -26,6 +26,10 @@ bool config_bool(const nlohmann::json& j, const char* key, bool fallback, const 
 // find_safetensors_weights (a pickle-only folder is an error that says how to convert it).
 std::string hub_model_weights(const std::string& dir, const std::string& option, const std::string& hub_name);
 
+// The text of `file` in a model folder, which must have it (an error naming `option`, the folder
+// and the file, e.g. "--blip_model DIR: no preprocessor_config.json").
+std::string read_hub_file(const std::string& dir, const std::string& file, const std::string& option);
+
 // Every parameter of `module` from the weights file, by name (core/state_dict.h: missing and
 // wrong-shape tensors are one error naming them and `what`); then eval mode.
 void load_hub_weights(torch::nn::Module& module, const std::string& weights, const std::string& what);

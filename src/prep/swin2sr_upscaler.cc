@@ -4,22 +4,18 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
 #include "prep/hub_config.h"
 
-namespace fs = std::filesystem;
-
 namespace xltune {
 namespace {
 
 Swin2SrProcessorConfig processor_of(const std::string& dir) {
-  const std::string path = dir + "/preprocessor_config.json";
-  XLTUNE_CHECK(fs::is_regular_file(path), "--upscaler_model ", dir, ": no preprocessor_config.json");
-  return Swin2SrProcessorConfig::from_json_text(read_file(path), path);
+  const std::string text = read_hub_file(dir, "preprocessor_config.json", "--upscaler_model");
+  return Swin2SrProcessorConfig::from_json_text(text, dir + "/preprocessor_config.json");
 }
 
 // numpy.pad(mode="symmetric") on one side: the indices of a side of n padded to n + pad.

@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "core/fnv1a.h"
 #include "core/keyed_random.h"
 #include "core/layers.h"
 #include "core/log.h"
@@ -125,12 +126,6 @@ ordered_json scheduler() {
 
 std::string text(const ordered_json& j) { return j.dump(2) + "\n"; }
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
 // Fills every parameter of `module` (Note [Random model weights]).
 void randomize(torch::nn::Module& module, const std::string& component, uint64_t seed) {
   at::NoGradGuard no_grad;
@@ -147,7 +142,7 @@ void randomize(torch::nn::Module& module, const std::string& component, uint64_t
   for (const auto& item : module.named_parameters()) {
     at::Tensor p = item.value();
     const std::string& name = item.key();
-    at::Generator g = keyed_generator(seed, fnv1a(component + "/" + name), 0, DrawKind::kRandomModel);
+    at::Generator g = keyed_generator(seed, fnv1a64(component + "/" + name), 0, DrawKind::kRandomModel);
     at::Tensor v = at::randn(p.sizes(), g, f32);
     const void* key = p.unsafeGetTensorImpl();
     if (norm_weights.count(key)) {
