@@ -13,7 +13,8 @@ import os
 import re
 import subprocess
 import sys
-import time
+
+from bench_util import best_of  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -32,13 +33,7 @@ def diffusers_side(model, size, steps, threads):
             pipe(prompt="a photo of a cat", width=size, height=size, num_inference_steps=steps, guidance_scale=7.5,
                  generator=torch.Generator().manual_seed(1), output_type="np")
 
-    once()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        once()
-        best = min(best, time.perf_counter() - start)
-    print(f"SECONDS {best}")
+    print(f"SECONDS {best_of(3, once)}")
 
 
 def xltune_side(xltune, model, size, steps, threads, out):

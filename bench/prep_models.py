@@ -21,7 +21,8 @@ import os
 import re
 import subprocess
 import sys
-import time
+
+from bench_util import best_of  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTO = os.path.join(ROOT, "data", "samples", "chelsea.png")
@@ -135,13 +136,7 @@ def transformers_side(kind, d, threads):
     import torch
     torch.set_num_threads(threads)
     once = {"clipseg": transformers_clipseg, "blip": transformers_blip, "swin2sr": transformers_swin2sr}[kind](d)
-    once()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        once()
-        best = min(best, time.perf_counter() - start)
-    print(f"SECONDS {best}")
+    print(f"SECONDS {best_of(3, once)}")
 
 
 def xltune_seconds(a, kind, d, env):
