@@ -85,60 +85,41 @@ Coefficients precompute(int in_size, int out_size, PilFilter f) {
   return c;
 }
 
-}  // namespace
-
-std::vector<uint8_t> pil_resize(const uint8_t* src, int width, int height, int C, int out_width, int out_height,
-                                PilFilter f) {
-  XLTUNE_CHECK(width > 0 && height > 0 && out_width > 0 && out_height > 0, "resize: bad size ", width, "x", height,
-               " -> ", out_width, "x", out_height);
-  XLTUNE_CHECK(C >= 1 && C <= 4, "resize: expected 1 to 4 channels, got ", C);
-  const bool need_horizontal = out_width != width;
-  const bool need_vertical = out_height != height;
-  Coefficients vert = precompute(height, out_height, f);
-  const int ybox_first = vert.first[0];
-  const int ybox_last = vert.first[out_height - 1] + vert.count[out_height - 1];
-
-  std::vector<uint8_t> temp;
-  const uint8_t* rows = src;
-  int rows_width = width;
-  if (need_horizontal) {
-    Coefficients horiz = precompute(width, out_width, f);
-    // Only the input rows the vertical pass will read; its bounds shift to match.
-    for (int& first : vert.first) first -= ybox_first;
-    const int temp_rows = need_vertical ? ybox_last - ybox_first : height;
-    const int offset = need_vertical ? ybox_first : 0;
-    temp.assign(static_cast<size_t>(temp_rows) * out_width * C, 0);
-    at::parallel_for(0, temp_rows, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t y = begin; y < end; ++y) {
-        const uint8_t* in = src + static_cast<size_t>(y + offset) * width * C;
-        uint8_t* out = temp.data() + static_cast<size_t>(y) * out_width * C;
-        for (int xx = 0; xx < out_width; ++xx) {
-          const int32_t* k = &horiz.weights[static_cast<size_t>(xx) * horiz.ksize];
-          const uint8_t* p = in + static_cast<size_t>(horiz.first[xx]) * C;
-          int ss[4];
-          for (int ch = 0; ch < C; ++ch) ss[ch] = 1 << (kPrecisionBits - 1);
-          for (int x = 0; x < horiz.count[xx]; ++x)
-            for (int ch = 0; ch < C; ++ch) ss[ch] += p[x * C + ch] * k[x];
-          for (int ch = 0; ch < C; ++ch) out[xx * C + ch] = clip8(ss[ch]);
-        }
+// One horizontal pass: `rows` rows of the input, from row `offset` on, each `width` pixels of C
+// channels, to rows of c.first.size() pixels.
+std::vector<uint8_t> horizontal_pass(const uint8_t* src, int width, int offset, int rows, int C,
+                                     const Coefficients& c) {
+  const int out_width = static_cast<int>(c.first.size());
+  std::vector<uint8_t> out(static_cast<size_t>(rows) * out_width * C);
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t y = begin; y < end; ++y) {
+      const uint8_t* in = src + static_cast<size_t>(y + offset) * width * C;
+      uint8_t* o = out.data() + static_cast<size_t>(y) * out_width * C;
+      for (int xx = 0; xx < out_width; ++xx) {
+        const int32_t* k = &c.weights[static_cast<size_t>(xx) * c.ksize];
+        const uint8_t* p = in + static_cast<size_t>(c.first[xx]) * C;
+        int ss[4];
+        for (int ch = 0; ch < C; ++ch) ss[ch] = 1 << (kPrecisionBits - 1);
+        for (int x = 0; x < c.count[xx]; ++x)
+          for (int ch = 0; ch < C; ++ch) ss[ch] += p[x * C + ch] * k[x];
+        for (int ch = 0; ch < C; ++ch) o[xx * C + ch] = clip8(ss[ch]);
       }
-    });
-    rows = temp.data();
-    rows_width = out_width;
-  }
-  if (!need_vertical) {
-    if (need_horizontal) return temp;
-    return std::vector<uint8_t>(src, src + static_cast<size_t>(width) * height * C);
-  }
-  const int row_values = rows_width * C;
+    }
+  });
+  return out;
+}
+
+// One vertical pass over rows of `row_values` bytes; c.first indexes rows of `src`.
+std::vector<uint8_t> vertical_pass(const uint8_t* src, int row_values, const Coefficients& c) {
+  const int out_height = static_cast<int>(c.first.size());
   std::vector<uint8_t> out(static_cast<size_t>(out_height) * row_values);
   at::parallel_for(0, out_height, 1, [&](int64_t begin, int64_t end) {
     std::vector<int> ss(static_cast<size_t>(row_values));
     for (int64_t yy = begin; yy < end; ++yy) {
-      const int32_t* k = &vert.weights[static_cast<size_t>(yy) * vert.ksize];
+      const int32_t* k = &c.weights[static_cast<size_t>(yy) * c.ksize];
       std::fill(ss.begin(), ss.end(), 1 << (kPrecisionBits - 1));
-      for (int y = 0; y < vert.count[yy]; ++y) {
-        const uint8_t* in = rows + static_cast<size_t>(vert.first[yy] + y) * row_values;
+      for (int y = 0; y < c.count[yy]; ++y) {
+        const uint8_t* in = src + static_cast<size_t>(c.first[yy] + y) * row_values;
         const int32_t w = k[y];
         for (int i = 0; i < row_values; ++i) ss[i] += in[i] * w;
       }
@@ -147,6 +128,40 @@ std::vector<uint8_t> pil_resize(const uint8_t* src, int width, int height, int C
     }
   });
   return out;
+}
+
+}  // namespace
+
+bool pil_resizes_vertically_first(int width, int height, int out_width, int out_height) {
+  // Pillow 13's ImagingResampleInner: "If height is being scaled down more than twice the
+  // amount the width is, run the vertical pass first". The amounts are pixel differences, not
+  // ratios, so a photo narrower than the output (72x100 -> 96x96) counts as "width grows".
+  const int dh = height - out_height, dw = width - out_width;
+  return dh > 0 && dh > dw * 2;
+}
+
+std::vector<uint8_t> pil_resize(const uint8_t* src, int width, int height, int C, int out_width, int out_height,
+                                PilFilter f) {
+  XLTUNE_CHECK(width > 0 && height > 0 && out_width > 0 && out_height > 0, "resize: bad size ", width, "x", height,
+               " -> ", out_width, "x", out_height);
+  XLTUNE_CHECK(C >= 1 && C <= 4, "resize: expected 1 to 4 channels, got ", C);
+  const bool need_horizontal = out_width != width;
+  const bool need_vertical = out_height != height;
+  if (!need_horizontal && !need_vertical) return std::vector<uint8_t>(src, src + static_cast<size_t>(width) * height * C);
+  if (!need_horizontal) return vertical_pass(src, width * C, precompute(height, out_height, f));
+  const Coefficients horiz = precompute(width, out_width, f);
+  if (!need_vertical) return horizontal_pass(src, width, 0, height, C, horiz);
+  Coefficients vert = precompute(height, out_height, f);
+  if (pil_resizes_vertically_first(width, height, out_width, out_height)) {
+    const std::vector<uint8_t> temp = vertical_pass(src, width * C, vert);
+    return horizontal_pass(temp.data(), width, 0, out_height, C, horiz);
+  }
+  // Horizontal first, over only the input rows the vertical pass will read; its bounds shift.
+  const int ybox_first = vert.first[0];
+  const int ybox_last = vert.first[out_height - 1] + vert.count[out_height - 1];
+  for (int& first : vert.first) first -= ybox_first;
+  const std::vector<uint8_t> temp = horizontal_pass(src, width, ybox_first, ybox_last - ybox_first, C, horiz);
+  return vertical_pass(temp.data(), out_width * C, vert);
 }
 
 }  // namespace xltune

@@ -5,6 +5,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "data/lanczos_resize.h"
 
 namespace xltune {
 
@@ -62,8 +63,9 @@ void ContactSheet::add(const cv::Mat& rgb, const cv::Mat& mask, const std::strin
   ++total_;
   if (tiles_.size() >= kMaxTiles) return;
   Tile t;
-  cv::resize(rgb, t.rgb, cv::Size(kThumb, kThumb), 0, 0, cv::INTER_AREA);
-  cv::resize(mask, t.mask, cv::Size(kThumb, kThumb), 0, 0, cv::INTER_AREA);
+  // Pillow's Lanczos, as the crops themselves are made: what a Pillow thumbnail of the shard shows.
+  t.rgb = lanczos_resize(rgb, kThumb, kThumb);
+  t.mask = lanczos_resize(mask, kThumb, kThumb);
   t.name = name;
   t.caption = caption;
   tiles_.push_back(std::move(t));

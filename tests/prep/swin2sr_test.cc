@@ -1,9 +1,9 @@
 // Swin2SR against transformers (tests/reference/make_swin2sr_models.py): five tiny random configs
 // (the real-world model's nearest+conv x4 and 1conv; pixelshuffle x2 with 3conv and img_range 255;
-// pixelshuffledirect x3 on one channel with windows cut to image_size; pixelshuffle x4; pixelshuffle
-// x3 without q/v bias), the processor's pixels on two sample crops, the reconstruction and the
-// reference trainer's 8-bit image; bf16; tiled against untiled; the full-size key and shape list;
-// bad model folders.
+// pixelshuffledirect x3 on one channel with windows cut to image_size; pixelshuffle x4;
+// pixelshuffle x3 without q/v bias), the processor's pixels on four sample crops (landscape,
+// square, portrait), the reconstruction and the reference trainer's 8-bit image; bf16; tiled
+// against untiled; the full-size key and shape list; bad model folders.
 #include "prep/swin2sr.h"
 
 #include <ATen/ATen.h>
@@ -40,7 +40,7 @@ TEST(Swin2SrParity, PixelsAndReconstructionMatchTransformers) {
     Swin2Sr model = load_swin2sr(dir, kFloat32);
     const auto processor = Swin2SrProcessorConfig::from_json_text(read_file(dir + "/preprocessor_config.json"), dir);
     SafetensorsFile dump(dir + "/reference.safetensors");
-    for (const char* k : {"0.", "1."}) {
+    for (const char* k : {"0.", "1.", "2.", "3."}) {  // landscape, square, portrait, portrait
       at::Tensor rgb = dump.tensor(std::string(k) + "rgb").contiguous();
       const int h = static_cast<int>(rgb.size(0)), w = static_cast<int>(rgb.size(1));
       // The processor: x / 255, the symmetric pad to the next multiple of 8 (a whole 8 for 24 px).
@@ -64,7 +64,7 @@ TEST(Swin2SrParity, EightBitImagesMatchTheReferenceWithThePadCroppedOff) {
   for (const char* name : {"a", "b"}) {
     Swin2SrUpscaler upscaler(swin2sr_dir(name), kFloat32);
     SafetensorsFile dump(swin2sr_dir(name) + "/reference.safetensors");
-    for (const char* k : {"0.", "1."}) {
+    for (const char* k : {"0.", "1.", "2.", "3."}) {  // landscape, square, portrait, portrait
       at::Tensor rgb = dump.tensor(std::string(k) + "rgb").contiguous();
       const int h = static_cast<int>(rgb.size(0)), w = static_cast<int>(rgb.size(1));
       UpscaledImage up = upscaler.upscale(rgb.data_ptr<uint8_t>(), w, h);

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor
 
 from full_size_keys import write_full_size
+from reference_photos import reference_photos
 
 # A vocabulary with whole words, WordPiece continuations and the punctuation and contractions
 # that decoding's clean-up joins (" ." -> ".", " ' " -> "'", " n't" -> "n't", ...).
@@ -83,7 +84,8 @@ def randomize(model, seed):
 def main():
     out, samples = sys.argv[1:3]
     os.makedirs(out, exist_ok=True)
-    photos = [os.path.join(samples, n) for n in ("chelsea.png", "coffee.png")]
+    # The two samples (landscape), then portrait and square crops.
+    photos = reference_photos(samples, os.path.join(out, "photos"), sizes=[(72, 100), (64, 100), (97, 97), (48, 48)])
     for name, spec in TINY.items():
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)

@@ -4,8 +4,9 @@ tests/prep/clipseg_test.cc; and the key and shape list of the full-size CIDAS/cl
 Two configs: "a" (the simple transposed convolution, patch 16, FiLM on the first layer) and "b"
 (the refined model's complex transposed convolution, patch 8, other extracted layers, FiLM on the
 second). Each folder has config.json, model.safetensors, preprocessor_config.json (ViTImageProcessor,
-as CIDAS's: bilinear resize, ImageNet mean and std) and the CLIP tokenizer files. For two sample
-photos and the prompt "a round object": the processor's pixel values, the token ids of
+as CIDAS's: bilinear resize, ImageNet mean and std) and the CLIP tokenizer files. For the two sample
+photos and portrait, landscape and square crops (reference_photos.py), with the prompt "a round
+object": the processor's pixel values, the token ids of
 [prompt, ""], the logits, and the reference trainer's mask (softmax over the two with the
 temperature, +0.01, * 255 / max, PIL F -> L, PIL's default (bicubic) resize to the photo).
 
@@ -23,6 +24,7 @@ from safetensors.torch import save_file
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPTokenizer, ViTImageProcessor
 
 from full_size_keys import write_full_size
+from reference_photos import reference_photos
 
 TINY = {
     "a": dict(text=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4),
@@ -86,7 +88,7 @@ def reference_mask(logits, size):
 def main():
     out, tokenizer_dir, samples = sys.argv[1:4]
     os.makedirs(out, exist_ok=True)
-    photos = [os.path.join(samples, n) for n in ("chelsea.png", "coffee.png")]
+    photos = reference_photos(samples, os.path.join(out, "photos"))
     for name, spec in TINY.items():
         d = os.path.join(out, name)
         torch.manual_seed(spec["seed"])

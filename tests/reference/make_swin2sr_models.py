@@ -11,7 +11,7 @@ config.json, model.safetensors and preprocessor_config.json (Swin2SRImageProcess
 symmetric pad to the next multiple of 8, which adds 1 to 8 pixels, 8 when the size is already a
 multiple).
 
-For two crops of the sample photos (40x36 of chelsea, 24x24 of coffee): the crop's RGB bytes, the
+For four crops of the sample photos (40x36 and 28x44 of chelsea, 24x24 and 17x33 of coffee): the crop's RGB bytes, the
 processor's pixel values, the reconstruction, and the reference trainer's 8-bit image (clamp to
 0..1, * 255, round half to even, uint8) with the processor's pad cropped off (the reference keeps
 it; xltune does not), so upscale x the crop. And the bytes of a 120x100 crop, which the C++ test
@@ -52,7 +52,9 @@ FULL = dict(embed_dim=180, depths=[6, 6, 6, 6, 6, 6], num_heads=[6, 6, 6, 6, 6, 
             patch_size=1, num_channels=3, mlp_ratio=2.0, upscale=4, img_range=1.0, resi_connection="1conv",
             upsampler="nearest+conv")
 # (photo, left, top, width, height)
-CROPS = [("chelsea.png", 120, 40, 40, 36), ("coffee.png", 200, 150, 24, 24)]
+# Landscape, square, portrait (the pad differs per side), and a portrait one-pad-step tall crop.
+CROPS = [("chelsea.png", 120, 40, 40, 36), ("coffee.png", 200, 150, 24, 24), ("chelsea.png", 150, 60, 28, 44),
+         ("coffee.png", 250, 100, 17, 33)]
 # A larger crop for the C++ test's tiled-against-untiled check (its bytes only).
 TILING = ("chelsea.png", 100, 30, 120, 100)
 
