@@ -61,13 +61,21 @@ struct RecomputeFunction : torch::autograd::Function<RecomputeFunction> {
     {
       at::AutoGradMode grad_on(true);
       const AutocastState outer = AutocastState::current();
+      // No autocast cache in the recompute: its casts of the weights would stay in autocast's
+      // process-wide cache after backward, and the next forward, after the optimizer has
+      // changed the weights, would use them stale (Note [Gradient checkpointing]). The flag is
+      // per thread, so the forward's own caching is untouched.
+      const bool outer_cache = at::autocast::is_autocast_cache_enabled();
       holder->autocast.apply();
+      at::autocast::set_autocast_cache_enabled(false);
       try {
         output = holder->fn(detached[0], detached[1]);
       } catch (...) {
+        at::autocast::set_autocast_cache_enabled(outer_cache);
         outer.apply();
         throw;
       }
+      at::autocast::set_autocast_cache_enabled(outer_cache);
       outer.apply();
     }
     if (output.requires_grad() && grad_outputs[0].defined()) torch::autograd::backward({output}, {grad_outputs[0]});

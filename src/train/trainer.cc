@@ -24,6 +24,7 @@ class AutocastScope {
     was_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
     at::autocast::set_autocast_enabled(at::kCUDA, true);
     at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::clear_cache();  // casts of weights from before the last update must not be reused
   }
   ~AutocastScope() {
     if (!on_) return;
