@@ -8,10 +8,23 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <iostream>
 #include <string>
 
 // A failed check shows the whole text, not only that the part is missing from it.
 #define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
+
+// A comparison across implementations or CPU kernels: the measured error is printed as
+// "measured WHAT: VALUE (tolerance TOL)" and checked. tests/tolerances runs the suite on every
+// CPU kernel path ATen has and lists each WHAT's worst value against its tolerance; the
+// tolerance beside each use is a few times that worst, with the figures in a comment.
+#define EXPECT_MEASURED_BELOW(what, value, tolerance)                                                  \
+  do {                                                                                              \
+    const double xltune_measured_ = (value);                                                        \
+    std::cout << "measured " << (what) << ": " << xltune_measured_ << " (tolerance " << (tolerance) \
+              << ")\n";                                                                             \
+    EXPECT_LT(xltune_measured_, (tolerance)) << (what);                                             \
+  } while (0)
 
 namespace xltune::testing_util {
 

@@ -102,6 +102,7 @@ p = 255 * p / p.max()
 ref = np.array(Image.fromarray(p.numpy()).convert("L").resize(image.size), np.int32)
 ours = np.array(Image.open(os.path.join(d, "rocket_mask.png")), np.int32)
 diff = np.abs(ours - ref)
+# Measured 0 levels on ATen's native, avx2 and default CPU kernels; 1 level is a value crossing a rounding step.
 assert ours.shape == ref.shape and diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
 print(f"ok   xltune mask = the reference's recipe in transformers (largest difference {diff.max()} level, "
       f"{(diff > 0).mean():.2%} of pixels); values {ours.min()}..{ours.max()}")
@@ -225,7 +226,8 @@ for name in ("small_x4.png", "small_x4_tiled.png"):
     ours = np.array(Image.open(os.path.join(d, name)).convert("RGB"), np.int32)
     diff = np.abs(ours - ref)
     # Untiled: the same; tiled in 32 px tiles sharing 16 (far below this random model's reach of ~30 px: the
-    # seams differ, tests/prep/swin2sr_test.cc shows where tiling is exact): close on average.
+    # seams differ, tests/prep/swin2sr_test.cc shows where tiling is exact): close on average. Measured on ATen's
+    # native, avx2 and default CPU kernels: untiled 0 levels; tiled a mean of 0.66 (13 at worst, on a seam).
     tiled = name != "small_x4.png"
     assert ours.shape == ref.shape and (diff.mean() < 3 if tiled else diff.max() <= 1), (name, diff.max(), diff.mean())
     print(f"ok   {name}: the reference's recipe in transformers within {diff.max()} level(s), mean {diff.mean():.2f} "
@@ -240,6 +242,7 @@ import zipfile, io
 cat = Image.open(io.BytesIO(zipfile.ZipFile(os.path.join(d, "small.zip")).read("cat.png"))).convert("RGB")
 expected = np.array(Image.fromarray(reference_x4(cat.crop((5, 0, 43, 38)))).resize((64, 64), Image.LANCZOS), np.int32)
 diff = np.abs(up[0] - expected)
+# Measured 0 levels on ATen's native, avx2 and default CPU kernels.
 assert up[0].shape == expected.shape and diff.max() <= 2, (up[0].shape, diff.max())
 print(f"ok   the shard's image = Pillow's Lanczos of the reference's Swin2SR x4 of the crop (within {diff.max()} level(s))")
 assert up.shape == plain.shape and np.abs(up - plain).mean() > 1, np.abs(up - plain).mean()

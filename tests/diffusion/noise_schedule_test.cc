@@ -27,10 +27,16 @@ TEST(NoiseScheduleParity, AlphasNoisingAndVelocityMatchDiffusers) {
   for (auto it = cases.begin(); it != cases.end(); ++it) {
     NoiseSchedule s(NoiseScheduleConfig::from_json_text(it.value().dump(), it.key()));
     const std::string k = it.key();
-    // Same fp32 arithmetic as diffusers (linspace, pow, cumprod): equal to a few ulps.
-    EXPECT_LT(max_abs_diff(s.alphas_cumprod(), dump.tensor(k + ".alphas_cumprod")), 2e-7) << k;
-    EXPECT_LT(max_abs_diff(s.add_noise(x0, noise, t), dump.tensor(k + ".noisy")), 1e-6) << k;
-    EXPECT_LT(max_abs_diff(s.velocity(x0, noise, t), dump.tensor(k + ".velocity")), 1e-6) << k;
+    // The same fp32 arithmetic as diffusers (linspace, pow, cumprod, sqrt), but the fixture's
+    // kernels may be another CPU's (ATEN_CPU_CAPABILITY): values of order 1, a few ulps apart.
+    const double alphas = max_abs_diff(s.alphas_cumprod(), dump.tensor(k + ".alphas_cumprod"));
+    const double noisy = max_abs_diff(s.add_noise(x0, noise, t), dump.tensor(k + ".noisy"));
+    const double velocity = max_abs_diff(s.velocity(x0, noise, t), dump.tensor(k + ".velocity"));
+    // Measured, worst over the five configs: native (AVX-512) and avx2 kernels 6.0e-8, 0, 0;
+    // ATen's default kernels 3.0e-7, 1.2e-7, 2.4e-7 (zero_snr_v: the cumprod runs to 0).
+    EXPECT_MEASURED_BELOW("alphas_cumprod", alphas, 1e-6);
+    EXPECT_MEASURED_BELOW("add_noise", noisy, 5e-7);
+    EXPECT_MEASURED_BELOW("velocity", velocity, 1e-6);
   }
 }
 

@@ -41,7 +41,8 @@ TEST(SchedulerParity, TrajectoriesMatchDiffusers) {
     auto s = make_scheduler(name, config, c["steps"].get<int64_t>());
     ASSERT_EQ(s->timesteps().sizes(), dump.tensor("timesteps").sizes()) << label;
     EXPECT_EQ(max_abs_diff(s->timesteps(), dump.tensor("timesteps")), 0) << label;
-    EXPECT_NEAR(s->init_noise_sigma().item<double>(), dump.tensor("init_noise_sigma").item<double>(), 1e-6) << label;
+    // A double from the scheduler's own tables: measured 0 on every CPU path.
+    EXPECT_MEASURED_BELOW("init_noise_sigma (relative)", std::abs(s->init_noise_sigma().item<double>() / dump.tensor("init_noise_sigma").item<double>() - 1), 1e-6);
 
     // The same seed gives diffusers' latents: a CPU generator as torch.Generator().manual_seed.
     at::Generator g = at::make_generator<at::CPUGeneratorImpl>(c["seed"].get<uint64_t>());
@@ -59,7 +60,12 @@ TEST(SchedulerParity, TrajectoriesMatchDiffusers) {
       at::Tensor noise = at::randn(shape, g, at::TensorOptions().dtype(at::kFloat));
       latents = s->add_noise(x0, noise, begin);
     }
-    EXPECT_LT(max_abs_diff(latents, dump.tensor("initial")), 1e-6) << label;
+    // randn's kernel differs between ATen's CPU paths (vectorised Box-Muller under AVX2 and
+    // AVX-512, scalar in default), and the values reach 60 (init_noise_sigma 14.6): relative
+    // to the largest. Measured 0 natively and with avx2, 4.9e-7 with ATen's default kernels.
+    const double initial_rel =
+        max_abs_diff(latents, dump.tensor("initial")) / std::max(1.0, max_abs(dump.tensor("initial")));
+    EXPECT_MEASURED_BELOW("scheduler initial latents (relative)", initial_rel, 2e-6);
     latents = dump.tensor("initial").clone();  // each step is compared from the same input
     for (int64_t i = begin; i < s->timesteps().size(0); ++i) {
       at::Tensor t = s->timesteps()[i];
@@ -68,11 +74,15 @@ TEST(SchedulerParity, TrajectoriesMatchDiffusers) {
       const at::Tensor expected = dump.tensor("step." + std::to_string(i));
       const double rel = max_abs_diff(latents, expected) / std::max(1.0, max_abs(expected));
       if (rel > worst_rel) worst_rel = rel, worst_case = label + " step " + std::to_string(i);
-      // Measured: 0 (the same ATen ops on the same values); the margin is for other vector units.
-      ASSERT_LT(rel, 2e-6) << label << " step " << i;
+      // Measured per step, worst over the 63 cases: 0 natively and with avx2 (the same ATen ops
+      // on the same values); with ATen's default kernels 3.9e-7 at the first step, 8.1e-7 at
+      // the 9th (PNDM linspace 10), 1.4e-7 by the 39th: it does not grow along the trajectory
+      // (the samplers contract it), so one bound serves every step.
+      ASSERT_LT(rel, 3e-6) << label << " step " << i;
     }
   }
   std::cout << "worst relative difference " << worst_rel << " (" << worst_case << ")\n";
+  EXPECT_MEASURED_BELOW("scheduler steps (relative, worst step)", worst_rel, 3e-6);
 }
 
 TEST(Scheduler, UnknownNamesAndUnsupportedFieldsAreNamed) {

@@ -55,7 +55,9 @@ TEST_P(UNetParity, OutputAndGradientsMatchDiffusers) {
   SafetensorsFile dump(dir + "/parity.safetensors");
   UNetRun run = run_unet(unet, dump, false);
   const double d_out = max_abs_diff(run.output, dump.tensor("output"));
-  EXPECT_LT(d_out, 1.5e-5) << "output";  // measured 7.2e-7, 3.1e-6, 2.6e-6 for the three configs
+  // Measured on ATen's native, avx2 and default CPU kernels (tests/tolerances), worst of the
+  // three configs: output 3.1e-6, gradients 4.4e-6 of their largest entry (unet_deep).
+  EXPECT_MEASURED_BELOW(GetParam() + " output", d_out, 1.5e-5);
   double worst_grad = 0;
   int compared = 0;
   for (const auto& e : dump.entries()) {
@@ -63,10 +65,10 @@ TEST_P(UNetParity, OutputAndGradientsMatchDiffusers) {
     auto it = run.grads.find(e.name);
     ASSERT_NE(it, run.grads.end()) << "no gradient for " << e.name;
     const double d = scaled_diff(it->second, dump.tensor(e.name));
-    EXPECT_LT(d, 1.5e-5) << e.name;  // measured: worst 3.5e-6 over each config's 13 gradients
     worst_grad = std::max(worst_grad, d);
     ++compared;
   }
+  EXPECT_MEASURED_BELOW(GetParam() + " gradients (scaled)", worst_grad, 1.5e-5);
   EXPECT_GE(compared, 6);
   std::printf("%s: output max |diff| %.3g; %d gradients, worst scaled diff %.3g\n", GetParam().c_str(), d_out,
               compared, worst_grad);
@@ -89,7 +91,8 @@ TEST(UNetCheckpointing, SameGradientsAsWithout) {
     ASSERT_TRUE(recomputed.grads.count(name)) << name;
     worst = std::max(worst, scaled_diff(recomputed.grads[name], g));
   }
-  EXPECT_LT(worst, 5e-6) << "recomputation must reproduce the gradients";  // measured 1.1e-6
+  // Measured 1.4e-6 (avx2), 1.1e-6 natively and with the default kernels.
+  EXPECT_MEASURED_BELOW("UNet recompute vs plain gradients (scaled)", worst, 5e-6);
   std::printf("gradient checkpointing: %zu gradients, worst scaled |diff| %.3g\n", plain.grads.size(), worst);
 }
 
@@ -205,7 +208,8 @@ TEST(UNetLoading, Fp16VariantShardedIntoBf16) {
                                  dump.tensor("text_embeds").to(at::kBFloat16), dump.tensor("time_ids"));
   const double err = (out.to(at::kFloat) - dump.tensor("output")).abs().max().item<double>();
   const double scale = dump.tensor("output").abs().max().item<double>();
-  EXPECT_LT(err / scale, 0.1) << "bf16 forward far from the fp32 reference";
+  // bf16 rounding, not kernels: measured 0.015 of the output's scale on every CPU path.
+  EXPECT_MEASURED_BELOW("bf16 UNet forward vs fp32 diffusers (relative)", err / scale, 0.06);
   std::printf("bf16 forward of the fp16-variant sharded UNet: max |diff| %.3g at output scale %.3g\n", err, scale);
 }
 

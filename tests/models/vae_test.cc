@@ -33,21 +33,22 @@ TEST_P(VaeParity, EncodeSampleDecodeAndGradientsMatchDiffusers) {
   double worst = 0;
   for (const auto& [name, t] : std::vector<std::pair<std::string, at::Tensor>>{
            {"mean", dist.mean}, {"logvar", dist.logvar}, {"sample", dist.sample(dump.tensor("noise"))}}) {
-    double d = max_abs_diff(t, dump.tensor(name));
-    EXPECT_LT(d, 3e-6) << name;  // measured 7.2e-7
-    worst = std::max(worst, d);
+    worst = std::max(worst, max_abs_diff(t, dump.tensor(name)));
   }
+  // Measured on ATen's native, avx2 and default CPU kernels (tests/tolerances), worst of vae_a
+  // and vae_b: encode 1.2e-6, decode 7.5e-6, gradients (scaled) image 7.4e-7, latent 3.3e-6.
+  EXPECT_MEASURED_BELOW(GetParam() + " encode", worst, 5e-6);
   (dist.mean * dump.tensor("R_mean")).sum().backward();
   double d_grad_image = scaled_diff(image.grad(), dump.tensor("grad_image"));
-  EXPECT_LT(d_grad_image, 1.5e-5);  // measured 3.3e-6 (scaled)
+  EXPECT_MEASURED_BELOW(GetParam() + " image gradient (scaled)", d_grad_image, 4e-6);
 
   at::Tensor z = dump.tensor("z").clone().requires_grad_(true);
   at::Tensor decoded = vae->decode(z);
   double d_dec = max_abs_diff(decoded, dump.tensor("decoded"));
-  EXPECT_LT(d_dec, 3e-5);  // measured 7.5e-6
+  EXPECT_MEASURED_BELOW(GetParam() + " decode", d_dec, 3e-5);
   (decoded * dump.tensor("R_dec")).sum().backward();
   double d_grad_z = scaled_diff(z.grad(), dump.tensor("grad_z"));
-  EXPECT_LT(d_grad_z, 1.5e-5);  // measured 3.3e-6 (scaled)
+  EXPECT_MEASURED_BELOW(GetParam() + " latent gradient (scaled)", d_grad_z, 1.5e-5);
   std::printf("%s: encode max |diff| %.3g, decode %.3g, gradients (scaled) image %.3g z %.3g\n", GetParam().c_str(),
               worst, d_dec, d_grad_image, d_grad_z);
 }

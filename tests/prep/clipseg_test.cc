@@ -39,7 +39,10 @@ TEST(ClipSegParity, PixelsLogitsAndMasksMatchTransformers) {
       const cv::Mat rgb = decode_image_file(photos[i].get<std::string>(), "photo").rgb;
       // The processor: Pillow's bilinear resize on 8 bits, then rescale and normalise.
       at::Tensor pixels = process_image(masker.processor(), rgb.data, rgb.cols, rgb.rows);
-      EXPECT_LT(max_abs_diff(pixels[0], dump.tensor(k + "pixel_values")), 1e-5) << name << " photo " << i;
+      // Measured on ATen's native, avx2 and default CPU kernels (tests/tolerances): pixels 0;
+      // logits 0 natively, up to 1.4e-6 (a) and 6.1e-6 (b: the refined transposed convolution)
+      // on the others; masks within 1 level (a value crossing a rounding step).
+      EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " pixels", max_abs_diff(pixels[0], dump.tensor(k + "pixel_values")), 1e-5);
       // The token ids of [prompt, ""], padded to 77.
       const at::Tensor ids = dump.tensor(k + "input_ids");
       std::vector<int64_t> ours = masker.tokenizer().encode("a round object", 77), empty = masker.tokenizer().encode("", 77);
@@ -48,16 +51,16 @@ TEST(ClipSegParity, PixelsLogitsAndMasksMatchTransformers) {
       // The model on transformers' own inputs, then end to end.
       at::Tensor logits = masker.model()->forward(dump.tensor(k + "pixel_values").unsqueeze(0).repeat({2, 1, 1, 1}), ids);
       const double r = rel(logits, dump.tensor(k + "logits"));
-      EXPECT_LT(r, 1e-5) << name << " photo " << i;  // measured ~1e-6
+      EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " logits (relative)", r, 3e-5);
       at::Tensor end_to_end = masker.logits(rgb.data, rgb.cols, rgb.rows, "a round object");
-      EXPECT_LT(rel(end_to_end, dump.tensor(k + "logits")), 1e-5) << name;
+      EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " logits end to end (relative)", rel(end_to_end, dump.tensor(k + "logits")), 3e-5);
       // The mask: the same 8-bit values but where float noise crosses a truncation step.
       std::vector<uint8_t> m = masker.mask(rgb.data, rgb.cols, rgb.rows, "a round object", 1.0);
       at::Tensor mine = at::from_blob(m.data(), {rgb.rows, rgb.cols}, at::kByte).to(at::kInt);
       at::Tensor theirs = dump.tensor(k + "mask").to(at::kInt);
       ASSERT_EQ(mine.sizes(), theirs.sizes());
       const int worst = (mine - theirs).abs().max().item<int>();
-      EXPECT_LE(worst, 1) << name << " photo " << i << " " << rgb.cols << "x" << rgb.rows;
+      EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " mask (levels)", worst, 3);
       EXPECT_LT((mine != theirs).to(at::kDouble).mean().item<double>(), 0.01) << name;
       std::cout << name << " photo " << i << " " << rgb.cols << "x" << rgb.rows << ": logits " << r
                 << " of their largest value, mask within " << worst << " levels\n";

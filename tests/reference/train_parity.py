@@ -60,6 +60,9 @@ def main():
     ap.add_argument("model")
     ap.add_argument("run")
     ap.add_argument("dump")
+    # Measured on ATen's native (AVX-512), avx2 and default CPU kernels (ATEN_CPU_CAPABILITY for
+    # both sides): losses 1.5e-7 (LoRA, 10 steps; no growth along them), 1.1e-7 (full, 8 steps);
+    # per-tensor weights 1.3e-5 (LoRA's smallest B), change ratio 4.2e-6.
     ap.add_argument("--loss-tol", type=float, default=5e-7, help="max |loss difference| / loss")
     ap.add_argument("--weight-tol", type=float, default=5e-5,
                     help="per tensor: max |xltune - reference| / max |reference|")

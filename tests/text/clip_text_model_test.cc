@@ -46,20 +46,22 @@ TEST_P(ClipTextParity, HiddenStatesPooledAndNewTokenGradientsMatchTransformers) 
   ClipTextOutput out = model->forward(ids, /*all_hidden_states=*/true);
   double worst = 0;
   for (size_t i = 0; i < out.hidden_states.size(); ++i) {
-    double d = max_abs_diff(out.hidden_states[i], dump.tensor("hidden_states." + std::to_string(i)));
-    EXPECT_LT(d, 1e-5) << "hidden_states." << i;
-    worst = std::max(worst, d);
+    worst = std::max(worst, max_abs_diff(out.hidden_states[i], dump.tensor("hidden_states." + std::to_string(i))));
   }
+  // Measured on ATen's native, avx2 and default CPU kernels (tests/tolerances), worst over
+  // te1_a, te1_b, te2_a, te2_b: hidden states 3.3e-6, last hidden state 2.0e-6, pooled 1.9e-6,
+  // text_embeds 1.2e-6, new-row gradients 7.8e-7 of their largest entry.
+  EXPECT_MEASURED_BELOW(GetParam() + " hidden states", worst, 1e-5);
   EXPECT_EQ(out.hidden_states.size(), static_cast<size_t>(model->config().num_hidden_layers + 1));
   EXPECT_TRUE(at::equal(out.penultimate, out.hidden_states[out.hidden_states.size() - 2]));
   double d_last = max_abs_diff(out.last_hidden_state, dump.tensor("last_hidden_state"));
   double d_pool = max_abs_diff(out.pooled, dump.tensor("pooled"));
-  EXPECT_LT(d_last, 1e-5);
-  EXPECT_LT(d_pool, 1e-5);
+  EXPECT_MEASURED_BELOW(GetParam() + " last hidden state", d_last, 1e-5);
+  EXPECT_MEASURED_BELOW(GetParam() + " pooled", d_pool, 1e-5);
   at::Tensor final_pooled = out.pooled;
   if (model->config().with_projection) {
     double d_proj = max_abs_diff(out.text_embeds, dump.tensor("text_embeds"));
-    EXPECT_LT(d_proj, 1e-5);
+    EXPECT_MEASURED_BELOW(GetParam() + " text_embeds", d_proj, 1e-5);
     worst = std::max(worst, d_proj);
     final_pooled = out.text_embeds;
   }
@@ -72,7 +74,7 @@ TEST_P(ClipTextParity, HiddenStatesPooledAndNewTokenGradientsMatchTransformers) 
   at::Tensor want_grad = dump.tensor("grad_new_rows");
   double d_grad = max_abs_diff(rows.grad(), want_grad);
   double grad_scale = std::max(1.0, want_grad.abs().max().item<double>());
-  EXPECT_LT(d_grad / grad_scale, 1e-5) << "max |diff| " << d_grad << " at scale " << grad_scale;
+  EXPECT_MEASURED_BELOW(GetParam() + " new-row gradients (scaled)", d_grad / grad_scale, 4e-6);
   EXPECT_FALSE(model->token_embedding->weight.grad().defined()) << "the old table must get no gradient";
   std::printf("%s: max |diff| outputs %.3g; new-row gradients %.3g (relative %.3g)\n", GetParam().c_str(), worst,
               d_grad, d_grad / grad_scale);

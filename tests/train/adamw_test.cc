@@ -30,8 +30,9 @@ TEST(AdamWParity, SixStepsOfTwoGroupsMatchTorch) {
                       testing_util::max_abs_diff(p1, dump.tensor("p1.after." + std::to_string(step)))});
   }
   EXPECT_EQ(opt.state(1).step, 4) << "steps without a gradient do not count";
-  // The same fp32 operations in the same order as torch's single-tensor AdamW.
-  EXPECT_LT(worst, 1e-7);
+  // The same fp32 operations in the same order as torch's single-tensor AdamW: measured 0 on
+  // ATen's native, avx2 and default CPU kernels (tests/tolerances); the bound is 1-2 ulps.
+  EXPECT_MEASURED_BELOW("AdamW vs torch after 6 steps", worst, 1e-7);
   std::printf("AdamW vs torch: max |diff| %.3g after 6 steps\n", worst);
 }
 
