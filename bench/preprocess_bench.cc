@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     }
     std::printf("{\"impl\": \"xltune\", \"seconds\": %.6f, \"images\": %zu, \"checksum\": %llu}\n", best, files.size(),
                 static_cast<unsigned long long>(checksum));
-  } catch (const xltune::Error& e) {
+  } catch (const std::exception& e) {  // c10::Error too (a CUDA error): one message, never std::terminate
     std::fprintf(stderr, "xltune_bench_preprocess: %s\n", e.what());
     return 1;
   }

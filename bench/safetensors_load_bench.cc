@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
                 best_open, count, static_cast<unsigned long long>(bytes));
     std::printf("{\"impl\": \"xltune\", \"mode\": \"clone\", \"seconds\": %.6f, \"tensors\": %zu, \"bytes\": %llu}\n",
                 best_clone, count, static_cast<unsigned long long>(bytes));
-  } catch (const xltune::Error& e) {
+  } catch (const std::exception& e) {  // c10::Error too (a CUDA error): one message, never std::terminate
     std::fprintf(stderr, "xltune_bench_safetensors: %s\n", e.what());
     return 1;
   }

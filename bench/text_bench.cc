@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
       return 2;
     }
-  } catch (const xltune::Error& e) {
+  } catch (const std::exception& e) {  // c10::Error too (a CUDA error): one message, never std::terminate
     std::fprintf(stderr, "xltune_bench_text: %s\n", e.what());
     return 1;
   }

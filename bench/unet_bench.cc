@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     std::printf("{\"impl\": \"xltune\", \"mode\": \"%s\", \"seconds\": %.6f}\n", mode.c_str(), best);
-  } catch (const xltune::Error& e) {
+  } catch (const std::exception& e) {  // c10::Error too (a CUDA error): one message, never std::terminate
     std::fprintf(stderr, "xltune_bench_unet: %s\n", e.what());
     return 1;
   }

@@ -16,6 +16,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "dist/id_file.h"
 
 namespace xltune {
 
@@ -106,21 +107,20 @@ NcclCommunicator::NcclCommunicator(int rank, int world, c10::Device device, cons
     : rank_(rank), size_(world), device_(device), state_(std::make_shared<State>()) {
   XLTUNE_CHECK(device.is_cuda(), "NCCL: expected a CUDA device, got ", device.str());
   XLTUNE_CHECK(world >= 1 && rank >= 0 && rank < world, "NCCL: rank ", rank, " of ", world);
+  // Note in dist/id_file.h: an id file from an earlier run is never taken for this one's.
+  const auto started = std::chrono::system_clock::now();
+  XLTUNE_CHECK(world == 1 || !id_file.empty(), "NCCL without MPI: ", world, " ranks need a file to share the id through");
+  if (world > 1 && rank == 0) clear_id_file(id_file);
   ncclUniqueId id;
   if (rank == 0) XLTUNE_NCCL_CHECK(ncclGetUniqueId(&id), "NCCL: make the communicator's id");
   if (world > 1) {
-    XLTUNE_CHECK(!id_file.empty(), "NCCL without MPI: ", world, " ranks need a file to share the id through");
     if (rank == 0) {
-      write_file_atomic(id_file, std::string(reinterpret_cast<const char*>(&id), sizeof id));
+      publish_id_file(id_file, std::string(reinterpret_cast<const char*>(&id), sizeof id));
     } else {
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
-      while (!std::filesystem::exists(id_file)) {
-        XLTUNE_CHECK(std::chrono::steady_clock::now() < deadline, "NCCL: rank ", rank, " waited 10 minutes for ",
-                     id_file, " from rank 0");
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      const std::string bytes = read_file(id_file);
-      XLTUNE_CHECK(bytes.size() == sizeof id, id_file, ": not an NCCL id (", bytes.size(), " bytes)");
+      // Ranks start within seconds of each other: a file older than a minute before this one
+      // started belongs to another run.
+      const std::string bytes = wait_for_id_file(id_file, sizeof id, started - std::chrono::minutes(1),
+                                                 std::chrono::minutes(10), rank);
       std::memcpy(&id, bytes.data(), sizeof id);
     }
   }
