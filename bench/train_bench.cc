@@ -14,7 +14,11 @@
 // nccl (CUDA builds with NCCL): instead, STEPS steps twice from the same start, once with the
 // gradients going through the bucketed reducer over a one-rank NCCL communicator (no MPI: the
 // path multi-GPU runs take, streams, events and all) and once without; prints whether the losses
-// agree (they must be identical: an all-reduce over one rank is the identity).
+// agree. An all-reduce over one rank is the identity, but the GPU backward is not deterministic
+// (atomics in the attention and cuDNN backwards), so only step 1's loss (a forward from the same
+// weights) must be bit-equal; later steps must agree within a relative kNcclRelTolerance. The JSON
+// line gives the largest relative difference and the tolerance; the exit status is 1 when they
+// do not agree.
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 
@@ -101,6 +105,8 @@ template <typename LoadModel>
 int nccl_check(LoadModel load_model, bool lora, const at::Device& device, int64_t resolution, int64_t batch,
                int64_t steps) {
 #ifdef XLTUNE_HAVE_NCCL
+  // The bound on the relative loss difference after step 1 (see the header).
+  constexpr double kNcclRelTolerance = 1e-5;
   XLTUNE_CHECK(device.is_cuda(), "nccl: needs --device cuda");
   const StepBatch b = batch_of(batch, resolution / 8, device);
   std::vector<double> losses[2];
@@ -120,12 +126,32 @@ int nccl_check(LoadModel load_model, bool lora, const at::Device& device, int64_
     Trainer t(m, bench_config(lora, steps, false, true), 0.13025, reducer);
     for (int64_t s = 1; s <= steps; ++s) losses[with_nccl].push_back(t.step(s, b).loss);
   }
-  double worst = 0;
-  for (int64_t s = 0; s < steps; ++s) worst = std::max(worst, std::abs(losses[0][s] - losses[1][s]));
+  // Step 1 (index 0): bit-equal. Later steps: |a - b| <= tolerance * max(|a|, |b|). A NaN on either
+  // side fails (every comparison with it is false).
+  const bool step1_equal = steps > 0 && losses[0][0] == losses[1][0];
+  bool later_ok = true;
+  double worst_abs = 0, worst_rel = 0;
+  for (int64_t s = 0; s < steps; ++s) {
+    const double plain = losses[0][s], reduced = losses[1][s];
+    const double diff = std::abs(plain - reduced), scale = std::max(std::abs(plain), std::abs(reduced));
+    const double rel = diff == 0 ? 0.0 : (scale > 0 ? diff / scale : diff);
+    if (!(diff <= worst_abs)) worst_abs = diff;  // a NaN sticks
+    if (!(rel <= worst_rel)) worst_rel = rel;
+    if (s > 0 && !(rel <= kNcclRelTolerance)) later_ok = false;
+  }
+  const bool ok = step1_equal && later_ok;
+  auto number = [](double x) {  // JSON has no NaN or infinity: null
+    char text[32] = "null";
+    if (std::isfinite(x)) std::snprintf(text, sizeof text, "%.3g", x);
+    return std::string(text);
+  };
   std::printf("{\"impl\": \"xltune\", \"check\": \"nccl one rank vs no reducer\", \"mode\": \"%s\", \"steps\": %lld, "
-              "\"max_loss_diff\": %.3g, \"ok\": %s}\n",
-              lora ? "lora" : "full", static_cast<long long>(steps), worst, worst == 0 ? "true" : "false");
-  return worst == 0 ? 0 : 1;
+              "\"step1_bit_equal\": %s, \"max_loss_diff\": %s, \"max_rel_diff\": %s, \"rel_tolerance\": %.1g, "
+              "\"ok\": %s}\n",
+              lora ? "lora" : "full", static_cast<long long>(steps), step1_equal ? "true" : "false",
+              number(worst_abs).c_str(), number(worst_rel).c_str(), kNcclRelTolerance, ok ? "true" : "false");
+  std::fflush(stdout);
+  return ok ? 0 : 1;
 #else
   (void)load_model, (void)lora, (void)device, (void)resolution, (void)batch, (void)steps;
   std::fprintf(stderr, "xltune_bench_train: built without NCCL\n");
@@ -135,7 +161,7 @@ int nccl_check(LoadModel load_model, bool lora, const at::Device& device, int64_
 
 int run(int argc, char** argv) {
   if (argc < 7) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing|plain] [nccl]\n", argv[0]);
     return 2;
   }
   const std::string model_arg = argv[1], mode = argv[3];
