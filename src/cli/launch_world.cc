@@ -39,6 +39,7 @@ void abort_job(Communicator& comm, const char* command, const std::exception& e)
   std::cerr << "xltune " << command << ": rank " << comm.rank() << " of " << comm.size() << ": error: "
             << what.substr(0, nl) << std::endl;
   comm.abort(1);
+  std::abort();  // abort() is [[noreturn]], but an override need not say so: never return from here
 }
 
 }  // namespace xltune::cli

@@ -155,8 +155,9 @@ TEST(Preprocess, ModelPlugInsAreUsed) {
   ShardSet set(dir + "/out");
   for (uint64_t i = 0; i < set.size(); ++i) {
     ShardSample s = set.read(i);
-    if (s.source.find("coffee") != std::string::npos)  // set/a/coffee.png and set/b/coffee.png: their own captions
+    if (s.source.find("coffee") != std::string::npos) {  // set/a/coffee.png and set/b/coffee.png: their own captions
       EXPECT_EQ(s.caption, "a photo of <s0><s1> <s0><s1> sitting (" + s.source + ")");
+    }
     if (s.source == "set/a/coffee.png") {
       EXPECT_EQ(s.caption, "a photo of <s0><s1> <s0><s1> sitting (set/a/coffee.png)");
       EXPECT_EQ(s.crop_left, 0) << "the mask pulls the crop left";
