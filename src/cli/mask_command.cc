@@ -2,11 +2,11 @@
 // as preprocessing computes it for --mask_target_prompts: for looking at, and for checking.
 #include <boost/program_options.hpp>
 #include <iostream>
-#include <opencv2/imgcodecs.hpp>
 
 #include "cli/command.h"
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "data/image_codec.h"
 #include "data/image_decode.h"
 #include "job/job_devices.h"
 #include "prep/clipseg_masker.h"
@@ -52,9 +52,7 @@ int mask_command(const std::vector<std::string>& args) {
     m = masker.mask(decoded.rgb.data, decoded.rgb.cols, decoded.rgb.rows, prompt, temperature);
   });
   cv::Mat grey(decoded.rgb.rows, decoded.rgb.cols, CV_8UC1, m.data());
-  std::vector<uchar> png;
-  XLTUNE_CHECK(cv::imencode(".png", grey, png), out, ": cannot encode the mask");
-  write_file_atomic(out, std::string(png.begin(), png.end()));
+  write_file_atomic(out, encode_png(grey, ChannelOrder::kRgb));
   std::cout << "wrote " << out << " (" << decoded.rgb.cols << "x" << decoded.rgb.rows << ", '" << prompt << "'; "
             << seconds << " s computing)\n";
   return 0;

@@ -1,10 +1,10 @@
 #include "data/contact_sheet.h"
 
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "data/image_codec.h"
 #include "data/lanczos_resize.h"
 
 namespace xltune {
@@ -108,11 +108,7 @@ cv::Mat ContactSheet::render() const {
 }
 
 void ContactSheet::write(const std::string& path) const {
-  cv::Mat bgr;
-  cv::cvtColor(render(), bgr, cv::COLOR_RGB2BGR);
-  std::vector<uint8_t> png;
-  XLTUNE_CHECK(cv::imencode(".png", bgr, png), "contact sheet ", path, ": PNG encoding failed");
-  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
+  write_file_atomic(path, encode_png(render(), ChannelOrder::kRgb));
 }
 
 }  // namespace xltune

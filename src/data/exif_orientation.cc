@@ -74,6 +74,7 @@ int exif_orientation(std::string_view bytes, ImageFormat format) {
   if (format == ImageFormat::kJpeg) exif = jpeg_exif(bytes);
   else if (format == ImageFormat::kPng) exif = png_exif(bytes);
   else if (format == ImageFormat::kWebp) exif = webp_exif(bytes);
+  else if (format == ImageFormat::kTiff) exif = bytes;  // a TIFF file is itself the tag block
   if (exif.empty()) return 1;
   auto value = tiff_ifd0_tag(exif, kTiffOrientation);
   if (!value || *value < 1 || *value > 8) return 1;

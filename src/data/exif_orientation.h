@@ -1,10 +1,8 @@
-// The EXIF orientation tag (1..8) of a JPEG, PNG or WebP file.
+// The orientation tag (1..8) of a JPEG, PNG or WebP file's EXIF block, or of a TIFF file's
+// first IFD (a TIFF is itself the tag block).
 //
-// OpenCV 4.6 applies it only under IMREAD_COLOR, and only for JPEG and PNG (verified: a WebP
-// with orientation 6 comes back unrotated). xltune decodes with IMREAD_UNCHANGED (to keep
-// alpha and 16-bit samples), which ignores it for every format, so decode reads the tag here
-// and rotates itself: the same result for every format. TIFF is the exception: OpenCV's TIFF
-// decoder rotates by its own orientation tag even under IMREAD_UNCHANGED, so it is left alone.
+// The decoders (data/image_codec.h) return pixels as stored, so decode_image rotates by this
+// tag itself: the same result for every format, as PIL's ImageOps.exif_transpose gives.
 #pragma once
 
 #include <string_view>

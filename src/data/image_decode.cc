@@ -5,11 +5,11 @@
 #include <unistd.h>
 
 #include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "core/check.h"
 #include "data/exif_orientation.h"
+#include "data/image_codec.h"
 
 namespace xltune {
 
@@ -109,23 +109,10 @@ DecodedImage decode_image(std::string_view bytes, const std::string& name, const
   XLTUNE_CHECK(header.format != ImageFormat::kJpeg || !jpeg_is_truncated(bytes), "image ", name,
                ": JPEG is truncated (no end-of-image marker after its scan data)");
 
-  cv::Mat raw;
-  try {
-    // A Mat over our bytes: no copy. IMREAD_UNCHANGED keeps alpha and 16-bit samples (and
-    // ignores EXIF orientation, applied below).
-    cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data()));
-    raw = cv::imdecode(buffer, cv::IMREAD_UNCHANGED);
-  } catch (const cv::Exception& e) {
-    XLTUNE_FAIL("image ", name, ": OpenCV cannot decode this ", image_format_name(header.format), ": ", e.err);
-  }
-  XLTUNE_CHECK(!raw.empty(), "image ", name, ": OpenCV cannot decode this ", image_format_name(header.format),
-               " (corrupt or truncated data)");
+  cv::Mat raw = decode_pixels(bytes, header.format, name, limits.max_image_pixels);
   // The header parser and the decoder must agree, or the pixel limit checked the wrong size.
-  // OpenCV's TIFF decoder applies the TIFF orientation itself, which may swap the sides.
-  bool same = raw.cols == header.width && raw.rows == header.height;
-  bool swapped = raw.cols == header.height && raw.rows == header.width;
-  XLTUNE_CHECK(same || (header.format == ImageFormat::kTiff && swapped), "image ", name, ": decoded size ", raw.cols,
-               "x", raw.rows, " differs from its header's ", header.width, "x", header.height);
+  XLTUNE_CHECK(raw.cols == header.width && raw.rows == header.height, "image ", name, ": decoded size ", raw.cols, "x", raw.rows,
+               " differs from its header's ", header.width, "x", header.height);
 
   cv::Mat eight = to_8bit(raw, name);
   DecodedImage out;
@@ -136,10 +123,8 @@ DecodedImage decode_image(std::string_view bytes, const std::string& name, const
     case 4: out.rgb = composite_on_white(eight); break;
     default: XLTUNE_FAIL("image ", name, ": ", eight.channels(), " channels; expected 1, 3 or 4");
   }
-  if (header.format != ImageFormat::kTiff) {
-    out.orientation = exif_orientation(bytes, header.format);
-    out.rgb = apply_orientation(out.rgb, out.orientation);
-  }
+  out.orientation = exif_orientation(bytes, header.format);
+  out.rgb = apply_orientation(out.rgb, out.orientation);
   return out;
 }
 

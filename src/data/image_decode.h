@@ -1,6 +1,6 @@
 // One image file to 8-bit RGB pixels, as a person would see it: EXIF orientation applied,
-// grey and 16-bit converted, transparency composited on white, CMYK JPEG converted (libjpeg
-// inside OpenCV handles Adobe's inverted CMYK).
+// grey and 16-bit converted, transparency composited on white, CMYK JPEG converted (Adobe's
+// inverted CMYK). The pixels come from data/image_codec.h.
 //
 // Every failure is an Error that names the image; the pipeline turns it into a warning and
 // skips the image (one bad photo must not end a run), and fails only when none is left.
@@ -17,7 +17,7 @@
 namespace xltune {
 
 struct DecodeLimits {
-  // Refused before decoding, from the header: OpenCV allocates width*height*channels*depth
+  // Refused before decoding, from the header: a decoder allocates width*height*channels*depth
   // up front. 128 Mpx (e.g. 13000x10000, above any phone or DSLR) is 384 MB as RGB.
   uint64_t max_image_pixels = uint64_t{1} << 27;
   // Larger files are refused before they are read.

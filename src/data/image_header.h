@@ -2,7 +2,7 @@
 // and the pixel size from the header, read without decoding a pixel.
 //
 // Ingest recognises images by content, so a PNG named photo.dat is an image and a text file
-// named photo.jpg is not. Decode reads the size here before it lets OpenCV allocate anything,
+// named photo.jpg is not. Decode reads the size here before it lets a decoder allocate anything,
 // so a 20000x20000 header in a 200-byte file is refused at the cost of parsing 30 bytes.
 #pragma once
 
@@ -14,7 +14,7 @@ namespace xltune {
 
 enum class ImageFormat {
   kUnknown,
-  // Decoded by xltune (OpenCV's codecs).
+  // Decoded by xltune (data/image_codec.h).
   kJpeg,
   kPng,
   kWebp,

@@ -2,11 +2,10 @@
 
 #include <zlib.h>
 
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "data/image_codec.h"
 
 namespace xltune {
 namespace {
@@ -42,11 +41,7 @@ bool ascii(const std::string& s) {
 
 std::string encode_png_with_text(const cv::Mat& rgb, const std::vector<std::pair<std::string, std::string>>& texts) {
   XLTUNE_CHECK(rgb.type() == CV_8UC3, "PNG: expected 8-bit RGB pixels");
-  cv::Mat bgr;
-  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-  std::vector<uchar> encoded;
-  XLTUNE_CHECK(cv::imencode(".png", bgr, encoded), "PNG: OpenCV could not encode a ", rgb.cols, "x", rgb.rows, " image");
-  std::string png(encoded.begin(), encoded.end());
+  const std::string png = encode_png(rgb, ChannelOrder::kRgb);
   // Signature (8) + IHDR (4 length + 4 type + 13 data + 4 CRC).
   const size_t after_ihdr = 8 + 25;
   XLTUNE_CHECK(png.size() > after_ihdr && png.compare(12, 4, "IHDR") == 0, "PNG: unexpected encoder output");

@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "core/atomic_file.h"
 #include "core/check.h"
+#include "data/image_codec.h"
 
 namespace xltune {
 
@@ -69,9 +70,7 @@ void write_loss_plot(const std::string& path, const std::vector<double>& losses,
   cv::putText(img, "per step", {lx + 30, ly}, font, 0.45, axis, 1, cv::LINE_AA);
   cv::line(img, {lx + 120, ly - 4}, {lx + 144, ly - 4}, smooth, 2, cv::LINE_AA);
   cv::putText(img, "moving average", {lx + 150, ly}, font, 0.45, axis, 1, cv::LINE_AA);
-  const std::string temp = path + ".partial.png";
-  XLTUNE_CHECK(cv::imwrite(temp, img), "cannot write ", temp);
-  XLTUNE_CHECK(std::rename(temp.c_str(), path.c_str()) == 0, "cannot rename ", temp, " to ", path);
+  write_file_atomic(path, encode_png(img, ChannelOrder::kBgr));
 }
 
 }  // namespace xltune

@@ -1,6 +1,7 @@
 // libFuzzer target for the data part's parsers of untrusted bytes: image magic and headers
 // (JPEG markers, PNG, WebP, BMP, TIFF IFDs), the JPEG truncation check, EXIF orientation in
-// every container, caption CSVs, archive entry names. Each must return or throw
+// every container, caption CSVs, archive entry names, and xltune's own BMP decoder (pixels
+// and all: data/bmp_decode.h). Each must return or throw
 // xltune::Error, never read out of bounds. The first byte picks which parser the rest goes to.
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "data/bmp_decode.h"
 #include "data/csv.h"
 #include "data/entry_path.h"
 #include "data/exif_orientation.h"
@@ -17,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string_view bytes(reinterpret_cast<const char*>(data + 1), size - 1);
   try {
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
       case 0: {
         xltune::ImageFormat f = xltune::sniff_image_format(bytes.substr(0, xltune::kSniffBytes));
         if (xltune::is_decodable(f)) xltune::read_image_header(bytes, "fuzz");
@@ -35,6 +37,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::string valid = xltune::make_valid_utf8(bytes);
         if (xltune::make_valid_utf8(valid) != valid) __builtin_trap();  // idempotent
         xltune::normalize_entry_path(bytes, "fuzz.zip");
+        break;
+      }
+      case 4: {
+        // "BM" prefixed, so that the fuzzer starts inside the decoder, not at its magic check.
+        const std::string bmp = "BM" + std::string(bytes);
+        xltune::BmpPixels p = xltune::decode_bmp(bmp, "fuzz.bmp", uint64_t{1} << 20);
+        if (p.pixels.size() != static_cast<size_t>(p.width) * p.height * p.channels) __builtin_trap();
         break;
       }
     }
