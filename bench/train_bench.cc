@@ -9,7 +9,12 @@
 // `xltune train`. Times STEPS steps while the token rows train (the encoders run with
 // gradients) and STEPS steps after the pivot (text conditioning cached), each after one
 // untimed step. Prints one JSON line per phase: ms per step (median), steps/s, peak memory
-// (GPU allocator peak, or the process's peak RSS on the CPU).
+// (GPU allocator peak, or the process's peak RSS on the CPU), and "phases": per phase of the
+// step (train/trainer.h's StepPhaseListener: draws, text, forward, backward, clip, optimizer) the
+// median host time (how long the CPU took to issue it) and device time (CUDA events on the
+// current stream: how long the GPU took, waits for the host included; on the CPU the host time).
+// A device time much above the host time is GPU work; host time near or above the device time
+// means a GPU waiting on the host.
 //
 // nccl (CUDA builds with NCCL): instead, STEPS steps twice from the same start, once with the
 // gradients going through the bucketed reducer over a one-rank NCCL communicator (no MPI: the
@@ -21,6 +26,9 @@
 // do not agree.
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
+#ifdef XLTUNE_HAVE_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -45,6 +53,79 @@ namespace xltune {
 namespace {
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Host and device time of each phase of the steps it hears (see the top of this file).
+class PhaseClock : public StepPhaseListener {
+ public:
+  explicit PhaseClock(bool cuda) : cuda_(cuda) {}
+
+  void mark(const char* phase) override {
+    names_.emplace_back(phase);
+    host_.push_back(now());
+#ifdef XLTUNE_HAVE_CUDA
+    if (cuda_) {
+      events_.emplace_back(cudaEventDefault);  // timing on
+      events_.back().record();
+    }
+#endif
+  }
+
+  // After the step has been synchronized: keeps its phase times, forgets its marks.
+  void collect() {
+    for (size_t i = 1; i < names_.size(); ++i) {
+      Phase& p = phase(names_[i]);
+      p.host_ms.push_back((host_[i] - host_[i - 1]) * 1e3);
+      double device_ms = p.host_ms.back();
+#ifdef XLTUNE_HAVE_CUDA
+      if (cuda_) device_ms = events_[i - 1].elapsed_time(events_[i]);
+#endif
+      p.device_ms.push_back(device_ms);
+    }
+    names_.clear(), host_.clear();
+#ifdef XLTUNE_HAVE_CUDA
+    events_.clear();
+#endif
+  }
+
+  // {"draws": {"host_ms": .., "device_ms": ..}, ...}: medians over the collected steps.
+  std::string json() const {
+    std::string out = "{";
+    char buffer[160];
+    for (const Phase& p : phases_) {
+      std::snprintf(buffer, sizeof buffer, "%s\"%s\": {\"host_ms\": %.3f, \"device_ms\": %.3f}", out.size() > 1 ? ", " : "",
+                    p.name.c_str(), median_of(p.host_ms), median_of(p.device_ms));
+      out += buffer;
+    }
+    return out + "}";
+  }
+
+  void reset() { phases_.clear(); }
+
+ private:
+  struct Phase {
+    std::string name;
+    std::vector<double> host_ms, device_ms;
+  };
+  Phase& phase(const std::string& name) {
+    for (Phase& p : phases_)
+      if (p.name == name) return p;
+    phases_.push_back({name, {}, {}});
+    return phases_.back();
+  }
+
+  bool cuda_;
+  std::vector<std::string> names_;
+  std::vector<double> host_;
+#ifdef XLTUNE_HAVE_CUDA
+  std::vector<at::cuda::CUDAEvent> events_;
+#endif
+  std::vector<Phase> phases_;  // in the order the step marks them
+};
 
 void fill_random(torch::nn::Module& m) {
   at::NoGradGuard no_grad;
@@ -195,26 +276,31 @@ int run(int argc, char** argv) {
     if (device.is_cuda()) torch::cuda::synchronize();
   };
   int64_t step = 0;
+  PhaseClock clock(device.is_cuda());
   for (const char* phase : {"before_pivot", "after_pivot"}) {
+    trainer.set_phase_listener(nullptr);
     trainer.step(++step, b);  // untimed: allocations, the text cache after the pivot
     sync();
     reset_peak_memory(device);
+    clock.reset();
+    trainer.set_phase_listener(&clock);
     std::vector<double> ms;
     for (int64_t i = 0; i < steps; ++i) {
       const double t0 = now();
       trainer.step(++step, b);
       sync();
       ms.push_back((now() - t0) * 1e3);
+      clock.collect();
     }
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
     std::printf("{\"impl\": \"xltune\", \"model\": \"%s\", \"mode\": \"%s\", \"phase\": \"%s\", \"resolution\": %lld, "
                 "\"batch\": %lld, \"checkpointing\": %s, \"ms\": %.2f, \"steps_per_s\": %.4f, \"peak_bytes\": %lld, "
-                "\"after_load_bytes\": %lld, \"trainable\": %lld}\n",
+                "\"after_load_bytes\": %lld, \"trainable\": %lld, \"phases\": %s}\n",
                 model_arg.c_str(), mode.c_str(), phase, static_cast<long long>(resolution), static_cast<long long>(batch),
                 checkpointing ? "true" : "false", median, 1e3 / median,
                 static_cast<long long>(peak_memory_bytes(device)), static_cast<long long>(after_load),
-                static_cast<long long>(trainer.trainable_parameter_count()));
+                static_cast<long long>(trainer.trainable_parameter_count()), clock.json().c_str());
     std::fflush(stdout);
   }
   return 0;

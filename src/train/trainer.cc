@@ -285,6 +285,7 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
   const int64_t b = batch.latent_mean.size(0);
   XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
                " positions for a batch of ", b);
+  mark("begin");
   const bool trains_rows = pivotal_->trains_rows(step);
   if (!trains_rows) freeze_token_rows();
 
@@ -311,8 +312,10 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
   at::Tensor n = at::stack(ns), noise_cpu = at::stack(eps), t_cpu = at::cat(ts);
   at::Tensor noise = noise_cpu.to(device_), t = t_cpu.to(device_);
   at::Tensor x0 = (batch.latent_mean + at::exp(0.5 * batch.latent_logvar) * n.to(device_)) * scaling_factor_;
+  mark("draws");
 
   auto [context, pooled] = text_conditioning(batch, trains_rows, &result.text_encoders_ran);
+  mark("text");
   at::Tensor x_t = schedule_.add_noise(x0, noise, t);
   at::Tensor target = schedule_.target(x0, noise, t);
   const at::ScalarType dt = model_.unet->conv_in->weight.scalar_type();
@@ -332,11 +335,13 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
   } else {
     loss = sq.mean();
   }
+  mark("forward");
   reducer_->before_backward();
   if (zero_) zero_->before_backward();
   loss.backward();
   reducer_->finish();
   if (zero_) zero_->finish();
+  mark("backward");
 
   // Global norm over every trainable tensor, as torch.nn.utils.clip_grad_norm_.
   {
@@ -367,9 +372,11 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
       result.grad_norm = total.item<double>();
     }
   }
+  mark("clip");
   const double factor = config_.schedule.factor_for_step(step);
   optimizer_->step(factor, step);
   if (zero_) zero_->step(factor, step);
+  mark("optimizer");
   if (trains_rows) pivotal_->after_optimizer_step();
   optimizer_->zero_grad();
   if (zero_) zero_->zero_grad();

@@ -86,6 +86,16 @@ struct GroupSummary {
   int64_t tensors = 0, parameters = 0;
 };
 
+// Where a step's phases end, for a per-phase breakdown (bench/train_bench): step() calls
+// mark("begin") first, then mark(name) as each of "draws", "text", "forward", "backward",
+// "clip" and "optimizer" has been issued. On a GPU the work may still be queued: a listener
+// that wants device time records a CUDA event on the current stream in mark().
+class StepPhaseListener {
+ public:
+  virtual ~StepPhaseListener() = default;
+  virtual void mark(const char* phase) = 0;
+};
+
 class Trainer {
  public:
   // Attaches LoRA (or marks the UNet trainable), adds the new tokens, builds the optimizer.
@@ -95,6 +105,8 @@ class Trainer {
   ~Trainer();
 
   StepResult step(int64_t step, const StepBatch& batch);
+  // Null (the default) for none; the listener must outlive the steps it hears.
+  void set_phase_listener(StepPhaseListener* listener) { phases_ = listener; }
 
   const TrainerConfig& config() const { return config_; }
   std::vector<GroupSummary> groups() const;
@@ -123,6 +135,9 @@ class Trainer {
   static bool full_finetune_trains(const std::string& unet_parameter);
 
  private:
+  void mark(const char* phase) {
+    if (phases_ != nullptr) phases_->mark(phase);
+  }
   std::pair<at::Tensor, at::Tensor> text_conditioning(const StepBatch& batch, bool trains_rows, bool* ran);
   void freeze_token_rows();
   std::vector<at::Tensor> trainable_tensors() const;
@@ -136,6 +151,7 @@ class Trainer {
   std::vector<std::pair<std::string, at::Tensor>> unet_trainable_;  // full fine-tuning
   std::unique_ptr<PivotalTuning> pivotal_;
   std::unique_ptr<AdamW> optimizer_;
+  StepPhaseListener* phases_ = nullptr;
   std::unique_ptr<ZeroOptimizer> zero_;
   NamedTensors named_trainable(bool copy) const;
   TextConditioningCache text_cache_;
