@@ -27,7 +27,7 @@
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #ifdef XLTUNE_HAVE_CUDA
-#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAEvent.h>  // not ATen/cuda/: that pulls in cuBLAS and cuSPARSE headers
 #endif
 
 #include <algorithm>
@@ -122,7 +122,7 @@ class PhaseClock : public StepPhaseListener {
   std::vector<std::string> names_;
   std::vector<double> host_;
 #ifdef XLTUNE_HAVE_CUDA
-  std::vector<at::cuda::CUDAEvent> events_;
+  std::vector<c10::cuda::CUDAEvent> events_;
 #endif
   std::vector<Phase> phases_;  // in the order the step marks them
 };
