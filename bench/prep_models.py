@@ -41,6 +41,11 @@ def make_full_clipseg(d):
     model.save_pretrained(d, safe_serialization=True)
     ViTImageProcessor(size={"height": 352, "width": 352}, resample=2, **IMAGENET).save_pretrained(d)
     tok = os.path.join(ROOT, "build", "testdata", "clip", "tokenizers", "tokenizer")
+    if not os.path.isdir(tok):  # tests/run makes it; after launch/setup alone, made here from data/vocab
+        made = os.path.join(d, ".clip-tokenizers")
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "reference", "make_clip_tokenizers.py"), made],
+                       check=True, stdout=subprocess.DEVNULL)
+        tok = os.path.join(made, "tokenizer")
     for f in ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"):
         shutil.copy(os.path.join(tok, f), d)
 
