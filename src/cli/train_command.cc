@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "cli/command.h"
 #include "cli/launch_world.h"
@@ -34,12 +35,11 @@ const char* const kDescription =
 
 }  // namespace
 
-int train_command(const std::vector<std::string>& args) {
-  TrainOptions o;
-  std::string config_file;
-  OptionTable seed("Training inputs (the seed trainer's names and defaults)");
-  seed.description().add_options()("help,h", "show this help");
-  seed.add("input_images", &o.input_images, "the photos: .zip, .tar, .tar.gz, or a folder")
+namespace {
+
+// The seed trainer's inputs under their names and defaults.
+void add_seed_options(OptionTable& inputs, TrainOptions& o) {
+  inputs.add("input_images", &o.input_images, "the photos: .zip, .tar, .tar.gz, or a folder")
       .add_optional("seed", &o.seed, "random seed for a reproducible run (default: a random one, printed)")
       .add("train_batch_size", &o.train_batch_size, "images per step (per rank)")
       .add("num_train_epochs", &o.num_train_epochs, "passes over the images; used only when --max_train_steps is not given")
@@ -52,8 +52,11 @@ int train_command(const std::vector<std::string>& args) {
       .add("lr_warmup_steps", &o.lr_warmup_steps, "warmup steps of constant_with_warmup, linear and cosine")
       .add("verbose", &o.verbose, "print progress")
       .add("checkpointing_steps", &o.checkpointing_steps, "steps between checkpoints (OUTPUT_DIR/checkpoints/step-N)");
-  add_preprocess_options(seed, o.prep);
-  OptionTable own("xltune's options");
+  add_preprocess_options(inputs, o.prep);
+}
+
+// What xltune adds.
+void add_own_options(OptionTable& own, TrainOptions& o) {
   own.add("model", &o.model, "SDXL model: a diffusers folder or a single-file .safetensors checkpoint (required)")
       .add("model_config", &o.model_config, "single-file --model: a folder with unet/ and vae/ config.json "
                                             "(default: SDXL base 1.0's)")
@@ -91,20 +94,18 @@ int train_command(const std::vector<std::string>& args) {
       .add("validation_scheduler", &o.validation_scheduler, "sampler of the validation images (xltune generate's names)")
       .add("replica_check_steps", &o.replica_check_steps,
            "many ranks: every N steps check that all ranks hold identical weights (0: never)");
-  own.description().add_options()("config", po::value<std::string>(&config_file),
-                                  "read options from FILE (configs/*.cfg); the command line wins");
-  OptionTable limits("Limits (an archive is untrusted input)");
-  add_ingest_limit_options(limits, o.prep);
-  po::options_description options;
-  options.add(seed.description()).add(own.description()).add(limits.description());
+}
 
+// The command line, then --config FILE for what it leaves out; nullopt: --help was printed.
+std::optional<po::variables_map> parse_train_args(const std::vector<std::string>& args,
+                                                  const po::options_description& options) {
   po::variables_map vm;
   std::vector<std::string> rest(args.begin() + 1, args.end());
   try {
     po::store(po::command_line_parser(rest).options(options).run(), vm);
     if (vm.count("help")) {
       std::cout << usage("train", "--model MODEL --input_images PHOTOS.zip [options]", kDescription, options);
-      return 0;
+      return std::nullopt;
     }
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
@@ -120,6 +121,40 @@ int train_command(const std::vector<std::string>& args) {
   } catch (const po::error& e) {
     throw UsageError(str(e.what(), " (see xltune train --help)"), __FILE__, __LINE__);
   }
+  return vm;
+}
+
+void print_report(const TrainJobReport& r) {
+  std::cout << "trained " << r.steps << " steps on " << r.samples << " images in " << std::fixed;
+  std::cout.precision(1);
+  std::cout << r.seconds << " s (seed " << r.seed << ", final loss ";
+  std::cout.precision(4);
+  std::cout << r.final_loss << ")\n";
+  std::cout << "  " << r.tar_path << ":";
+  for (const auto& f : r.files) std::cout << " " << f;
+  std::cout << "\n  also in " << r.output_dir << ": run_config.json, metrics.jsonl, loss.png, trainer_state.safetensors\n";
+}
+
+}  // namespace
+
+int train_command(const std::vector<std::string>& args) {
+  TrainOptions o;
+  std::string config_file;
+  OptionTable inputs("Training inputs (the seed trainer's names and defaults)");
+  inputs.description().add_options()("help,h", "show this help");
+  add_seed_options(inputs, o);
+  OptionTable own("xltune's options");
+  add_own_options(own, o);
+  own.description().add_options()("config", po::value<std::string>(&config_file),
+                                  "read options from FILE (configs/*.cfg); the command line wins");
+  OptionTable limits("Limits (an archive is untrusted input)");
+  add_ingest_limit_options(limits, o.prep);
+  po::options_description options;
+  options.add(inputs.description()).add(own.description()).add(limits.description());
+
+  const std::optional<po::variables_map> parsed = parse_train_args(args, options);
+  if (!parsed) return 0;
+  const po::variables_map& vm = *parsed;
   o.max_train_steps_given = given(vm, "max_train_steps");
   o.num_train_epochs_given = given(vm, "num_train_epochs");
   o.resolution_given = given(vm, "resolution");
@@ -133,7 +168,7 @@ int train_command(const std::vector<std::string>& args) {
   // warnings, errors and the final summary; XLTUNE_LOG_LEVEL still decides when it is set.
   if (!o.verbose && std::getenv("XLTUNE_LOG_LEVEL") == nullptr) set_log_level(LogLevel::kWarn);
   nlohmann::ordered_json values = nlohmann::ordered_json::object();
-  seed.values_into(values);
+  inputs.values_into(values);
   own.values_into(values);
   limits.values_into(values);
   values["config"] = config_file.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(config_file);
@@ -147,15 +182,7 @@ int train_command(const std::vector<std::string>& args) {
     abort_job(*comm, "train", e);
   }
   if (r.stopped) return kExitRequeue;  // every rank: the batch script requeues on 75
-  if (comm->rank() != 0) return 0;
-  std::cout << "trained " << r.steps << " steps on " << r.samples << " images in " << std::fixed;
-  std::cout.precision(1);
-  std::cout << r.seconds << " s (seed " << r.seed << ", final loss ";
-  std::cout.precision(4);
-  std::cout << r.final_loss << ")\n";
-  std::cout << "  " << r.tar_path << ":";
-  for (const auto& f : r.files) std::cout << " " << f;
-  std::cout << "\n  also in " << r.output_dir << ": run_config.json, metrics.jsonl, loss.png, trainer_state.safetensors\n";
+  if (comm->rank() == 0) print_report(r);
   return 0;
 }
 

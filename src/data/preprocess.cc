@@ -117,11 +117,22 @@ void validate_preprocess_options(const PreprocessOptions& o) {
                " cannot hold one sample at --resolution ", R);
 }
 
-PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessModels& models) {
-  const auto start = Clock::now();
-  const int R = options.resolution;
-  validate_preprocess_options(options);
-  XLTUNE_CHECK(!options.output_dir.empty(), "--output_dir: expected a folder for the shards");
+namespace {
+
+// Where the loss masks come from: face detection, CLIPSeg for the prompts, or uniform.
+struct Masking {
+  std::unique_ptr<FaceMasker> face;
+  MaskProvider* prompt_masks = nullptr;
+  const char* kind = "uniform";
+
+  cv::Mat mask(const cv::Mat& rgb, const std::string& name, int* faces) const {
+    if (face) return face->mask(rgb, faces);
+    if (prompt_masks) return from_plain(prompt_masks->mask(to_plain(rgb), name), name, rgb.cols, rgb.rows);
+    return cv::Mat(rgb.rows, rgb.cols, CV_8UC1, cv::Scalar(255));
+  }
+};
+
+Masking choose_masking(const PreprocessOptions& options, const PreprocessModels& models) {
   const bool prompt = options.mask_target_prompts && !options.mask_target_prompts->empty();
   if (prompt && options.use_face_detection_instead) {
     log_warn("--use_face_detection_instead is set: --mask_target_prompts is not used (as in the reference trainer)");
@@ -130,10 +141,80 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
     log_warn("--mask_target_prompts '", *options.mask_target_prompts, "': no CLIPSeg model (give --clipseg_model DIR, or ",
              "--preprocess_models DIR with clipseg-rd64-refined/ in it): every pixel counts the same");
   }
-  std::unique_ptr<FaceMasker> face;
-  if (options.use_face_detection_instead) face = std::make_unique<FaceMasker>(options.face_cascade);
-  MaskProvider* prompt_masks = prompt && !face ? models.prompt_masks : nullptr;
-  const char* mask_kind = face ? "face detection" : prompt_masks ? "prompt" : "uniform";
+  Masking m;
+  if (options.use_face_detection_instead) m.face = std::make_unique<FaceMasker>(options.face_cascade);
+  m.prompt_masks = prompt && !m.face ? models.prompt_masks : nullptr;
+  m.kind = m.face ? "face detection" : m.prompt_masks ? "prompt" : "uniform";
+  return m;
+}
+
+// One decoded image as the shards hold it: masked, cropped (upscaled when the crop is smaller
+// than R), resized to R x R.
+struct PreparedSample {
+  cv::Mat image, mask;  // R x R
+  CropBox box;
+  int faces = 0;
+  bool upscaled = false;  // the crop was smaller than R
+};
+
+PreparedSample prepare_sample(const cv::Mat& rgb, const std::string& name, const PreprocessOptions& options,
+                              const Masking& masking, Upscaler* upscaler) {
+  const int R = options.resolution;
+  PreparedSample p;
+  const cv::Mat mask = masking.mask(rgb, name, &p.faces);
+  p.box = options.crop_based_on_salience ? salience_crop_box(mask) : center_crop_box(rgb.cols, rgb.rows);
+  const cv::Rect r(p.box.left, p.box.top, p.box.size, p.box.size);
+  cv::Mat crop = rgb(r), crop_mask = mask(r);
+  if (p.box.size < R) {
+    p.upscaled = true;
+    if (upscaler != nullptr) {
+      RgbImage up = upscaler->upscale(to_plain(crop), name);
+      crop = cv::Mat(up.height, up.width, CV_8UC3, up.pixels.data()).clone();
+    }
+  }
+  p.image = lanczos_resize(crop, R, R);
+  p.mask = lanczos_resize(crop_mask, R, R);
+  return p;
+}
+
+// What the run had to do without: a model it was not given, a face it did not find.
+void warn_about_fallbacks(PreprocessReport& report, uint64_t small_crops, bool face, const PreprocessOptions& options,
+                          const PreprocessModels& models) {
+  if (small_crops > 0)
+    log_warn(small_crops, " images have a crop smaller than ", options.resolution, " px and were upscaled with ",
+             models.upscaler ? "Swin2SR x4, then Lanczos"
+                             : "Lanczos (no Swin2SR model: give --upscaler_model DIR, or --preprocess_models DIR with "
+                               "swin2SR-realworld-sr-x4-64-bsrgan-psnr/ in it): expect softer training images");
+  if (models.captioner == nullptr && report.caption_sources[CaptionSource::kPrefix] > 0)
+    log_warn(report.caption_sources[CaptionSource::kPrefix], " images have no caption.csv row or .txt file and no ",
+             "BLIP model to caption them (give --blip_model DIR, or --preprocess_models DIR with ",
+             "blip-image-captioning-large/ in it): their caption is --caption_prefix alone");
+  if (face && report.faces < report.samples)
+    log_warn("no face found in ", report.samples - report.faces, " of ", report.samples,
+             " images: their masks are uniform");
+}
+
+// The ingested images, the first --max_images by name.
+std::vector<IngestedImage> images_to_use(const IngestResult& in, const PreprocessOptions& options) {
+  XLTUNE_CHECK(!in.images.empty(), "--input_images ", options.input_images, ": no images found (", in.entries,
+               " entries, ", in.skipped, " skipped; xltune reads JPEG, PNG, WebP, BMP and TIFF)");
+  std::vector<IngestedImage> images = in.images;
+  if (options.max_images > 0 && images.size() > options.max_images) {
+    log_info("--max_images ", options.max_images, ": using the first ", options.max_images, " of ", images.size(),
+             " images (by name)");
+    images.resize(options.max_images);
+  }
+  return images;
+}
+
+}  // namespace
+
+PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessModels& models) {
+  const auto start = Clock::now();
+  const int R = options.resolution;
+  validate_preprocess_options(options);
+  XLTUNE_CHECK(!options.output_dir.empty(), "--output_dir: expected a folder for the shards");
+  const Masking masking = choose_masking(options, models);
 
   make_dirs(options.output_dir);
   WorkDir work(options.output_dir, ".xltune-work-");
@@ -141,16 +222,9 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
   IngestResult in = ingest(options.input_images, work, options.ingest_limits);
   PreprocessReport report;
   report.images_found = in.images.size();
-  XLTUNE_CHECK(!in.images.empty(), "--input_images ", options.input_images, ": no images found (", in.entries,
-               " entries, ", in.skipped, " skipped; xltune reads JPEG, PNG, WebP, BMP and TIFF)");
+  const std::vector<IngestedImage> images = images_to_use(in, options);
   CaptionTable table(in.images, in.caption_csvs, in.sidecars);
-  std::vector<IngestedImage> images = in.images;
-  if (options.max_images > 0 && images.size() > options.max_images) {
-    log_info("--max_images ", options.max_images, ": using the first ", options.max_images, " of ", images.size(),
-             " images (by name)");
-    images.resize(options.max_images);
-  }
-  log_info(options.input_images, ": ", images.size(), " images, masks: ", mask_kind,
+  log_info(options.input_images, ": ", images.size(), " images, masks: ", masking.kind,
            ", crop: ", options.crop_based_on_salience ? "salience" : "centre", ", resolution ", R);
 
   ShardSetInfo info{R, options.captions.token_string, options.captions.special_tokens};
@@ -174,73 +248,41 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
     }
     const DecodedImage& decoded = *decoded_chunk.images[n % chunk];
     const cv::Mat& rgb = decoded.rgb;
-    cv::Mat mask;
-    int faces = 0;
-    if (face) {
-      mask = face->mask(rgb, &faces);
-      if (faces > 0) ++report.faces;
-    } else if (prompt_masks) {
-      mask = from_plain(prompt_masks->mask(to_plain(rgb), image.name), image.name, rgb.cols, rgb.rows);
-    } else {
-      mask = cv::Mat(rgb.rows, rgb.cols, CV_8UC1, cv::Scalar(255));
-    }
-    const CropBox box = options.crop_based_on_salience ? salience_crop_box(mask) : center_crop_box(rgb.cols, rgb.rows);
-    const cv::Rect r(box.left, box.top, box.size, box.size);
-    cv::Mat crop = rgb(r), crop_mask = mask(r);
-    if (box.size < R) {
-      ++small_crops;
-      if (models.upscaler != nullptr) {
-        RgbImage up = models.upscaler->upscale(to_plain(crop), image.name);
-        crop = cv::Mat(up.height, up.width, CV_8UC3, up.pixels.data()).clone();
-      }
-    }
-    cv::Mat out_image = lanczos_resize(crop, R, R);
-    cv::Mat out_mask = lanczos_resize(crop_mask, R, R);
-
-    auto found = table.find(image.name);
-    const std::string& generated = decoded_chunk.captions[n % chunk];
+    const PreparedSample p = prepare_sample(rgb, image.name, options, masking, models.upscaler);
+    if (p.faces > 0) ++report.faces;
+    if (p.upscaled) ++small_crops;
     CaptionSource source;
-    std::string caption = final_caption(found, generated, options.captions, &source);
+    const std::string caption =
+        final_caption(table.find(image.name), decoded_chunk.captions[n % chunk], options.captions, &source);
     ++report.caption_sources[source];
 
     ShardSample sample;
-    sample.image = bytes_of(out_image);
-    sample.mask = bytes_of(out_mask);
+    sample.image = bytes_of(p.image);
+    sample.mask = bytes_of(p.mask);
     sample.caption = caption;
     sample.source = image.name;
     sample.original_height = rgb.rows;
     sample.original_width = rgb.cols;
-    sample.crop_top = box.top;
-    sample.crop_left = box.left;
+    sample.crop_top = p.box.top;
+    sample.crop_left = p.box.left;
     if (!writer) writer = std::make_unique<ShardWriter>(options.output_dir, info, options.max_shard_bytes);
     writer->add(sample);
-    if (options.contact_sheet) sheet.add(out_image, out_mask, image.name, caption);
+    if (options.contact_sheet) sheet.add(p.image, p.mask, image.name, caption);
     if (progress.due(done)) {
       log_info("[", done, "/", images.size(), "] ", image.name, ": ", rgb.cols, "x", rgb.rows,
-               decoded.orientation != 1 ? " (EXIF-rotated)" : "", ", crop ", box.size, " at (", box.top, ", ",
-               box.left, ")", face ? str(", ", faces, faces == 1 ? " face" : " faces") : "", ", caption [",
-               caption_source_name(source), "] \"", caption, "\"");
+               decoded.orientation != 1 ? " (EXIF-rotated)" : "", ", crop ", p.box.size, " at (", p.box.top, ", ",
+               p.box.left, ")", masking.face ? str(", ", p.faces, p.faces == 1 ? " face" : " faces") : "",
+               ", caption [", caption_source_name(source), "] \"", caption, "\"");
     }
   }
   XLTUNE_CHECK(writer != nullptr, "--input_images ", options.input_images, ": none of the ", images.size(),
                " images could be used (see the warnings above)");
-  if (small_crops > 0)
-    log_warn(small_crops, " images have a crop smaller than ", R, " px and were upscaled with ",
-             models.upscaler ? "Swin2SR x4, then Lanczos"
-                             : "Lanczos (no Swin2SR model: give --upscaler_model DIR, or --preprocess_models DIR with "
-                               "swin2SR-realworld-sr-x4-64-bsrgan-psnr/ in it): expect softer training images");
-  if (models.captioner == nullptr && report.caption_sources[CaptionSource::kPrefix] > 0)
-    log_warn(report.caption_sources[CaptionSource::kPrefix], " images have no caption.csv row or .txt file and no ",
-             "BLIP model to caption them (give --blip_model DIR, or --preprocess_models DIR with ",
-             "blip-image-captioning-large/ in it): their caption is --caption_prefix alone");
-  if (face && report.faces < writer->samples())
-    log_warn("no face found in ", writer->samples() - report.faces, " of ", writer->samples(),
-             " images: their masks are uniform");
+  report.samples = writer->samples();
+  warn_about_fallbacks(report, small_crops, masking.face != nullptr, options, models);
   if (options.contact_sheet) {
     report.contact_sheet_path = options.output_dir + "/contact_sheet.png";
     sheet.write(report.contact_sheet_path);
   }
-  report.samples = writer->samples();
   report.index_path = writer->finish();  // last: the set is complete from here on
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;

@@ -41,9 +41,11 @@ at::Tensor SdxlPipeline::decode(const at::Tensor& latents) {
   return (unit.permute({0, 2, 3, 1}).cpu() * 255).round().to(at::kByte).contiguous();
 }
 
-GenerationResult SdxlPipeline::generate(const GenerationRequest& r, const std::function<void(int64_t, int64_t)>& progress) {
-  torch::NoGradGuard no_grad;
-  const int64_t f = vae_scale_factor();
+namespace {
+
+// The size of the outputs (img2img: the image's), after checking the request against it and
+// the VAE's factor `f`.
+std::pair<int64_t, int64_t> checked_size(const GenerationRequest& r, int64_t f) {
   const bool img2img = r.image.defined() && !r.mask.defined();
   const bool inpaint = r.image.defined() && r.mask.defined();
   int64_t height = r.height, width = r.width;
@@ -58,6 +60,16 @@ GenerationResult SdxlPipeline::generate(const GenerationRequest& r, const std::f
                      r.mask.size(3) == width,
                  "inpainting: the image and the mask must be ", width, "x", height);
   }
+  return {height, width};
+}
+
+}  // namespace
+
+GenerationResult SdxlPipeline::generate(const GenerationRequest& r, const std::function<void(int64_t, int64_t)>& progress) {
+  torch::NoGradGuard no_grad;
+  const int64_t f = vae_scale_factor();
+  const bool inpaint = r.image.defined() && r.mask.defined();
+  const auto [height, width] = checked_size(r, f);
   const auto dev = model_.unet->conv_in->weight.device();
   const auto dtype = model_.unet->conv_in->weight.scalar_type();
   const auto f32 = at::TensorOptions().dtype(at::kFloat);

@@ -217,6 +217,118 @@ std::string a1111_parameters(const GenerateOptions& o, const std::string& prompt
 
 }  // namespace
 
+namespace {
+
+// --seed, or rank 0's random one for every rank (a given seed is everyone's already).
+uint64_t generation_seed(const GenerateOptions& o, Communicator& comm) {
+  if (o.seed >= 0) return static_cast<uint64_t>(o.seed);
+  uint64_t seed = std::random_device{}() % 65536;
+  if (comm.size() > 1) {
+    at::Tensor s = at::tensor({static_cast<double>(seed)}, at::kDouble);
+    comm.broadcast(s, 0);
+    seed = static_cast<uint64_t>(s.item<double>());
+  }
+  if (comm.rank() == 0) log_info("seed ", seed, " (none given; pass --seed ", seed, " to repeat this)");
+  return seed;
+}
+
+// --image (img2img: its own size, rounded down to the VAE's factor; inpainting: --width x
+// --height) and --mask into the request.
+void read_request_images(const GenerateOptions& o, const SdxlModel& configs, GenerationRequest& r) {
+  if (o.image.empty()) return;
+  const int64_t f = int64_t{1} << (configs.vae_config.block_out_channels.size() - 1);
+  const int64_t multiple = resolution_multiple(configs);
+  if (!o.mask.empty()) {
+    r.image = read_image(o.image, "--image", false, o.width, o.height);
+    r.mask = read_image(o.mask, "--mask", true, o.width, o.height);
+    return;
+  }
+  r.image = read_image(o.image, "--image", false, 0, 0);
+  const int64_t h = r.image.size(2) / f * f, w = r.image.size(3) / f * f;
+  XLTUNE_CHECK(h > 0 && w > 0, "--image ", o.image, ": smaller than ", f, " pixels");
+  XLTUNE_CHECK(h % multiple == 0 && w % multiple == 0, "--image ", o.image, ": img2img keeps the image's size (",
+               r.image.size(3), "x", r.image.size(2), ", ", w, "x", h, " at the VAE's factor ", f,
+               "), and this model needs multiples of ", multiple, ": resize or crop the image");
+  if (h != r.image.size(2) || w != r.image.size(3)) r.image = read_image(o.image, "--image", false, w, h);
+}
+
+// Everything but the prompt, checked before the model loads: a bad --scheduler, size or image
+// fails in seconds.
+GenerationRequest request_from(const GenerateOptions& o, const SdxlModel& configs, uint64_t seed) {
+  // xltune's UNet takes latents that its levels halve evenly (diffusers pads odd sizes inside).
+  const int64_t multiple = resolution_multiple(configs);
+  XLTUNE_CHECK(o.width % multiple == 0 && o.height % multiple == 0, "--width ", o.width, " and --height ", o.height,
+               ": this model needs multiples of ", multiple, " (its VAE and UNet downscale by ", multiple, " in all)");
+  make_scheduler(o.scheduler, SchedulerConfig::from_json_text(configs.scheduler_json, configs.scheduler_source),
+                 o.num_inference_steps);
+  GenerationRequest r;
+  r.width = o.width, r.height = o.height, r.num_outputs = o.num_outputs, r.num_inference_steps = o.num_inference_steps;
+  r.guidance_scale = o.guidance_scale, r.scheduler = o.scheduler, r.seed = seed;
+  r.negative_prompt = o.negative_prompt, r.has_negative_prompt = o.has_negative_prompt;
+  r.strength = o.prompt_strength;
+  read_request_images(o, configs, r);
+  return r;
+}
+
+// fp32 on the CPU; bf16 UNet and encoders on a GPU, the VAE in fp32 when its config says
+// force_upcast (SDXL's VAE overflows in fp16).
+SdxlLoadOptions generate_load_options(const GenerateOptions& o, const SdxlModel& configs, at::Device device) {
+  SdxlLoadOptions lo;
+  const auto gpu_dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  lo.unet = at::TensorOptions().dtype(gpu_dtype).device(device);
+  lo.text_encoders = lo.unet;
+  lo.vae = at::TensorOptions().dtype(configs.vae_config.force_upcast ? at::kFloat : gpu_dtype).device(device);
+  lo.config_dir = o.model_config;
+  return lo;
+}
+
+// --lora's trained files into the model and tokenizers; returns the prompt with the trained
+// tokens' triggers replaced (the reference's literal, case-sensitive replace of each key).
+std::string apply_trained_files(const GenerateOptions& o, SdxlModel& model, ClipTokenizer& t1, ClipTokenizer& t2,
+                                at::Device device, bool log) {
+  std::string prompt = o.prompt;
+  if (o.lora.empty()) return prompt;
+  TempDir temp;
+  const TrainedFiles tf = trained_files(o.lora, temp.path);
+  if (!tf.unet.empty()) load_unet_weights(tf.unet, *model.unet);
+  if (!tf.lora.empty()) {
+    LoraFile lf = read_lora_file(tf.lora, *model.unet);
+    attach_lora_weights(*model.unet, lf.weights, at::TensorOptions().dtype(at::kFloat).device(device), o.lora_scale);
+    if (log) log_info("LoRA ", tf.lora.substr(tf.lora.rfind('/') + 1), " (", lf.format, " layout, ",
+                      lf.weights.size(), " projections) at scale ", o.lora_scale);
+  }
+  if (!tf.embeddings.empty()) load_embeddings(tf.embeddings, model, t1, t2);
+  if (!tf.special_params.empty()) {
+    const auto map = nlohmann::json::parse(read_file(tf.special_params));
+    for (auto it = map.begin(); it != map.end(); ++it)
+      prompt = replace_literally(prompt, it.key(), it.value().get<std::string>());
+  }
+  return prompt;
+}
+
+// Rank 0: out-N.png (with A1111's parameters text), grid.png for several, latents.safetensors.
+std::vector<std::string> write_generated(const GenerateOptions& o, const RenderedImages& images, uint64_t seed) {
+  std::vector<std::string> files;
+  fs::create_directories(o.out);
+  const int64_t H = images.pixels.size(1), W = images.pixels.size(2);
+  const std::string params = a1111_parameters(o, o.prompt, seed, W, H);
+  auto write = [&](const std::string& path, const at::Tensor& px) {
+    cv::Mat rgb(static_cast<int>(px.size(0)), static_cast<int>(px.size(1)), CV_8UC3, px.data_ptr());
+    write_png_with_text(path, rgb, {{"parameters", params}});
+    files.push_back(path);
+  };
+  for (int64_t i = 0; i < o.num_outputs; ++i)
+    write(o.out + "/out-" + std::to_string(i) + ".png", images.pixels[i].contiguous());
+  if (o.num_outputs > 1) write(o.out + "/grid.png", image_grid(images.pixels, o.num_outputs));
+  if (o.save_latents) {
+    save_safetensors(o.out + "/latents.safetensors", {{"latents", images.latents.contiguous()}});
+    files.push_back(o.out + "/latents.safetensors");
+  }
+  return files;
+}
+
+}  // namespace
+
 GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
   const auto started = std::chrono::steady_clock::now();
   const bool rank0 = comm.rank() == 0;
@@ -224,74 +336,15 @@ GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
   XLTUNE_CHECK(o.lora_scale >= 0 && o.lora_scale <= 1, "--lora_scale ", o.lora_scale, ": expected a value from 0 to 1");
   XLTUNE_CHECK(o.mask.empty() || !o.image.empty(), "--mask needs --image (inpainting repaints the image's masked part)");
   GenerateReport report;
-  report.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}() % 65536;
-  // Every rank needs the same seed: rank 0's random one (a given seed is everyone's already).
-  if (comm.size() > 1 && o.seed < 0) {
-    at::Tensor s = at::tensor({static_cast<double>(report.seed)}, at::kDouble);
-    comm.broadcast(s, 0);
-    report.seed = static_cast<uint64_t>(s.item<double>());
-  }
-  if (o.seed < 0 && rank0) log_info("seed ", report.seed, " (none given; pass --seed ", report.seed, " to repeat this)");
-
+  report.seed = generation_seed(o, comm);
   const at::Device device = resolve_device(o.device, comm.local_rank());
   const SdxlModel configs = read_sdxl_configs(o.model, o.model_config);
-  const int64_t f = int64_t{1} << (configs.vae_config.block_out_channels.size() - 1);
-  // xltune's UNet takes latents that its levels halve evenly (diffusers pads odd sizes inside).
-  const int64_t multiple = resolution_multiple(configs);
-  XLTUNE_CHECK(o.width % multiple == 0 && o.height % multiple == 0, "--width ", o.width, " and --height ", o.height,
-               ": this model needs multiples of ", multiple, " (its VAE and UNet downscale by ", multiple, " in all)");
-  make_scheduler(o.scheduler, SchedulerConfig::from_json_text(configs.scheduler_json, configs.scheduler_source),
-                 o.num_inference_steps);  // a bad --scheduler fails before the model loads
-  GenerationRequest r;
-  r.width = o.width, r.height = o.height, r.num_outputs = o.num_outputs, r.num_inference_steps = o.num_inference_steps;
-  r.guidance_scale = o.guidance_scale, r.scheduler = o.scheduler, r.seed = report.seed;
-  r.negative_prompt = o.negative_prompt, r.has_negative_prompt = o.has_negative_prompt;
-  r.strength = o.prompt_strength;
-  if (!o.image.empty()) {
-    const bool inpaint = !o.mask.empty();
-    r.image = read_image(o.image, "--image", false, inpaint ? o.width : 0, inpaint ? o.height : 0);
-    if (!inpaint) {  // img2img keeps the image's size, rounded down to the VAE's factor
-      const int64_t h = r.image.size(2) / f * f, w = r.image.size(3) / f * f;
-      XLTUNE_CHECK(h > 0 && w > 0, "--image ", o.image, ": smaller than ", f, " pixels");
-      XLTUNE_CHECK(h % multiple == 0 && w % multiple == 0, "--image ", o.image, ": img2img keeps the image's size (",
-                   r.image.size(3), "x", r.image.size(2), ", ", w, "x", h, " at the VAE's factor ", f,
-                   "), and this model needs multiples of ", multiple, ": resize or crop the image");
-      if (h != r.image.size(2) || w != r.image.size(3)) r.image = read_image(o.image, "--image", false, w, h);
-    }
-    if (inpaint) r.mask = read_image(o.mask, "--mask", true, o.width, o.height);
-  }
-
-  // The model: fp32 on the CPU; bf16 UNet and encoders on a GPU, the VAE in fp32 when its
-  // config says force_upcast (SDXL's VAE overflows in fp16).
-  SdxlLoadOptions lo;
-  const auto gpu_dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
-  lo.unet = at::TensorOptions().dtype(gpu_dtype).device(device);
-  lo.text_encoders = lo.unet;
-  lo.vae = at::TensorOptions().dtype(configs.vae_config.force_upcast ? at::kFloat : gpu_dtype).device(device);
-  lo.config_dir = o.model_config;
-  SdxlModel model = load_sdxl(o.model, lo);
+  GenerationRequest r = request_from(o, configs, report.seed);
+  SdxlModel model = load_sdxl(o.model, generate_load_options(o, configs, device));
   model.unet->eval();
   ClipTokenizer t1 = load_tokenizer(model.tokenizer_dir_1, "<|endoftext|>");
   ClipTokenizer t2 = load_tokenizer(model.tokenizer_dir_2, "!");
-  std::string prompt = o.prompt;
-  if (!o.lora.empty()) {
-    TempDir temp;
-    const TrainedFiles tf = trained_files(o.lora, temp.path);
-    if (!tf.unet.empty()) load_unet_weights(tf.unet, *model.unet);
-    if (!tf.lora.empty()) {
-      LoraFile lf = read_lora_file(tf.lora, *model.unet);
-      attach_lora_weights(*model.unet, lf.weights, at::TensorOptions().dtype(at::kFloat).device(device), o.lora_scale);
-      if (rank0) log_info("LoRA ", tf.lora.substr(tf.lora.rfind('/') + 1), " (", lf.format, " layout, ", lf.weights.size(),
-                          " projections) at scale ", o.lora_scale);
-    }
-    if (!tf.embeddings.empty()) load_embeddings(tf.embeddings, model, t1, t2);
-    if (!tf.special_params.empty()) {
-      // The reference's trigger replacement: a literal, case-sensitive replace of each key.
-      const auto map = nlohmann::json::parse(read_file(tf.special_params));
-      for (auto it = map.begin(); it != map.end(); ++it) prompt = replace_literally(prompt, it.key(), it.value().get<std::string>());
-    }
-  }
-  r.prompt = prompt;
+  r.prompt = apply_trained_files(o, model, t1, t2, device, rank0);
   SdxlPipeline pipe(model, std::move(t1), std::move(t2), model.force_zeros_for_empty_prompt);
   const auto generating = std::chrono::steady_clock::now();
   // The gather goes through MPI on CPU tensors (`xltune generate` has no NCCL communicator).
@@ -300,23 +353,7 @@ GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
     if (rank0 && (done == total || done % 10 == 0)) log_info("step ", done, " of ", total);
   });
   report.generating_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - generating).count();
-  if (rank0) {
-    fs::create_directories(o.out);
-    const int64_t H = images.pixels.size(1), W = images.pixels.size(2);
-    const std::string params = a1111_parameters(o, o.prompt, report.seed, W, H);
-    auto write = [&](const std::string& path, const at::Tensor& px) {
-      cv::Mat rgb(static_cast<int>(px.size(0)), static_cast<int>(px.size(1)), CV_8UC3, px.data_ptr());
-      write_png_with_text(path, rgb, {{"parameters", params}});
-      report.files.push_back(path);
-    };
-    for (int64_t i = 0; i < o.num_outputs; ++i)
-      write(o.out + "/out-" + std::to_string(i) + ".png", images.pixels[i].contiguous());
-    if (o.num_outputs > 1) write(o.out + "/grid.png", image_grid(images.pixels, o.num_outputs));
-    if (o.save_latents) {
-      save_safetensors(o.out + "/latents.safetensors", {{"latents", images.latents.contiguous()}});
-      report.files.push_back(o.out + "/latents.safetensors");
-    }
-  }
+  if (rank0) report.files = write_generated(o, images, report.seed);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;
 }

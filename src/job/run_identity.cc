@@ -55,27 +55,27 @@ std::string vae_fingerprint(const SdxlModel& configs, const std::string& model) 
 }
 
 
-nlohmann::json run_meaning(const TrainOptions& o, const std::string& shards_id, int world, uint64_t seed,
-                           int64_t pivot_step, double lora_alpha) {
-  return {{"model", o.model},
-          {"shards", shards_id},
-          {"resolution", o.prep.resolution},
-          {"global_batch", o.train_batch_size * world},
-          {"seed", seed},
-          {"is_lora", o.is_lora},
-          {"lora_rank", o.lora_rank},
-          {"lora_alpha", lora_alpha},
-          {"lora_lr", o.lora_lr},
-          {"ti_lr", o.ti_lr},
-          {"unet_learning_rate", o.unet_learning_rate},
-          {"lr_scheduler", o.lr_scheduler},
-          {"lr_warmup_steps", o.lr_warmup_steps},
-          {"token_string", o.prep.captions.token_string},
-          {"snr_gamma", o.snr_gamma},
-          {"noise_offset", o.noise_offset},
-          {"max_grad_norm", o.max_grad_norm},
-          {"optimizer_state_dtype", o.optimizer_state_dtype},
-          {"pivot_step", pivot_step}};
+nlohmann::json run_meaning(const TrainerConfig& tc, const RunData& data) {
+  return {{"model", data.model},
+          {"shards", data.shards_id},
+          {"input_images", data.input_id},
+          {"resolution", data.resolution},
+          {"global_batch", data.global_batch},
+          {"seed", tc.seed},
+          {"is_lora", tc.is_lora},
+          {"lora_rank", tc.lora_rank},
+          {"lora_alpha", tc.lora_alpha},
+          {"lora_lr", tc.lora_lr},
+          {"ti_lr", tc.ti_lr},
+          {"unet_learning_rate", tc.unet_learning_rate},
+          {"lr_scheduler", lr_schedule_name(tc.schedule.kind)},
+          {"lr_warmup_steps", tc.schedule.warmup_steps},
+          {"token_string", data.token_string},
+          {"snr_gamma", tc.snr_gamma},
+          {"noise_offset", tc.noise_offset},
+          {"max_grad_norm", tc.max_grad_norm},
+          {"optimizer_state_dtype", tc.optimizer_state_dtype == at::kBFloat16 ? "bf16" : "fp32"},
+          {"pivot_step", tc.pivot_step}};
 }
 
 void check_meaning(const nlohmann::json& theirs, const nlohmann::json& ours, const std::string& dir) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "job/train_options.h"
+#include "train/trainer.h"
 #include "train/sdxl_model.h"
 
 namespace xltune {
@@ -20,10 +21,17 @@ std::string file_fingerprint(const std::string& path);
 std::string content_identity(const std::string& path);
 // The VAE that made a latent cache: its config and weights file.
 std::string vae_fingerprint(const SdxlModel& configs, const std::string& model);
-// The options that must be the same to resume a run; max_train_steps may grow, the pivot stays
-// where the checkpoint's run put it.
-nlohmann::json run_meaning(const TrainOptions& o, const std::string& shards_id, int world, uint64_t seed,
-                           int64_t pivot_step, double lora_alpha);
+// What must be the same to resume a run, derived from the trainer's configuration (what training
+// really uses) and the data: max_train_steps may grow, the pivot stays where the checkpoint's run
+// put it. `input_id`: content_identity of --input_images ("" with --shards).
+struct RunData {
+  std::string model;
+  int resolution = 0;
+  std::string token_string;
+  int64_t global_batch = 0;
+  std::string shards_id, input_id;
+};
+nlohmann::json run_meaning(const TrainerConfig& tc, const RunData& data);
 // Fails naming the option of the first field of `theirs` (a checkpoint's meaning) that `ours`
 // does not share (seed and pivot are the checkpoint's to give).
 void check_meaning(const nlohmann::json& theirs, const nlohmann::json& ours, const std::string& dir);

@@ -2,11 +2,66 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "core/check.h"
+#include "job/loss_plot.h"
 
 namespace fs = std::filesystem;
 
 namespace xltune {
+
+std::vector<std::string> write_final_outputs(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model,
+                                             const std::vector<double>& losses, int64_t samples, int64_t total_steps) {
+  const TrainedWeights w = weights_of(trainer, o, model, total_steps, total_steps);
+  std::vector<std::string> files = write_run_files(trainer, w, o.output_dir, unet_save_dtype(o));
+  write_loss_plot(o.output_dir + "/loss.png", losses,
+                  str("xltune ", o.is_lora ? "LoRA" : "full fine-tuning", ": ", samples, " images, ", total_steps,
+                      " steps, batch ", o.train_batch_size));
+  write_trained_model_tar(o.output_dir, files, o.output_dir + "/trained_model.tar");
+  return files;
+}
+
+const char* const kRunOutputs[11] = {"trained_model.tar", "trainer_state.safetensors", "lora.safetensors",
+                                     "lora_kohya.safetensors", "unet.safetensors", "embeddings.pti",
+                                     "embeddings_sdxl.safetensors", "special_params.json", "loss.png",
+                                     "metrics.jsonl", "run_config.json"};
+
+at::ScalarType unet_save_dtype(const TrainOptions& o) {
+  if (o.save_dtype == "fp32") return at::kFloat;
+  if (o.save_dtype == "fp16") return at::kHalf;
+  return at::kBFloat16;
+}
+
+std::vector<std::string> clear_run_outputs(const std::string& output_dir, int64_t keep_metrics_steps) {
+  std::vector<std::string> kept;
+  if (keep_metrics_steps > 0 && fs::is_regular_file(output_dir + "/metrics.jsonl")) {
+    std::ifstream in(output_dir + "/metrics.jsonl");
+    for (std::string line; static_cast<int64_t>(kept.size()) < keep_metrics_steps && std::getline(in, line);)
+      kept.push_back(line);
+  }
+  for (const char* f : kRunOutputs) fs::remove(output_dir + "/" + f);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(output_dir + "/checkpoints", ec))
+    if (e.is_directory() && !fs::exists(e.path() / "manifest.json")) fs::remove_all(e.path());
+  return kept;
+}
+
+MetricsLog::MetricsLog(const std::string& path, const std::vector<std::string>& kept_lines)
+    : out_(path, std::ios::out | std::ios::trunc) {
+  XLTUNE_CHECK(out_.good(), "cannot write ", path);
+  for (const auto& line : kept_lines) {
+    out_ << line << "\n";
+    losses_.push_back(nlohmann::json::parse(line).value("loss", 0.0));
+  }
+  out_.flush();
+}
+
+void MetricsLog::append(const std::string& json_line, double loss) {
+  out_ << json_line << "\n";
+  out_.flush();
+  losses_.push_back(loss);
+}
 
 TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model, int64_t step,
                           int64_t total) {

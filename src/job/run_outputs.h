@@ -2,6 +2,7 @@
 // the exporters take them, and the trainer state with every export file.
 #pragma once
 
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -15,8 +16,39 @@ namespace xltune {
 // file's metadata.
 TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model, int64_t step,
                           int64_t total);
+// --save_dtype: fp32, fp16 or bf16 (unet.safetensors of full fine-tuning).
+at::ScalarType unet_save_dtype(const TrainOptions& o);
+
 // The trainer state and every export file into `dir`; returns the files for the tar.
 std::vector<std::string> write_run_files(const Trainer& trainer, const TrainedWeights& w, const std::string& dir,
                                          at::ScalarType unet_dtype);
+
+// The end of a run (rank 0): trainer_state.safetensors and the export files, loss.png, then
+// trained_model.tar last (the run is complete when it exists). Returns the tar's members.
+std::vector<std::string> write_final_outputs(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model,
+                                             const std::vector<double>& losses, int64_t samples, int64_t total_steps);
+
+// Files of a finished run in OUTPUT_DIR; an earlier run's are removed before a new one starts, so
+// that a run that fails leaves nothing that looks complete.
+extern const char* const kRunOutputs[11];
+
+// Removes an earlier run's outputs from `output_dir` and the unfinished checkpoint writes (folders
+// without a manifest) under its checkpoints/; returns the first `keep_metrics_steps` lines of its
+// metrics.jsonl (the steps a resumed run resumes after), read before it goes.
+std::vector<std::string> clear_run_outputs(const std::string& output_dir, int64_t keep_metrics_steps);
+
+// OUTPUT_DIR/metrics.jsonl (rank 0): one JSON line a step, flushed as it goes, starting with the
+// lines a resumed run kept; the losses for loss.png.
+class MetricsLog {
+ public:
+  MetricsLog(const std::string& path, const std::vector<std::string>& kept_lines);
+  void append(const std::string& json_line, double loss);
+  void close() { out_.close(); }
+  const std::vector<double>& losses() const { return losses_; }
+
+ private:
+  std::ofstream out_;
+  std::vector<double> losses_;
+};
 
 }  // namespace xltune

@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
+#include "job/job_devices.h"
 #include "models/vae.h"
 
 namespace xltune {
@@ -18,6 +19,19 @@ std::vector<float> size_conditioning(const ShardSample& s, int resolution) {
   return {static_cast<float>(s.original_height), static_cast<float>(s.original_width),
           static_cast<float>(std::lround(s.crop_top * scale)), static_cast<float>(std::lround(s.crop_left * scale)),
           static_cast<float>(resolution), static_cast<float>(resolution)};
+}
+
+TrainingTokenizers load_training_tokenizers(const SdxlModel& model, const std::string& model_path) {
+  TrainingTokenizers t{load_tokenizer(model.tokenizer_dir_1, "<|endoftext|>"), load_tokenizer(model.tokenizer_dir_2, "!")};
+  const std::vector<std::string> new_tokens{"<s0>", "<s1>"};
+  const auto ids_1 = t.first.add_tokens(new_tokens), ids_2 = t.second.add_tokens(new_tokens);
+  for (int i = 0; i < 2; ++i) {
+    XLTUNE_CHECK(ids_1[i] == model.te1->config().vocab_size + i && ids_2[i] == model.te2->config().vocab_size + i,
+                 "--model ", model_path, ": the tokenizers have ", t.first.size() - 2, " and ", t.second.size() - 2,
+                 " tokens but the text encoders ", model.te1->config().vocab_size, " and ",
+                 model.te2->config().vocab_size);
+  }
+  return t;
 }
 
 LatentCache encode_latents(const ShardSet& shards, Vae& vae, const std::vector<uint64_t>& indices,

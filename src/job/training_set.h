@@ -19,6 +19,7 @@
 #include "data/hdf5_shards.h"
 #include "data/latent_cache_file.h"
 #include "text/clip_tokenizer.h"
+#include "train/sdxl_model.h"
 #include "train/trainer.h"
 
 namespace xltune {
@@ -42,6 +43,14 @@ std::vector<float> size_conditioning(const ShardSample& s, int resolution);
 // VAE-encodes shard samples `indices` (fp32, in batches of `batch_size`) into a latent cache.
 LatentCache encode_latents(const ShardSet& shards, Vae& vae, const std::vector<uint64_t>& indices,
                            const LatentCacheKey& key, int64_t batch_size);
+
+// Both tokenizers of `model` with pivotal tuning's new tokens <s0> <s1> added: they get the ids
+// after the vocabulary, which must be the rows the trainer adds to the text encoders' embeddings
+// (a model whose tokenizers and encoders disagree is an error naming `model_path`).
+struct TrainingTokenizers {
+  ClipTokenizer first, second;
+};
+TrainingTokenizers load_training_tokenizers(const SdxlModel& model, const std::string& model_path);
 
 TrainingSet build_training_set(const ShardSet& shards, const LatentCache& latents, const ClipTokenizer& tokenizer_1,
                                const ClipTokenizer& tokenizer_2, at::Device device);

@@ -279,18 +279,9 @@ std::pair<at::Tensor, at::Tensor> Trainer::text_conditioning(const StepBatch& ba
   return {at::stack(contexts), at::stack(pooleds)};
 }
 
-StepResult Trainer::step(int64_t step, const StepBatch& batch) {
-  XLTUNE_CHECK(step >= 1 && step <= config_.max_train_steps, "trainer: step ", step, " outside 1 .. ",
-               config_.max_train_steps);
-  const int64_t b = batch.latent_mean.size(0);
-  XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
-               " positions for a batch of ", b);
-  mark("begin");
-  const bool trains_rows = pivotal_->trains_rows(step);
-  if (!trains_rows) freeze_token_rows();
-
-  // Draws (Note [Keyed draws]), on the CPU, then to the device.
+Trainer::StepDraws Trainer::draw(int64_t step, const StepBatch& batch) const {
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  const int64_t b = batch.latent_mean.size(0);
   const int64_t c = batch.latent_mean.size(1), h = batch.latent_mean.size(2), w = batch.latent_mean.size(3);
   std::vector<at::Tensor> ns, eps, ts;
   for (int64_t i = 0; i < b; ++i) {
@@ -308,10 +299,71 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
     at::Generator gt = keyed_generator(config_.seed, s, pos, DrawKind::kTimestep);
     ts.push_back(at::randint(0, schedule_.num_train_timesteps(), {1}, gt, at::TensorOptions().dtype(at::kLong)));
   }
+  return {at::stack(ns), at::stack(eps), at::cat(ts)};
+}
+
+at::Tensor Trainer::loss_of(const at::Tensor& pred, const at::Tensor& target, const at::Tensor& mask,
+                            const at::Tensor& t) const {
+  at::Tensor sq = (pred.to(at::kFloat) - target).pow(2) * mask;
+  at::Tensor loss;
+  if (config_.snr_gamma > 0) {
+    // Min-SNR-gamma (Hang et al. 2023) as diffusers' scripts weigh it.
+    at::Tensor snr = schedule_.snr(t);
+    at::Tensor weight = at::minimum(snr, at::full_like(snr, config_.snr_gamma));
+    weight = schedule_.config().prediction_type == PredictionType::kEpsilon ? weight / snr : weight / (snr + 1);
+    loss = (sq.mean({1, 2, 3}) * weight).mean();
+  } else {
+    loss = sq.mean();
+  }
+  return loss;
+}
+
+double Trainer::clip_gradients() {
+  // Global norm over every trainable tensor, as torch.nn.utils.clip_grad_norm_.
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads, norms;
+  for (auto& p : trainable_tensors()) {
+    if (p.grad().defined()) {
+      grads.push_back(p.mutable_grad());
+      norms.push_back(at::linalg_vector_norm(p.grad(), 2));
+    }
+  }
+  if (zero_) {
+    // The replicated tensors' squares once, the ranks' chunks of the sharded ones summed.
+    double replicated = 0;
+    for (const auto& norm : norms) replicated += std::pow(norm.item<double>(), 2);
+    at::Tensor shard = at::tensor({zero_->chunk_grad_square_sum()}, at::kDouble);
+    if (config_.zero_comm->name() == "NCCL") shard = shard.to(device_);
+    config_.zero_comm->all_reduce_sum(shard);
+    const double total = std::sqrt(replicated + shard.cpu().item<double>());
+    const double coef = std::min(1.0, config_.max_grad_norm / (total + 1e-6));
+    for (auto& g : grads) g.mul_(coef);
+    zero_->scale_grads(coef);
+    return total;
+  }
+  if (norms.empty()) return 0;
+  at::Tensor total = at::linalg_vector_norm(at::stack(norms), 2);
+  at::Tensor coef = at::clamp_max(config_.max_grad_norm / (total + 1e-6), 1.0);
+  for (auto& g : grads) g.mul_(coef);
+  return total.item<double>();
+}
+
+StepResult Trainer::step(int64_t step, const StepBatch& batch) {
+  XLTUNE_CHECK(step >= 1 && step <= config_.max_train_steps, "trainer: step ", step, " outside 1 .. ",
+               config_.max_train_steps);
+  const int64_t b = batch.latent_mean.size(0);
+  XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
+               " positions for a batch of ", b);
+  mark("begin");
+  const bool trains_rows = pivotal_->trains_rows(step);
+  if (!trains_rows) freeze_token_rows();
+
+  // Draws (Note [Keyed draws]), on the CPU, then to the device.
   StepResult result;
-  at::Tensor n = at::stack(ns), noise_cpu = at::stack(eps), t_cpu = at::cat(ts);
-  at::Tensor noise = noise_cpu.to(device_), t = t_cpu.to(device_);
-  at::Tensor x0 = (batch.latent_mean + at::exp(0.5 * batch.latent_logvar) * n.to(device_)) * scaling_factor_;
+  const StepDraws d = draw(step, batch);
+  at::Tensor noise = d.noise.to(device_), t = d.timesteps.to(device_);
+  at::Tensor x0 =
+      (batch.latent_mean + at::exp(0.5 * batch.latent_logvar) * d.latent_sample.to(device_)) * scaling_factor_;
   mark("draws");
 
   auto [context, pooled] = text_conditioning(batch, trains_rows, &result.text_encoders_ran);
@@ -324,17 +376,7 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
     AutocastScope autocast(config_.autocast_bf16);
     pred = model_.unet->forward(x_t.to(dt), t, context.to(dt), pooled.to(dt), batch.add_time_ids.to(dt));
   }
-  at::Tensor sq = (pred.to(at::kFloat) - target).pow(2) * batch.mask;
-  at::Tensor loss;
-  if (config_.snr_gamma > 0) {
-    // Min-SNR-gamma (Hang et al. 2023) as diffusers' scripts weigh it.
-    at::Tensor snr = schedule_.snr(t);
-    at::Tensor weight = at::minimum(snr, at::full_like(snr, config_.snr_gamma));
-    weight = schedule_.config().prediction_type == PredictionType::kEpsilon ? weight / snr : weight / (snr + 1);
-    loss = (sq.mean({1, 2, 3}) * weight).mean();
-  } else {
-    loss = sq.mean();
-  }
+  const at::Tensor loss = loss_of(pred, target, batch.mask, t);
   mark("forward");
   reducer_->before_backward();
   if (zero_) zero_->before_backward();
@@ -343,35 +385,7 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
   if (zero_) zero_->finish();
   mark("backward");
 
-  // Global norm over every trainable tensor, as torch.nn.utils.clip_grad_norm_.
-  {
-    at::NoGradGuard no_grad;
-    std::vector<at::Tensor> grads, norms;
-    for (auto& p : trainable_tensors()) {
-      if (p.grad().defined()) {
-        grads.push_back(p.mutable_grad());
-        norms.push_back(at::linalg_vector_norm(p.grad(), 2));
-      }
-    }
-    if (zero_) {
-      // The replicated tensors' squares once, the ranks' chunks of the sharded ones summed.
-      double replicated = 0;
-      for (const auto& norm : norms) replicated += std::pow(norm.item<double>(), 2);
-      at::Tensor shard = at::tensor({zero_->chunk_grad_square_sum()}, at::kDouble);
-      if (config_.zero_comm->name() == "NCCL") shard = shard.to(device_);
-      config_.zero_comm->all_reduce_sum(shard);
-      const double total = std::sqrt(replicated + shard.cpu().item<double>());
-      const double coef = std::min(1.0, config_.max_grad_norm / (total + 1e-6));
-      for (auto& g : grads) g.mul_(coef);
-      zero_->scale_grads(coef);
-      result.grad_norm = total;
-    } else if (!norms.empty()) {
-      at::Tensor total = at::linalg_vector_norm(at::stack(norms), 2);
-      at::Tensor coef = at::clamp_max(config_.max_grad_norm / (total + 1e-6), 1.0);
-      for (auto& g : grads) g.mul_(coef);
-      result.grad_norm = total.item<double>();
-    }
-  }
+  result.grad_norm = clip_gradients();
   mark("clip");
   const double factor = config_.schedule.factor_for_step(step);
   optimizer_->step(factor, step);
@@ -386,8 +400,8 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
     result.learning_rates.emplace_back(g.name, g.frozen ? 0.0 : g.hyper.lr * factor);
   result.loss = loss.item<double>();
   result.x0 = x0.detach().cpu();
-  result.noise = noise_cpu;
-  result.timesteps = t_cpu;
+  result.noise = d.noise;
+  result.timesteps = d.timesteps;
   return result;
 }
 

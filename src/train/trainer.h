@@ -140,6 +140,17 @@ class Trainer {
   }
   std::pair<at::Tensor, at::Tensor> text_conditioning(const StepBatch& batch, bool trains_rows, bool* ran);
   void freeze_token_rows();
+  // Note [Keyed draws]: the step's latent sample, noise (with its offset) and timesteps, on the CPU.
+  struct StepDraws {
+    at::Tensor latent_sample, noise, timesteps;
+  };
+  StepDraws draw(int64_t step, const StepBatch& batch) const;
+  // The masked MSE of the prediction, min-SNR weighted when snr_gamma > 0.
+  at::Tensor loss_of(const at::Tensor& pred, const at::Tensor& target, const at::Tensor& mask,
+                     const at::Tensor& t) const;
+  // Clips every trainable gradient to max_grad_norm, as torch.nn.utils.clip_grad_norm_; returns
+  // the global norm before clipping.
+  double clip_gradients();
   std::vector<at::Tensor> trainable_tensors() const;
 
   SdxlModel& model_;

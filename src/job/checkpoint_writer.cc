@@ -1,0 +1,66 @@
+#include "job/checkpoint_writer.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "core/check.h"
+#include "core/safetensors.h"
+#include "job/checkpoint.h"
+#include "job/fault_hooks.h"
+#include "job/run_outputs.h"
+#include "train/export.h"
+#include "train/zero_optimizer.h"
+
+namespace fs = std::filesystem;
+
+namespace xltune {
+CheckpointWriter::CheckpointWriter(const TrainOptions& o, Communicator& comm, const Trainer& trainer,
+                                   const SdxlModel& model, const DistributedSampler& sampler, nlohmann::json meaning,
+                                   int64_t total_steps)
+    : o_(o), comm_(comm), trainer_(trainer), model_(model), sampler_(sampler), meaning_(std::move(meaning)),
+      total_(total_steps) {}
+
+void CheckpointWriter::write_files(const std::string& dir, int64_t step) {
+  if (trainer_.zero() != nullptr) {  // every rank: its shard of the optimizer state
+    char name[40];
+    std::snprintf(name, sizeof name, "/optimizer-r%05d.safetensors", comm_.rank());
+    save_safetensors(dir + name, trainer_.zero()->shard_state(), {{"zero_layout", trainer_.zero()->layout_json()}});
+  }
+  if (comm_.rank() != 0) return;
+  const nlohmann::json about = {{"step", step}, {"max_train_steps", total_}, {"kind", o_.is_lora ? "lora" : "full"}};
+  save_safetensors(dir + "/trainer.safetensors", trainer_.checkpoint_tensors(), {{"xltune_checkpoint", about.dump()}});
+  // The tar's files, so that any step's weights can be taken; a full fine-tuning checkpoint
+  // leaves out trainer_state.safetensors (its fp32 weights are trainer.safetensors' too).
+  const TrainedWeights w = weights_of(trainer_, o_, model_, step, total_);
+  if (o_.is_lora) write_run_files(trainer_, w, dir, unet_save_dtype(o_));
+  else write_export_files(w, dir, unet_save_dtype(o_));
+}
+
+void CheckpointWriter::write(int64_t step) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::string root = o_.output_dir + "/checkpoints";
+  const std::string dir = root + "/" + checkpoint_name(step);
+  fs::create_directories(dir);
+  long long fail_after = 0;
+  const bool inject = fault_for_step("XLTUNE_FAULT_CHECKPOINT", step, &fail_after);
+  if (inject) fault::fail_writes_after(fail_after);
+  try {
+    write_files(dir, step);
+  } catch (const Error& e) {
+    fault::clear();
+    XLTUNE_FAIL("checkpoint at step ", step, " not written (", e.what(), "); the previous checkpoint is intact");
+  }
+  if (inject) fault::clear();
+  if (comm_.rank() == 0 && fault_for_step("XLTUNE_FAULT_KILL_IN_CHECKPOINT", step, nullptr)) ::raise(SIGKILL);
+  const SamplerPosition pos = sampler_.position();
+  nlohmann::json meta = {{"meaning", meaning_},
+                         {"max_train_steps", total_},
+                         {"sampler", {{"epoch", pos.epoch}, {"global_offset", pos.offset * comm_.size()}}}};
+  commit_checkpoint(comm_, root, step, meta, o_.checkpoints_total_limit, started);
+}
+
+}  // namespace xltune

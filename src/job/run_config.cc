@@ -1,0 +1,60 @@
+#include "job/run_config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+#include "job/trainer_setup.h"
+
+namespace xltune {
+
+std::string run_config_json(const TrainOptions& o, const std::string& options_json, const ResolvedRun& run,
+                            const Trainer& trainer, const SdxlModel& model) {
+  const TrainerConfig& tc = trainer.config();
+  nlohmann::ordered_json rc;
+  rc["options"] = nlohmann::ordered_json::parse(options_json);
+  rc["options"]["seed"] = run.seed;
+  const bool from_steps = o.max_train_steps_given || !o.num_train_epochs_given;
+  rc["resolved"] = {
+      {"seed", run.seed},
+      {"seed_was_random", run.seed_was_random},
+      {"resolution", run.resolution},
+      {"lora_alpha", tc.lora_alpha},
+      {"samples", run.samples},
+      {"world_size", run.world},
+      {"global_batch_size", o.train_batch_size * run.world},
+      {"steps_per_epoch", run.steps_per_epoch},
+      {"max_train_steps", run.total_steps},
+      {"steps_from", from_steps ? "max_train_steps" : "num_train_epochs"},
+      {"epochs", static_cast<double>(run.total_steps) / run.steps_per_epoch},
+      {"pivot_step", tc.pivot_step},
+      {"lr_scheduler", lr_schedule_name(tc.schedule.kind)},
+      {"lr_warmup_steps", tc.schedule.warmup_steps},
+      {"prediction_type", model.scheduler.prediction_type == PredictionType::kEpsilon ? "epsilon" : "v_prediction"},
+      {"latent_scaling_factor", model.vae_config.scaling_factor},
+      {"device", run.device.str()},
+      {"frozen_dtype", frozen_dtype(run.device) == at::kBFloat16 ? "bf16" : "fp32"},
+      {"trainable_parameters", trainer.trainable_parameter_count()},
+      {"shards", run.shard_dir}};
+  nlohmann::ordered_json groups = nlohmann::ordered_json::array();
+  for (const auto& g : trainer.groups()) {
+    const std::string trained = g.name == "text_embeddings" ? str("1..", tc.pivot_step) : str("1..", run.total_steps);
+    groups.push_back({{"name", g.name}, {"lr", g.hyper.lr}, {"betas", {g.hyper.beta1, g.hyper.beta2}},
+                      {"eps", g.hyper.eps}, {"weight_decay", g.hyper.weight_decay}, {"tensors", g.tensors},
+                      {"parameters", g.parameters}, {"trained_steps", trained}});
+  }
+  rc["optimizer"] = {{"name", "AdamW"}, {"state_dtype", o.optimizer_state_dtype}, {"max_grad_norm", o.max_grad_norm},
+                     {"zero_1", trainer.zero() != nullptr}, {"groups", groups}};
+  return rc.dump(2) + "\n";
+}
+
+std::string training_summary(const TrainOptions& o, const ResolvedRun& run, const Trainer& trainer) {
+  const TrainerConfig& tc = trainer.config();
+  return str("training ", run.samples, " images for ", run.total_steps, " steps (", run.steps_per_epoch,
+             " per epoch, batch ", o.train_batch_size,
+             run.world > 1 ? str(" per rank x ", run.world, " ranks") : std::string(), "), ",
+             o.is_lora ? str("LoRA rank ", tc.lora_rank) : std::string("full fine-tuning"), ", ",
+             trainer.trainable_parameter_count(), " trainable parameters, pivot after step ", tc.pivot_step, ", on ",
+             run.device.str());
+}
+
+}  // namespace xltune

@@ -1,0 +1,37 @@
+// OUTPUT_DIR/run_config.json (rank 0, before the first step): every option as the command line
+// resolved it, what the run derived from them and from its data and world, and the optimizer's
+// groups as the trainer built them.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <string>
+
+#include "job/train_options.h"
+#include "train/sdxl_model.h"
+#include "train/trainer.h"
+
+namespace xltune {
+
+// What the run derived before its first step ("resolved" in run_config.json).
+struct ResolvedRun {
+  uint64_t seed = 0;
+  bool seed_was_random = false;
+  int resolution = 0;
+  int64_t samples = 0;
+  int world = 1;
+  int64_t steps_per_epoch = 0;
+  int64_t total_steps = 0;
+  std::string shard_dir;
+  at::Device device = at::kCPU;
+};
+
+// The file's JSON. `options_json`: every option as the command line resolved it.
+std::string run_config_json(const TrainOptions& o, const std::string& options_json, const ResolvedRun& run,
+                            const Trainer& trainer, const SdxlModel& model);
+
+// The line that says what is about to train.
+std::string training_summary(const TrainOptions& o, const ResolvedRun& run, const Trainer& trainer);
+
+}  // namespace xltune

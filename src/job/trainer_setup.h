@@ -1,0 +1,45 @@
+// The one mapping from `xltune train`'s options to what the trainer is built from: the
+// TrainerConfig, how the model is loaded, and how gradients travel between ranks. An option that
+// changes training is mapped here and nowhere else; the run meaning (run_identity.h) that a
+// resume must match is derived from the TrainerConfig this returns.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <memory>
+
+#include "dist/communicator.h"
+#include "dist/gradient_reducer.h"
+#include "job/train_options.h"
+#include "train/sdxl_model.h"
+#include "train/trainer.h"
+
+namespace xltune {
+
+// Where this rank trains (--device, the local rank's GPU for auto) with --threads applied, and
+// TF32 allowed for the fp32 matmuls and convolutions that remain on a GPU (the trainable parts).
+at::Device set_up_device(const TrainOptions& o, int local_rank);
+
+// Frozen weights in bf16 on a GPU, fp32 on the CPU (where bf16 matmuls are slow and inexact).
+at::ScalarType frozen_dtype(at::Device device);
+
+// The trainer's configuration for a run of `total_steps` whose token rows train in steps
+// 1..pivot_step (half the steps for a new run; a resumed run keeps its checkpoint's).
+TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, int64_t pivot_step, uint64_t seed,
+                                  at::Device device);
+
+// The UNet trainable ones fp32 (full fine-tuning) or frozen like the text encoders; the VAE fp32
+// (latents are encoded once, exactly); the VAE only when `with_vae`.
+SdxlLoadOptions sdxl_load_options(const TrainOptions& o, at::Device device, bool with_vae);
+
+// Gradients: NCCL between GPUs, MPI between CPU ranks, averaged by the bucketed reducer
+// (Note [Gradient buckets]); one rank reduces nothing.
+struct GradientPath {
+  std::unique_ptr<Communicator> device_comm;  // NCCL, when the ranks train on GPUs
+  std::shared_ptr<GradientReducer> reducer;
+  Communicator* zero_comm = nullptr;  // ZeRO-1's (TrainerConfig::zero_comm), when sharded
+};
+// `shard_optimizer_state`: full fine-tuning with --zero auto|on (ZeRO-1 over the ranks).
+GradientPath make_gradient_path(Communicator& comm, at::Device device, bool shard_optimizer_state);
+
+}  // namespace xltune

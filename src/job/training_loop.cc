@@ -1,0 +1,114 @@
+#include "job/training_loop.h"
+
+#include <chrono>
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+#include "core/log.h"
+#include "core/memory_stats.h"
+#include "job/fault_hooks.h"
+#include "job/stop_signal.h"
+#include "job/step_dump.h"
+
+namespace xltune {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// --replica_check_steps: every rank must hold rank 0's trainable tensors, bit for bit.
+void check_replicas(Communicator& comm, const Trainer& trainer, int64_t step) {
+  if (comm.size() == 1) return;
+  for (const auto& [name, t] : trainer.trainable_state()) {
+    at::Tensor theirs = t.clone();
+    comm.broadcast(theirs, 0);
+    XLTUNE_CHECK(at::equal(theirs, t), "step ", step, ": rank ", comm.rank(), " holds another ", name, " than rank 0 (",
+                 "max difference ", (theirs - t).abs().max().item<double>(), "): the replicas have drifted apart");
+  }
+  log_debug("step ", step, ": every rank holds the same trainable tensors");
+}
+
+}  // namespace
+
+TrainingLoop::TrainingLoop(const TrainOptions& o, Communicator& comm, Trainer& trainer, const TrainingSet& set,
+                           DistributedSampler& sampler, Validation& validation, CheckpointWriter& checkpoints,
+                           MetricsLog* metrics, at::Device device)
+    : o_(o), comm_(comm), trainer_(trainer), set_(set), sampler_(sampler), validation_(validation),
+      checkpoints_(checkpoints), metrics_(metrics), device_(device) {}
+
+TrainingLoop::Agreed TrainingLoop::agree(const StepResult& r, const std::vector<uint64_t>& indices,
+                                         const std::vector<int64_t>& positions) {
+  const int world = comm_.size();
+  std::vector<double> shared(2 + static_cast<size_t>(o_.train_batch_size) * world, 0.0);
+  shared[0] = r.loss;
+  shared.back() = stop_requested() ? 1.0 : 0.0;
+  for (size_t j = 0; j < indices.size(); ++j) shared[1 + static_cast<size_t>(positions[j])] = indices[j] + 1.0;
+  shared = all_reduce_sum_values(comm_, shared, device_);
+  Agreed a;
+  a.loss = shared[0] / world;
+  for (size_t k = 1; k + 1 < shared.size(); ++k)
+    if (shared[k] > 0) a.samples.push_back(static_cast<int64_t>(shared[k]) - 1);
+  a.stopping = shared.back() > 0;
+  a.global_batch = static_cast<int64_t>(indices.size()) * world;
+  return a;
+}
+
+void TrainingLoop::log_metrics(int64_t step, int64_t epoch, const StepResult& r, const Agreed& a, double seconds) {
+  nlohmann::ordered_json line = {{"step", step}, {"epoch", epoch}, {"loss", a.loss}};
+  nlohmann::ordered_json lr = nlohmann::ordered_json::object();
+  for (const auto& [name, value] : r.learning_rates) lr[name] = value;
+  line["lr"] = lr;
+  line["grad_norm"] = r.grad_norm;
+  line["samples_per_s"] = seconds > 0 ? static_cast<double>(a.global_batch) / seconds : 0.0;
+  line["peak_memory_bytes"] = peak_memory_bytes(device_);
+  line["text_encoders_ran"] = r.text_encoders_ran;
+  line["optimizer_state_bytes"] = trainer_.optimizer_state_bytes();  // this rank's
+  line["samples"] = a.samples;
+  metrics_->append(line.dump(), a.loss);
+}
+
+TrainingLoopEnd TrainingLoop::run(int64_t first_step, int64_t total) {
+  TrainingLoopEnd end;
+  end.last_step = first_step - 1;
+  TrainProgress progress(total, o_.log_every, comm_.rank() == 0 && o_.verbose);
+  reset_peak_memory(device_);
+  for (int64_t step = first_step; step <= total; ++step) {
+    const auto step_start = Clock::now();
+    const int64_t epoch = sampler_.position().epoch;
+    const std::vector<uint64_t> indices = sampler_.next_batch(static_cast<size_t>(o_.train_batch_size));
+    std::vector<int64_t> positions;
+    for (size_t j = 0; j < indices.size(); ++j)
+      positions.push_back(static_cast<int64_t>(j) * comm_.size() + comm_.rank());
+    StepBatch batch = set_.batch(indices, positions);
+    maybe_inject_fault(comm_.rank(), step);
+    StepResult r = trainer_.step(step, batch);
+    const Agreed a = agree(r, indices, positions);
+    XLTUNE_CHECK(std::isfinite(a.loss), "step ", step, ": the loss is ", a.loss,
+                 " (diverged: lower the learning rates, or check the model files)");
+    end.last_step = step, end.last_loss = a.loss;
+    if (!o_.dump_steps.empty()) write_step_dump(o_.dump_steps, step, batch, r, comm_.size() > 1 ? comm_.rank() : -1);
+    if (o_.replica_check_steps > 0 && step % o_.replica_check_steps == 0) check_replicas(comm_, trainer_, step);
+    if (metrics_ != nullptr) {
+      log_metrics(step, epoch, r, a, std::chrono::duration<double>(Clock::now() - step_start).count());
+      progress.update(step, a.loss, r.learning_rates.front().second);
+    }
+    if (validation_.due(step, total)) {
+      progress.finish();
+      validation_.render(step, comm_);
+    }
+    if (step % o_.checkpointing_steps == 0 || step == total || a.stopping) {
+      progress.finish();
+      checkpoints_.write(step);
+    }
+    if (a.stopping && step < total) {
+      end.stopped = true;
+      break;
+    }
+  }
+  progress.finish();
+  return end;
+}
+
+}  // namespace xltune

@@ -1,0 +1,63 @@
+// The steps of `xltune train` (Note [The job's shape], step 3), from the first one after a
+// checkpoint to the last: each step draws this rank's samples, runs the trainer, agrees on the
+// global loss and on whether a rank was asked to stop (one small all-reduce), logs the metrics
+// (rank 0), renders validation images when due and writes checkpoints.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "data/sampler.h"
+#include "dist/communicator.h"
+#include "job/checkpoint_writer.h"
+#include "job/progress.h"
+#include "job/run_outputs.h"
+#include "job/train_options.h"
+#include "job/training_set.h"
+#include "job/validation.h"
+#include "train/trainer.h"
+
+namespace xltune {
+
+struct TrainingLoopEnd {
+  int64_t last_step = 0;     // the last step run (first - 1 when none ran)
+  bool stopped = false;      // a signal stopped the run after a checkpoint
+  double last_loss = 0;      // the global loss of the last step run
+};
+
+class TrainingLoop {
+ public:
+  // `metrics`: rank 0's metrics log, null on the other ranks.
+  TrainingLoop(const TrainOptions& o, Communicator& comm, Trainer& trainer, const TrainingSet& set,
+               DistributedSampler& sampler, Validation& validation, CheckpointWriter& checkpoints, MetricsLog* metrics,
+               at::Device device);
+
+  // Steps first_step..total_steps; stops early (after a checkpoint) when a rank got SIGTERM/SIGUSR1.
+  TrainingLoopEnd run(int64_t first_step, int64_t total_steps);
+
+ private:
+  // What every rank agrees on after a step: the global batch's loss, which samples it held (in
+  // global position order) and whether a rank was asked to stop.
+  struct Agreed {
+    double loss = 0;
+    std::vector<int64_t> samples;
+    int64_t global_batch = 0;  // samples in the step, over every rank
+    bool stopping = false;
+  };
+  Agreed agree(const StepResult& r, const std::vector<uint64_t>& indices, const std::vector<int64_t>& positions);
+  void log_metrics(int64_t step, int64_t epoch, const StepResult& r, const Agreed& a, double seconds);
+
+  const TrainOptions& o_;
+  Communicator& comm_;
+  Trainer& trainer_;
+  const TrainingSet& set_;
+  DistributedSampler& sampler_;
+  Validation& validation_;
+  CheckpointWriter& checkpoints_;
+  MetricsLog* metrics_;
+  at::Device device_;
+};
+
+}  // namespace xltune

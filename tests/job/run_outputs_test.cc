@@ -1,0 +1,62 @@
+// The output folder of a run: an earlier run's outputs cleared, a resumed run's metrics kept.
+#include "job/run_outputs.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/atomic_file.h"
+#include "test_util.h"
+
+namespace xltune {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_util::ScopedTempDir;
+
+void touch(const std::string& path, const std::string& text = "x") {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path) << text;
+}
+
+TEST(RunOutputs, AnEarlierRunsOutputsAndUnfinishedCheckpointsGo) {
+  ScopedTempDir dir;
+  for (const char* f : kRunOutputs) touch(dir / f);
+  touch(dir / "notes.txt");
+  touch(dir / "shards/index.json");
+  touch(dir / "checkpoints/step-00000002/manifest.json");
+  touch(dir / "checkpoints/step-00000004/trainer.safetensors");  // no manifest: unfinished
+  EXPECT_TRUE(clear_run_outputs(dir.path(), 0).empty());
+  for (const char* f : kRunOutputs) EXPECT_FALSE(fs::exists(dir / f)) << f;
+  EXPECT_TRUE(fs::exists(dir / "notes.txt"));
+  EXPECT_TRUE(fs::exists(dir / "shards/index.json"));
+  EXPECT_TRUE(fs::exists(dir / "checkpoints/step-00000002/manifest.json"));
+  EXPECT_FALSE(fs::exists(dir / "checkpoints/step-00000004"));
+}
+
+TEST(RunOutputs, AResumedRunKeepsTheMetricsOfItsSteps) {
+  ScopedTempDir dir;
+  touch(dir / "metrics.jsonl", "{\"step\":1,\"loss\":0.5}\n{\"step\":2,\"loss\":0.25}\n{\"step\":3,\"loss\":0.125}\n");
+  const std::vector<std::string> kept = clear_run_outputs(dir.path(), 2);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[1], "{\"step\":2,\"loss\":0.25}");
+  EXPECT_FALSE(fs::exists(dir / "metrics.jsonl"));
+  MetricsLog log(dir / "metrics.jsonl", kept);
+  log.append("{\"step\":3,\"loss\":0.75}", 0.75);
+  log.close();
+  EXPECT_EQ(log.losses(), (std::vector<double>{0.5, 0.25, 0.75}));
+  EXPECT_EQ(read_file(dir / "metrics.jsonl"),
+            "{\"step\":1,\"loss\":0.5}\n{\"step\":2,\"loss\":0.25}\n{\"step\":3,\"loss\":0.75}\n");
+}
+
+TEST(RunOutputs, SaveDtypeNames) {
+  TrainOptions o;
+  EXPECT_EQ(unet_save_dtype(o), at::kBFloat16);
+  o.save_dtype = "fp16";
+  EXPECT_EQ(unet_save_dtype(o), at::kHalf);
+  o.save_dtype = "fp32";
+  EXPECT_EQ(unet_save_dtype(o), at::kFloat);
+}
+
+}  // namespace
+}  // namespace xltune

@@ -1,0 +1,86 @@
+// The one mapping from `xltune train`'s options to the trainer: each option lands in its field.
+#include "job/trainer_setup.h"
+
+#include <gtest/gtest.h>
+
+#include "job/run_identity.h"
+
+namespace xltune {
+namespace {
+
+TEST(TrainerSetup, EveryTrainingOptionReachesTheTrainerConfig) {
+  TrainOptions o;
+  o.is_lora = true;
+  o.lora_rank = 8;
+  o.unet_learning_rate = 2e-6;
+  o.ti_lr = 3e-3;
+  o.lora_lr = 5e-4;
+  o.lr_scheduler = "cosine";
+  o.lr_warmup_steps = 7;
+  o.snr_gamma = 5;
+  o.noise_offset = 0.05;
+  o.max_grad_norm = 0.5;
+  o.gradient_checkpointing = true;
+  o.optimizer_state_dtype = "bf16";
+  const TrainerConfig tc = trainer_config_from(o, 120, 60, 99, at::kCPU);
+  EXPECT_TRUE(tc.is_lora);
+  EXPECT_EQ(tc.lora_rank, 8);
+  EXPECT_EQ(tc.lora_alpha, 8.0);  // unset: = rank
+  EXPECT_EQ(tc.unet_learning_rate, 2e-6);
+  EXPECT_EQ(tc.ti_lr, 3e-3);
+  EXPECT_EQ(tc.lora_lr, 5e-4);
+  EXPECT_EQ(tc.schedule.kind, LrScheduleKind::kCosine);
+  EXPECT_EQ(tc.schedule.warmup_steps, 7);
+  EXPECT_EQ(tc.schedule.total_steps, 120);
+  EXPECT_EQ(tc.max_train_steps, 120);
+  EXPECT_EQ(tc.pivot_step, 60);
+  EXPECT_EQ(tc.seed, 99u);
+  EXPECT_EQ(tc.snr_gamma, 5);
+  EXPECT_EQ(tc.noise_offset, 0.05);
+  EXPECT_EQ(tc.max_grad_norm, 0.5);
+  EXPECT_TRUE(tc.gradient_checkpointing);
+  EXPECT_EQ(tc.optimizer_state_dtype, at::kBFloat16);
+  EXPECT_FALSE(tc.autocast_bf16);  // LoRA; and never on the CPU
+  o.lora_alpha = 4;
+  EXPECT_EQ(trainer_config_from(o, 120, 60, 99, at::kCPU).lora_alpha, 4.0);
+}
+
+TEST(TrainerSetup, TheRunMeaningIsTheTrainerConfigs) {
+  TrainOptions o;
+  o.lora_lr = 5e-4;
+  o.lr_scheduler = "linear";
+  o.optimizer_state_dtype = "bf16";
+  const TrainerConfig tc = trainer_config_from(o, 100, 50, 7, at::kCPU);
+  const nlohmann::json m = run_meaning(tc, RunData{"sdxl", 512, "TOK", 8, "shards-id", "content:1"});
+  EXPECT_EQ(m.at("lora_lr"), 5e-4);
+  EXPECT_EQ(m.at("lora_alpha"), 32.0);
+  EXPECT_EQ(m.at("lr_scheduler"), "linear");
+  EXPECT_EQ(m.at("optimizer_state_dtype"), "bf16");
+  EXPECT_EQ(m.at("pivot_step"), 50);
+  EXPECT_EQ(m.at("seed"), 7u);
+  EXPECT_EQ(m.at("global_batch"), 8);
+  EXPECT_EQ(m.at("input_images"), "content:1");
+}
+
+TEST(TrainerSetup, OnTheCpuEverythingLoadsInFp32) {
+  TrainOptions o;
+  o.variant = "fp16";
+  const SdxlLoadOptions load = sdxl_load_options(o, at::kCPU, /*with_vae=*/false);
+  EXPECT_EQ(load.unet.dtype(), at::kFloat);
+  EXPECT_EQ(load.text_encoders.dtype(), at::kFloat);
+  EXPECT_EQ(load.vae.dtype(), at::kFloat);
+  EXPECT_FALSE(load.with_vae);
+  EXPECT_EQ(load.variant, "fp16");
+  EXPECT_EQ(frozen_dtype(at::Device(at::kCUDA, 0)), at::kBFloat16);
+}
+
+TEST(TrainerSetup, OneRankReducesNothingAndShardsNothing) {
+  SingleProcessCommunicator comm;
+  const GradientPath path = make_gradient_path(comm, at::kCPU, /*shard_optimizer_state=*/true);
+  EXPECT_NE(path.reducer, nullptr);
+  EXPECT_EQ(path.device_comm, nullptr);
+  EXPECT_EQ(path.zero_comm, nullptr);
+}
+
+}  // namespace
+}  // namespace xltune
