@@ -6,6 +6,7 @@
 
 #include <boost/program_options.hpp>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -35,6 +36,30 @@ class OptionTable {
     return *this;
   }
 
+  // An option whose value is one of a few names, each standing for a value of E: the field holds
+  // the value; --help and values_into() show the name; another name is an error listing them.
+  template <typename E>
+  OptionTable& add_choice(const char* name, E* field, std::vector<std::pair<std::string, E>> choices,
+                          const char* help) {
+    auto names = std::make_shared<const std::vector<std::pair<std::string, E>>>(std::move(choices));
+    auto notify = [field, names, option = std::string(name)](const std::string& given) {
+      std::string expected;
+      for (const auto& [choice, value] : *names) {
+        if (choice == given) {
+          *field = value;
+          return;
+        }
+        expected += (expected.empty() ? "" : ", ") + choice;
+      }
+      throw boost::program_options::error("--" + option + " '" + given + "': expected " + expected);
+    };
+    description_.add_options()(
+        name, boost::program_options::value<std::string>()->default_value(name_of(*names, *field))->notifier(notify),
+        help);
+    values_.emplace_back(name, [field, names] { return nlohmann::ordered_json(name_of(*names, *field)); });
+    return *this;
+  }
+
   // An option that may be given several times (each adds one value); none by default.
   OptionTable& add_list(const char* name, std::vector<std::string>* field, const char* help) {
     description_.add_options()(name, boost::program_options::value<std::vector<std::string>>(field)->composing(), help);
@@ -56,6 +81,12 @@ class OptionTable {
     else if constexpr (std::is_same_v<T, std::string>) out << (v.empty() ? "\"\"" : "\"" + v + "\"");
     else out << v;
     return out.str();
+  }
+  template <typename E>
+  static std::string name_of(const std::vector<std::pair<std::string, E>>& choices, E value) {
+    for (const auto& [choice, v] : choices)
+      if (v == value) return choice;
+    return "?";
   }
   boost::program_options::options_description description_;
   std::vector<std::pair<std::string, std::function<nlohmann::ordered_json()>>> values_;

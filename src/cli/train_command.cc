@@ -37,6 +37,13 @@ const char* const kDescription =
 
 namespace {
 
+std::vector<std::pair<std::string, LrScheduleKind>> lr_schedule_choices() {
+  std::vector<std::pair<std::string, LrScheduleKind>> choices;
+  for (size_t i = 0; i < lr_schedule_names().size(); ++i)
+    choices.emplace_back(lr_schedule_names()[i], static_cast<LrScheduleKind>(i));
+  return choices;
+}
+
 // The seed trainer's inputs under their names and defaults.
 void add_seed_options(OptionTable& inputs, TrainOptions& o) {
   inputs.add("input_images", &o.input_images, "the photos: .zip, .tar, .tar.gz, or a folder")
@@ -48,7 +55,7 @@ void add_seed_options(OptionTable& inputs, TrainOptions& o) {
       .add("unet_learning_rate", &o.unet_learning_rate, "learning rate of full fine-tuning (1e-6 to 1e-5)")
       .add("ti_lr", &o.ti_lr, "learning rate of the new token embeddings")
       .add("lora_lr", &o.lora_lr, "learning rate of the LoRA weights")
-      .add("lr_scheduler", &o.lr_scheduler, "constant, constant_with_warmup, linear or cosine (as diffusers')")
+      .add_choice("lr_scheduler", &o.lr_scheduler, lr_schedule_choices(), "constant, constant_with_warmup, linear or cosine (as diffusers')")
       .add("lr_warmup_steps", &o.lr_warmup_steps, "warmup steps of constant_with_warmup, linear and cosine")
       .add("verbose", &o.verbose, "print progress")
       .add("checkpointing_steps", &o.checkpointing_steps, "steps between checkpoints (OUTPUT_DIR/checkpoints/step-N)");
@@ -71,17 +78,17 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
       .add("noise_offset", &o.noise_offset, "offset noise strength (0: off)")
       .add("max_grad_norm", &o.max_grad_norm, "gradients are clipped to this global norm")
       .add("device", &o.device, "auto, cpu, cuda or cuda:N")
-      .add("optimizer_state_dtype", &o.optimizer_state_dtype,
+      .add_choice("optimizer_state_dtype", &o.optimizer_state_dtype, {{"fp32", at::kFloat}, {"bf16", at::kBFloat16}},
            "fp32 or bf16 (AdamW moments in bf16 with stochastic rounding: half the memory, for full "
            "fine-tuning on one 48 GB GPU)")
-      .add("save_dtype", &o.save_dtype, "dtype of unet.safetensors (full fine-tuning): bf16, fp16 or fp32")
+      .add_choice("save_dtype", &o.save_dtype, {{"bf16", at::kBFloat16}, {"fp16", at::kHalf}, {"fp32", at::kFloat}}, "dtype of unet.safetensors (full fine-tuning): bf16, fp16 or fp32")
       .add("dump_steps", &o.dump_steps, "a folder for what enters every step (for checking against another trainer)")
       .add("log_every", &o.log_every, "progress line every N steps when the output is not a terminal")
       .add("threads", &o.threads, "CPU threads (0: libtorch's default)")
       .add("resume", &o.resume, "auto: continue from OUTPUT_DIR/checkpoints/latest when it exists; none: start "
                                 "over; or a checkpoint folder")
       .add("checkpoints_total_limit", &o.checkpoints_total_limit, "complete checkpoints kept (0: all)")
-      .add("zero", &o.zero, "ZeRO-1: shard the UNet's AdamW state over the ranks, 1/N of it on each of N ranks. "
+      .add_choice("zero", &o.zero, {{"auto", ZeroMode::kAuto}, {"on", ZeroMode::kOn}, {"off", ZeroMode::kOff}}, "ZeRO-1: shard the UNet's AdamW state over the ranks, 1/N of it on each of N ranks. "
                             "auto: for full fine-tuning on 2+ ranks; on: the same, and an error with LoRA; off: "
                             "every rank holds all of it")
       .add_list("validation_prompt", &o.validation_prompts,
@@ -176,7 +183,7 @@ int train_command(const std::vector<std::string>& args) {
   std::unique_ptr<Communicator> comm = launcher_communicator();
   TrainJobReport r;
   try {
-    r = run_train_job(o, values.dump(), *comm);
+    r = run_train_job(o, values, *comm);
   } catch (const std::exception& e) {
     if (comm->size() == 1) throw;
     abort_job(*comm, "train", e);

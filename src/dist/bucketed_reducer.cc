@@ -174,7 +174,7 @@ void BucketedReducer::finish() {
     for (size_t i = tensors_.size(); i-- > 0;)
       if (!seen[i]) order[k++] = static_cast<int64_t>(i);
     at::Tensor shared = at::tensor(order, at::kLong);
-    if (comm_.name() == "NCCL") shared = shared.to(tensors_.front().device());
+    if (comm_.device_type() == c10::DeviceType::CUDA) shared = shared.to(tensors_.front().device());
     comm_.broadcast(shared, 0);
     shared = shared.cpu();
     std::vector<size_t> rebuilt(tensors_.size());

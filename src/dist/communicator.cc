@@ -46,7 +46,7 @@ std::vector<double> all_reduce_sum_values(Communicator& comm, const std::vector<
   if (comm.size() == 1 || values.empty()) return values;
   at::Tensor t = at::tensor(values, at::kDouble);
   // A device communicator (NCCL) reduces device tensors; fp64 keeps counts and sums exact.
-  if (comm.name() == "NCCL") t = t.to(device);
+  if (comm.device_type() == c10::DeviceType::CUDA) t = t.to(device);
   comm.all_reduce_sum(t);
   t = t.cpu();
   return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());

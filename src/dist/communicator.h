@@ -37,6 +37,9 @@ class Communicator {
   virtual int local_rank() const { return 0; }
   virtual int local_size() const { return 1; }
   virtual std::string name() const = 0;  // "single process", "MPI", "NCCL", "threads"
+  // Where the tensors it reduces must live: kCUDA for NCCL, kCPU for the others (MPI here is not
+  // CUDA-aware). Callers move small tensors (a norm, a loss) to it.
+  virtual c10::DeviceType device_type() const { return c10::DeviceType::CPU; }
 
   // In place: every rank ends with the sum over ranks. The tensor must be contiguous.
   virtual std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) = 0;

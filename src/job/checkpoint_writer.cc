@@ -36,8 +36,8 @@ void CheckpointWriter::write_files(const std::string& dir, int64_t step) {
   // The tar's files, so that any step's weights can be taken; a full fine-tuning checkpoint
   // leaves out trainer_state.safetensors (its fp32 weights are trainer.safetensors' too).
   const TrainedWeights w = weights_of(trainer_, o_, model_, step, total_);
-  if (o_.is_lora) write_run_files(trainer_, w, dir, unet_save_dtype(o_));
-  else write_export_files(w, dir, unet_save_dtype(o_));
+  if (o_.is_lora) write_run_files(trainer_, w, dir, o_.save_dtype);
+  else write_export_files(w, dir, o_.save_dtype);
 }
 
 void CheckpointWriter::write(int64_t step) {

@@ -7,11 +7,11 @@
 
 namespace xltune {
 
-std::string run_config_json(const TrainOptions& o, const std::string& options_json, const ResolvedRun& run,
+std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json& option_values, const ResolvedRun& run,
                             const Trainer& trainer, const SdxlModel& model) {
   const TrainerConfig& tc = trainer.config();
   nlohmann::ordered_json rc;
-  rc["options"] = nlohmann::ordered_json::parse(options_json);
+  rc["options"] = option_values;
   rc["options"]["seed"] = run.seed;
   const bool from_steps = o.max_train_steps_given || !o.num_train_epochs_given;
   rc["resolved"] = {
@@ -42,7 +42,7 @@ std::string run_config_json(const TrainOptions& o, const std::string& options_js
                       {"eps", g.hyper.eps}, {"weight_decay", g.hyper.weight_decay}, {"tensors", g.tensors},
                       {"parameters", g.parameters}, {"trained_steps", trained}});
   }
-  rc["optimizer"] = {{"name", "AdamW"}, {"state_dtype", o.optimizer_state_dtype}, {"max_grad_norm", o.max_grad_norm},
+  rc["optimizer"] = {{"name", "AdamW"}, {"state_dtype", o.optimizer_state_dtype == at::kBFloat16 ? "bf16" : "fp32"}, {"max_grad_norm", o.max_grad_norm},
                      {"zero_1", trainer.zero() != nullptr}, {"groups", groups}};
   return rc.dump(2) + "\n";
 }

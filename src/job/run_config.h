@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "job/train_options.h"
 #include "train/sdxl_model.h"
 #include "train/trainer.h"
@@ -27,8 +29,8 @@ struct ResolvedRun {
   at::Device device = at::kCPU;
 };
 
-// The file's JSON. `options_json`: every option as the command line resolved it.
-std::string run_config_json(const TrainOptions& o, const std::string& options_json, const ResolvedRun& run,
+// The file's JSON. `option_values`: every option by name as the command line resolved it.
+std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json& option_values, const ResolvedRun& run,
                             const Trainer& trainer, const SdxlModel& model);
 
 // The line that says what is about to train.

@@ -14,7 +14,7 @@ namespace xltune {
 std::vector<std::string> write_final_outputs(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model,
                                              const std::vector<double>& losses, int64_t samples, int64_t total_steps) {
   const TrainedWeights w = weights_of(trainer, o, model, total_steps, total_steps);
-  std::vector<std::string> files = write_run_files(trainer, w, o.output_dir, unet_save_dtype(o));
+  std::vector<std::string> files = write_run_files(trainer, w, o.output_dir, o.save_dtype);
   write_loss_plot(o.output_dir + "/loss.png", losses,
                   str("xltune ", o.is_lora ? "LoRA" : "full fine-tuning", ": ", samples, " images, ", total_steps,
                       " steps, batch ", o.train_batch_size));
@@ -26,12 +26,6 @@ const char* const kRunOutputs[11] = {"trained_model.tar", "trainer_state.safeten
                                      "lora_kohya.safetensors", "unet.safetensors", "embeddings.pti",
                                      "embeddings_sdxl.safetensors", "special_params.json", "loss.png",
                                      "metrics.jsonl", "run_config.json"};
-
-at::ScalarType unet_save_dtype(const TrainOptions& o) {
-  if (o.save_dtype == "fp32") return at::kFloat;
-  if (o.save_dtype == "fp16") return at::kHalf;
-  return at::kBFloat16;
-}
 
 std::vector<std::string> clear_run_outputs(const std::string& output_dir, int64_t keep_metrics_steps) {
   std::vector<std::string> kept;
@@ -88,7 +82,7 @@ TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const S
                          {"ss_seed", std::to_string(c.seed)},
                          {"ss_learning_rate", str(o.lora_lr)},
                          {"ss_text_encoder_lr", str(o.ti_lr)},
-                         {"ss_lr_scheduler", o.lr_scheduler},
+                         {"ss_lr_scheduler", lr_schedule_name(o.lr_scheduler)},
                          {"ss_lr_warmup_steps", std::to_string(o.lr_warmup_steps)},
                          {"ss_batch_size_per_device", std::to_string(o.train_batch_size)},
                          {"ss_sd_model_name", fs::path(o.model).filename().string()}};

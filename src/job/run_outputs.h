@@ -16,9 +16,6 @@ namespace xltune {
 // file's metadata.
 TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model, int64_t step,
                           int64_t total);
-// --save_dtype: fp32, fp16 or bf16 (unet.safetensors of full fine-tuning).
-at::ScalarType unet_save_dtype(const TrainOptions& o);
-
 // The trainer state and every export file into `dir`; returns the files for the tar.
 std::vector<std::string> write_run_files(const Trainer& trainer, const TrainedWeights& w, const std::string& dir,
                                          at::ScalarType unet_dtype);

@@ -57,7 +57,8 @@ TrainJobReport report_of(const TrainOptions& o, const ResumePlan& resume, int64_
 }  // namespace
 
 // The phases in order; each is a function of its own (Note [The job's shape]).
-TrainJobReport run_train_job(const TrainOptions& options, const std::string& options_json, Communicator& comm) {
+TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordered_json& option_values,
+                             Communicator& comm) {
   const auto start = std::chrono::steady_clock::now();
   TrainOptions o = options;
   const bool rank0 = comm.rank() == 0;
@@ -102,7 +103,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   if (tc.schedule.kind == LrScheduleKind::kConstant && o.lr_warmup_steps > 0 && rank0)
     log_info("--lr_scheduler constant has no warmup (as diffusers' get_scheduler); --lr_warmup_steps ",
              o.lr_warmup_steps, " is used by constant_with_warmup, linear and cosine");
-  GradientPath gradients = make_gradient_path(comm, device, !o.is_lora && o.zero != "off");
+  GradientPath gradients = make_gradient_path(comm, device, !o.is_lora && o.zero != ZeroMode::kOff);
   tc.zero_comm = gradients.zero_comm;
   Trainer trainer(model, tc, configs.vae_config.scaling_factor, gradients.reducer);
   Validation validation(o, model, tokenizers.first, tokenizers.second, resume.seed, device);
@@ -110,7 +111,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const std::string& opt
   const ResolvedRun run{resume.seed, resume.seed_was_random, shards.resolution, shards.size(), comm.size(),
                         steps_per_epoch, total, shards.dir, device};
   if (rank0) {
-    write_file_atomic(o.output_dir + "/run_config.json", run_config_json(o, options_json, run, trainer, model));
+    write_file_atomic(o.output_dir + "/run_config.json", run_config_json(o, option_values, run, trainer, model));
     log_info(training_summary(o, run, trainer));
   }
   if (!o.dump_steps.empty() && rank0 && !resume.resuming())

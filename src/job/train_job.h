@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "job/train_options.h"
 
 namespace xltune {
@@ -44,10 +46,11 @@ struct TrainJobReport {
 
 class Communicator;
 
-// `options`: checked by validate_train_options (the command line does, once). options_json: every
-// option as resolved by the command line (for run_config.json). `comm`:
+// `options`: checked by validate_train_options (the command line does, once). option_values:
+// every option by name as the command line resolved it (for run_config.json). `comm`:
 // this process's rank in the job (a SingleProcessCommunicator without a launcher). Every rank
 // calls it; rank 0 preprocesses and writes the outputs (Note [The job's shape]).
-TrainJobReport run_train_job(const TrainOptions& options, const std::string& options_json, Communicator& comm);
+TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordered_json& option_values,
+                             Communicator& comm);
 
 }  // namespace xltune

@@ -9,9 +9,15 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/ScalarType.h>
+
 #include "data/preprocess.h"
+#include "train/lr_schedule.h"
 
 namespace xltune {
+
+// --zero: ZeRO-1 for full fine-tuning on many ranks.
+enum class ZeroMode { kAuto, kOn, kOff };
 
 struct TrainOptions {
   // The seed's inputs (../docs/design.md "Command line"); preprocessing ones live in `prep`
@@ -26,7 +32,7 @@ struct TrainOptions {
   double unet_learning_rate = 1e-6;
   double ti_lr = 3e-4;
   double lora_lr = 1e-4;
-  std::string lr_scheduler = "constant";
+  LrScheduleKind lr_scheduler = LrScheduleKind::kConstant;
   int64_t lr_warmup_steps = 100;
   bool verbose = true;
   int64_t checkpointing_steps = 200;
@@ -45,15 +51,15 @@ struct TrainOptions {
   double noise_offset = 0;
   double max_grad_norm = 1.0;
   std::string device = "auto";  // auto | cpu | cuda | cuda:N
-  std::string optimizer_state_dtype = "fp32";
-  std::string save_dtype = "bf16";  // unet.safetensors of full fine-tuning
+  at::ScalarType optimizer_state_dtype = at::kFloat;  // fp32 or bf16 (AdamW moments)
+  at::ScalarType save_dtype = at::kBFloat16;          // unet.safetensors of full fine-tuning
   std::string dump_steps;           // folder for the per-step dumps (empty: none)
   int64_t log_every = 10;           // progress line every N steps when not on a terminal
   int threads = 0;                  // CPU threads for libtorch (0: its default)
   int64_t replica_check_steps = 0;  // every N steps, check that all ranks hold the same weights
   std::string resume = "auto";      // auto (OUTPUT_DIR/checkpoints/latest when there), none, or a checkpoint
   int checkpoints_total_limit = 2;  // complete checkpoints kept (0: all)
-  std::string zero = "auto";        // ZeRO-1 for full fine-tuning on many ranks: auto (on), on, off
+  ZeroMode zero = ZeroMode::kAuto;  // auto: on for full fine-tuning on many ranks
   // Validation images (job/validation.h): prompts (TOK becomes the trained tokens), every N steps
   // and at the end (0: at the end only), images per prompt, and how they are made.
   std::vector<std::string> validation_prompts;

@@ -34,7 +34,7 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
   tc.unet_learning_rate = o.unet_learning_rate;
   tc.ti_lr = o.ti_lr;
   tc.lora_lr = o.lora_lr;
-  tc.schedule = LrSchedule{parse_lr_schedule(o.lr_scheduler), o.lr_warmup_steps, total_steps};
+  tc.schedule = LrSchedule{o.lr_scheduler, o.lr_warmup_steps, total_steps};
   tc.max_train_steps = total_steps;
   tc.pivot_step = pivot_step;
   tc.seed = seed;
@@ -42,7 +42,7 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
   tc.noise_offset = o.noise_offset;
   tc.max_grad_norm = o.max_grad_norm;
   tc.gradient_checkpointing = o.gradient_checkpointing;
-  tc.optimizer_state_dtype = o.optimizer_state_dtype == "bf16" ? at::kBFloat16 : at::kFloat;
+  tc.optimizer_state_dtype = o.optimizer_state_dtype;
   tc.autocast_bf16 = !o.is_lora && device.is_cuda();
   return tc;
 }

@@ -333,7 +333,7 @@ double Trainer::clip_gradients() {
     double replicated = 0;
     for (const auto& norm : norms) replicated += std::pow(norm.item<double>(), 2);
     at::Tensor shard = at::tensor({zero_->chunk_grad_square_sum()}, at::kDouble);
-    if (config_.zero_comm->name() == "NCCL") shard = shard.to(device_);
+    if (config_.zero_comm->device_type() == c10::DeviceType::CUDA) shard = shard.to(device_);
     config_.zero_comm->all_reduce_sum(shard);
     const double total = std::sqrt(replicated + shard.cpu().item<double>());
     const double coef = std::min(1.0, config_.max_grad_norm / (total + 1e-6));

@@ -96,27 +96,38 @@ lacks "$dir/term/trained_model.tar"
 expect 0 "resumed after SIGTERM" run1 "${term[@]}" --train_batch_size 4 --output_dir "$dir/term"
 same "SIGTERM at step $last, then resumed" "$dir/l1" "$dir/term"
 
-# SIGKILL at random moments, 10 times (every third inside a checkpoint write on purpose).
+# SIGKILL at random moments, 10 times (every third inside a checkpoint write on purpose). The
+# moments come from a printed seed (XLTUNE_KILL_SEED repeats them), and each kill must have
+# happened: a run that ended before its kill proves nothing, and fails.
+kill_seed=${XLTUNE_KILL_SEED:-$(( $(date +%s%N) % 32768 ))}
+RANDOM=$kill_seed
+echo "     SIGKILL moments from seed $kill_seed (XLTUNE_KILL_SEED=$kill_seed repeats them)"
 cp -r "$dir/l2" "$dir/reference_l2"
 for i in $(seq 1 10); do
   out="$dir/kill$i"
   victim_rank=$((RANDOM % 2))
   if [ $((i % 3)) = 0 ]; then
+    killed=0
     env XLTUNE_FAULT_KILL_IN_CHECKPOINT=$((2 * (RANDOM % 9 + 1))) run2 "${lora[@]}" --train_batch_size 2 --output_dir "$out" \
-      >/dev/null 2>&1
+      >/dev/null 2>&1 || killed=1
     how="inside the checkpoint write"
   else
     run2 "${lora[@]}" --train_batch_size 2 --output_dir "$out" >/dev/null 2>&1 &
     launcher=$!
-    target=$((RANDOM % 18 + 1))  # somewhere in the run: after a random number of steps
+    target=$((RANDOM % 12 + 1))  # somewhere in the first 12 of 20 steps (the rest: time to kill)
     for _ in $(seq 1 400); do
       [ -s "$out/metrics.jsonl" ] && [ "$(wc -l < "$out/metrics.jsonl")" -ge "$target" ] && break; sleep 0.02
     done
+    killed=0
     for p in $(pgrep -f -- "--output_dir $out"); do
-      [ "$p" != "$launcher" ] && grep -qz "^OMPI_COMM_WORLD_RANK=$victim_rank$" "/proc/$p/environ" 2>/dev/null && kill -9 "$p"
+      [ "$p" != "$launcher" ] && grep -qz "^OMPI_COMM_WORLD_RANK=$victim_rank$" "/proc/$p/environ" 2>/dev/null \
+        && kill -9 "$p" 2>/dev/null && killed=1
     done
     wait "$launcher" 2>/dev/null
     how="rank $victim_rank after step $target"
+  fi
+  if [ "$killed" = 0 ] || [ -e "$out/trained_model.tar" ]; then
+    echo "FAIL SIGKILL $i ($how, seed $kill_seed): the run was not killed (it ended first?)"; fail=1; continue
   fi
   ckpt=$(cat "$out/checkpoints/latest" 2>/dev/null || echo none)
   if run2 "${lora[@]}" --train_batch_size 2 --output_dir "$out" >"$dir/out" 2>"$dir/err" \

@@ -49,14 +49,5 @@ TEST(RunOutputs, AResumedRunKeepsTheMetricsOfItsSteps) {
             "{\"step\":1,\"loss\":0.5}\n{\"step\":2,\"loss\":0.25}\n{\"step\":3,\"loss\":0.75}\n");
 }
 
-TEST(RunOutputs, SaveDtypeNames) {
-  TrainOptions o;
-  EXPECT_EQ(unet_save_dtype(o), at::kBFloat16);
-  o.save_dtype = "fp16";
-  EXPECT_EQ(unet_save_dtype(o), at::kHalf);
-  o.save_dtype = "fp32";
-  EXPECT_EQ(unet_save_dtype(o), at::kFloat);
-}
-
 }  // namespace
 }  // namespace xltune

@@ -15,13 +15,13 @@ TEST(TrainerSetup, EveryTrainingOptionReachesTheTrainerConfig) {
   o.unet_learning_rate = 2e-6;
   o.ti_lr = 3e-3;
   o.lora_lr = 5e-4;
-  o.lr_scheduler = "cosine";
+  o.lr_scheduler = LrScheduleKind::kCosine;
   o.lr_warmup_steps = 7;
   o.snr_gamma = 5;
   o.noise_offset = 0.05;
   o.max_grad_norm = 0.5;
   o.gradient_checkpointing = true;
-  o.optimizer_state_dtype = "bf16";
+  o.optimizer_state_dtype = at::kBFloat16;
   const TrainerConfig tc = trainer_config_from(o, 120, 60, 99, at::kCPU);
   EXPECT_TRUE(tc.is_lora);
   EXPECT_EQ(tc.lora_rank, 8);
@@ -48,8 +48,8 @@ TEST(TrainerSetup, EveryTrainingOptionReachesTheTrainerConfig) {
 TEST(TrainerSetup, TheRunMeaningIsTheTrainerConfigs) {
   TrainOptions o;
   o.lora_lr = 5e-4;
-  o.lr_scheduler = "linear";
-  o.optimizer_state_dtype = "bf16";
+  o.lr_scheduler = LrScheduleKind::kLinear;
+  o.optimizer_state_dtype = at::kBFloat16;
   const TrainerConfig tc = trainer_config_from(o, 100, 50, 7, at::kCPU);
   const nlohmann::json m = run_meaning(tc, RunData{"sdxl", 512, "TOK", 8, "shards-id", "content:1"});
   EXPECT_EQ(m.at("lora_lr"), 5e-4);
@@ -76,6 +76,7 @@ TEST(TrainerSetup, OnTheCpuEverythingLoadsInFp32) {
 
 TEST(TrainerSetup, OneRankReducesNothingAndShardsNothing) {
   SingleProcessCommunicator comm;
+  EXPECT_EQ(comm.device_type(), c10::DeviceType::CPU);  // NCCL's is CUDA: small tensors move there
   const GradientPath path = make_gradient_path(comm, at::kCPU, /*shard_optimizer_state=*/true);
   EXPECT_NE(path.reducer, nullptr);
   EXPECT_EQ(path.device_comm, nullptr);
