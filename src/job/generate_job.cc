@@ -2,10 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <archive.h>
-#include <archive_entry.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -24,6 +21,7 @@
 #include "generate/render_on_ranks.h"
 #include "generate/sdxl_pipeline.h"
 #include "job/job_devices.h"
+#include "job/trained_model_tar.h"
 #include "models/lora.h"
 #include "train/lora_loading.h"
 #include "train/sdxl_model.h"
@@ -44,83 +42,6 @@ std::string a1111_sampler_name(const std::string& s) {
 }
 
 namespace {
-
-// The files a trained run hands over, wherever they come from.
-struct TrainedFiles {
-  std::string lora;        // a LoRA .safetensors (any layout read_lora_file knows)
-  std::string unet;        // full fine-tuning's unet.safetensors
-  std::string embeddings;  // embeddings.pti or embeddings_sdxl.safetensors
-  std::string special_params;  // special_params.json
-};
-
-// A folder removed when it goes out of scope (the members of a tar, read by path).
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "xltune-generate-XXXXXX").string();
-    XLTUNE_CHECK(::mkdtemp(tmpl.data()) != nullptr, "cannot make a temporary folder in ", fs::temp_directory_path());
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// The trained files of a tar (the flat trained_model.tar of `xltune train` and Replicate).
-TrainedFiles files_of_tar(const std::string& tar, const std::string& dir) {
-  archive* a = archive_read_new();
-  archive_read_support_format_tar(a);
-  archive_read_support_filter_all(a);
-  XLTUNE_CHECK(archive_read_open_filename(a, tar.c_str(), 1 << 16) == ARCHIVE_OK, "--lora ", tar,
-               ": not a readable tar (", archive_error_string(a), ")");
-  TrainedFiles f;
-  archive_entry* e = nullptr;
-  int rc;
-  while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-    const std::string name = fs::path(archive_entry_pathname(e)).filename().string();
-    std::string* slot = name == "lora.safetensors"              ? &f.lora
-                        : name == "unet.safetensors"            ? &f.unet
-                        : name == "embeddings.pti"              ? &f.embeddings
-                        : name == "special_params.json"         ? &f.special_params
-                                                                : nullptr;
-    if (slot == nullptr || archive_entry_filetype(e) != AE_IFREG) continue;
-    const int64_t size = archive_entry_size(e);
-    XLTUNE_CHECK(size >= 0 && size < (int64_t{1} << 34), "--lora ", tar, ": ", name, " has an impossible size");
-    std::string bytes(static_cast<size_t>(size), '\0');
-    XLTUNE_CHECK(archive_read_data(a, bytes.data(), bytes.size()) == static_cast<la_ssize_t>(bytes.size()), "--lora ",
-                 tar, ": ", name, " is truncated");
-    *slot = dir + "/" + name;
-    write_file_atomic(*slot, bytes);
-  }
-  const std::string error = rc == ARCHIVE_EOF ? "" : archive_error_string(a);
-  archive_read_free(a);
-  XLTUNE_CHECK(error.empty(), "--lora ", tar, ": ", error);
-  XLTUNE_CHECK(!f.lora.empty() || !f.unet.empty(), "--lora ", tar,
-               ": has neither lora.safetensors nor unet.safetensors (not a trained_model.tar?)");
-  return f;
-}
-
-TrainedFiles trained_files(const std::string& path, const std::string& temp) {
-  XLTUNE_CHECK(fs::exists(path), "--lora ", path, ": no such file or folder");
-  TrainedFiles f;
-  if (fs::is_directory(path)) {
-    auto take = [&](const char* name, std::string& slot) {
-      if (fs::is_regular_file(path + "/" + name)) slot = path + "/" + name;
-    };
-    take("lora.safetensors", f.lora);
-    take("unet.safetensors", f.unet);
-    take("embeddings.pti", f.embeddings);
-    take("special_params.json", f.special_params);
-    XLTUNE_CHECK(!f.lora.empty() || !f.unet.empty(), "--lora ", path, ": has neither lora.safetensors nor unet.safetensors");
-    return f;
-  }
-  const std::string ext = fs::path(path).extension().string();
-  if (ext == ".tar") return files_of_tar(path, temp);
-  XLTUNE_CHECK(ext == ".safetensors", "--lora ", path, ": expected trained_model.tar, an output folder or a .safetensors file");
-  f.lora = path;
-  return f;
-}
 
 // New token rows of both encoders: embeddings.pti (text_encoders_0/1) or the A1111/ComfyUI
 // layout (clip_l/clip_g). Adds <s0>..<s{n-1}> to both tokenizers.
@@ -288,8 +209,8 @@ std::string apply_trained_files(const GenerateOptions& o, SdxlModel& model, Clip
                                 at::Device device, bool log) {
   std::string prompt = o.prompt;
   if (o.lora.empty()) return prompt;
-  TempDir temp;
-  const TrainedFiles tf = trained_files(o.lora, temp.path);
+  ScopedTempFolder temp("xltune-generate");
+  const TrainedFiles tf = trained_files(o.lora, temp.path());
   if (!tf.unet.empty()) load_unet_weights(tf.unet, *model.unet);
   if (!tf.lora.empty()) {
     LoraFile lf = read_lora_file(tf.lora, *model.unet);
