@@ -36,6 +36,17 @@ class OptionTable {
     return *this;
   }
 
+  // An option whose absence means something (the field stays empty) but that still has a value
+  // to show: `shown` in --help and values_into() when it was not given.
+  template <typename T>
+  OptionTable& add_optional(const char* name, std::optional<T>* field, T shown, const char* help) {
+    // Not default_value(): its notifier would fill the field when the option is absent.
+    description_.add_options()(name, boost::program_options::value<T>()->notifier([field](const T& v) { *field = v; }),
+                               (std::string(help) + " (default " + text(shown) + ")").c_str());
+    values_.emplace_back(name, [field, shown] { return nlohmann::ordered_json(field->value_or(shown)); });
+    return *this;
+  }
+
   // An option whose value is one of a few names, each standing for a value of E: the field holds
   // the value; --help and values_into() show the name; another name is an error listing them.
   template <typename E>

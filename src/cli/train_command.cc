@@ -49,8 +49,10 @@ void add_seed_options(OptionTable& inputs, TrainOptions& o) {
   inputs.add("input_images", &o.input_images, "the photos: .zip, .tar, .tar.gz, or a folder")
       .add_optional("seed", &o.seed, "random seed for a reproducible run (default: a random one, printed)")
       .add("train_batch_size", &o.train_batch_size, "images per step (per rank)")
-      .add("num_train_epochs", &o.num_train_epochs, "passes over the images; used only when --max_train_steps is not given")
-      .add("max_train_steps", &o.max_train_steps, "optimization steps; takes precedence over --num_train_epochs")
+      .add_optional("num_train_epochs", &o.num_train_epochs, TrainOptions::kDefaultEpochs,
+                    "passes over the images; used only when --max_train_steps is not given")
+      .add_optional("max_train_steps", &o.max_train_steps, TrainOptions::kDefaultMaxTrainSteps,
+                    "optimization steps; takes precedence over --num_train_epochs")
       .add("is_lora", &o.is_lora, "true: LoRA on the UNet's attention; false: full fine-tuning of the UNet")
       .add("unet_learning_rate", &o.unet_learning_rate, "learning rate of full fine-tuning (1e-6 to 1e-5)")
       .add("ti_lr", &o.ti_lr, "learning rate of the new token embeddings")
@@ -162,8 +164,6 @@ int train_command(const std::vector<std::string>& args) {
   const std::optional<po::variables_map> parsed = parse_train_args(args, options);
   if (!parsed) return 0;
   const po::variables_map& vm = *parsed;
-  o.max_train_steps_given = given(vm, "max_train_steps");
-  o.num_train_epochs_given = given(vm, "num_train_epochs");
   o.resolution_given = given(vm, "resolution");
   finish_preprocess_options(o.prep);
   try {

@@ -13,7 +13,7 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
   nlohmann::ordered_json rc;
   rc["options"] = option_values;
   rc["options"]["seed"] = run.seed;
-  const bool from_steps = o.max_train_steps_given || !o.num_train_epochs_given;
+  const bool from_steps = o.max_train_steps || !o.num_train_epochs;
   rc["resolved"] = {
       {"seed", run.seed},
       {"seed_was_random", run.seed_was_random},

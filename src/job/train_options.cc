@@ -15,9 +15,10 @@ void validate_train_options(const TrainOptions& o) {
                "folder of images (or --shards with an earlier `xltune preprocess` output)"
                : "--input_images and --shards: give one of them, not both");
   XLTUNE_CHECK(o.train_batch_size >= 1, "--train_batch_size: expected a positive number, got ", o.train_batch_size);
-  XLTUNE_CHECK(o.max_train_steps >= 1, "--max_train_steps: expected a positive number of steps, got ", o.max_train_steps);
-  XLTUNE_CHECK(o.num_train_epochs >= 1, "--num_train_epochs: expected a positive number of epochs, got ",
-               o.num_train_epochs);
+  XLTUNE_CHECK(o.max_train_steps.value_or(1) >= 1, "--max_train_steps: expected a positive number of steps, got ",
+               o.max_train_steps.value_or(1));
+  XLTUNE_CHECK(o.num_train_epochs.value_or(1) >= 1, "--num_train_epochs: expected a positive number of epochs, got ",
+               o.num_train_epochs.value_or(1));
   XLTUNE_CHECK(o.unet_learning_rate > 0, "--unet_learning_rate: expected a positive learning rate, got ",
                o.unet_learning_rate);
   XLTUNE_CHECK(o.ti_lr > 0, "--ti_lr: expected a positive learning rate, got ", o.ti_lr);
@@ -66,8 +67,8 @@ void validate_train_options(const TrainOptions& o) {
 }
 
 int64_t resolve_total_steps(const TrainOptions& o, int64_t steps_per_epoch) {
-  if (o.max_train_steps_given || !o.num_train_epochs_given) return o.max_train_steps;
-  return o.num_train_epochs * steps_per_epoch;
+  if (o.max_train_steps || !o.num_train_epochs) return o.max_train_steps.value_or(TrainOptions::kDefaultMaxTrainSteps);
+  return *o.num_train_epochs * steps_per_epoch;
 }
 
 }  // namespace xltune

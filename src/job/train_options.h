@@ -26,8 +26,11 @@ struct TrainOptions {
   std::string input_images;
   std::optional<uint64_t> seed;  // unset: a random seed, printed and recorded
   int64_t train_batch_size = 4;
-  int64_t num_train_epochs = 4000;
-  int64_t max_train_steps = 1000;
+  // Steps: --max_train_steps when given (or when neither is), else --num_train_epochs
+  // (resolve_total_steps); unset: not given.
+  std::optional<int64_t> num_train_epochs;
+  std::optional<int64_t> max_train_steps;
+  static constexpr int64_t kDefaultEpochs = 4000, kDefaultMaxTrainSteps = 1000;  // the seed's
   bool is_lora = true;
   double unet_learning_rate = 1e-6;
   double ti_lr = 3e-4;
@@ -69,9 +72,7 @@ struct TrainOptions {
   double validation_guidance_scale = 7.5;
   std::string validation_scheduler = "K_EULER";
 
-  // Set by the command line parser: which of the two step counts the user gave.
-  bool max_train_steps_given = false;
-  bool num_train_epochs_given = false;
+  // Set by the command line parser: whether --resolution was given (--shards carry their own).
   bool resolution_given = false;
 };
 

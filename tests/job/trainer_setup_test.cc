@@ -62,6 +62,17 @@ TEST(TrainerSetup, TheRunMeaningIsTheTrainerConfigs) {
   EXPECT_EQ(m.at("input_images"), "content:1");
 }
 
+TEST(TrainerSetup, StepsComeFromMaxTrainStepsUnlessOnlyEpochsAreGiven) {
+  TrainOptions o;
+  EXPECT_EQ(resolve_total_steps(o, 7), TrainOptions::kDefaultMaxTrainSteps);  // neither: the seed's 1000
+  o.num_train_epochs = 3;
+  EXPECT_EQ(resolve_total_steps(o, 7), 21);  // epochs alone: exactly 3 x 7
+  o.max_train_steps = 50;
+  EXPECT_EQ(resolve_total_steps(o, 7), 50);  // both: the steps win
+  o.num_train_epochs.reset();
+  EXPECT_EQ(resolve_total_steps(o, 7), 50);
+}
+
 TEST(TrainerSetup, OnTheCpuEverythingLoadsInFp32) {
   TrainOptions o;
   o.variant = "fp16";
