@@ -52,8 +52,7 @@ LatentCache LatentSlices::encode(int rank, const ShardSet& shards, Vae& vae) con
 LatentCache gather_latents(const LatentSlices& slices, int my_rank, std::optional<LatentCache> mine,
                            double scaling_factor) {
   LatentCache all;
-  all.key = slices.key(0);
-  all.key.samples.clear();
+  all.key = slices.base();
   for (int r = 0; r < slices.world(); ++r) {
     const LatentCacheKey k = slices.key(r);
     if (k.samples.empty()) continue;

@@ -21,7 +21,8 @@ class LatentSlices {
   LatentCacheKey key(int rank) const;  // base, with samples rank, rank + W, ...
   std::string path(int rank) const;    // OUTPUT_DIR/latents/latents-rNNNNN.h5
   int world() const { return world_; }
-  bool empty(int rank) const { return key(rank).samples.empty(); }  // more ranks than images
+  bool empty(int rank) const { return rank >= num_samples_; }  // more ranks than images
+  const LatentCacheKey& base() const { return base_; }  // no samples
   // The slice of `rank` when it was written for this key; nullopt when missing, stale or empty.
   std::optional<LatentCache> read(int rank) const;
   // Encodes the slice of `rank` with `vae` (fp32) and writes it.

@@ -32,11 +32,16 @@ nlohmann::json meaning_with(uint64_t seed) {
   return {{"seed", seed}, {"pivot_step", 5}, {"lora_lr", 1e-4}, {"input_images", "content:abc"}};
 }
 
+TrainOptions writing_to(const std::string& output_dir) {
+  TrainOptions o;
+  o.output_dir = output_dir;
+  return o;
+}
+
 TEST(ResumePlan, ANewRunTakesSeedOrDrawsOne) {
   ScopedTempDir dir;
   SingleProcessCommunicator comm;
-  TrainOptions o;
-  o.output_dir = dir.path();
+  TrainOptions o = writing_to(dir.path());
   o.seed = 42;
   ResumePlan plan = plan_resume(o, comm);
   EXPECT_FALSE(plan.resuming());
@@ -52,8 +57,7 @@ TEST(ResumePlan, AResumedRunTakesTheCheckpointsSeed) {
   ScopedTempDir dir;
   make_checkpoint(dir.path(), 4, meaning_with(7));
   SingleProcessCommunicator comm;
-  TrainOptions o;
-  o.output_dir = dir.path();
+  TrainOptions o = writing_to(dir.path());
   ResumePlan plan = plan_resume(o, comm);
   ASSERT_TRUE(plan.resuming());
   EXPECT_EQ(plan.step(), 4);
@@ -73,8 +77,7 @@ TEST(ResumePlan, ARunThatMeansSomethingElseIsRefused) {
   ScopedTempDir dir;
   make_checkpoint(dir.path(), 4, meaning_with(7));
   SingleProcessCommunicator comm;
-  TrainOptions o;
-  o.output_dir = dir.path();
+  TrainOptions o = writing_to(dir.path());
   const ResumePlan plan = plan_resume(o, comm);
   nlohmann::json ours = meaning_with(7);
   ours["pivot_step"] = 50;  // the checkpoint's pivot is the run's: not compared
