@@ -13,7 +13,6 @@
 #include "job/fault_hooks.h"
 #include "job/run_outputs.h"
 #include "train/export.h"
-#include "train/zero_optimizer.h"
 
 namespace fs = std::filesystem;
 
@@ -25,10 +24,10 @@ CheckpointWriter::CheckpointWriter(const TrainOptions& o, Communicator& comm, co
       total_(total_steps) {}
 
 void CheckpointWriter::write_files(const std::string& dir, int64_t step) {
-  if (trainer_.zero() != nullptr) {  // every rank: its shard of the optimizer state
+  if (auto own = trainer_.rank_optimizer_state()) {  // every rank: its shard of the optimizer state
     char name[40];
     std::snprintf(name, sizeof name, "/optimizer-r%05d.safetensors", comm_.rank());
-    save_safetensors(dir + name, trainer_.zero()->shard_state(), {{"zero_layout", trainer_.zero()->layout_json()}});
+    save_safetensors(dir + name, own->tensors, own->metadata);
   }
   if (comm_.rank() != 0) return;
   const nlohmann::json about = {{"step", step}, {"max_train_steps", total_}, {"kind", o_.is_lora ? "lora" : "full"}};

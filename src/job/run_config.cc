@@ -43,7 +43,7 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
                       {"parameters", g.parameters}, {"trained_steps", trained}});
   }
   rc["optimizer"] = {{"name", "AdamW"}, {"state_dtype", o.optimizer_state_dtype == at::kBFloat16 ? "bf16" : "fp32"}, {"max_grad_norm", o.max_grad_norm},
-                     {"zero_1", trainer.zero() != nullptr}, {"groups", groups}};
+                     {"zero_1", trainer.optimizer_state_sharded()}, {"groups", groups}};
   return rc.dump(2) + "\n";
 }
 

@@ -104,8 +104,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
     log_info("--lr_scheduler constant has no warmup (as diffusers' get_scheduler); --lr_warmup_steps ",
              o.lr_warmup_steps, " is used by constant_with_warmup, linear and cosine");
   GradientPath gradients = make_gradient_path(comm, device, !o.is_lora && o.zero != ZeroMode::kOff);
-  tc.zero_comm = gradients.zero_comm;
-  Trainer trainer(model, tc, configs.vae_config.scaling_factor, gradients.reducer);
+  Trainer trainer(model, tc, configs.vae_config.scaling_factor, gradients.reducer, gradients.optimizer_shards);
   Validation validation(o, model, tokenizers.first, tokenizers.second, resume.seed, device);
   // 7. run_config.json: the options as resolved and what the run derived from them.
   const ResolvedRun run{resume.seed, resume.seed_was_random, shards.resolution, shards.size(), comm.size(),

@@ -76,7 +76,7 @@ GradientPath make_gradient_path(Communicator& comm, at::Device device, bool shar
 #endif
   }
   path.reducer = std::make_shared<BucketedReducer>(*grads);
-  if (shard_optimizer_state) path.zero_comm = grads;
+  if (shard_optimizer_state) path.optimizer_shards = grads;
   return path;
 }
 

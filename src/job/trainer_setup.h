@@ -37,7 +37,7 @@ SdxlLoadOptions sdxl_load_options(const TrainOptions& o, at::Device device, bool
 struct GradientPath {
   std::unique_ptr<Communicator> device_comm;  // NCCL, when the ranks train on GPUs
   std::shared_ptr<GradientReducer> reducer;
-  Communicator* zero_comm = nullptr;  // ZeRO-1's (TrainerConfig::zero_comm), when sharded
+  Communicator* optimizer_shards = nullptr;  // ZeRO-1's (the Trainer's optimizer_shards), when sharded
 };
 // `shard_optimizer_state`: full fine-tuning with --zero auto|on (ZeRO-1 over the ranks).
 GradientPath make_gradient_path(Communicator& comm, at::Device device, bool shard_optimizer_state);

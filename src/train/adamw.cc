@@ -30,13 +30,60 @@ const AdamWGroup& AdamW::group(const std::string& name) const {
   XLTUNE_FAIL("AdamW: no parameter group '", name, "'");
 }
 
-void AdamW::set_frozen(const std::string& name, bool frozen) {
+bool AdamW::set_frozen(const std::string& name, bool frozen) {
   for (auto& g : groups_)
     if (g.name == name) {
       g.frozen = frozen;
-      return;
+      return true;
     }
-  XLTUNE_FAIL("AdamW: no parameter group '", name, "'");
+  return false;
+}
+
+std::vector<at::Tensor> AdamW::reduced_tensors() const {
+  std::vector<at::Tensor> out;
+  for (const auto& g : groups_)
+    if (!g.frozen) out.insert(out.end(), g.params.begin(), g.params.end());
+  return out;
+}
+
+void AdamW::add_grad_norms(std::vector<at::Tensor>& norms) {
+  at::NoGradGuard no_grad;
+  for (const auto& p : reduced_tensors())
+    if (p.grad().defined()) norms.push_back(at::linalg_vector_norm(p.grad(), 2));
+}
+
+void AdamW::scale_grads(const at::Tensor& coef) {
+  at::NoGradGuard no_grad;
+  for (auto& p : reduced_tensors())
+    if (p.grad().defined()) p.mutable_grad().mul_(coef);
+}
+
+std::vector<GroupSummary> AdamW::summaries() const {
+  std::vector<GroupSummary> out;
+  for (const auto& g : groups_) {
+    GroupSummary s{g.name, g.hyper, static_cast<int64_t>(g.params.size()), 0};
+    for (const auto& p : g.params) s.parameters += p.numel();
+    out.push_back(s);
+  }
+  return out;
+}
+
+void AdamW::add_learning_rates(double lr_factor, std::vector<std::pair<std::string, double>>& out) const {
+  for (const auto& g : groups_) out.emplace_back(g.name, g.frozen ? 0.0 : g.hyper.lr * lr_factor);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> AdamW::named_parameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& g : groups_)
+    for (size_t i = 0; i < g.params.size(); ++i) out.emplace_back(g.names[i], g.params[i]);
+  return out;
+}
+
+int64_t AdamW::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& g : groups_)
+    for (const auto& p : g.params) n += p.numel();
+  return n;
 }
 
 at::Tensor stochastic_round_to_bf16(const at::Tensor& x, at::Generator& generator) {

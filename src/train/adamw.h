@@ -25,16 +25,9 @@
 #include <vector>
 
 #include "core/safetensors.h"
+#include "train/optimizer.h"
 
 namespace xltune {
-
-struct AdamWHyper {
-  double lr = 1e-4;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 1e-2;
-};
 
 struct AdamWGroup {
   std::string name;  // "lora", "text_embeddings", "unet"
@@ -49,16 +42,28 @@ struct AdamWTensorState {
   int64_t step = 0;
 };
 
-class AdamW {
+// Replicated state: every rank holds all of it and applies the same update (Note [One
+// optimizer interface]).
+class AdamW final : public Optimizer {
  public:
   explicit AdamW(std::vector<AdamWGroup> groups, at::ScalarType state_dtype = at::kFloat, uint64_t seed = 0);
 
   // One update of every tensor of every unfrozen group that has a gradient, at learning rate
   // group.lr * lr_factor. `training_step` keys the stochastic rounding (bf16 state only).
-  void step(double lr_factor, int64_t training_step);
+  void step(double lr_factor, int64_t training_step) override;
   // Sets every gradient to undefined (as torch's zero_grad(set_to_none=True)).
-  void zero_grad();
-  void set_frozen(const std::string& group, bool frozen);
+  void zero_grad() override;
+  bool set_frozen(const std::string& group, bool frozen) override;
+
+  std::vector<at::Tensor> reduced_tensors() const override;
+  // One norm per unfrozen tensor that has a gradient, as torch.nn.utils.clip_grad_norm_ takes them.
+  void add_grad_norms(std::vector<at::Tensor>& norms) override;
+  void scale_grads(const at::Tensor& coef) override;
+  std::vector<GroupSummary> summaries() const override;
+  void add_learning_rates(double lr_factor, std::vector<std::pair<std::string, double>>& out) const override;
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override;
+  int64_t parameter_count() const override;
+  void load_state(const std::map<std::string, at::Tensor>& tensors) override { load_state_tensors(tensors); }
 
   const std::vector<AdamWGroup>& groups() const { return groups_; }
   const AdamWGroup& group(const std::string& name) const;
@@ -68,13 +73,13 @@ class AdamW {
   AdamWTensorState& mutable_state(size_t flat_index) { return state_.at(flat_index); }
   size_t tensor_count() const { return state_.size(); }
   // Bytes of optimizer state held now.
-  int64_t state_bytes() const;
+  int64_t state_bytes() const override;
 
   // The state as named tensors for a checkpoint: "<name>.exp_avg", "<name>.exp_avg_sq" (for
   // tensors that have been stepped) and "<name>.adamw_step" (int64 []) for every tensor; by
   // name, so that a checkpoint loads into another grouping (ZeRO-1 runs hold the UNet's
   // moments elsewhere, train/zero_optimizer.h, under the same names).
-  NamedTensors state_tensors() const;
+  NamedTensors state_tensors() const override;
   // Back from state_tensors() (a tensor without "<name>.adamw_step" was never stepped); throws
   // Error naming what is missing or shaped otherwise.
   void load_state_tensors(const std::map<std::string, at::Tensor>& tensors);

@@ -52,7 +52,7 @@ bool Trainer::full_finetune_trains(const std::string& name) {
 }
 
 Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_scaling_factor,
-                 std::shared_ptr<GradientReducer> reducer)
+                 std::shared_ptr<GradientReducer> reducer, Communicator* optimizer_shards)
     : model_(model),
       config_(config),
       scaling_factor_(latent_scaling_factor),
@@ -95,9 +95,10 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
       g.names.push_back("unet." + item.key());
       g.params.push_back(p);
     }
-    if (config.zero_comm != nullptr && config.zero_comm->size() > 1) {
-      zero_ = std::make_unique<ZeroOptimizer>(g.names, g.params, g.hyper, *config.zero_comm,
-                                              config.optimizer_state_dtype, config.seed);
+    sharded_ = optimizer_shards != nullptr && optimizer_shards->size() > 1;
+    if (sharded_) {
+      optimizers_.push_back(std::make_unique<ZeroOptimizer>(g.names, g.params, g.hyper, *optimizer_shards,
+                                                            config.optimizer_state_dtype, config.seed));
     } else {
       groups.push_back(std::move(g));
     }
@@ -113,49 +114,48 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
   pivotal_ = std::make_unique<PivotalTuning>(rows_1, rows_2, std_1, std_2, config.pivot_step);
   groups.push_back(AdamWGroup{"text_embeddings", AdamWHyper{config.ti_lr, 0.9, 0.999, 1e-8, 1e-3},
                               {"text_encoders_0", "text_encoders_1"}, {rows_1, rows_2}, false});
-  optimizer_ = std::make_unique<AdamW>(std::move(groups), config.optimizer_state_dtype, config.seed);
+  optimizers_.push_back(std::make_unique<AdamW>(std::move(groups), config.optimizer_state_dtype, config.seed));
   if (config.pivot_step == 0) freeze_token_rows();
-  reducer_->prepare(trainable_tensors());
+  reducer_->prepare(reduced_tensors());
 }
 
 Trainer::~Trainer() {
-  zero_.reset();
+  optimizers_.clear();  // a sharded optimizer unhooks the UNet's tensors before LoRA goes
   if (config_.is_lora && model_.unet) detach_lora(*model_.unet);
 }
 
-std::vector<at::Tensor> Trainer::trainable_tensors() const {
+std::vector<at::Tensor> Trainer::reduced_tensors() const {
   std::vector<at::Tensor> out;
-  for (const auto& g : optimizer_->groups()) {
-    if (g.frozen) continue;
-    out.insert(out.end(), g.params.begin(), g.params.end());
+  for (const auto& o : optimizers_) {
+    std::vector<at::Tensor> part = o->reduced_tensors();
+    out.insert(out.end(), part.begin(), part.end());
   }
   return out;
 }
 
 int64_t Trainer::optimizer_state_bytes() const {
-  return optimizer_->state_bytes() + (zero_ ? zero_->state_bytes() : 0);
+  int64_t n = 0;
+  for (const auto& o : optimizers_) n += o->state_bytes();
+  return n;
 }
 
 int64_t Trainer::trainable_parameter_count() const {
-  int64_t n = zero_ ? zero_->parameter_count() : 0;
-  for (const auto& g : optimizer_->groups())
-    for (const auto& p : g.params) n += p.numel();
+  int64_t n = 0;
+  for (const auto& o : optimizers_) n += o->parameter_count();
   return n;
 }
 
 std::vector<GroupSummary> Trainer::groups() const {
   std::vector<GroupSummary> out;
-  if (zero_) {
-    GroupSummary z{"unet (ZeRO-1: state sharded over the ranks)", zero_->hyper(),
-                   static_cast<int64_t>(zero_->params().size()), zero_->parameter_count()};
-    out.push_back(z);
-  }
-  for (const auto& g : optimizer_->groups()) {
-    GroupSummary s{g.name, g.hyper, static_cast<int64_t>(g.params.size()), 0};
-    for (const auto& p : g.params) s.parameters += p.numel();
-    out.push_back(s);
-  }
+  for (const auto& o : optimizers_)
+    for (auto& s : o->summaries()) out.push_back(std::move(s));
   return out;
+}
+
+std::optional<RankOptimizerState> Trainer::rank_optimizer_state() const {
+  for (const auto& o : optimizers_)
+    if (auto state = o->rank_state()) return state;
+  return std::nullopt;
 }
 
 void Trainer::freeze_token_rows() {
@@ -165,9 +165,9 @@ void Trainer::freeze_token_rows() {
     rows.mutable_grad() = at::Tensor();
     rows.requires_grad_(false);
   }
-  optimizer_->set_frozen("text_embeddings", true);
+  for (auto& o : optimizers_) o->set_frozen("text_embeddings", true);
   rows_frozen_ = true;
-  if (reducer_) reducer_->prepare(trainable_tensors());
+  if (reducer_) reducer_->prepare(reduced_tensors());
 }
 
 NamedTensors Trainer::trainable_state() const { return named_trainable(/*copy=*/true); }
@@ -179,16 +179,15 @@ NamedTensors Trainer::named_trainable(bool copy) const {
     at::Tensor t = p.detach().to(at::kCPU, at::kFloat);
     return copy && t.data_ptr() == p.data_ptr() ? t.clone() : t.contiguous();
   };
-  if (zero_)
-    for (size_t i = 0; i < zero_->params().size(); ++i) out.emplace_back(zero_->names()[i], cpu(zero_->params()[i]));
-  for (const auto& g : optimizer_->groups())
-    for (size_t i = 0; i < g.params.size(); ++i) out.emplace_back(g.names[i], cpu(g.params[i]));
+  for (const auto& o : optimizers_)
+    for (const auto& [name, p] : o->named_parameters()) out.emplace_back(name, cpu(p));
   return out;
 }
 
 NamedTensors Trainer::checkpoint_tensors() const {
   NamedTensors out = named_trainable(/*copy=*/false);  // written at once, while training waits
-  for (auto& item : optimizer_->state_tensors()) out.push_back(std::move(item));
+  for (const auto& o : optimizers_)
+    for (auto& item : o->state_tensors()) out.push_back(std::move(item));
   return out;
 }
 
@@ -196,28 +195,15 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
   XLTUNE_CHECK(completed_steps >= 0 && completed_steps <= config_.max_train_steps, "checkpoint: step ",
                completed_steps, " outside 0 .. ", config_.max_train_steps);
   at::NoGradGuard no_grad;
-  if (zero_) {
-    for (size_t i = 0; i < zero_->params().size(); ++i) {
-      auto it = tensors.find(zero_->names()[i]);
-      XLTUNE_CHECK(it != tensors.end(), "checkpoint: no tensor '", zero_->names()[i], "'");
-      at::Tensor p = zero_->params()[i];
-      p.copy_(it->second.view(p.sizes()));
-    }
-  }
-  for (const auto& g : optimizer_->groups()) {
-    for (size_t i = 0; i < g.params.size(); ++i) {
-      auto it = tensors.find(g.names[i]);
-      XLTUNE_CHECK(it != tensors.end(), "checkpoint: no tensor '", g.names[i], "' (a checkpoint of another setup?)");
-      XLTUNE_CHECK(it->second.sizes() == g.params[i].sizes(), "checkpoint: ", g.names[i], " is ", it->second.sizes(),
-                   ", this run's is ", g.params[i].sizes());
-      at::Tensor p = g.params[i];
+  for (const auto& o : optimizers_) {
+    for (auto [name, p] : o->named_parameters()) {
+      auto it = tensors.find(name);
+      XLTUNE_CHECK(it != tensors.end(), "checkpoint: no tensor '", name, "' (a checkpoint of another setup?)");
+      XLTUNE_CHECK(it->second.sizes() == p.sizes(), "checkpoint: ", name, " is ", it->second.sizes(), ", this run's is ",
+                   p.sizes());
       p.copy_(it->second);
     }
-  }
-  optimizer_->load_state_tensors(tensors);
-  if (zero_) {
-    auto st = tensors.find(zero_->names().front() + ".adamw_step");
-    zero_->load_full_moments(tensors, st == tensors.end() ? 0 : st->second.item<int64_t>());
+    o->load_state(tensors);
   }
   if (completed_steps >= pivotal_->pivot_step()) freeze_token_rows();
   text_cache_ = TextConditioningCache();
@@ -319,32 +305,15 @@ at::Tensor Trainer::loss_of(const at::Tensor& pred, const at::Tensor& target, co
 }
 
 double Trainer::clip_gradients() {
-  // Global norm over every trainable tensor, as torch.nn.utils.clip_grad_norm_.
+  // Global norm over every trainable tensor, as torch.nn.utils.clip_grad_norm_: the norm of the
+  // optimizers' norms (a sharded one's covers all ranks' shards).
   at::NoGradGuard no_grad;
-  std::vector<at::Tensor> grads, norms;
-  for (auto& p : trainable_tensors()) {
-    if (p.grad().defined()) {
-      grads.push_back(p.mutable_grad());
-      norms.push_back(at::linalg_vector_norm(p.grad(), 2));
-    }
-  }
-  if (zero_) {
-    // The replicated tensors' squares once, the ranks' chunks of the sharded ones summed.
-    double replicated = 0;
-    for (const auto& norm : norms) replicated += std::pow(norm.item<double>(), 2);
-    at::Tensor shard = at::tensor({zero_->chunk_grad_square_sum()}, at::kDouble);
-    if (config_.zero_comm->device_type() == c10::DeviceType::CUDA) shard = shard.to(device_);
-    config_.zero_comm->all_reduce_sum(shard);
-    const double total = std::sqrt(replicated + shard.cpu().item<double>());
-    const double coef = std::min(1.0, config_.max_grad_norm / (total + 1e-6));
-    for (auto& g : grads) g.mul_(coef);
-    zero_->scale_grads(coef);
-    return total;
-  }
+  std::vector<at::Tensor> norms;
+  for (auto& o : optimizers_) o->add_grad_norms(norms);
   if (norms.empty()) return 0;
   at::Tensor total = at::linalg_vector_norm(at::stack(norms), 2);
   at::Tensor coef = at::clamp_max(config_.max_grad_norm / (total + 1e-6), 1.0);
-  for (auto& g : grads) g.mul_(coef);
+  for (auto& o : optimizers_) o->scale_grads(coef);
   return total.item<double>();
 }
 
@@ -379,25 +348,22 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
   const at::Tensor loss = loss_of(pred, target, batch.mask, t);
   mark("forward");
   reducer_->before_backward();
-  if (zero_) zero_->before_backward();
+  for (auto& o : optimizers_) o->before_backward();
   loss.backward();
   reducer_->finish();
-  if (zero_) zero_->finish();
+  for (auto& o : optimizers_) o->after_backward();
   mark("backward");
 
   result.grad_norm = clip_gradients();
   mark("clip");
   const double factor = config_.schedule.factor_for_step(step);
-  optimizer_->step(factor, step);
-  if (zero_) zero_->step(factor, step);
+  for (auto& o : optimizers_) o->step(factor, step);
   mark("optimizer");
   if (trains_rows) pivotal_->after_optimizer_step();
-  optimizer_->zero_grad();
-  if (zero_) zero_->zero_grad();
-
-  if (zero_) result.learning_rates.emplace_back("unet", zero_->hyper().lr * factor);
-  for (const auto& g : optimizer_->groups())
-    result.learning_rates.emplace_back(g.name, g.frozen ? 0.0 : g.hyper.lr * factor);
+  for (auto& o : optimizers_) {
+    o->zero_grad();
+    o->add_learning_rates(factor, result.learning_rates);
+  }
   result.loss = loss.item<double>();
   result.x0 = x0.detach().cpu();
   result.noise = d.noise;

@@ -34,7 +34,6 @@ namespace xltune {
 
 class Communicator;
 class GradientReducer;
-class ZeroOptimizer;
 
 struct TrainerConfig {
   bool is_lora = true;
@@ -55,9 +54,6 @@ struct TrainerConfig {
   at::ScalarType optimizer_state_dtype = at::kFloat;
   // bf16 autocast for a fp32 UNet on CUDA (full fine-tuning): frozen weights are bf16 already.
   bool autocast_bf16 = false;
-  // Full fine-tuning on many ranks: the UNet's AdamW state sharded over the ranks of this
-  // communicator (ZeRO-1, Note [Sharded optimizer state]); null: replicated.
-  Communicator* zero_comm = nullptr;
 };
 
 // This rank's samples of one step (all on the training device).
@@ -79,13 +75,6 @@ struct StepResult {
   at::Tensor x0, noise, timesteps;  // CPU
 };
 
-// The optimizer groups' hyperparameters, for run_config.json.
-struct GroupSummary {
-  std::string name;
-  AdamWHyper hyper;
-  int64_t tensors = 0, parameters = 0;
-};
-
 // Where a step's phases end, for a per-phase breakdown (bench/train_bench): step() calls
 // mark("begin") first, then mark(name) as each of "draws", "text", "forward", "backward",
 // "clip" and "optimizer" has been issued. On a GPU the work may still be queued: a listener
@@ -98,10 +87,12 @@ class StepPhaseListener {
 
 class Trainer {
  public:
-  // Attaches LoRA (or marks the UNet trainable), adds the new tokens, builds the optimizer.
-  // `model` must outlive the trainer.
+  // Attaches LoRA (or marks the UNet trainable), adds the new tokens, builds the optimizers.
+  // `model` must outlive the trainer. `optimizer_shards`: full fine-tuning on many ranks shards
+  // the UNet's AdamW state over this communicator's ranks (ZeRO-1, Note [Sharded optimizer
+  // state]); null or one rank: replicated.
   Trainer(SdxlModel& model, const TrainerConfig& config, double latent_scaling_factor,
-          std::shared_ptr<GradientReducer> reducer);
+          std::shared_ptr<GradientReducer> reducer, Communicator* optimizer_shards = nullptr);
   ~Trainer();
 
   StepResult step(int64_t step, const StepBatch& batch);
@@ -113,11 +104,13 @@ class Trainer {
   int64_t trainable_parameter_count() const;
   const UNetLora& lora() const { return lora_; }
   const PivotalTuning& pivotal() const { return *pivotal_; }
-  const AdamW& optimizer() const { return *optimizer_; }
-  // The sharded UNet optimizer of ZeRO-1 runs, or null.
-  ZeroOptimizer* zero() const { return zero_.get(); }
+  // Whether the UNet's optimizer state is sharded over the ranks (ZeRO-1).
+  bool optimizer_state_sharded() const { return sharded_; }
   // Optimizer state bytes held by this rank (replicated + its shard).
   int64_t optimizer_state_bytes() const;
+  // What this rank writes beside the checkpoint's shared file (its shard of the optimizer
+  // state), or nothing.
+  std::optional<RankOptimizerState> rank_optimizer_state() const;
   // The trainable tensors under their state names: "unet.<path>.<proj>.lora_A.weight" /
   // ".lora_B.weight" (LoRA), "unet.<param>" (full fine-tuning), "text_encoders_0" and
   // "text_encoders_1" (the token rows). CPU copies, fp32.
@@ -151,7 +144,8 @@ class Trainer {
   // Clips every trainable gradient to max_grad_norm, as torch.nn.utils.clip_grad_norm_; returns
   // the global norm before clipping.
   double clip_gradients();
-  std::vector<at::Tensor> trainable_tensors() const;
+  // The gradients the GradientReducer averages (every optimizer's reduced_tensors).
+  std::vector<at::Tensor> reduced_tensors() const;
 
   SdxlModel& model_;
   TrainerConfig config_;
@@ -161,9 +155,11 @@ class Trainer {
   UNetLora lora_;
   std::vector<std::pair<std::string, at::Tensor>> unet_trainable_;  // full fine-tuning
   std::unique_ptr<PivotalTuning> pivotal_;
-  std::unique_ptr<AdamW> optimizer_;
+  // Note [One optimizer interface]: the sharded UNet's first (when sharded), then the AdamW of
+  // the replicated groups (LoRA or the UNet, and the token rows).
+  std::vector<std::unique_ptr<Optimizer>> optimizers_;
+  bool sharded_ = false;
   StepPhaseListener* phases_ = nullptr;
-  std::unique_ptr<ZeroOptimizer> zero_;
   NamedTensors named_trainable(bool copy) const;
   TextConditioningCache text_cache_;
   bool rows_frozen_ = false;

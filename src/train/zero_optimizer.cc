@@ -150,16 +150,44 @@ void ZeroOptimizer::finish() {
   }
 }
 
-double ZeroOptimizer::chunk_grad_square_sum() const {
+void ZeroOptimizer::add_grad_norms(std::vector<at::Tensor>& norms) {
   at::NoGradGuard no_grad;
-  at::Tensor sum = at::zeros({}, buckets_.front()->chunk_grad.options().dtype(at::kDouble));
+  const auto on_params = buckets_.front()->chunk_grad.options();
+  at::Tensor sum = at::zeros({}, on_params.dtype(at::kDouble));
   for (const auto& b : buckets_) sum += b->chunk_grad.to(at::kDouble).pow(2).sum();
-  return sum.item<double>();  // one device sync
+  // MPI reduces CPU tensors, NCCL device ones (Communicator::device_type).
+  if (sum.device().type() != comm_.device_type()) sum = sum.to(comm_.device_type());
+  comm_.all_reduce_sum(sum);
+  norms.push_back(sum.sqrt().to(on_params));
 }
 
-void ZeroOptimizer::scale_grads(double coef) {
+void ZeroOptimizer::scale_grads(const at::Tensor& coef) {
   at::NoGradGuard no_grad;
   for (auto& b : buckets_) b->chunk_grad.mul_(coef);
+}
+
+std::vector<GroupSummary> ZeroOptimizer::summaries() const {
+  return {GroupSummary{"unet (ZeRO-1: state sharded over the ranks)", hyper_, static_cast<int64_t>(params_.size()),
+                       parameter_count()}};
+}
+
+void ZeroOptimizer::add_learning_rates(double lr_factor, std::vector<std::pair<std::string, double>>& out) const {
+  out.emplace_back("unet", hyper_.lr * lr_factor);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> ZeroOptimizer::named_parameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (size_t i = 0; i < params_.size(); ++i) out.emplace_back(names_[i], params_[i]);
+  return out;
+}
+
+void ZeroOptimizer::load_state(const std::map<std::string, at::Tensor>& tensors) {
+  auto st = tensors.find(names_.front() + ".adamw_step");
+  load_full_moments(tensors, st == tensors.end() ? 0 : st->second.item<int64_t>());
+}
+
+std::optional<RankOptimizerState> ZeroOptimizer::rank_state() const {
+  return RankOptimizerState{shard_state(), {{"zero_layout", layout_json()}}};
 }
 
 void ZeroOptimizer::step(double lr_factor, int64_t training_step) {

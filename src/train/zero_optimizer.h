@@ -38,12 +38,13 @@
 
 #include "core/safetensors.h"
 #include "train/adamw.h"
+#include "train/optimizer.h"
 
 namespace xltune {
 
 class Communicator;
 
-class ZeroOptimizer {
+class ZeroOptimizer final : public Optimizer {
  public:
   ZeroOptimizer(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWHyper hyper, Communicator& comm,
                 at::ScalarType state_dtype = at::kFloat, uint64_t seed = 0, int64_t bucket_bytes = int64_t{25} << 20,
@@ -52,23 +53,34 @@ class ZeroOptimizer {
   ZeroOptimizer(const ZeroOptimizer&) = delete;
   ZeroOptimizer& operator=(const ZeroOptimizer&) = delete;
 
-  void before_backward();
+  void before_backward() override;
+  // Waits for the reduce-scatters; the chunks then hold the mean gradient.
   void finish();
-  // Sum of squares of this rank's reduced gradient chunks (all-reduce it for the global norm).
-  double chunk_grad_square_sum() const;
-  void scale_grads(double coef);
+  void after_backward() override { finish(); }
+  std::vector<at::Tensor> reduced_tensors() const override { return {}; }
+  // One norm: of every rank's chunks together (the square sums all-reduced in fp64; a collective).
+  void add_grad_norms(std::vector<at::Tensor>& norms) override;
+  void scale_grads(const at::Tensor& coef) override;
   // AdamW on this rank's chunks at hyper.lr * lr_factor, then the all-gather of parameters;
   // `training_step` keys the stochastic rounding of bf16 moments.
-  void step(double lr_factor, int64_t training_step);
-  void zero_grad();
+  void step(double lr_factor, int64_t training_step) override;
+  void zero_grad() override;
+  bool set_frozen(const std::string&, bool) override { return false; }  // the UNet trains every step
+  std::vector<GroupSummary> summaries() const override;
+  void add_learning_rates(double lr_factor, std::vector<std::pair<std::string, double>>& out) const override;
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override;
+  NamedTensors state_tensors() const override { return {}; }
+  // load_full_moments from the merged shards, with the step count of "<first name>.adamw_step".
+  void load_state(const std::map<std::string, at::Tensor>& tensors) override;
+  std::optional<RankOptimizerState> rank_state() const override;
 
   const std::vector<std::string>& names() const { return names_; }
   const std::vector<at::Tensor>& params() const { return params_; }
   const AdamWHyper& hyper() const { return hyper_; }
   int64_t steps() const { return steps_; }
-  int64_t state_bytes() const;  // moments held by this rank
+  int64_t state_bytes() const override;  // moments held by this rank
   int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
-  int64_t parameter_count() const;
+  int64_t parameter_count() const override;
 
   // This rank's chunks: "zero.<k>.exp_avg", "zero.<k>.exp_avg_sq" per bucket k, "zero.steps";
   // layout_json(): {"world", "rank", "buckets": [[[name, numel], ...], ...]} for the file's metadata.

@@ -91,7 +91,7 @@ TEST(TrainerSetup, OneRankReducesNothingAndShardsNothing) {
   const GradientPath path = make_gradient_path(comm, at::kCPU, /*shard_optimizer_state=*/true);
   EXPECT_NE(path.reducer, nullptr);
   EXPECT_EQ(path.device_comm, nullptr);
-  EXPECT_EQ(path.zero_comm, nullptr);
+  EXPECT_EQ(path.optimizer_shards, nullptr);
 }
 
 }  // namespace

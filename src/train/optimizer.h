@@ -1,0 +1,96 @@
+// The optimizers a Trainer steps, behind one interface.
+//
+// Note [One optimizer interface]
+// A run trains up to three groups of tensors (LoRA or the UNet, and the new token rows) with
+// AdamW. Where their state lives differs: replicated on every rank (AdamW, train/adamw.h), or
+// the UNet's sharded over the ranks (ZeRO-1, train/zero_optimizer.h). The Trainer holds a list
+// of Optimizers and calls each at the same points of the step, in list order, so it has no
+// branch per kind of optimizer:
+//
+//   before_backward, after_backward   a sharded optimizer reduces its gradients itself while
+//                                     backward runs; the GradientReducer averages the rest
+//                                     (reduced_tensors)
+//   add_grad_norms, scale_grads       clipping to one global norm over every optimizer's
+//                                     gradients; a sharded optimizer contributes the norm of all
+//                                     ranks' shards (a collective: every rank calls it)
+//   step, zero_grad                   the update at lr * factor, then gradients cleared
+//   state_tensors, load_state         the checkpoint's shared file, by tensor name, so a run can
+//                                     move between a sharded and a replicated optimizer
+//   rank_state                        what each rank writes beside it (a sharded optimizer's shard)
+//
+// Issue 18 adds fused and graph-captured paths behind the same calls.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/safetensors.h"
+
+namespace xltune {
+
+struct AdamWHyper {
+  double lr = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+};
+
+// An optimizer group's hyperparameters and size, for run_config.json and the summary line.
+struct GroupSummary {
+  std::string name;
+  AdamWHyper hyper;
+  int64_t tensors = 0, parameters = 0;
+};
+
+// A rank's own part of a checkpoint: its file's tensors and string metadata.
+struct RankOptimizerState {
+  NamedTensors tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+
+  virtual void before_backward() {}
+  virtual void after_backward() {}
+  // The trainable tensors whose gradients the GradientReducer averages over the ranks (those of
+  // unfrozen groups; none for a sharded optimizer, which reduces its own).
+  virtual std::vector<at::Tensor> reduced_tensors() const = 0;
+  // Appends L2 norms (fp32 tensors on the training device) whose joint norm is this optimizer's
+  // share of the global gradient norm.
+  virtual void add_grad_norms(std::vector<at::Tensor>& norms) = 0;
+  // Multiplies every gradient by `coef` (a 0-dim tensor).
+  virtual void scale_grads(const at::Tensor& coef) = 0;
+  // One update at each group's lr * lr_factor; `training_step` keys stochastic rounding.
+  virtual void step(double lr_factor, int64_t training_step) = 0;
+  virtual void zero_grad() = 0;
+  // Freezes or thaws a group by name; false if this optimizer has no such group.
+  virtual bool set_frozen(const std::string& group, bool frozen) = 0;
+
+  virtual std::vector<GroupSummary> summaries() const = 0;
+  // Each group's learning rate at `lr_factor` (0 for a frozen group).
+  virtual void add_learning_rates(double lr_factor, std::vector<std::pair<std::string, double>>& out) const = 0;
+  // The trained tensors under their state names, live.
+  virtual std::vector<std::pair<std::string, at::Tensor>> named_parameters() const = 0;
+  virtual int64_t parameter_count() const = 0;
+  virtual int64_t state_bytes() const = 0;  // held by this rank
+
+  // The state for the checkpoint file rank 0 writes: "<name>.exp_avg", "<name>.exp_avg_sq",
+  // "<name>.adamw_step" (AdamW::state_tensors' names); CPU tensors. None from a sharded
+  // optimizer: its state is in the ranks' own files (rank_state).
+  virtual NamedTensors state_tensors() const = 0;
+  // Back from tensors under those names (a sharded run's files merged into them first, by
+  // ZeroOptimizer::full_moments_from_shards); throws Error naming what is missing.
+  virtual void load_state(const std::map<std::string, at::Tensor>& tensors) = 0;
+  // What this rank writes to its own file, if anything.
+  virtual std::optional<RankOptimizerState> rank_state() const { return std::nullopt; }
+};
+
+}  // namespace xltune
