@@ -2,10 +2,11 @@
 
 namespace xltune::cli {
 
+const char* const kResolutionHelp =
+    "side of the square training images in pixels (a multiple of 8; 1024 for SDXL's native size)";
+
 void add_preprocess_options(OptionTable& t, PreprocessOptions& o) {
-  t.add("resolution", &o.resolution, "side of the square training images in pixels (a multiple of 8; 1024 for SDXL's "
-                                     "native size)")
-      .add("caption_prefix", &o.captions.caption_prefix,
+  t.add("caption_prefix", &o.captions.caption_prefix,
            "caption of images without a caption.csv row or .txt file; must contain --token_string")
       .add("token_string", &o.captions.token_string,
            "the trigger word; replaced (as a whole word) by the new tokens <s0><s1> in every caption")

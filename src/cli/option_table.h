@@ -105,6 +105,9 @@ class OptionTable {
 
 // The preprocessing options that `xltune preprocess` and `xltune train` share, under the
 // seed's names and defaults.
+// --resolution is left to the command: preprocess binds it to PreprocessOptions::resolution,
+// train to an optional (shards carry their own); both with this help.
+extern const char* const kResolutionHelp;
 void add_preprocess_options(OptionTable& table, PreprocessOptions& options);
 // Limits on what an untrusted archive may unpack.
 void add_ingest_limit_options(OptionTable& table, PreprocessOptions& options);

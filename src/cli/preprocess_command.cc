@@ -38,6 +38,7 @@ int preprocess_command(const std::vector<std::string>& args) {
                    "the images: .zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz, .tar.zst, or a folder")
       .add("output_dir", &o.output_dir, "where the shards, index.json and contact_sheet.png go")
       .add("seed", &o.caption_seed, "seed of BLIP's sampled captions (the same seed, the same captions)");
+  main_options.add("resolution", &o.resolution, kResolutionHelp);
   add_preprocess_options(main_options, o);
   OptionTable limits("Limits (an archive is untrusted input)");
   add_ingest_limit_options(limits, o);

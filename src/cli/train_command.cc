@@ -61,6 +61,7 @@ void add_seed_options(OptionTable& inputs, TrainOptions& o) {
       .add("lr_warmup_steps", &o.lr_warmup_steps, "warmup steps of constant_with_warmup, linear and cosine")
       .add("verbose", &o.verbose, "print progress")
       .add("checkpointing_steps", &o.checkpointing_steps, "steps between checkpoints (OUTPUT_DIR/checkpoints/step-N)");
+  inputs.add_optional("resolution", &o.resolution, o.prep.resolution, kResolutionHelp);
   add_preprocess_options(inputs, o.prep);
 }
 
@@ -163,8 +164,6 @@ int train_command(const std::vector<std::string>& args) {
 
   const std::optional<po::variables_map> parsed = parse_train_args(args, options);
   if (!parsed) return 0;
-  const po::variables_map& vm = *parsed;
-  o.resolution_given = given(vm, "resolution");
   finish_preprocess_options(o.prep);
   try {
     validate_train_options(o);

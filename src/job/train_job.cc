@@ -61,6 +61,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
                              Communicator& comm) {
   const auto start = std::chrono::steady_clock::now();
   TrainOptions o = options;
+  o.prep = preprocess_options_of(o);
   const bool rank0 = comm.rank() == 0;
   const at::Device device = set_up_device(o, comm.local_rank());
   install_stop_handlers();

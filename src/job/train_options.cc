@@ -9,6 +9,12 @@
 
 namespace xltune {
 
+PreprocessOptions preprocess_options_of(const TrainOptions& o) {
+  PreprocessOptions prep = o.prep;
+  if (o.resolution) prep.resolution = *o.resolution;
+  return prep;
+}
+
 void validate_train_options(const TrainOptions& o) {
   XLTUNE_CHECK(!o.model.empty(), "--model: expected an SDXL diffusers folder or single-file checkpoint");
   XLTUNE_CHECK(o.input_images.empty() != o.shards.empty(), o.shards.empty() ? "--input_images: expected a .zip, .tar or "
@@ -63,7 +69,7 @@ void validate_train_options(const TrainOptions& o) {
                o.prep.captions.caption_prefix, "' must contain --token_string '", o.prep.captions.token_string,
                "' as a word (e.g. 'a photo of ", o.prep.captions.token_string, "'): otherwise no caption teaches the ",
                "new tokens");
-  validate_preprocess_options(o.prep);
+  validate_preprocess_options(preprocess_options_of(o));
 }
 
 int64_t resolve_total_steps(const TrainOptions& o, int64_t steps_per_epoch) {

@@ -72,9 +72,13 @@ struct TrainOptions {
   double validation_guidance_scale = 7.5;
   std::string validation_scheduler = "K_EULER";
 
-  // Set by the command line parser: whether --resolution was given (--shards carry their own).
-  bool resolution_given = false;
+  // --resolution as given: the side preprocessing makes (prep.resolution when absent). With
+  // --shards the shards' own, which a given --resolution must equal.
+  std::optional<int> resolution;
 };
+
+// The preprocessing the run does: prep with --resolution when given.
+PreprocessOptions preprocess_options_of(const TrainOptions& o);
 
 // Checks every value that can be checked without the model and the data; throws Error naming
 // the option and what was expected.

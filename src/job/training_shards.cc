@@ -44,7 +44,7 @@ std::unique_ptr<ShardSet> open_shards(const std::string& dir, Communicator& comm
 
 // --shards: an earlier `xltune preprocess` output, which must fit the options and the model.
 void check_given_shards(const TrainOptions& o, const ShardSetInfo& info, int64_t multiple) {
-  XLTUNE_CHECK(!o.resolution_given || o.prep.resolution == info.resolution, "--resolution ", o.prep.resolution,
+  XLTUNE_CHECK(!o.resolution || *o.resolution == info.resolution, "--resolution ", o.prep.resolution,
                ": the shards in ", o.shards, " were made at ", info.resolution, " (leave --resolution out)");
   XLTUNE_CHECK(info.token_string == o.prep.captions.token_string, "--token_string ", o.prep.captions.token_string,
                ": the shards in ", o.shards, " were captioned for '", info.token_string, "'");
