@@ -12,6 +12,7 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "dist/communicator.h"
+#include "job/run_hooks.h"
 #include "job/stop_signal.h"
 #include "job/train_job.h"
 
@@ -180,9 +181,13 @@ int train_command(const std::vector<std::string>& args) {
   values["config"] = config_file.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(config_file);
 
   std::unique_ptr<Communicator> comm = launcher_communicator();
+  // The process's signals, so the command's to take: SIGTERM/SIGUSR1 then stop the run at a step
+  // boundary through process_run_hooks() (job/run_hooks.h). After the launcher's set-up, as when
+  // the job installed them, so that MPI's initialisation cannot replace them.
+  install_stop_handlers();
   TrainJobReport r;
   try {
-    r = run_train_job(o, values, *comm);
+    r = run_train_job(o, values, *comm, process_run_hooks());
   } catch (const std::exception& e) {
     if (comm->size() == 1) throw;
     abort_job(*comm, "train", e);

@@ -13,8 +13,9 @@
 namespace xltune {
 
 namespace {
-std::atomic<int64_t> g_fault_budget{-1};  // bytes left before injected failure; -1: none
-std::atomic<int> g_fault_errno{ENOSPC};
+// This thread's injected failure (fault::fail_writes_after): bytes left before it; -1: none.
+thread_local int64_t t_fault_budget = -1;
+thread_local int t_fault_errno = ENOSPC;
 std::atomic<uint64_t> g_temp_counter{0};
 
 std::string parent_directory(const std::string& path) {
@@ -26,10 +27,9 @@ std::string parent_directory(const std::string& path) {
 
 // Returns how many of `size` bytes may be written before the injected fault fires.
 size_t fault_allowance(size_t size) {
-  int64_t budget = g_fault_budget.load();
-  if (budget < 0) return size;
-  size_t allowed = std::min<size_t>(size, static_cast<size_t>(budget));
-  g_fault_budget -= static_cast<int64_t>(allowed);
+  if (t_fault_budget < 0) return size;
+  size_t allowed = std::min<size_t>(size, static_cast<size_t>(t_fault_budget));
+  t_fault_budget -= static_cast<int64_t>(allowed);
   return allowed;
 }
 }  // namespace
@@ -53,7 +53,7 @@ void AtomicFile::write(const void* data, size_t size) {
     size_t chunk = std::min<size_t>(size, size_t{1} << 30);
     size_t allowed = fault_allowance(chunk);
     if (allowed == 0) {
-      XLTUNE_FAIL("cannot write ", path_, ": ", std::strerror(g_fault_errno.load()), " (injected)");
+      XLTUNE_FAIL("cannot write ", path_, ": ", std::strerror(t_fault_errno), " (injected)");
     }
     ssize_t n = ::write(fd_, p, allowed);
     if (n < 0 && errno == EINTR) continue;
@@ -114,10 +114,10 @@ void fsync_directory(const std::string& dir) {
 
 namespace fault {
 void fail_writes_after(int64_t bytes, int error_number) {
-  g_fault_errno = error_number;
-  g_fault_budget = bytes;
+  t_fault_errno = error_number;
+  t_fault_budget = bytes;
 }
-void clear() { g_fault_budget = -1; }
+void clear() { t_fault_budget = -1; }
 }  // namespace fault
 
 }  // namespace xltune

@@ -7,7 +7,8 @@
 // killed outright leaves at most a "*.tmp.*" file, which no reader ever opens.
 //
 // Tests can make writes fail on purpose (fault::fail_writes_after), in the manner of
-// LevelDB's fault-injecting Env, to prove that nothing half-written is left behind.
+// LevelDB's fault-injecting Env, to prove that nothing half-written is left behind; the training
+// job's checkpoint writer sets it when its RunHooks ask (job/run_hooks.h).
 #pragma once
 
 #include <cstddef>
@@ -49,8 +50,10 @@ std::string read_file(const std::string& path);
 void fsync_directory(const std::string& dir);
 
 namespace fault {
-// After `bytes` more bytes have been written through AtomicFile, every write fails with
-// `error_number` (ENOSPC by default) until clear(). For tests only.
+// After `bytes` more bytes have been written through AtomicFile by the calling thread, every
+// write of that thread fails with `error_number` (ENOSPC by default) until clear(). For tests
+// only. Per thread, so that when ranks are threads of one process (tests/job) one rank's
+// injected failure reaches only its own files, as it does when ranks are processes.
 void fail_writes_after(int64_t bytes, int error_number = 28 /* ENOSPC */);
 void clear();
 }  // namespace fault

@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <string>
 
 #include "core/check.h"
 
@@ -24,12 +25,24 @@ struct Rendezvous {
   at::Tensor result;
 
   std::vector<at::Tensor> outputs;
+  // Set by a rank's abort(): why the job ended. Every collective then throws it, those waiting
+  // and those yet to come, as MPI_Abort ends every process of a job.
+  std::string aborted;
+
+  void abort(int rank, int code) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (aborted.empty())
+      aborted = "rank " + std::to_string(rank) + " of " + std::to_string(world) + " aborted the job (code " +
+                std::to_string(code) + ")";
+    changed.notify_all();
+  }
 
   // kind 0: sum, 1: broadcast from `root`, 2: barrier, 3: reduce-scatter, 4: all-gather
   // (for 3 and 4, `out` is the rank's output tensor).
   void exchange(int rank, const at::Tensor& t, int kind, int root, const at::Tensor& out = at::Tensor()) {
     at::NoGradGuard no_grad;
     std::unique_lock<std::mutex> lock(mutex);
+    if (!aborted.empty()) XLTUNE_FAIL(aborted);
     const uint64_t my_generation = generation;
     slots[static_cast<size_t>(rank)] = t;
     if (outputs.size() != slots.size()) outputs.resize(slots.size());
@@ -60,7 +73,8 @@ struct Rendezvous {
       changed.notify_all();
       return;
     }
-    changed.wait(lock, [&] { return generation != my_generation; });
+    changed.wait(lock, [&] { return generation != my_generation || !aborted.empty(); });
+    if (generation == my_generation) XLTUNE_FAIL(aborted);
   }
 };
 
@@ -105,6 +119,12 @@ class ThreadGroupCommunicator final : public Communicator {
   }
   void broadcast(const at::Tensor& t, int root) override { rv_->exchange(rank_, t, 1, root); }
   void barrier() override { rv_->exchange(rank_, at::Tensor(), 2, 0); }
+  // Not the process's exit (Communicator's): the test that runs the ranks must live on. Every
+  // rank's collectives throw from now on, so none waits forever for the rank that failed.
+  [[noreturn]] void abort(int code) override {
+    rv_->abort(rank_, code);
+    XLTUNE_FAIL("rank ", rank_, " of ", rv_->world, " aborted the job (code ", code, ")");
+  }
 
  private:
   std::shared_ptr<Rendezvous> rv_;

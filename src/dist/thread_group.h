@@ -2,7 +2,9 @@
 // communicators that really exchange data, so that the gradient reducer and the loop's
 // collectives are tested without MPI. Each rank's communicator is used by one thread. A
 // collective runs when every rank has waited for it (start() records, wait() exchanges), and
-// sums add the ranks' tensors in rank order, so results are deterministic.
+// sums add the ranks' tensors in rank order, so results are deterministic. abort() throws
+// instead of ending the process, and makes every rank's collectives throw from then on (as
+// MPI_Abort ends every rank), so a test sees a failing rank take the job down.
 #pragma once
 
 #include <memory>

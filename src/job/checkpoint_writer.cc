@@ -1,27 +1,46 @@
 #include "job/checkpoint_writer.h"
 
-#include <signal.h>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
 #include "core/safetensors.h"
 #include "job/checkpoint.h"
-#include "job/fault_hooks.h"
 #include "job/run_outputs.h"
 #include "train/export.h"
 
 namespace fs = std::filesystem;
 
 namespace xltune {
+namespace {
+
+// The hooks' write failure for one checkpoint's files, cleared when they are written or not,
+// so that no later write of the run (the final outputs) inherits it.
+class InjectedWriteFailure {
+ public:
+  explicit InjectedWriteFailure(std::optional<int64_t> bytes) : on_(bytes.has_value()) {
+    if (on_) fault::fail_writes_after(*bytes);
+  }
+  ~InjectedWriteFailure() {
+    if (on_) fault::clear();
+  }
+  InjectedWriteFailure(const InjectedWriteFailure&) = delete;
+  InjectedWriteFailure& operator=(const InjectedWriteFailure&) = delete;
+
+ private:
+  bool on_;
+};
+
+}  // namespace
+
 CheckpointWriter::CheckpointWriter(const TrainOptions& o, Communicator& comm, const Trainer& trainer,
                                    const SdxlModel& model, const DistributedSampler& sampler, nlohmann::json meaning,
-                                   int64_t total_steps)
+                                   int64_t total_steps, RunHooks& hooks)
     : o_(o), comm_(comm), trainer_(trainer), model_(model), sampler_(sampler), meaning_(std::move(meaning)),
-      total_(total_steps) {}
+      total_(total_steps), hooks_(hooks) {}
 
 void CheckpointWriter::write_files(const std::string& dir, int64_t step) {
   if (auto own = trainer_.rank_optimizer_state()) {  // every rank: its shard of the optimizer state
@@ -44,17 +63,13 @@ void CheckpointWriter::write(int64_t step) {
   const std::string root = o_.output_dir + "/checkpoints";
   const std::string dir = root + "/" + checkpoint_name(step);
   fs::create_directories(dir);
-  long long fail_after = 0;
-  const bool inject = fault_for_step("XLTUNE_FAULT_CHECKPOINT", step, &fail_after);
-  if (inject) fault::fail_writes_after(fail_after);
   try {
+    const InjectedWriteFailure injected(hooks_.checkpoint_write_budget(comm_.rank(), step));
     write_files(dir, step);
   } catch (const Error& e) {
-    fault::clear();
     XLTUNE_FAIL("checkpoint at step ", step, " not written (", e.what(), "); the previous checkpoint is intact");
   }
-  if (inject) fault::clear();
-  if (comm_.rank() == 0 && fault_for_step("XLTUNE_FAULT_KILL_IN_CHECKPOINT", step, nullptr)) ::raise(SIGKILL);
+  if (comm_.rank() == 0) hooks_.inside_checkpoint(step);
   const SamplerPosition pos = sampler_.position();
   nlohmann::json meta = {{"meaning", meaning_},
                          {"max_train_steps", total_},

@@ -9,6 +9,7 @@
 
 #include "data/sampler.h"
 #include "dist/communicator.h"
+#include "job/run_hooks.h"
 #include "job/train_options.h"
 #include "train/sdxl_model.h"
 #include "train/trainer.h"
@@ -17,9 +18,10 @@ namespace xltune {
 
 class CheckpointWriter {
  public:
-  // `meaning`: run_meaning of this run (with "input_images").
+  // `meaning`: run_meaning of this run (with "input_images"). `hooks`: the injected write
+  // failures and the crash inside a write (job/run_hooks.h).
   CheckpointWriter(const TrainOptions& o, Communicator& comm, const Trainer& trainer, const SdxlModel& model,
-                   const DistributedSampler& sampler, nlohmann::json meaning, int64_t total_steps);
+                   const DistributedSampler& sampler, nlohmann::json meaning, int64_t total_steps, RunHooks& hooks);
 
   // The checkpoint after `step`: a failed write throws, saying that the previous one is intact.
   void write(int64_t step);
@@ -34,6 +36,7 @@ class CheckpointWriter {
   const DistributedSampler& sampler_;
   nlohmann::json meaning_;
   int64_t total_;
+  RunHooks& hooks_;
 };
 
 }  // namespace xltune

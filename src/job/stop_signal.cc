@@ -20,7 +20,6 @@ void install_stop_handlers() {
   sigaction(SIGUSR1, &sa, nullptr);
 }
 
-bool stop_requested() { return g_signal.load() != 0; }
-int stop_signal() { return g_signal.load(); }
+int received_stop_signal() { return g_signal.load(); }
 
 }  // namespace xltune

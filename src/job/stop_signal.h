@@ -1,9 +1,13 @@
 // Preemption: SIGTERM (a scheduler ending the job) and SIGUSR1 (Slurm's --signal before the time
-// limit) ask the run to stop. The handler only sets a flag; the loop reads it at each step
-// boundary, the ranks agree on it in the step's all-reduce (a signal reaches each rank at its
-// own moment), and every rank writes a checkpoint of that step and exits with kExitRequeue,
-// which the batch scripts in cluster/ turn into `scontrol requeue`. A second signal while
-// stopping is ignored: the checkpoint is being written.
+// limit) ask the run to stop. The handler only sets a flag; the job reads it through its
+// RunHooks (job/run_hooks.h: ProcessRunHooks::stop_signal) at each step boundary, the ranks agree
+// on it in the step's all-reduce (a signal reaches each rank at its own moment), and every rank
+// writes a checkpoint of that step and exits with kExitRequeue, which the batch scripts in
+// cluster/ turn into `scontrol requeue`. A second signal while stopping is ignored: the
+// checkpoint is being written.
+//
+// The command installs the handlers (cli/train_command.cc), not the job: a signal handler is the
+// process's, and a job run in-process by a test must not take over the test's signals.
 #pragma once
 
 namespace xltune {
@@ -11,7 +15,6 @@ namespace xltune {
 constexpr int kExitRequeue = 75;  // EX_TEMPFAIL: "try again later"
 
 void install_stop_handlers();
-bool stop_requested();
-int stop_signal();  // the signal that asked, 0 if none
+int received_stop_signal();  // the signal that asked, 0 if none
 
 }  // namespace xltune

@@ -58,13 +58,12 @@ TrainJobReport report_of(const TrainOptions& o, const ResumePlan& resume, int64_
 
 // The phases in order; each is a function of its own (Note [The job's shape]).
 TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordered_json& option_values,
-                             Communicator& comm) {
+                             Communicator& comm, RunHooks& hooks) {
   const auto start = std::chrono::steady_clock::now();
   TrainOptions o = options;
   o.prep = preprocess_options_of(o);
   const bool rank0 = comm.rank() == 0;
   const at::Device device = set_up_device(o, comm.local_rank());
-  install_stop_handlers();
 
   // 1. Resuming? Decided before any slow work; a bad --model or --resolution fails now too.
   const ResumePlan resume = plan_resume(o, comm);
@@ -120,13 +119,14 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
   const int64_t first_step = resume_training(resume, trainer, sampler, o.train_batch_size, total, rank0);
   std::optional<MetricsLog> metrics;
   if (rank0) metrics.emplace(o.output_dir + "/metrics.jsonl", kept_metrics);
-  CheckpointWriter checkpoints(o, comm, trainer, model, sampler, meaning, total);
-  TrainingLoop loop(o, comm, trainer, set, sampler, validation, checkpoints, metrics ? &*metrics : nullptr, device);
+  CheckpointWriter checkpoints(o, comm, trainer, model, sampler, meaning, total, hooks);
+  TrainingLoop loop(o, comm, trainer, set, sampler, validation, checkpoints, metrics ? &*metrics : nullptr, device,
+                    hooks);
   const TrainingLoopEnd end = loop.run(first_step, total);
 
   TrainJobReport report = report_of(o, resume, shards.size(), trainer, end, metrics ? &*metrics : nullptr);
   if (end.stopped) {
-    if (rank0) log_warn("stopping after step ", end.last_step, " of ", total, " (signal ", stop_signal(), "): ",
+    if (rank0) log_warn("stopping after step ", end.last_step, " of ", total, " (signal ", hooks.stop_signal(), "): ",
                         "checkpoint written; exit ", kExitRequeue, " asks the batch script to requeue the job");
     comm.barrier();
     report.stopped = true;

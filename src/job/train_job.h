@@ -27,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "job/run_hooks.h"
 #include "job/train_options.h"
 
 namespace xltune {
@@ -41,7 +42,7 @@ struct TrainJobReport {
   uint64_t seed = 0;
   double final_loss = 0;
   double seconds = 0;
-  bool stopped = false;  // stopped by a signal after a checkpoint: exit kExitRequeue (75)
+  bool stopped = false;  // stopped by a stop signal after a checkpoint: exit kExitRequeue (75)
 };
 
 class Communicator;
@@ -49,8 +50,10 @@ class Communicator;
 // `options`: checked by validate_train_options (the command line does, once). option_values:
 // every option by name as the command line resolved it (for run_config.json). `comm`:
 // this process's rank in the job (a SingleProcessCommunicator without a launcher). Every rank
-// calls it; rank 0 preprocesses and writes the outputs (Note [The job's shape]).
+// calls it; rank 0 preprocesses and writes the outputs (Note [The job's shape]). `hooks`: this
+// rank's stop requests and injected faults (job/run_hooks.h); production's reads the signals the
+// command installed (install_stop_handlers, job/stop_signal.h) and the XLTUNE_FAULT_* variables.
 TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordered_json& option_values,
-                             Communicator& comm);
+                             Communicator& comm, RunHooks& hooks = process_run_hooks());
 
 }  // namespace xltune

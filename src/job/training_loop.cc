@@ -9,8 +9,6 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "core/memory_stats.h"
-#include "job/fault_hooks.h"
-#include "job/stop_signal.h"
 #include "job/step_dump.h"
 
 namespace xltune {
@@ -34,16 +32,16 @@ void check_replicas(Communicator& comm, const Trainer& trainer, int64_t step) {
 
 TrainingLoop::TrainingLoop(const TrainOptions& o, Communicator& comm, Trainer& trainer, const TrainingSet& set,
                            DistributedSampler& sampler, Validation& validation, CheckpointWriter& checkpoints,
-                           MetricsLog* metrics, at::Device device)
+                           MetricsLog* metrics, at::Device device, RunHooks& hooks)
     : o_(o), comm_(comm), trainer_(trainer), set_(set), sampler_(sampler), validation_(validation),
-      checkpoints_(checkpoints), metrics_(metrics), device_(device) {}
+      checkpoints_(checkpoints), metrics_(metrics), device_(device), hooks_(hooks) {}
 
 TrainingLoop::Agreed TrainingLoop::agree(const StepResult& r, const std::vector<uint64_t>& indices,
                                          const std::vector<int64_t>& positions) {
   const int world = comm_.size();
   std::vector<double> shared(2 + static_cast<size_t>(o_.train_batch_size) * world, 0.0);
   shared[0] = r.loss;
-  shared.back() = stop_requested() ? 1.0 : 0.0;
+  shared.back() = hooks_.stop_signal() != 0 ? 1.0 : 0.0;
   for (size_t j = 0; j < indices.size(); ++j) shared[1 + static_cast<size_t>(positions[j])] = indices[j] + 1.0;
   shared = all_reduce_sum_values(comm_, shared, device_);
   Agreed a;
@@ -82,7 +80,7 @@ TrainingLoopEnd TrainingLoop::run(int64_t first_step, int64_t total) {
     for (size_t j = 0; j < indices.size(); ++j)
       positions.push_back(static_cast<int64_t>(j) * comm_.size() + comm_.rank());
     StepBatch batch = set_.batch(indices, positions);
-    maybe_inject_fault(comm_.rank(), step);
+    hooks_.before_step(comm_.rank(), step);
     StepResult r = trainer_.step(step, batch);
     const Agreed a = agree(r, indices, positions);
     XLTUNE_CHECK(std::isfinite(a.loss), "step ", step, ": the loss is ", a.loss,

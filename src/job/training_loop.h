@@ -13,6 +13,7 @@
 #include "dist/communicator.h"
 #include "job/checkpoint_writer.h"
 #include "job/progress.h"
+#include "job/run_hooks.h"
 #include "job/run_outputs.h"
 #include "job/train_options.h"
 #include "job/training_set.h"
@@ -23,18 +24,20 @@ namespace xltune {
 
 struct TrainingLoopEnd {
   int64_t last_step = 0;     // the last step run (first - 1 when none ran)
-  bool stopped = false;      // a signal stopped the run after a checkpoint
+  bool stopped = false;      // a stop signal (RunHooks::stop_signal) ended the run after a checkpoint
   double last_loss = 0;      // the global loss of the last step run
 };
 
 class TrainingLoop {
  public:
-  // `metrics`: rank 0's metrics log, null on the other ranks.
+  // `metrics`: rank 0's metrics log, null on the other ranks. `hooks`: asked at each step whether
+  // to stop, and whether this rank must fail there (job/run_hooks.h).
   TrainingLoop(const TrainOptions& o, Communicator& comm, Trainer& trainer, const TrainingSet& set,
                DistributedSampler& sampler, Validation& validation, CheckpointWriter& checkpoints, MetricsLog* metrics,
-               at::Device device);
+               at::Device device, RunHooks& hooks);
 
-  // Steps first_step..total_steps; stops early (after a checkpoint) when a rank got SIGTERM/SIGUSR1.
+  // Steps first_step..total_steps; stops early (after a checkpoint) when a rank's hooks report a
+  // stop signal (SIGTERM/SIGUSR1 in production).
   TrainingLoopEnd run(int64_t first_step, int64_t total_steps);
 
  private:
@@ -58,6 +61,7 @@ class TrainingLoop {
   CheckpointWriter& checkpoints_;
   MetricsLog* metrics_;
   at::Device device_;
+  RunHooks& hooks_;
 };
 
 }  // namespace xltune

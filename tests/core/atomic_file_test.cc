@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include "core/error.h"
 #include "test_util.h"
 
@@ -75,6 +77,28 @@ TEST(AtomicFile, InjectedDiskFullLeavesNothingBehind) {
   EXPECT_NE(message.find(dir + "/f"), std::string::npos) << "the message must name the file: " << message;
   EXPECT_EQ(read_file(dir + "/f"), "old");
   EXPECT_EQ(list(dir).size(), 1u) << "the temp file must be removed";
+}
+
+// Per thread: ranks that are threads of a test (tests/job) inject a failure into their own
+// files only, as ranks that are processes do.
+TEST(AtomicFile, InjectedFailureReachesOnlyItsThread) {
+  ScopedTempDir temp("xltune_atomic");
+  const std::string& dir = temp.path();
+  fault::fail_writes_after(0);
+  std::string other_thread_error = "not run";
+  std::thread other([&] {
+    try {
+      write_file_atomic(dir + "/other", "written");
+      other_thread_error = "";
+    } catch (const Error& e) {
+      other_thread_error = e.what();
+    }
+  });
+  other.join();
+  EXPECT_THROW(write_file_atomic(dir + "/mine", "x"), Error);
+  fault::clear();
+  EXPECT_EQ(other_thread_error, "");
+  EXPECT_EQ(read_file(dir + "/other"), "written");
 }
 
 TEST(AtomicFile, ErrorsNameThePath) {
