@@ -8,8 +8,8 @@
 #include "core/check.h"
 #include "core/safetensors.h"
 #include "models/model_loading.h"
+#include "sdxl/sdxl_model.h"
 #include "train/export.h"
-#include "train/sdxl_model.h"
 
 namespace po = boost::program_options;
 

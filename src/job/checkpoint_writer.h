@@ -10,7 +10,7 @@
 #include "data/sampler.h"
 #include "dist/communicator.h"
 #include "job/train_options.h"
-#include "train/sdxl_model.h"
+#include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
 
 namespace xltune {

@@ -17,9 +17,9 @@
 #include "data/image_codec.h"
 #include "dist/communicator.h"
 #include "dist/thread_group.h"
+#include "sdxl/random_model.h"
 #include "test_util.h"
 #include "text/clip_tokenizer.h"
-#include "train/random_model.h"
 
 namespace xltune {
 namespace {
