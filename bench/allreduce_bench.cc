@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "dist/bucketed_reducer.h"
 #include "dist/mpi_communicator.h"
+#include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
 
 namespace xltune {

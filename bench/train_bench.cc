@@ -47,6 +47,7 @@
 #include "dist/nccl_communicator.h"
 #endif
 #include "models/sdxl_base_configs.h"
+#include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
 
 namespace xltune {

@@ -7,9 +7,10 @@
 #include "cli/command.h"
 #include "core/check.h"
 #include "core/safetensors.h"
+#include "job/trained_model_tar.h"
 #include "models/model_loading.h"
+#include "sdxl/sdxl_model.h"
 #include "train/export.h"
-#include "train/sdxl_model.h"
 
 namespace po = boost::program_options;
 
@@ -52,8 +53,8 @@ int export_command(const std::vector<std::string>& args) {
   TrainedWeights w = trained_weights_from_state(state, meta->second, base);
   const at::ScalarType dtype = save_dtype == "fp32" ? at::kFloat : save_dtype == "fp16" ? at::kHalf : at::kBFloat16;
   std::vector<std::string> files = write_export_files(w, out, dtype);
-  write_trained_model_tar(out, files, out + "/trained_model.tar");
-  std::cout << "wrote " << out << "/trained_model.tar (step " << w.step << " of " << w.max_train_steps << "):";
+  write_trained_model_tar(out, files, out + "/" + kTrainedModelTar);
+  std::cout << "wrote " << out << "/" << kTrainedModelTar << " (step " << w.step << " of " << w.max_train_steps << "):";
   for (const auto& f : files) std::cout << " " << f;
   std::cout << "\n";
   return 0;

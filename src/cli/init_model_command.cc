@@ -11,7 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
 #include "cli/tiny_prep_models.h"
-#include "train/random_model.h"
+#include "sdxl/random_model.h"
 
 namespace po = boost::program_options;
 

@@ -14,8 +14,8 @@
 #include "prep/blip.h"
 #include "prep/clipseg.h"
 #include "prep/swin2sr.h"
+#include "sdxl/random_model.h"
 #include "text/clip_tokenizer.h"
-#include "train/random_model.h"
 
 namespace xltune::cli {
 namespace {

@@ -25,8 +25,8 @@
 #include <functional>
 #include <string>
 
+#include "sdxl/sdxl_model.h"
 #include "text/clip_tokenizer.h"
-#include "train/sdxl_model.h"
 
 namespace xltune {
 

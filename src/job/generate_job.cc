@@ -23,8 +23,8 @@
 #include "job/job_devices.h"
 #include "job/trained_model_tar.h"
 #include "models/lora.h"
+#include "sdxl/sdxl_model.h"
 #include "train/lora_loading.h"
-#include "train/sdxl_model.h"
 
 namespace fs = std::filesystem;
 

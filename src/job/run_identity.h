@@ -8,8 +8,8 @@
 #include <string>
 
 #include "job/train_options.h"
+#include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
-#include "train/sdxl_model.h"
 
 namespace xltune {
 

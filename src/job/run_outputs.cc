@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "job/loss_plot.h"
+#include "job/trained_model_tar.h"
 
 namespace fs = std::filesystem;
 
@@ -18,14 +19,13 @@ std::vector<std::string> write_final_outputs(const Trainer& trainer, const Train
   write_loss_plot(o.output_dir + "/loss.png", losses,
                   str("xltune ", o.is_lora ? "LoRA" : "full fine-tuning", ": ", samples, " images, ", total_steps,
                       " steps, batch ", o.train_batch_size));
-  write_trained_model_tar(o.output_dir, files, o.output_dir + "/trained_model.tar");
+  write_trained_model_tar(o.output_dir, files, o.output_dir + "/" + kTrainedModelTar);
   return files;
 }
 
-const char* const kRunOutputs[11] = {"trained_model.tar", "trainer_state.safetensors", "lora.safetensors",
-                                     "lora_kohya.safetensors", "unet.safetensors", "embeddings.pti",
-                                     "embeddings_sdxl.safetensors", "special_params.json", "loss.png",
-                                     "metrics.jsonl", "run_config.json"};
+const char* const kRunOutputs[11] = {kTrainedModelTar, kTrainerStateFile, kLoraFile, kKohyaLoraFile,
+                                     kUnetFile, kEmbeddingsFile, kSdxlEmbeddingsFile, kSpecialParamsFile,
+                                     "loss.png", "metrics.jsonl", "run_config.json"};
 
 std::vector<std::string> clear_run_outputs(const std::string& output_dir, int64_t keep_metrics_steps) {
   std::vector<std::string> kept;
@@ -92,7 +92,7 @@ TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const S
 std::vector<std::string> write_run_files(const Trainer& trainer, const TrainedWeights& w, const std::string& dir,
                                          at::ScalarType unet_dtype) {
   fs::create_directories(dir);
-  write_trainer_state(dir + "/trainer_state.safetensors", trainer.trainable_state(), w);
+  write_trainer_state(dir + "/" + kTrainerStateFile, trainer.trainable_state(), w);
   return write_export_files(w, dir, unet_dtype);
 }
 

@@ -16,7 +16,8 @@ void write_initial_dump(const std::string& dir, const TrainedWeights& w) {
     write_export_files(w, initial, at::kFloat);
   } else {
     auto f32 = [](const at::Tensor& t) { return t.detach().to(at::kCPU, at::kFloat).contiguous(); };
-    save_safetensors(initial + "/embeddings.pti", {{"text_encoders_0", f32(w.rows_1)}, {"text_encoders_1", f32(w.rows_2)}});
+    save_safetensors(initial + "/" + kEmbeddingsFile,
+                     {{"text_encoders_0", f32(w.rows_1)}, {"text_encoders_1", f32(w.rows_2)}});
   }
 }
 

@@ -18,6 +18,7 @@
 #include "job/run_outputs.h"
 #include "job/step_dump.h"
 #include "job/stop_signal.h"
+#include "job/trained_model_tar.h"
 #include "job/trainer_setup.h"
 #include "job/training_loop.h"
 #include "job/training_set.h"
@@ -137,7 +138,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
   if (rank0) {
     metrics->close();
     report.files = write_final_outputs(trainer, o, model, metrics->losses(), shards.size(), total);
-    report.tar_path = o.output_dir + "/trained_model.tar";
+    report.tar_path = o.output_dir + "/" + kTrainedModelTar;
   }
   comm.barrier();  // every rank ends after the outputs exist
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "core/tar_writer.h"
 
 namespace fs = std::filesystem;
 
@@ -17,10 +18,10 @@ namespace {
 
 // Where each member the generator uses goes; null for the others (kohya and A1111 copies).
 std::string* slot_for(TrainedFiles& f, const std::string& name) {
-  if (name == "lora.safetensors") return &f.lora;
-  if (name == "unet.safetensors") return &f.unet;
-  if (name == "embeddings.pti") return &f.embeddings;
-  if (name == "special_params.json") return &f.special_params;
+  if (name == kLoraFile) return &f.lora;
+  if (name == kUnetFile) return &f.unet;
+  if (name == kEmbeddingsFile) return &f.embeddings;
+  if (name == kSpecialParamsFile) return &f.special_params;
   return nullptr;
 }
 
@@ -49,12 +50,19 @@ TrainedFiles files_of_tar(const std::string& tar, const std::string& dir) {
   const std::string error = rc == ARCHIVE_EOF ? "" : archive_error_string(a);
   archive_read_free(a);
   XLTUNE_CHECK(error.empty(), "--lora ", tar, ": ", error);
-  XLTUNE_CHECK(!f.lora.empty() || !f.unet.empty(), "--lora ", tar,
-               ": has neither lora.safetensors nor unet.safetensors (not a trained_model.tar?)");
+  XLTUNE_CHECK(!f.lora.empty() || !f.unet.empty(), "--lora ", tar, ": has neither ", kLoraFile, " nor ", kUnetFile,
+               " (not a ", kTrainedModelTar, "?)");
   return f;
 }
 
 }  // namespace
+
+void write_trained_model_tar(const std::string& dir, const std::vector<std::string>& files,
+                             const std::string& tar_path) {
+  std::vector<TarMember> members;
+  for (const auto& f : files) members.push_back(TarMember{f, dir + "/" + f});
+  write_tar(tar_path, members);
+}
 
 ScopedTempFolder::ScopedTempFolder(const std::string& prefix) {
   std::string pattern = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
@@ -71,14 +79,15 @@ TrainedFiles trained_files(const std::string& path, const std::string& temp) {
   XLTUNE_CHECK(fs::exists(path), "--lora ", path, ": no such file or folder");
   TrainedFiles f;
   if (fs::is_directory(path)) {
-    for (const char* name : {"lora.safetensors", "unet.safetensors", "embeddings.pti", "special_params.json"})
+    for (const char* name : {kLoraFile, kUnetFile, kEmbeddingsFile, kSpecialParamsFile})
       if (fs::is_regular_file(path + "/" + name)) *slot_for(f, name) = path + "/" + name;
-    XLTUNE_CHECK(!f.lora.empty() || !f.unet.empty(), "--lora ", path, ": has neither lora.safetensors nor unet.safetensors");
+    XLTUNE_CHECK(!f.lora.empty() || !f.unet.empty(), "--lora ", path, ": has neither ", kLoraFile, " nor ", kUnetFile);
     return f;
   }
   const std::string ext = fs::path(path).extension().string();
   if (ext == ".tar") return files_of_tar(path, temp);
-  XLTUNE_CHECK(ext == ".safetensors", "--lora ", path, ": expected trained_model.tar, an output folder or a .safetensors file");
+  XLTUNE_CHECK(ext == ".safetensors", "--lora ", path, ": expected ", kTrainedModelTar,
+               ", an output folder or a .safetensors file");
   f.lora = path;
   return f;
 }

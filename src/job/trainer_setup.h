@@ -11,7 +11,7 @@
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
 #include "job/train_options.h"
-#include "train/sdxl_model.h"
+#include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
 
 namespace xltune {

@@ -18,8 +18,8 @@
 
 #include "data/hdf5_shards.h"
 #include "data/latent_cache_file.h"
+#include "sdxl/sdxl_model.h"
 #include "text/clip_tokenizer.h"
-#include "train/sdxl_model.h"
 #include "train/trainer.h"
 
 namespace xltune {

@@ -8,7 +8,6 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
-#include "core/tar_writer.h"
 
 namespace xltune {
 
@@ -134,8 +133,8 @@ std::vector<std::string> write_export_files(const TrainedWeights& w, const std::
       kohya.emplace_back(k + ".lora_up.weight", f32(l.up));
       kohya.emplace_back(k + ".alpha", at::full({}, w.lora_alpha, at::kFloat));
     }
-    save_safetensors(dir + "/lora.safetensors", reference);
-    files.push_back("lora.safetensors");
+    save_safetensors(dir + "/" + kLoraFile, reference);
+    files.push_back(kLoraFile);
     std::map<std::string, std::string> meta = w.training_metadata;
     meta["ss_network_module"] = "networks.lora";
     meta["ss_network_dim"] = std::to_string(w.lora_rank);
@@ -148,29 +147,24 @@ std::vector<std::string> write_export_files(const TrainedWeights& w, const std::
     meta["modelspec.implementation"] = "https://github.com/Stability-AI/generative-models";
     meta["modelspec.trigger_phrase"] = w.token_string;
     meta["xltune_token_map"] = nlohmann::json({{w.token_string, w.special_tokens}}).dump();
-    save_safetensors(dir + "/lora_kohya.safetensors", kohya, meta);
+    save_safetensors(dir + "/" + kKohyaLoraFile, kohya, meta);
   } else {
     XLTUNE_CHECK(!w.unet.empty(), "export: no UNet tensors");
     NamedTensors unet;
     for (const auto& [name, t] : w.unet) unet.emplace_back(name, t.detach().to(at::kCPU, unet_dtype).contiguous());
-    save_safetensors(dir + "/unet.safetensors", unet);
-    files.push_back("unet.safetensors");
+    save_safetensors(dir + "/" + kUnetFile, unet);
+    files.push_back(kUnetFile);
   }
-  save_safetensors(dir + "/embeddings.pti", {{"text_encoders_0", f32(w.rows_1)}, {"text_encoders_1", f32(w.rows_2)}});
-  files.push_back("embeddings.pti");
-  write_file_atomic(dir + "/special_params.json",
+  save_safetensors(dir + "/" + kEmbeddingsFile,
+                   {{"text_encoders_0", f32(w.rows_1)}, {"text_encoders_1", f32(w.rows_2)}});
+  files.push_back(kEmbeddingsFile);
+  write_file_atomic(dir + "/" + kSpecialParamsFile,
                     nlohmann::json({{w.token_string, w.special_tokens}}).dump() + "\n");
-  files.push_back("special_params.json");
-  if (w.kind == "lora") files.push_back("lora_kohya.safetensors");
-  save_safetensors(dir + "/embeddings_sdxl.safetensors", {{"clip_l", f32(w.rows_1)}, {"clip_g", f32(w.rows_2)}});
-  files.push_back("embeddings_sdxl.safetensors");
+  files.push_back(kSpecialParamsFile);
+  if (w.kind == "lora") files.push_back(kKohyaLoraFile);
+  save_safetensors(dir + "/" + kSdxlEmbeddingsFile, {{"clip_l", f32(w.rows_1)}, {"clip_g", f32(w.rows_2)}});
+  files.push_back(kSdxlEmbeddingsFile);
   return files;
-}
-
-void write_trained_model_tar(const std::string& dir, const std::vector<std::string>& files, const std::string& tar_path) {
-  std::vector<TarMember> members;
-  for (const auto& f : files) members.push_back(TarMember{f, dir + "/" + f});
-  write_tar(tar_path, members);
 }
 
 }  // namespace xltune

@@ -11,6 +11,10 @@
 //                               (diffusers' load_lora_weights, ComfyUI and AUTOMATIC1111 read it)
 //   embeddings_sdxl.safetensors {"clip_l": [n, 768], "clip_g": [n, 1280]} (A1111, ComfyUI)
 //
+// job/trained_model_tar.h packs them into trained_model.tar and reads them back. Their names are
+// spelled once, below: here rather than there because train may not include job (design.md
+// "Parts"), and export, the tar, the run's outputs and `xltune export` must agree on them.
+//
 // Note [Trainer state file]
 // trainer_state.safetensors holds the trainable tensors under their state names (see
 // Trainer::trainable_state) and, in __metadata__["xltune_state"], a JSON object: kind ("lora"
@@ -27,6 +31,15 @@
 #include "models/lora.h"
 
 namespace xltune {
+
+// The files above, and the trainer state they are rebuilt from (Note [Trainer state file]).
+constexpr const char* kLoraFile = "lora.safetensors";
+constexpr const char* kEmbeddingsFile = "embeddings.pti";
+constexpr const char* kSpecialParamsFile = "special_params.json";
+constexpr const char* kUnetFile = "unet.safetensors";
+constexpr const char* kKohyaLoraFile = "lora_kohya.safetensors";
+constexpr const char* kSdxlEmbeddingsFile = "embeddings_sdxl.safetensors";
+constexpr const char* kTrainerStateFile = "trainer_state.safetensors";
 
 struct TrainedWeights {
   std::string kind = "lora";  // or "full"
@@ -51,14 +64,12 @@ TrainedWeights trained_weights_from_state(const NamedTensors& state, const std::
 std::string state_metadata_json(const TrainedWeights& w);
 void write_trainer_state(const std::string& path, const NamedTensors& state, const TrainedWeights& w);
 
-// Writes every file above into `dir`; returns their names in tar order.
+// Writes every file above into `dir`; returns their names in tar order (the reference's files
+// first: lora or unet, embeddings.pti, special_params.json; then the ecosystem files), which
+// write_trained_model_tar (job/trained_model_tar.h) keeps.
 // unet_dtype: the dtype of unet.safetensors (bf16 by default, as the reference).
 std::vector<std::string> write_export_files(const TrainedWeights& w, const std::string& dir,
                                             at::ScalarType unet_dtype);
-// The files of trained_model.tar (lora or unet, embeddings.pti, special_params.json, and the
-// ecosystem files) out of `dir`, as `tar_path`.
-void write_trained_model_tar(const std::string& dir, const std::vector<std::string>& files,
-                             const std::string& tar_path);
 
 // Key names, exposed for tests and loaders.
 std::string reference_lora_key(const std::string& module, const std::string& projection, bool up);

@@ -25,10 +25,10 @@
 
 #include "core/safetensors.h"
 #include "models/lora.h"
+#include "sdxl/sdxl_model.h"
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
 #include "train/pivotal_tuning.h"
-#include "train/sdxl_model.h"
 
 namespace xltune {
 

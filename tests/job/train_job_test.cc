@@ -24,9 +24,9 @@
 #include "dist/thread_group.h"
 #include "job/checkpoint.h"
 #include "job/run_hooks.h"
+#include "sdxl/random_model.h"
 #include "test_util.h"
 #include "text/clip_tokenizer.h"
-#include "train/random_model.h"
 
 namespace xltune {
 namespace {

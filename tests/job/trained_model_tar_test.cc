@@ -1,5 +1,6 @@
-// Reading back what a run hands over: trained_model.tar as train/export.h writes it, an output
-// folder, a lone .safetensors, and the errors of each.
+// What a run hands over, packed and read back: trained_model.tar as write_trained_model_tar
+// writes it, an output folder, a lone .safetensors, and the errors of each. The member names are
+// literals here on purpose: they are the format as other tools see it, not the constants.
 #include "job/trained_model_tar.h"
 
 #include <gmock/gmock.h>
@@ -10,7 +11,6 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "test_util.h"
-#include "train/export.h"
 
 namespace xltune {
 namespace {

@@ -9,9 +9,9 @@
 #include <filesystem>
 
 #include "core/safetensors.h"
+#include "sdxl/sdxl_model.h"
 #include "text/clip_tokenizer.h"
 #include "train/export.h"
-#include "train/sdxl_model.h"
 
 namespace xltune {
 namespace {

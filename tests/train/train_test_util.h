@@ -1,4 +1,4 @@
-// A tiny random SDXL model on disk for the trainer and export tests (train/random_model.h),
+// A tiny random SDXL model on disk for the trainer and export tests (sdxl/random_model.h),
 // removed when the test ends.
 #pragma once
 
@@ -6,8 +6,8 @@
 
 #include "core/atomic_file.h"
 #include "test_util.h"
-#include "train/random_model.h"
-#include "train/sdxl_model.h"
+#include "sdxl/random_model.h"
+#include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
 
 namespace xltune::train_testing {

@@ -1,4 +1,4 @@
-#include "train/sdxl_model.h"
+#include "sdxl/sdxl_model.h"
 
 #include <ATen/ATen.h>
 

@@ -1,4 +1,4 @@
-#include "train/random_model.h"
+#include "sdxl/random_model.h"
 
 #include <ATen/ATen.h>
 
