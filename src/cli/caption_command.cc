@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "core/check.h"
+#include "data/image_convert.h"
 #include "data/image_decode.h"
 #include "job/job_devices.h"
 #include "prep/blip_captioner.h"
@@ -64,9 +65,8 @@ int caption_command(const std::vector<std::string>& args) {
   for (const std::string& path : images) decoded.push_back(decode_image_file(path, path));
   BlipCaptioner captioner(model, at::TensorOptions().dtype(at::kFloat).device(resolve_device(device, 0)));
   for (size_t i = 0; i < decoded.size(); ++i) {
-    const cv::Mat& rgb = decoded[i].rgb;
     const auto start = std::chrono::steady_clock::now();
-    const std::vector<int64_t> ids = captioner.token_ids({{rgb.data, rgb.cols, rgb.rows}}, o, {i})[0];
+    const std::vector<int64_t> ids = captioner.token_ids({image_view(decoded[i].rgb)}, o, {i})[0];
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const std::string text = captioner.text().decode(ids);
     if (json) {

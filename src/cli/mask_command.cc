@@ -7,6 +7,7 @@
 #include "core/atomic_file.h"
 #include "core/check.h"
 #include "data/image_codec.h"
+#include "data/image_convert.h"
 #include "data/image_decode.h"
 #include "job/job_devices.h"
 #include "prep/clipseg_masker.h"
@@ -46,13 +47,11 @@ int mask_command(const std::vector<std::string>& args) {
   XLTUNE_USAGE_CHECK(temperature > 0, "--clipseg_temperature: expected a positive number, got ", temperature);
   XLTUNE_USAGE_CHECK(repeat >= 1, "--repeat: expected at least 1, got ", repeat);
   const DecodedImage decoded = decode_image_file(image, image);
-  ClipSegMasker masker(model, at::TensorOptions().dtype(at::kFloat).device(resolve_device(device, 0)));
-  std::vector<uint8_t> m;
-  const double seconds = fastest_of(repeat, [&] {
-    m = masker.mask(decoded.rgb.data, decoded.rgb.cols, decoded.rgb.rows, prompt, temperature);
-  });
-  cv::Mat grey(decoded.rgb.rows, decoded.rgb.cols, CV_8UC1, m.data());
-  write_file_atomic(out, encode_png(grey, ChannelOrder::kRgb));
+  ClipSegMasker masker(model, at::TensorOptions().dtype(at::kFloat).device(resolve_device(device, 0)), prompt,
+                       temperature);
+  Image m;
+  const double seconds = fastest_of(repeat, [&] { m = masker.mask(image_view(decoded.rgb), image); });
+  write_file_atomic(out, encode_png(mat_view(m), ChannelOrder::kRgb));
   std::cout << "wrote " << out << " (" << decoded.rgb.cols << "x" << decoded.rgb.rows << ", '" << prompt << "'; "
             << seconds << " s computing)\n";
   return 0;

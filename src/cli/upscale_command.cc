@@ -2,12 +2,12 @@
 // applies it to crops smaller than --resolution: for looking at, and for checking.
 #include <boost/program_options.hpp>
 #include <iostream>
-#include <opencv2/imgproc.hpp>
 
 #include "cli/command.h"
 #include "core/atomic_file.h"
 #include "core/check.h"
 #include "data/image_codec.h"
+#include "data/image_convert.h"
 #include "data/image_decode.h"
 #include "job/job_devices.h"
 #include "prep/swin2sr_upscaler.h"
@@ -52,11 +52,9 @@ int upscale_command(const std::vector<std::string>& args) {
   const DecodedImage decoded = decode_image_file(image, image);
   Swin2SrUpscaler upscaler(model, at::TensorOptions().dtype(at::kFloat).device(resolve_device(device, 0)));
   upscaler.set_tiling(tile, overlap);
-  UpscaledImage up;
-  const double seconds =
-      fastest_of(repeat, [&] { up = upscaler.upscale(decoded.rgb.data, decoded.rgb.cols, decoded.rgb.rows); });
-  cv::Mat rgb(up.height, up.width, CV_8UC3, up.rgb.data());
-  write_file_atomic(out, encode_png(rgb, ChannelOrder::kRgb));
+  Image up;
+  const double seconds = fastest_of(repeat, [&] { up = upscaler.upscale(image_view(decoded.rgb), image); });
+  write_file_atomic(out, encode_png(mat_view(up), ChannelOrder::kRgb));
   std::cout << "wrote " << out << " (" << up.width << "x" << up.height << " from " << decoded.rgb.cols << "x"
             << decoded.rgb.rows << ", x" << upscaler.scale() << "; "
             << (tile == 0 ? std::string("untiled") : "tiles " + std::to_string(tile) + ", overlap " +

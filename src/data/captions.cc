@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <set>
+#include <sstream>
 
 #include "core/check.h"
 #include "core/log.h"
@@ -190,6 +191,14 @@ std::string replace_token(const std::string& text, const std::string& token, con
     pos = end;
   }
   out.append(text, pos, std::string::npos);
+  return out;
+}
+
+std::string restore_trigger(const std::string& caption, const std::string& token) {
+  const std::string lower = lower_ascii(token);
+  std::istringstream words(caption);
+  std::string out;
+  for (std::string w; words >> w;) out += (out.empty() ? "" : " ") + (!lower.empty() && w == lower ? token : w);
   return out;
 }
 

@@ -1,6 +1,7 @@
 // Captions, in the order the design gives: a row of a caption CSV, matched to the image BY
 // FILE NAME; else the image's .txt sidecar; else a generated caption (BLIP, when a Captioner
-// is plugged in: "<prefix> <generated>"); else the caption prefix alone.
+// is plugged in, core/image_models.h: "<prefix> <generated>", the trigger word restored); else
+// the caption prefix alone.
 //
 // The reference trainer pairs CSV rows with images by sort order and only checks the counts,
 // so one missing row shifts every later caption onto the wrong image. Here each row names its
@@ -57,6 +58,11 @@ class CaptionTable {
 bool contains_token(const std::string& text, const std::string& token);
 // Every whole-word `token` in `text` replaced by `replacement`.
 std::string replace_token(const std::string& text, const std::string& token, const std::string& replacement);
+// A generated caption with the trigger word as the user wrote it: BLIP writes lower case, so
+// each whole word equal to the lower-cased `token` becomes `token` (the reference's " tok " ->
+// " TOK ", for any --token_string); whitespace runs become one space. An empty token changes
+// only the whitespace.
+std::string restore_trigger(const std::string& caption, const std::string& token);
 // Every occurrence of `from` replaced by `to`, case-sensitive and inside words too: how the
 // reference's predict.py puts the trained tokens into a prompt (prompt.replace("TOK", ...)).
 std::string replace_literally(std::string text, const std::string& from, const std::string& to);

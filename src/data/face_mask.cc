@@ -9,6 +9,7 @@
 #include <opencv2/objdetect.hpp>
 
 #include "core/check.h"
+#include "data/image_convert.h"
 
 namespace xltune {
 
@@ -94,13 +95,9 @@ cv::Mat FaceMasker::mask(const cv::Mat& rgb, int* faces) {
   return out;
 }
 
-GrayImage FaceMasker::mask(const RgbImage& image, const std::string& sample_name) {
-  XLTUNE_CHECK(image.pixels.size() == static_cast<size_t>(image.width) * image.height * 3, "face detection: image ",
-               sample_name, " has ", image.pixels.size(), " bytes for ", image.width, "x", image.height, " RGB");
-  cv::Mat rgb(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.pixels.data()));
-  cv::Mat m = mask(rgb);
-  GrayImage out{m.cols, m.rows, std::vector<uint8_t>(m.datastart, m.dataend)};
-  return out;
+Image FaceMasker::mask(ImageView rgb, const std::string& sample_name) {
+  check_image(rgb, 3, "face detection: image " + sample_name);
+  return to_image(mask(mat_view(rgb)));
 }
 
 }  // namespace xltune

@@ -20,7 +20,8 @@
 
 #include <opencv2/core/mat.hpp>
 
-#include "data/preprocess_models.h"
+#include "core/image.h"
+#include "core/image_models.h"
 
 namespace cv {
 class CascadeClassifier;
@@ -47,7 +48,7 @@ class FaceMasker : public MaskProvider {
   cv::Mat mask(const cv::Mat& rgb, int* faces = nullptr);
 
   std::string name() const override { return "face detection"; }
-  GrayImage mask(const RgbImage& image, const std::string& sample_name) override;
+  Image mask(ImageView rgb, const std::string& sample_name) override;
 
  private:
   std::unique_ptr<cv::CascadeClassifier> cascade_;

@@ -15,6 +15,7 @@
 #include "data/crop.h"
 #include "data/face_mask.h"
 #include "data/hdf5_shards.h"
+#include "data/image_convert.h"
 #include "data/lanczos_resize.h"
 #include "data/work_dir.h"
 
@@ -34,20 +35,21 @@ void make_dirs(const std::string& path) {
   XLTUNE_CHECK(::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "--output_dir ", path, ": not a folder");
 }
 
-RgbImage to_plain(const cv::Mat& rgb) {
-  cv::Mat c = rgb.isContinuous() ? rgb : rgb.clone();
-  return RgbImage{c.cols, c.rows, std::vector<uint8_t>(c.datastart, c.dataend)};
+// A model's mask of an image, as a CV_8UC1 of the image's size.
+cv::Mat model_mask(MaskProvider& masks, const cv::Mat& rgb, const std::string& name) {
+  const Image m = masks.mask(image_view(rgb), name);
+  check_image(m, 1, "image " + name + ": the mask model's result");
+  XLTUNE_CHECK(m.width == rgb.cols && m.height == rgb.rows, "image ", name, ": the mask model returned ", m.width, "x",
+               m.height, ", expected ", rgb.cols, "x", rgb.rows);
+  return to_mat(m);
 }
 
-cv::Mat from_plain(const GrayImage& g, const std::string& name, int width, int height) {
-  XLTUNE_CHECK(g.width == width && g.height == height && g.pixels.size() == static_cast<size_t>(width) * height,
-               "image ", name, ": the mask model returned ", g.width, "x", g.height, ", expected ", width, "x", height);
-  return cv::Mat(height, width, CV_8UC1, const_cast<uint8_t*>(g.pixels.data())).clone();
-}
-
-std::vector<uint8_t> bytes_of(const cv::Mat& m) {
-  cv::Mat c = m.isContinuous() ? m : m.clone();
-  return std::vector<uint8_t>(c.datastart, c.dataend);
+// A model's upscaling of a crop (a copy: a crop has a row stride).
+cv::Mat model_upscale(Upscaler& upscaler, const cv::Mat& crop, const std::string& name) {
+  const Image copy = to_image(crop);
+  const Image up = upscaler.upscale(copy, name);
+  check_image(up, 3, "image " + name + ": the upscaler's result");
+  return to_mat(up);
 }
 
 // Prints every image for small sets, else about once a second.
@@ -69,17 +71,19 @@ class Progress {
 };
 // `count` images from `first`, decoded (an image that cannot be is skipped with a warning
 // naming it: nullopt), and the captioner's captions of those without a given caption, made in
-// one batch (a GPU's batch; the draws are keyed by name, so the batch does not change them).
+// one batch (a GPU's batch; the draws are keyed by name, so the batch does not change them),
+// the trigger word `token` restored.
 struct DecodedChunk {
   std::vector<std::optional<DecodedImage>> images;
   std::vector<std::string> captions;  // "" where the caption comes from elsewhere
 };
 DecodedChunk decode_chunk(const std::vector<IngestedImage>& images, size_t first, size_t count,
-                          const CaptionTable& table, Captioner* captioner, const DecodeLimits& limits) {
+                          const CaptionTable& table, Captioner* captioner, const std::string& token,
+                          const DecodeLimits& limits) {
   DecodedChunk c;
   c.images.resize(count);
   c.captions.resize(count);
-  std::vector<RgbImage> to_caption;
+  std::vector<ImageView> to_caption;  // of c.images' pixels, which stay put
   std::vector<std::string> names;
   std::vector<size_t> slots;
   for (size_t i = 0; i < count; ++i) {
@@ -91,7 +95,7 @@ DecodedChunk decode_chunk(const std::vector<IngestedImage>& images, size_t first
       continue;
     }
     if (captioner != nullptr && !table.find(image.name)) {
-      to_caption.push_back(to_plain(c.images[i]->rgb));
+      to_caption.push_back(image_view(c.images[i]->rgb));
       names.push_back(image.name);
       slots.push_back(i);
     }
@@ -100,7 +104,7 @@ DecodedChunk decode_chunk(const std::vector<IngestedImage>& images, size_t first
   const std::vector<std::string> texts = captioner->captions(to_caption, names);
   XLTUNE_CHECK(texts.size() == to_caption.size(), "the captioner gave ", texts.size(), " captions for ",
                to_caption.size(), " images");
-  for (size_t k = 0; k < texts.size(); ++k) c.captions[slots[k]] = texts[k];
+  for (size_t k = 0; k < texts.size(); ++k) c.captions[slots[k]] = restore_trigger(texts[k], token);
   return c;
 }
 
@@ -127,7 +131,7 @@ struct Masking {
 
   cv::Mat mask(const cv::Mat& rgb, const std::string& name, int* faces) const {
     if (face) return face->mask(rgb, faces);
-    if (prompt_masks) return from_plain(prompt_masks->mask(to_plain(rgb), name), name, rgb.cols, rgb.rows);
+    if (prompt_masks) return model_mask(*prompt_masks, rgb, name);
     return cv::Mat(rgb.rows, rgb.cols, CV_8UC1, cv::Scalar(255));
   }
 };
@@ -167,10 +171,7 @@ PreparedSample prepare_sample(const cv::Mat& rgb, const std::string& name, const
   cv::Mat crop = rgb(r), crop_mask = mask(r);
   if (p.box.size < R) {
     p.upscaled = true;
-    if (upscaler != nullptr) {
-      RgbImage up = upscaler->upscale(to_plain(crop), name);
-      crop = cv::Mat(up.height, up.width, CV_8UC3, up.pixels.data()).clone();
-    }
+    if (upscaler != nullptr) crop = model_upscale(*upscaler, crop, name);
   }
   p.image = lanczos_resize(crop, R, R);
   p.mask = lanczos_resize(crop_mask, R, R);
@@ -240,7 +241,7 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
     const IngestedImage& image = images[n];
     if (n % chunk == 0)
       decoded_chunk = decode_chunk(images, n, std::min(chunk, images.size() - n), table, models.captioner,
-                                   options.decode_limits);
+                                   options.captions.token_string, options.decode_limits);
     ++done;
     if (!decoded_chunk.images[n % chunk]) {
       ++report.skipped_images;
@@ -257,8 +258,8 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
     ++report.caption_sources[source];
 
     ShardSample sample;
-    sample.image = bytes_of(p.image);
-    sample.mask = bytes_of(p.mask);
+    sample.image = to_image(p.image).pixels;
+    sample.mask = to_image(p.mask).pixels;
     sample.caption = caption;
     sample.source = image.name;
     sample.original_height = rgb.rows;

@@ -5,15 +5,19 @@
 //     and the crop is smaller than the resolution) -> Lanczos to resolution -> caption
 //   -> HDF5 shards (index.json last) + contact_sheet.png
 //
-// Captions: a caption.csv row or .txt sidecar, else BLIP's caption after --caption_prefix when a
-// BLIP model is plugged in, else the prefix alone. Upscaling: crops smaller than the resolution
-// go through Swin2SR x4 when one is plugged in, then Lanczos to the resolution.
+// The models plug in through core/image_models.h (MaskProvider, Captioner, Upscaler); this file
+// converts its cv::Mat images to core's Image for them (data/image_convert.h).
+//
+// Captions: a caption.csv row or .txt sidecar, else BLIP's caption (the trigger word restored,
+// data/captions.h) after --caption_prefix when a BLIP model is plugged in, else the prefix
+// alone. Upscaling: crops smaller than the resolution go through Swin2SR x4 when one is plugged
+// in, then Lanczos to the resolution.
 //
 // Masks: --use_face_detection_instead gives face masks (face_mask.h); otherwise a uniform
 // mask (all 255: every pixel counts fully in the loss, and the salience crop centres on the
 // image), as the reference trainer without --mask_target_prompts (CLIPSeg at temperature 999
 // is uniform to within 1/255). --mask_target_prompts takes CLIPSeg's masks (prep/clipseg.h,
-// plugged in by job/preprocess_models.h); with no CLIPSeg model the masks are uniform and a
+// loaded by job/preprocess_models.h); with no CLIPSeg model the masks are uniform and a
 // warning says so once, naming the options that give one.
 //
 // An image that cannot be used is skipped with a warning naming it; no usable image at all is
@@ -26,10 +30,10 @@
 #include <optional>
 #include <string>
 
+#include "core/image_models.h"
 #include "data/captions.h"
 #include "data/image_decode.h"
 #include "data/ingest.h"
-#include "data/preprocess_models.h"
 
 namespace xltune {
 

@@ -1,9 +1,7 @@
 #include "job/preprocess_models.h"
 
 #include <filesystem>
-#include <sstream>
 
-#include "core/fnv1a.h"
 #include "core/log.h"
 #include "prep/blip_captioner.h"
 #include "prep/clipseg_masker.h"
@@ -26,76 +24,6 @@ std::string folder(const std::string& given, const std::string& models, std::ini
     if (fs::is_directory(models + "/" + name)) return models + "/" + name;
   return "";
 }
-
-class ClipSegMasks : public MaskProvider {
- public:
-  ClipSegMasks(const std::string& dir, at::Device device, std::string prompt, double temperature)
-      : masker_(dir, model_options(device)), prompt_(std::move(prompt)),
-        temperature_(temperature) {}
-  std::string name() const override { return "CLIPSeg '" + prompt_ + "'"; }
-  GrayImage mask(const RgbImage& image, const std::string&) override {
-    GrayImage g;
-    g.width = image.width, g.height = image.height;
-    g.pixels = masker_.mask(image.pixels.data(), image.width, image.height, prompt_, temperature_);
-    return g;
-  }
-
- private:
-  ClipSegMasker masker_;
-  std::string prompt_;
-  double temperature_;
-};
-
-// BLIP with the reference's decoding (sampling, top-k 50, temperature 0.7, 150 tokens), seeded;
-// 8 images a batch on a GPU. BLIP writes lower case: the trigger word comes back as the user
-// wrote it (the reference's " tok " -> " TOK ", for any --token_string).
-class BlipCaptions : public Captioner {
- public:
-  BlipCaptions(const std::string& dir, at::Device device, uint64_t seed, std::string token)
-      : captioner_(dir, model_options(device)), token_(std::move(token)), batch_(device.is_cuda() ? 8 : 1) {
-    decoding_.seed = seed;
-  }
-  size_t batch_size() const override { return batch_; }
-  std::vector<std::string> captions(const std::vector<RgbImage>& images,
-                                    const std::vector<std::string>& names) override {
-    std::vector<RgbView> views;
-    std::vector<uint64_t> keys;
-    for (size_t i = 0; i < images.size(); ++i) {
-      views.push_back({images[i].pixels.data(), images[i].width, images[i].height});
-      keys.push_back(fnv1a64(names[i]));  // by name: independent of the images before it
-    }
-    std::vector<std::string> out;
-    for (const std::string& text : captioner_.captions(views, decoding_, keys)) out.push_back(restore_trigger(text));
-    return out;
-  }
-
- private:
-  std::string restore_trigger(const std::string& text) const {
-    std::string lower = token_;
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::istringstream words(text);
-    std::string out;
-    for (std::string w; words >> w;) out += (out.empty() ? "" : " ") + (!lower.empty() && w == lower ? token_ : w);
-    return out;
-  }
-  BlipCaptioner captioner_;
-  CaptionDecodingOptions decoding_;
-  std::string token_;
-  size_t batch_;
-};
-
-// Swin2SR x4 of the small crops, tiled (256 px tiles sharing 32: prep/swin2sr_upscaler.h).
-class Swin2SrUpscales : public Upscaler {
- public:
-  Swin2SrUpscales(const std::string& dir, at::Device device) : upscaler_(dir, model_options(device)) {}
-  RgbImage upscale(const RgbImage& image, const std::string&) override {
-    UpscaledImage up = upscaler_.upscale(image.pixels.data(), image.width, image.height);
-    return RgbImage{up.width, up.height, std::move(up.rgb)};
-  }
-
- private:
-  Swin2SrUpscaler upscaler_;
-};
 
 }  // namespace
 
@@ -123,15 +51,17 @@ LoadedPreprocessModels load_preprocess_models(const PreprocessOptions& o, at::De
   LoadedPreprocessModels m;
   const bool prompt = o.mask_target_prompts && !o.mask_target_prompts->empty() && !o.use_face_detection_instead;
   if (const std::string dir = clipseg_folder(o); prompt && !dir.empty()) {
-    m.masks = std::make_unique<ClipSegMasks>(dir, device, *o.mask_target_prompts, o.clipseg_temperature);
+    m.masks = std::make_unique<ClipSegMasker>(dir, model_options(device), *o.mask_target_prompts, o.clipseg_temperature);
     log_info("CLIPSeg masks for '", *o.mask_target_prompts, "' from ", dir, " (temperature ", o.clipseg_temperature, ")");
   }
   if (const std::string dir = blip_folder(o); !dir.empty()) {
-    m.captioner = std::make_unique<BlipCaptions>(dir, device, o.caption_seed, o.captions.token_string);
+    CaptionDecodingOptions decoding;  // the reference's
+    decoding.seed = o.caption_seed;
+    m.captioner = std::make_unique<BlipCaptioner>(dir, model_options(device), decoding);
     log_info("BLIP captions from ", dir, " (sampling, top-k 50, temperature 0.7, seed ", o.caption_seed, ")");
   }
   if (const std::string dir = upscaler_folder(o); !dir.empty()) {
-    m.upscaler = std::make_unique<Swin2SrUpscales>(dir, device);
+    m.upscaler = std::make_unique<Swin2SrUpscaler>(dir, model_options(device));
     log_info("Swin2SR upscaling of crops smaller than ", o.resolution, " px from ", dir);
   }
   return m;

@@ -1,17 +1,20 @@
-// The preprocessing models a run asks for, loaded and adapted to preprocess()'s interfaces
-// (data/preprocess_models.h):
+// The preprocessing models a run asks for, loaded as the interfaces preprocess() takes
+// (core/image_models.h; prep's models implement them):
 //   CLIPSeg for --mask_target_prompts: --clipseg_model, or DIR/clipseg-rd64-refined (DIR/clipseg)
 //   BLIP captions:                     --blip_model, or DIR/blip-image-captioning-large (DIR/blip)
 //   Swin2SR x4 upscaling:              --upscaler_model, or
 //                                      DIR/swin2SR-realworld-sr-x4-64-bsrgan-psnr (DIR/swin2sr)
 // where DIR is --preprocess_models. Only what the options use is loaded; a folder that is named
-// but broken is an error naming it. On a GPU the models run in bf16; on a CPU in fp32.
+// but broken is an error naming it. On a GPU the models run in bf16; on a CPU in fp32. BLIP
+// decodes as the reference (sampling, top-k 50, temperature 0.7, 150 tokens), seeded with
+// --seed (PreprocessOptions::caption_seed).
 #pragma once
 
 #include <memory>
 
 #include <c10/core/Device.h>
 
+#include "core/image_models.h"
 #include "data/preprocess.h"
 
 namespace xltune {

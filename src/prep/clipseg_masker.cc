@@ -28,13 +28,17 @@ ImageProcessorConfig processor_of(const std::string& dir) {
 
 }  // namespace
 
-ClipSegMasker::ClipSegMasker(const std::string& dir, const at::TensorOptions& options)
+ClipSegMasker::ClipSegMasker(const std::string& dir, const at::TensorOptions& options, std::string prompt,
+                             double temperature)
     : dir_(dir), model_(load_clipseg(dir, options)), tokenizer_(tokenizer_of(dir)), processor_(processor_of(dir)),
-      options_(options) {}
+      options_(options), prompt_(std::move(prompt)), temperature_(temperature) {
+  XLTUNE_CHECK(temperature_ > 0, "--clipseg_temperature: expected a positive number, got ", temperature_);
+}
 
-at::Tensor ClipSegMasker::logits(const uint8_t* rgb, int width, int height, const std::string& prompt) {
+at::Tensor ClipSegMasker::logits(ImageView rgb, const std::string& prompt) {
+  check_image(rgb, 3, "CLIPSeg");
   torch::NoGradGuard no_grad;
-  at::Tensor pixels = process_image(processor_, rgb, width, height).to(options_);
+  at::Tensor pixels = process_image(processor_, rgb.pixels, rgb.width, rgb.height).to(options_);
   const size_t length = static_cast<size_t>(model_->config().text.max_position_embeddings);
   std::vector<int64_t> ids = tokenizer_.encode(prompt, length), empty = tokenizer_.encode("", length);
   ids.insert(ids.end(), empty.begin(), empty.end());
@@ -42,13 +46,14 @@ at::Tensor ClipSegMasker::logits(const uint8_t* rgb, int width, int height, cons
   return model_->forward(pixels.repeat({2, 1, 1, 1}), batch).to(at::kFloat).cpu();
 }
 
-std::vector<uint8_t> ClipSegMasker::mask(const uint8_t* rgb, int width, int height, const std::string& prompt,
-                                         double temperature) {
-  at::Tensor l = logits(rgb, width, height, prompt);
-  const std::vector<uint8_t> small = clipseg_mask_from_logits(l, temperature);
+Image ClipSegMasker::mask(ImageView rgb, const std::string&) {
+  at::Tensor l = logits(rgb, prompt_);
+  const std::vector<uint8_t> small = clipseg_mask_from_logits(l, temperature_);
   // PIL's Image.resize default for an "L" image: bicubic.
-  return pil_resize(small.data(), static_cast<int>(l.size(2)), static_cast<int>(l.size(1)), 1, width, height,
-                    PilFilter::kBicubic);
+  Image out{rgb.width, rgb.height, 1, {}};
+  out.pixels = pil_resize(small.data(), static_cast<int>(l.size(2)), static_cast<int>(l.size(1)), 1, rgb.width,
+                          rgb.height, PilFilter::kBicubic);
+  return out;
 }
 
 }  // namespace xltune

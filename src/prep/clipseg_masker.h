@@ -1,27 +1,34 @@
 // The reference trainer's prompt masks with CLIPSeg, end to end (Note [CLIPSeg masks] in
-// prep/clipseg.h): a CLIPSeg folder (model, tokenizer files, preprocessor_config.json) in, an
-// 8-bit mask of the photo's size out.
+// prep/clipseg.h): a CLIPSeg folder (model, tokenizer files, preprocessor_config.json) and a
+// prompt in; for each photo, an 8-bit mask of its size out. It is preprocessing's MaskProvider
+// for --mask_target_prompts (core/image_models.h).
 #pragma once
 
-#include <cstdint>
 #include <string>
-#include <vector>
 
+#include "core/image.h"
+#include "core/image_models.h"
 #include "prep/clipseg.h"
 #include "prep/image_processor.h"
 #include "text/clip_tokenizer.h"
 
 namespace xltune {
 
-class ClipSegMasker {
+class ClipSegMasker : public MaskProvider {
  public:
-  // Errors name the folder and the missing or wrong file.
-  ClipSegMasker(const std::string& dir, const at::TensorOptions& options);
+  // Errors name the folder and the missing or wrong file. prompt: what the masks find
+  // (--mask_target_prompts); temperature: the softmax's (--clipseg_temperature).
+  ClipSegMasker(const std::string& dir, const at::TensorOptions& options, std::string prompt,
+                double temperature = 1.0);
 
-  // rgb: height rows of width * 3 bytes. Returns width * height bytes (255: what the prompt names).
-  std::vector<uint8_t> mask(const uint8_t* rgb, int width, int height, const std::string& prompt, double temperature);
-  // The logits of [prompt, ""] for the image ([2, h, w]), for checking against transformers.
-  at::Tensor logits(const uint8_t* rgb, int width, int height, const std::string& prompt);
+  std::string name() const override { return "CLIPSeg '" + prompt_ + "'"; }
+  // The prompt's mask of an RGB image: 1 channel of its size (255: what the prompt names).
+  Image mask(ImageView rgb, const std::string& sample_name) override;
+  // The logits of [prompt, ""] for an RGB image ([2, h, w]), for checking against transformers.
+  at::Tensor logits(ImageView rgb, const std::string& prompt);
+
+  const std::string& prompt() const { return prompt_; }
+  double temperature() const { return temperature_; }
 
   const std::string& dir() const { return dir_; }
   ClipTokenizer& tokenizer() { return tokenizer_; }
@@ -34,6 +41,8 @@ class ClipSegMasker {
   ClipTokenizer tokenizer_;
   ImageProcessorConfig processor_;
   at::TensorOptions options_;
+  std::string prompt_;
+  double temperature_;
 };
 
 }  // namespace xltune

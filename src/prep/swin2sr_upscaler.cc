@@ -165,15 +165,15 @@ at::Tensor Swin2SrUpscaler::reconstruct_tiled(const at::Tensor& pixels) {
   return (sum / weight).slice(2, 0, height * s).slice(3, 0, width * s).cpu();
 }
 
-UpscaledImage Swin2SrUpscaler::upscale(const uint8_t* rgb, int width, int height) {
-  const at::Tensor pixels = swin2sr_pixels(processor_, rgb, width, height);
+Image Swin2SrUpscaler::upscale(ImageView rgb, const std::string&) {
+  check_image(rgb, 3, "Swin2SR");
+  const at::Tensor pixels = swin2sr_pixels(processor_, rgb.pixels, rgb.width, rgb.height);
   const int s = scale();
   // cog-sdxl: reconstruction.float().cpu().clamp_(0, 1), * 255.0, .round().astype(np.uint8), HWC.
-  at::Tensor r = reconstruct(pixels)[0].slice(1, 0, int64_t{height} * s).slice(2, 0, int64_t{width} * s);
+  at::Tensor r = reconstruct(pixels)[0].slice(1, 0, int64_t{rgb.height} * s).slice(2, 0, int64_t{rgb.width} * s);
   at::Tensor bytes = at::round(r.clamp(0, 1) * 255.0).to(at::kByte).permute({1, 2, 0}).contiguous();
-  UpscaledImage out;
-  out.width = width * s, out.height = height * s;
-  out.rgb.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
+  Image out{rgb.width * s, rgb.height * s, 3, {}};
+  out.pixels.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
   return out;
 }
 

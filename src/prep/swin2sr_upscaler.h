@@ -1,7 +1,7 @@
 // The reference trainer's upscaling of small crops with Swin2SR, end to end (Note [Swin2SR
 // upscaling] in prep/swin2sr.h): a Swin2SR folder (model, preprocessor_config.json) and 8-bit RGB
 // in, 8-bit RGB of exactly upscale x the size out (the processor's pad cropped off), tiled so
-// that large inputs fit in memory.
+// that large inputs fit in memory. It is preprocessing's Upscaler (core/image_models.h).
 //
 // Tiling: the processor's pixels, reflect-padded to a multiple of window_size as the model pads
 // them, are cut into tiles of `tile` x `tile` input pixels (rounded up to the window; an axis that
@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "core/image.h"
+#include "core/image_models.h"
 #include "prep/swin2sr.h"
 
 namespace xltune {
@@ -44,12 +46,7 @@ struct Swin2SrProcessorConfig {
 // bottom and right padded as numpy's "symmetric" mode (the edge pixel repeated, then mirrored).
 at::Tensor swin2sr_pixels(const Swin2SrProcessorConfig& c, const uint8_t* rgb, int width, int height);
 
-struct UpscaledImage {
-  std::vector<uint8_t> rgb;  // height rows of width * 3 bytes
-  int width = 0, height = 0;
-};
-
-class Swin2SrUpscaler {
+class Swin2SrUpscaler : public Upscaler {
  public:
   // Errors name the folder and the missing or wrong file; a model that does not take and give
   // RGB is refused.
@@ -62,9 +59,10 @@ class Swin2SrUpscaler {
   int overlap() const { return overlap_; }
   int scale() const { return static_cast<int>(model_->config().upscale); }
 
-  // The reference's output conversion (clamp to 0..1, * 255, round half to even, uint8) of the
-  // reconstruction, the pad cropped off: scale * width x scale * height.
-  UpscaledImage upscale(const uint8_t* rgb, int width, int height);
+  // An RGB image upscaled: the reference's output conversion (clamp to 0..1, * 255, round half
+  // to even, uint8) of the reconstruction, the pad cropped off: RGB, scale * width x scale *
+  // height. sample_name is not used.
+  Image upscale(ImageView rgb, const std::string& sample_name) override;
   // The reconstruction of processed pixels [B, C, H, W] (tiled as set): [B, C_out, scale * H,
   // scale * W] fp32 on the CPU.
   at::Tensor reconstruct(const at::Tensor& pixels);

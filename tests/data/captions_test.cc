@@ -122,6 +122,13 @@ TEST(Captions, TokenIsReplacedOnlyAsAWholeWord) {
   EXPECT_FALSE(contains_token("a photo of tokyo", "TOK"));
 }
 
+TEST(Captions, GeneratedCaptionsGetTheTriggerWordBackAsWritten) {
+  EXPECT_EQ(restore_trigger("a tok  sitting\n on a tok", "TOK"), "a TOK sitting on a TOK");
+  EXPECT_EQ(restore_trigger("tokyo tok. tok", "TOK"), "tokyo tok. TOK");  // whole words between spaces only
+  EXPECT_EQ(restore_trigger("a sks dog", "SkS"), "a SkS dog");
+  EXPECT_EQ(restore_trigger(" a  dog ", ""), "a dog");
+}
+
 TEST(Captions, PrefixWithoutTheTokenIsWarnedAbout) {
   CaptionOptions o;
   o.caption_prefix = "a photo of";

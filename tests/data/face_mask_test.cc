@@ -7,6 +7,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "data/crop.h"
+#include "data/image_convert.h"
 #include "data/image_decode.h"
 #include "data_test_util.h"
 
@@ -85,11 +86,12 @@ TEST(FaceMask, NoFaceGivesAFullMask) {
   EXPECT_EQ(cv::countNonZero(mask != FaceMasker::kFace), 0);
 }
 
-TEST(FaceMask, PlainBufferInterface) {
+TEST(FaceMask, MaskProviderInterface) {
   FaceMasker masker;
   cv::Mat photo = astronaut();
-  RgbImage image{photo.cols, photo.rows, std::vector<uint8_t>(photo.datastart, photo.dataend)};
-  GrayImage mask = masker.mask(image, "astronaut.png");
+  const Image image = to_image(photo);
+  Image mask = masker.mask(image, "astronaut.png");
+  ASSERT_EQ(mask.channels, 1);
   ASSERT_EQ(mask.pixels.size(), 512u * 512u);
   EXPECT_EQ(mask.pixels[500 * 512 + 500], FaceMasker::kBackground);
 }

@@ -7,11 +7,14 @@
 #include <gtest/gtest.h>
 
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "data/crop.h"
 #include "data/hdf5_shards.h"
+#include "data/image_convert.h"
+#include "data/image_decode.h"
 #include "data_test_util.h"
 #include "test_util.h"
 
@@ -115,19 +118,19 @@ TEST(Preprocess, MaskPromptsWithoutClipsegFallBackToUniformMasks) {
   EXPECT_THAT(tree(dir + "/out"), ::testing::Contains("index.json"));
 }
 
-// Stand-ins for the models the prep part will provide.
+// Stand-ins for the models the prep part provides (core/image_models.h).
 struct LeftHalfMask : MaskProvider {
   std::string name() const override { return "left half"; }
-  GrayImage mask(const RgbImage& image, const std::string&) override {
-    GrayImage g{image.width, image.height, std::vector<uint8_t>(static_cast<size_t>(image.width) * image.height, 0)};
-    for (int y = 0; y < image.height; ++y)
-      for (int x = 0; x < image.width / 2; ++x) g.pixels[static_cast<size_t>(y) * image.width + x] = 255;
+  Image mask(ImageView rgb, const std::string&) override {
+    Image g = Image::filled(rgb.width, rgb.height, 1);
+    for (int y = 0; y < rgb.height; ++y)
+      for (int x = 0; x < rgb.width / 2; ++x) g.pixels[static_cast<size_t>(y) * rgb.width + x] = 255;
     return g;
   }
 };
 // Captions in batches of up to 3 images; each names its image, so a mix-up within a batch shows.
 struct FixedCaption : Captioner {
-  std::vector<std::string> captions(const std::vector<RgbImage>& images, const std::vector<std::string>& names) override {
+  std::vector<std::string> captions(const std::vector<ImageView>& images, const std::vector<std::string>& names) override {
     batches.push_back(images.size());
     std::vector<std::string> out;
     for (const std::string& name : names) out.push_back("tok sitting (" + name + ")");
@@ -164,6 +167,36 @@ TEST(Preprocess, ModelPlugInsAreUsed) {
       EXPECT_EQ(s.mask[0], 255);
     }
   }
+}
+
+// Records the crops it is given; returns them twice the size (nearest neighbour).
+struct RecordingUpscaler : Upscaler {
+  Image upscale(ImageView rgb, const std::string&) override {
+    crops.push_back(to_image(mat_view(rgb)));
+    cv::Mat up;
+    cv::resize(mat_view(rgb), up, cv::Size(rgb.width * 2, rgb.height * 2), 0, 0, cv::INTER_NEAREST);
+    return to_image(up);
+  }
+  std::vector<Image> crops;
+};
+
+TEST(Preprocess, TheUpscalerGetsTheCropOfASmallImage) {
+  TempDir temp("preprocess");
+  const std::string& dir = temp.path();
+  // Portrait: the square crop spans whole rows below the top, the case a crop's buffer can hide.
+  const std::string tall = encode(".png", pattern_image(40, 60));
+  write_archive(dir + "/small.zip", Kind::kZip, {file("tall.png", tall)});
+  RecordingUpscaler upscaler;
+  PreprocessModels models;
+  models.upscaler = &upscaler;
+  testing::internal::CaptureStderr();
+  preprocess(options_for(dir + "/small.zip", dir + "/out"), models);
+  testing::internal::GetCapturedStderr();
+  const ShardSample s = ShardSet(dir + "/out").read(0);
+  EXPECT_EQ(s.crop_top, 10) << "the uniform mask centres the crop: rows 10 to 49";
+  const cv::Mat rgb = decode_image(tall, "tall.png").rgb;
+  ASSERT_EQ(upscaler.crops.size(), 1u);
+  EXPECT_EQ(upscaler.crops[0].pixels, to_image(rgb(cv::Rect(0, s.crop_top, 40, 40))).pixels);
 }
 
 TEST(Preprocess, FaceDetectionAndMaxImages) {

@@ -13,7 +13,9 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/fnv1a.h"
 #include "core/safetensors.h"
+#include "data/image_convert.h"
 #include "data/image_decode.h"
 #include "prep/key_list.h"
 #include "test_util.h"
@@ -50,7 +52,7 @@ TEST(BlipParity, PixelsEmbeddingsLogitsAndCaptionsMatchTransformers) {
     for (size_t i = 0; i < ref["photos"].size(); ++i) {
       const std::string k = std::to_string(i) + ".";
       const cv::Mat rgb = decode_image_file(ref["photos"][i].get<std::string>(), "photo").rgb;
-      const std::vector<RgbView> image{{rgb.data, rgb.cols, rgb.rows}};
+      const std::vector<ImageView> image{image_view(rgb)};
       // The processor: Pillow's bicubic resize on 8 bits, then rescale and normalise.
       const at::Tensor pixels = process_image(captioner.processor(), rgb.data, rgb.cols, rgb.rows);
       // Measured on ATen's native, avx2 and default CPU kernels (tests/tolerances): pixels 0,
@@ -87,9 +89,9 @@ TEST(BlipSampling, SeededCaptionsRepeatAndDoNotDependOnTheBatch) {
   BlipCaptioner captioner(blip_dir("a"), at::TensorOptions().dtype(at::kFloat));
   const auto ref = nlohmann::json::parse(read_file(blip_dir("a") + "/reference.json"));
   std::vector<cv::Mat> photos;
-  std::vector<RgbView> images;
+  std::vector<ImageView> images;
   for (int i = 0; i < 2; ++i) photos.push_back(decode_image_file(ref["photos"][i].get<std::string>(), "photo").rgb);
-  for (const cv::Mat& m : photos) images.push_back({m.data, m.cols, m.rows});
+  for (const cv::Mat& m : photos) images.push_back(image_view(m));
   CaptionDecodingOptions o;  // the reference's: sampling, top-k 50, temperature 0.7
   o.max_length = 20;
   o.seed = 7;
@@ -107,6 +109,24 @@ TEST(BlipSampling, SeededCaptionsRepeatAndDoNotDependOnTheBatch) {
   CaptionDecodingOptions greedy = o;
   greedy.decoding = CaptionDecoding::kGreedy;
   EXPECT_EQ(captioner.token_ids(images, o, {10, 11}), captioner.token_ids(images, greedy, {10, 11}));
+}
+
+// Preprocessing's interface (core/image_models.h): the constructed decoding, each image keyed
+// by its name's hash; one image a batch on a CPU.
+TEST(BlipSampling, TheCaptionerInterfaceKeysDrawsByName) {
+  CaptionDecodingOptions o;
+  o.max_length = 20;
+  o.seed = 7;
+  BlipCaptioner captioner(blip_dir("a"), at::TensorOptions().dtype(at::kFloat), o);
+  EXPECT_EQ(captioner.batch_size(), 1u);
+  const auto ref = nlohmann::json::parse(read_file(blip_dir("a") + "/reference.json"));
+  std::vector<cv::Mat> photos;
+  for (int i = 0; i < 2; ++i) photos.push_back(decode_image_file(ref["photos"][i].get<std::string>(), "photo").rgb);
+  const std::vector<ImageView> images{image_view(photos[0]), image_view(photos[1])};
+  const std::vector<std::string> names{"set/a.png", "set/b.png"};
+  EXPECT_EQ(captioner.captions(images, names), captioner.captions(images, o, {fnv1a64(names[0]), fnv1a64(names[1])}));
+  EXPECT_EQ(captioner.captions({images[1]}, {names[1]})[0], captioner.captions(images, names)[1]);
+  EXPECT_THROW(captioner.captions(images, {names[0]}), Error);
 }
 
 TEST(BlipFullSize, KeysAndShapesOfBlipImageCaptioningLarge) {

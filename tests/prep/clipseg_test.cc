@@ -14,6 +14,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "data/image_convert.h"
 #include "data/image_decode.h"
 #include "prep/clipseg_masker.h"
 #include "prep/key_list.h"
@@ -31,7 +32,7 @@ double rel(const at::Tensor& a, const at::Tensor& b) { return max_abs_diff(a, b)
 
 TEST(ClipSegParity, PixelsLogitsAndMasksMatchTransformers) {
   for (const char* name : {"a", "b"}) {
-    ClipSegMasker masker(clipseg_dir(name), at::TensorOptions().dtype(at::kFloat));
+    ClipSegMasker masker(clipseg_dir(name), at::TensorOptions().dtype(at::kFloat), "a round object", 1.0);
     SafetensorsFile dump(clipseg_dir(name) + "/reference.safetensors");
     const auto photos = nlohmann::json::parse(read_file(clipseg_dir(name) + "/photos.json"));
     for (size_t i = 0; i < photos.size(); ++i) {
@@ -52,11 +53,12 @@ TEST(ClipSegParity, PixelsLogitsAndMasksMatchTransformers) {
       at::Tensor logits = masker.model()->forward(dump.tensor(k + "pixel_values").unsqueeze(0).repeat({2, 1, 1, 1}), ids);
       const double r = rel(logits, dump.tensor(k + "logits"));
       EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " logits (relative)", r, 3e-5);
-      at::Tensor end_to_end = masker.logits(rgb.data, rgb.cols, rgb.rows, "a round object");
+      at::Tensor end_to_end = masker.logits(image_view(rgb), "a round object");
       EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " logits end to end (relative)", rel(end_to_end, dump.tensor(k + "logits")), 3e-5);
       // The mask: the same 8-bit values but where float noise crosses a truncation step.
-      std::vector<uint8_t> m = masker.mask(rgb.data, rgb.cols, rgb.rows, "a round object", 1.0);
-      at::Tensor mine = at::from_blob(m.data(), {rgb.rows, rgb.cols}, at::kByte).to(at::kInt);
+      Image m = masker.mask(image_view(rgb), "photo");
+      ASSERT_EQ(m.channels, 1);
+      at::Tensor mine = at::from_blob(m.pixels.data(), {m.height, m.width}, at::kByte).to(at::kInt);
       at::Tensor theirs = dump.tensor(k + "mask").to(at::kInt);
       ASSERT_EQ(mine.sizes(), theirs.sizes());
       const int worst = (mine - theirs).abs().max().item<int>();
@@ -88,22 +90,22 @@ TEST(ClipSegLoading, BadFoldersEndInOneMessage) {
     return d;
   };
   const auto opts = at::TensorOptions().dtype(at::kFloat);
-  EXPECT_THAT([&] { ClipSegMasker(base + "/none", opts); },
+  EXPECT_THAT([&] { ClipSegMasker(base + "/none", opts, "a cat"); },
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("no such folder")));
   const std::string no_config = copy("no_config");
   fs::remove(no_config + "/config.json");
-  EXPECT_THAT([&] { ClipSegMasker(no_config, opts); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("no config.json")));
+  EXPECT_THAT([&] { ClipSegMasker(no_config, opts, "a cat"); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("no config.json")));
   const std::string pickle = copy("pickle");
   fs::rename(pickle + "/model.safetensors", pickle + "/pytorch_model.bin");
-  EXPECT_THAT([&] { ClipSegMasker(pickle, opts); },
+  EXPECT_THAT([&] { ClipSegMasker(pickle, opts, "a cat"); },
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("pytorch_model.bin")));
   const std::string other = copy("other_shapes");  // b's weights under a's config
   fs::copy_file(clipseg_dir("b") + "/model.safetensors", other + "/model.safetensors",
                 fs::copy_options::overwrite_existing);
-  EXPECT_THAT([&] { ClipSegMasker(other, opts); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("CLIPSeg")));
+  EXPECT_THAT([&] { ClipSegMasker(other, opts, "a cat"); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("CLIPSeg")));
   const std::string no_tok = copy("no_tokenizer");
   fs::remove(no_tok + "/vocab.json");
-  EXPECT_THAT([&] { ClipSegMasker(no_tok, opts); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("vocab.json")));
+  EXPECT_THAT([&] { ClipSegMasker(no_tok, opts, "a cat"); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("vocab.json")));
   fs::remove_all(base);
 }
 

@@ -17,6 +17,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/image.h"
 #include "core/safetensors.h"
 #include "prep/swin2sr_upscaler.h"
 #include "prep/key_list.h"
@@ -69,10 +70,11 @@ TEST(Swin2SrParity, EightBitImagesMatchTheReferenceWithThePadCroppedOff) {
     for (const char* k : {"0.", "1.", "2.", "3."}) {  // landscape, square, portrait, portrait
       at::Tensor rgb = dump.tensor(std::string(k) + "rgb").contiguous();
       const int h = static_cast<int>(rgb.size(0)), w = static_cast<int>(rgb.size(1));
-      UpscaledImage up = upscaler.upscale(rgb.data_ptr<uint8_t>(), w, h);
+      Image up = upscaler.upscale(ImageView(rgb.data_ptr<uint8_t>(), w, h, 3), k);
       ASSERT_EQ(up.width, upscaler.scale() * w);
       ASSERT_EQ(up.height, upscaler.scale() * h);
-      at::Tensor mine = at::from_blob(up.rgb.data(), {up.height, up.width, 3}, at::kByte).to(at::kInt);
+      ASSERT_EQ(up.channels, 3);
+      at::Tensor mine = at::from_blob(up.pixels.data(), {up.height, up.width, 3}, at::kByte).to(at::kInt);
       at::Tensor theirs = dump.tensor(std::string(k) + "image").to(at::kInt);
       ASSERT_EQ(mine.sizes(), theirs.sizes());
       // The same bytes but where float noise crosses a rounding step.
@@ -130,10 +132,12 @@ TEST(Swin2SrTiling, TiledEqualsUntiledWhereTheOverlapExceedsTheReach) {
   upscaler.set_tiling(128, 16);
   EXPECT_EQ(max_abs_diff(upscaler.reconstruct(pixels), whole), 0.0);
   upscaler.set_tiling(64, 16);
-  UpscaledImage up = upscaler.upscale(rgb.data_ptr<uint8_t>(), w, h);
+  Image up = upscaler.upscale(ImageView(rgb.data_ptr<uint8_t>(), w, h, 3), "tiling");
   EXPECT_EQ(up.width, 2 * w);
   EXPECT_EQ(up.height, 2 * h);
-  EXPECT_EQ(up.rgb.size(), static_cast<size_t>(up.width) * up.height * 3);
+  EXPECT_EQ(up.pixels.size(), static_cast<size_t>(up.width) * up.height * 3);
+  EXPECT_THAT([&] { upscaler.upscale(ImageView(rgb.data_ptr<uint8_t>(), w, h, 1), "grey"); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("Swin2SR: expected 3 channels, got 1")));
   EXPECT_THAT([&] { upscaler.set_tiling(32, 32); },
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("fewer pixels than --tile")));
 }
