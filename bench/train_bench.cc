@@ -40,6 +40,7 @@
 #include "core/check.h"
 #include "core/error.h"
 #include "core/memory_stats.h"
+#include "core/placement.h"
 #include "dist/communicator.h"
 #include "dist/bucketed_reducer.h"
 #include "dist/gradient_reducer.h"
@@ -171,7 +172,7 @@ StepBatch batch_of(int64_t b, int64_t latent, const at::Device& device) {
   return s;
 }
 
-TrainerConfig bench_config(bool lora, int64_t steps, bool checkpointing, bool cuda) {
+TrainerConfig bench_config(bool lora, int64_t steps, bool checkpointing, const Placement& placement) {
   TrainerConfig c;
   c.is_lora = lora;
   c.lora_rank = 32, c.lora_alpha = 32;
@@ -179,7 +180,7 @@ TrainerConfig bench_config(bool lora, int64_t steps, bool checkpointing, bool cu
   c.pivot_step = steps + 1;
   c.schedule = LrSchedule{LrScheduleKind::kConstant, 0, c.max_train_steps};
   c.gradient_checkpointing = checkpointing;
-  c.autocast_bf16 = !lora && cuda;
+  c.autocast_bf16 = placement.autocast_bf16;
   return c;
 }
 
@@ -205,7 +206,7 @@ int nccl_check(LoadModel load_model, bool lora, const at::Device& device, int64_
     } else {
       reducer = std::make_shared<AfterBackwardReducer>(single);
     }
-    Trainer t(m, bench_config(lora, steps, false, true), 0.13025, reducer);
+    Trainer t(m, bench_config(lora, steps, false, placement_for(device, lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull)), 0.13025, reducer);
     for (int64_t s = 1; s <= steps; ++s) losses[with_nccl].push_back(t.step(s, b).loss);
   }
   // Step 1 (index 0): bit-equal. Later steps: |a - b| <= tolerance * max(|a|, |b|). A NaN on either
@@ -252,13 +253,11 @@ int run(int argc, char** argv) {
   const bool checkpointing = argc > 7 && std::string(argv[7]) == "checkpointing";
   const bool nccl = argc > 8 && std::string(argv[8]) == "nccl";
   const bool lora = mode == "lora";
-  const at::ScalarType frozen = device.is_cuda() ? at::kBFloat16 : at::kFloat;
-  const auto unet_o = at::TensorOptions().dtype(lora ? frozen : at::kFloat).device(device);
-  const auto te_o = at::TensorOptions().dtype(frozen).device(device);
-  if (device.is_cuda()) {
-    at::globalContext().setAllowTF32CuBLAS(true);
-    at::globalContext().setAllowTF32CuDNN(true);
-  }
+  // As `xltune train` places the models (Note [One placement]).
+  const Placement placement = placement_for(device, lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull);
+  apply_placement(placement);
+  const auto unet_o = placement.unet_options();
+  const auto te_o = placement.frozen_options();
   auto load_model = [&] {
     at::manual_seed(0);  // the same random weights every time
     if (model_arg == "sdxl-base") return sdxl_base(unet_o, te_o);
@@ -269,7 +268,7 @@ int run(int argc, char** argv) {
   if (nccl) return nccl_check(load_model, lora, device, resolution, batch, steps);
   SdxlModel m = load_model();
   const int64_t after_load = peak_memory_bytes(device);
-  TrainerConfig c = bench_config(lora, steps, checkpointing, device.is_cuda());
+  TrainerConfig c = bench_config(lora, steps, checkpointing, placement);
   SingleProcessCommunicator comm;
   Trainer trainer(m, c, 0.13025, std::make_shared<AfterBackwardReducer>(comm));
   const StepBatch b = batch_of(batch, resolution / 8, device);

@@ -22,6 +22,7 @@
 
 #include "core/check.h"
 #include "core/error.h"
+#include "core/placement.h"
 #include "models/model_loading.h"
 
 // CPU builds of libtorch ship part of c10/cuda's headers, so CMake says whether CUDA is there.
@@ -61,7 +62,8 @@ int gpu_probe(char** argv) {
   const int64_t batch = std::stoll(argv[4]), size = std::stoll(argv[5]);
   const int repeats = std::stoi(argv[6]);
   XLTUNE_CHECK(torch::cuda::is_available(), "no CUDA device");
-  const auto o = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  // Frozen weights as training places them (Note [One placement]): bf16 on the GPU.
+  const auto o = xltune::placement_for(at::Device(at::kCUDA, 0), xltune::PlacementUse::kTrainLora).frozen_options();
   xltune::UNetConfig c = xltune::UNetConfig::from_json_file(argv[2]);
   xltune::UNet unet(c, o);
   {

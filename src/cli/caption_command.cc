@@ -9,7 +9,6 @@
 #include "core/check.h"
 #include "data/image_convert.h"
 #include "data/image_decode.h"
-#include "job/job_devices.h"
 #include "prep/blip_captioner.h"
 
 namespace po = boost::program_options;
@@ -63,7 +62,7 @@ int caption_command(const std::vector<std::string>& args) {
   o.seed = static_cast<uint64_t>(seed);
   std::vector<DecodedImage> decoded;
   for (const std::string& path : images) decoded.push_back(decode_image_file(path, path));
-  BlipCaptioner captioner(model, at::TensorOptions().dtype(at::kFloat).device(resolve_device(device, 0)));
+  BlipCaptioner captioner(model, preprocess_placement(device).frozen_options());
   for (size_t i = 0; i < decoded.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
     const std::vector<int64_t> ids = captioner.token_ids({image_view(decoded[i].rgb)}, o, {i})[0];

@@ -131,4 +131,10 @@ int run_cli(int argc, char** argv) {
   }
 }
 
+Placement preprocess_placement(const std::string& device_option) {
+  const Placement p = decide_placement(device_option, 0, PlacementUse::kPreprocess);
+  apply_placement(p);
+  return p;
+}
+
 }  // namespace xltune::cli

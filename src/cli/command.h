@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/placement.h"
 
 namespace boost::program_options {
 class options_description;
@@ -38,6 +39,9 @@ struct Command {
 };
 
 const std::vector<Command>& commands();
+// Where the preprocessing models of `mask`, `caption`, `upscale` and `preprocess` run for
+// --device, applied (Note [One placement]: as `xltune train` runs them).
+Placement preprocess_placement(const std::string& device_option);
 int run_cli(int argc, char** argv);
 
 // Parses args[1..] into `vm`; Boost's errors become UsageError naming the option. Returns

@@ -9,7 +9,6 @@
 #include "data/image_codec.h"
 #include "data/image_convert.h"
 #include "data/image_decode.h"
-#include "job/job_devices.h"
 #include "prep/clipseg_masker.h"
 
 namespace po = boost::program_options;
@@ -47,7 +46,7 @@ int mask_command(const std::vector<std::string>& args) {
   XLTUNE_USAGE_CHECK(temperature > 0, "--clipseg_temperature: expected a positive number, got ", temperature);
   XLTUNE_USAGE_CHECK(repeat >= 1, "--repeat: expected at least 1, got ", repeat);
   const DecodedImage decoded = decode_image_file(image, image);
-  ClipSegMasker masker(model, at::TensorOptions().dtype(at::kFloat).device(resolve_device(device, 0)), prompt,
+  ClipSegMasker masker(model, preprocess_placement(device).frozen_options(), prompt,
                        temperature);
   Image m;
   const double seconds = fastest_of(repeat, [&] { m = masker.mask(image_view(decoded.rgb), image); });

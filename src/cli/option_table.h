@@ -103,11 +103,11 @@ class OptionTable {
   std::vector<std::pair<std::string, std::function<nlohmann::ordered_json()>>> values_;
 };
 
-// The preprocessing options that `xltune preprocess` and `xltune train` share, under the
-// seed's names and defaults.
 // --resolution is left to the command: preprocess binds it to PreprocessOptions::resolution,
 // train to an optional (shards carry their own); both with this help.
 extern const char* const kResolutionHelp;
+// The preprocessing options that `xltune preprocess` and `xltune train` share, under the
+// seed's names and defaults.
 void add_preprocess_options(OptionTable& table, PreprocessOptions& options);
 // Limits on what an untrusted archive may unpack.
 void add_ingest_limit_options(OptionTable& table, PreprocessOptions& options);

@@ -9,7 +9,6 @@
 #include "core/check.h"
 #include "data/captions.h"
 #include "data/preprocess.h"
-#include "job/job_devices.h"
 #include "job/preprocess_models.h"
 
 namespace po = boost::program_options;
@@ -73,7 +72,7 @@ int preprocess_command(const std::vector<std::string>& args) {
   o.keep_work_dir = vm.count("keep_work_dir") > 0;
 
   // The preprocessing models the options ask for (CLIPSeg for --mask_target_prompts).
-  const LoadedPreprocessModels models = load_preprocess_models(o, resolve_device("auto", 0));
+  const LoadedPreprocessModels models = load_preprocess_models(o, preprocess_placement("auto"));
   PreprocessReport r = preprocess(o, models.view());
 
   std::ostringstream seconds;

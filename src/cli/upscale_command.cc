@@ -9,7 +9,6 @@
 #include "data/image_codec.h"
 #include "data/image_convert.h"
 #include "data/image_decode.h"
-#include "job/job_devices.h"
 #include "prep/swin2sr_upscaler.h"
 
 namespace po = boost::program_options;
@@ -50,7 +49,7 @@ int upscale_command(const std::vector<std::string>& args) {
                      ": expected 0 or more pixels, fewer than --tile ", tile);
   XLTUNE_USAGE_CHECK(repeat >= 1, "--repeat: expected at least 1, got ", repeat);
   const DecodedImage decoded = decode_image_file(image, image);
-  Swin2SrUpscaler upscaler(model, at::TensorOptions().dtype(at::kFloat).device(resolve_device(device, 0)));
+  Swin2SrUpscaler upscaler(model, preprocess_placement(device).frozen_options());
   upscaler.set_tiling(tile, overlap);
   Image up;
   const double seconds = fastest_of(repeat, [&] { up = upscaler.upscale(image_view(decoded.rgb), image); });

@@ -12,6 +12,7 @@
 #include "core/atomic_file.h"
 #include "core/check.h"
 #include "core/log.h"
+#include "core/placement.h"
 #include "core/safetensors.h"
 #include "data/captions.h"
 #include "data/image_decode.h"
@@ -20,7 +21,7 @@
 #include "diffusion/scheduler.h"
 #include "generate/render_on_ranks.h"
 #include "generate/sdxl_pipeline.h"
-#include "job/job_devices.h"
+#include "job/tokenizers.h"
 #include "job/trained_model_tar.h"
 #include "models/lora.h"
 #include "sdxl/sdxl_model.h"
@@ -191,14 +192,13 @@ GenerationRequest request_from(const GenerateOptions& o, const SdxlModel& config
   return r;
 }
 
-// fp32 on the CPU; bf16 UNet and encoders on a GPU, the VAE in fp32 when its config says
-// force_upcast (SDXL's VAE overflows in fp16).
-SdxlLoadOptions generate_load_options(const GenerateOptions& o, const SdxlModel& configs, at::Device device) {
+// The placement's (Note [One placement]), the VAE in fp32 when its config says force_upcast
+// (SDXL's VAE overflows in fp16).
+SdxlLoadOptions generate_load_options(const GenerateOptions& o, const SdxlModel& configs, const Placement& placement) {
   SdxlLoadOptions lo;
-  const auto gpu_dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
-  lo.unet = at::TensorOptions().dtype(gpu_dtype).device(device);
-  lo.text_encoders = lo.unet;
-  lo.vae = at::TensorOptions().dtype(configs.vae_config.force_upcast ? at::kFloat : gpu_dtype).device(device);
+  lo.unet = placement.unet_options();
+  lo.text_encoders = placement.frozen_options();
+  lo.vae = configs.vae_config.force_upcast ? placement.vae_options().dtype(at::kFloat) : placement.vae_options();
   lo.config_dir = o.model_config;
   return lo;
 }
@@ -253,15 +253,16 @@ std::vector<std::string> write_generated(const GenerateOptions& o, const Rendere
 GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
   const auto started = std::chrono::steady_clock::now();
   const bool rank0 = comm.rank() == 0;
-  if (o.threads > 0) at::set_num_threads(o.threads);
   XLTUNE_CHECK(o.lora_scale >= 0 && o.lora_scale <= 1, "--lora_scale ", o.lora_scale, ": expected a value from 0 to 1");
   XLTUNE_CHECK(o.mask.empty() || !o.image.empty(), "--mask needs --image (inpainting repaints the image's masked part)");
   GenerateReport report;
   report.seed = generation_seed(o, comm);
-  const at::Device device = resolve_device(o.device, comm.local_rank());
+  const Placement placement = decide_placement(o.device, comm.local_rank(), PlacementUse::kGenerate, o.threads);
+  apply_placement(placement);
+  const at::Device device = placement.device;
   const SdxlModel configs = read_sdxl_configs(o.model, o.model_config);
   GenerationRequest r = request_from(o, configs, report.seed);
-  SdxlModel model = load_sdxl(o.model, generate_load_options(o, configs, device));
+  SdxlModel model = load_sdxl(o.model, generate_load_options(o, configs, placement));
   model.unet->eval();
   ClipTokenizer t1 = load_tokenizer(model.tokenizer_dir_1, "<|endoftext|>");
   ClipTokenizer t2 = load_tokenizer(model.tokenizer_dir_2, "!");

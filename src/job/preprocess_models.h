@@ -5,16 +5,16 @@
 //   Swin2SR x4 upscaling:              --upscaler_model, or
 //                                      DIR/swin2SR-realworld-sr-x4-64-bsrgan-psnr (DIR/swin2sr)
 // where DIR is --preprocess_models. Only what the options use is loaded; a folder that is named
-// but broken is an error naming it. On a GPU the models run in bf16; on a CPU in fp32. BLIP
-// decodes as the reference (sampling, top-k 50, temperature 0.7, 150 tokens), seeded with
+// but broken is an error naming it. The models run in the placement's frozen dtype (Note [One
+// placement]: bf16 on a GPU, fp32 on a CPU), whichever command loads them. BLIP decodes as the
+// reference (sampling, top-k 50, temperature 0.7, 150 tokens), seeded with
 // --seed (PreprocessOptions::caption_seed).
 #pragma once
 
 #include <memory>
 
-#include <c10/core/Device.h>
-
 #include "core/image_models.h"
+#include "core/placement.h"
 #include "data/preprocess.h"
 
 namespace xltune {
@@ -31,7 +31,7 @@ class LoadedPreprocessModels {
   std::unique_ptr<Upscaler> upscaler;
 };
 
-LoadedPreprocessModels load_preprocess_models(const PreprocessOptions& options, at::Device device);
+LoadedPreprocessModels load_preprocess_models(const PreprocessOptions& options, const Placement& placement);
 
 // The folder of each model the options name ("" when none): the explicit option, else a
 // standard sub-folder of --preprocess_models that exists.

@@ -31,8 +31,9 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
       {"lr_warmup_steps", tc.schedule.warmup_steps},
       {"prediction_type", model.scheduler.prediction_type == PredictionType::kEpsilon ? "epsilon" : "v_prediction"},
       {"latent_scaling_factor", model.vae_config.scaling_factor},
-      {"device", run.device.str()},
-      {"frozen_dtype", frozen_dtype(run.device) == at::kBFloat16 ? "bf16" : "fp32"},
+      {"device", run.placement.device.str()},
+      {"frozen_dtype", run.placement.frozen == at::kBFloat16 ? "bf16" : "fp32"},
+      {"placement", run.placement.describe()},
       {"trainable_parameters", trainer.trainable_parameter_count()},
       {"shards", run.shard_dir}};
   nlohmann::ordered_json groups = nlohmann::ordered_json::array();
@@ -54,7 +55,7 @@ std::string training_summary(const TrainOptions& o, const ResolvedRun& run, cons
              run.world > 1 ? str(" per rank x ", run.world, " ranks") : std::string(), "), ",
              o.is_lora ? str("LoRA rank ", tc.lora_rank) : std::string("full fine-tuning"), ", ",
              trainer.trainable_parameter_count(), " trainable parameters, pivot after step ", tc.pivot_step, ", on ",
-             run.device.str());
+             run.placement.describe());
 }
 
 }  // namespace xltune

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/placement.h"
 #include "job/train_options.h"
 #include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
@@ -26,7 +27,7 @@ struct ResolvedRun {
   int64_t steps_per_epoch = 0;
   int64_t total_steps = 0;
   std::string shard_dir;
-  at::Device device = at::kCPU;
+  Placement placement;
 };
 
 // The file's JSON. `option_values`: every option by name as the command line resolved it.

@@ -64,7 +64,8 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
   TrainOptions o = options;
   o.prep = preprocess_options_of(o);
   const bool rank0 = comm.rank() == 0;
-  const at::Device device = set_up_device(o, comm.local_rank());
+  const Placement placement = training_placement(o, comm.local_rank());
+  const at::Device device = placement.device;
 
   // 1. Resuming? Decided before any slow work; a bad --model or --resolution fails now too.
   const ResumePlan resume = plan_resume(o, comm);
@@ -81,7 +82,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
   std::optional<LatentCache> mine = slices.read(comm.rank());
   const bool encode = !mine && !slices.empty(comm.rank());
   const bool validating = !o.validation_prompts.empty();
-  SdxlModel model = load_sdxl(o.model, sdxl_load_options(o, device, encode || validating));
+  SdxlModel model = load_sdxl(o.model, sdxl_load_options(o, placement, encode || validating));
   mine = my_latents(slices, comm.rank(), *shards.set, model, std::move(mine), validating);
   comm.barrier();
   // 5. The training set: latents, masks, token ids and size conditioning on the device.
@@ -94,7 +95,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
   const int64_t steps_per_epoch = static_cast<int64_t>(sampler.steps_per_epoch(static_cast<size_t>(o.train_batch_size)));
   const int64_t total = resolve_total_steps(o, steps_per_epoch);
   const int64_t pivot = resume.resuming() ? resume.meaning().at("pivot_step").get<int64_t>() : total / 2;
-  TrainerConfig tc = trainer_config_from(o, total, pivot, resume.seed, device);
+  TrainerConfig tc = trainer_config_from(o, total, pivot, resume.seed, placement);
   const nlohmann::json meaning =
       run_meaning(tc, RunData{o.model, shards.resolution, o.prep.captions.token_string,
                               o.train_batch_size * comm.size(), shards.id, shards.input_id});
@@ -109,7 +110,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
   Validation validation(o, model, tokenizers.first, tokenizers.second, resume.seed, device);
   // 7. run_config.json: the options as resolved and what the run derived from them.
   const ResolvedRun run{resume.seed, resume.seed_was_random, shards.resolution, shards.size(), comm.size(),
-                        steps_per_epoch, total, shards.dir, device};
+                        steps_per_epoch, total, shards.dir, placement};
   if (rank0) {
     write_file_atomic(o.output_dir + "/run_config.json", run_config_json(o, option_values, run, trainer, model));
     log_info(training_summary(o, run, trainer));

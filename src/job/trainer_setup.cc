@@ -1,32 +1,23 @@
 #include "job/trainer_setup.h"
 
-#include <ATen/Context.h>
-#include <ATen/Parallel.h>
-
 #include "core/check.h"
 #include "core/log.h"
 #include "dist/bucketed_reducer.h"
 #ifdef XLTUNE_HAVE_NCCL
 #include "dist/nccl_communicator.h"
 #endif
-#include "job/job_devices.h"
 
 namespace xltune {
 
-at::Device set_up_device(const TrainOptions& o, int local_rank) {
-  if (o.threads > 0) at::set_num_threads(o.threads);
-  const at::Device device = resolve_device(o.device, local_rank);
-  if (device.is_cuda()) {
-    at::globalContext().setAllowTF32CuBLAS(true);
-    at::globalContext().setAllowTF32CuDNN(true);
-  }
-  return device;
+Placement training_placement(const TrainOptions& o, int local_rank) {
+  const Placement p = decide_placement(o.device, local_rank, o.is_lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull,
+                                       o.threads);
+  apply_placement(p);
+  return p;
 }
 
-at::ScalarType frozen_dtype(at::Device device) { return device.is_cuda() ? at::kBFloat16 : at::kFloat; }
-
 TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, int64_t pivot_step, uint64_t seed,
-                                  at::Device device) {
+                                  const Placement& placement) {
   TrainerConfig tc;
   tc.is_lora = o.is_lora;
   tc.lora_rank = o.lora_rank;
@@ -43,16 +34,15 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
   tc.max_grad_norm = o.max_grad_norm;
   tc.gradient_checkpointing = o.gradient_checkpointing;
   tc.optimizer_state_dtype = o.optimizer_state_dtype;
-  tc.autocast_bf16 = !o.is_lora && device.is_cuda();
+  tc.autocast_bf16 = placement.autocast_bf16;
   return tc;
 }
 
-SdxlLoadOptions sdxl_load_options(const TrainOptions& o, at::Device device, bool with_vae) {
+SdxlLoadOptions sdxl_load_options(const TrainOptions& o, const Placement& placement, bool with_vae) {
   SdxlLoadOptions load;
-  const at::ScalarType frozen = frozen_dtype(device);
-  load.unet = at::TensorOptions().dtype(o.is_lora ? frozen : at::kFloat).device(device);
-  load.text_encoders = at::TensorOptions().dtype(frozen).device(device);
-  load.vae = at::TensorOptions().dtype(at::kFloat).device(device);
+  load.unet = placement.unet_options();
+  load.text_encoders = placement.frozen_options();
+  load.vae = placement.vae_options();
   load.variant = o.variant;
   load.config_dir = o.model_config;
   load.with_vae = with_vae;

@@ -8,6 +8,7 @@
 
 #include <memory>
 
+#include "core/placement.h"
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
 #include "job/train_options.h"
@@ -16,21 +17,18 @@
 
 namespace xltune {
 
-// Where this rank trains (--device, the local rank's GPU for auto) with --threads applied, and
-// TF32 allowed for the fp32 matmuls and convolutions that remain on a GPU (the trainable parts).
-at::Device set_up_device(const TrainOptions& o, int local_rank);
-
-// Frozen weights in bf16 on a GPU, fp32 on the CPU (where bf16 matmuls are slow and inexact).
-at::ScalarType frozen_dtype(at::Device device);
+// Where this rank trains and in which precision (Note [One placement]: --device, the local
+// rank's GPU for auto; LoRA or the whole UNet), with --threads and TF32 applied.
+Placement training_placement(const TrainOptions& o, int local_rank);
 
 // The trainer's configuration for a run of `total_steps` whose token rows train in steps
 // 1..pivot_step (half the steps for a new run; a resumed run keeps its checkpoint's).
 TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, int64_t pivot_step, uint64_t seed,
-                                  at::Device device);
+                                  const Placement& placement);
 
-// The UNet trainable ones fp32 (full fine-tuning) or frozen like the text encoders; the VAE fp32
-// (latents are encoded once, exactly); the VAE only when `with_vae`.
-SdxlLoadOptions sdxl_load_options(const TrainOptions& o, at::Device device, bool with_vae);
+// The placement's dtypes (the UNet fp32 when it trains whole, the VAE fp32: latents are encoded
+// once, exactly); the VAE only when `with_vae`.
+SdxlLoadOptions sdxl_load_options(const TrainOptions& o, const Placement& placement, bool with_vae);
 
 // Gradients: NCCL between GPUs, MPI between CPU ranks, averaged by the bucketed reducer
 // (Note [Gradient buckets]); one rank reduces nothing.

@@ -8,7 +8,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
-#include "job/job_devices.h"
+#include "job/tokenizers.h"
 #include "models/vae.h"
 
 namespace xltune {

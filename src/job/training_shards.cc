@@ -25,7 +25,7 @@ void preprocess_on_rank0(const TrainOptions& o, const std::string& dir, uint64_t
   p.output_dir = dir;
   p.caption_seed = seed;
   if (comm.rank() == 0) {
-    const LoadedPreprocessModels models = load_preprocess_models(p, device);
+    const LoadedPreprocessModels models = load_preprocess_models(p, placement_for(device, PlacementUse::kPreprocess));
     PreprocessReport r = preprocess(p, models.view());
     log_info("preprocessed ", r.samples, " images into ", dir, " (", r.skipped_images, " skipped)");
   }

@@ -22,7 +22,7 @@ TEST(TrainerSetup, EveryTrainingOptionReachesTheTrainerConfig) {
   o.max_grad_norm = 0.5;
   o.gradient_checkpointing = true;
   o.optimizer_state_dtype = at::kBFloat16;
-  const TrainerConfig tc = trainer_config_from(o, 120, 60, 99, at::kCPU);
+  const TrainerConfig tc = trainer_config_from(o, 120, 60, 99, Placement{});
   EXPECT_TRUE(tc.is_lora);
   EXPECT_EQ(tc.lora_rank, 8);
   EXPECT_EQ(tc.lora_alpha, 8.0);  // unset: = rank
@@ -42,7 +42,7 @@ TEST(TrainerSetup, EveryTrainingOptionReachesTheTrainerConfig) {
   EXPECT_EQ(tc.optimizer_state_dtype, at::kBFloat16);
   EXPECT_FALSE(tc.autocast_bf16);  // LoRA; and never on the CPU
   o.lora_alpha = 4;
-  EXPECT_EQ(trainer_config_from(o, 120, 60, 99, at::kCPU).lora_alpha, 4.0);
+  EXPECT_EQ(trainer_config_from(o, 120, 60, 99, Placement{}).lora_alpha, 4.0);
 }
 
 TEST(TrainerSetup, TheRunMeaningIsTheTrainerConfigs) {
@@ -50,7 +50,7 @@ TEST(TrainerSetup, TheRunMeaningIsTheTrainerConfigs) {
   o.lora_lr = 5e-4;
   o.lr_scheduler = LrScheduleKind::kLinear;
   o.optimizer_state_dtype = at::kBFloat16;
-  const TrainerConfig tc = trainer_config_from(o, 100, 50, 7, at::kCPU);
+  const TrainerConfig tc = trainer_config_from(o, 100, 50, 7, Placement{});
   const nlohmann::json m = run_meaning(tc, RunData{"sdxl", 512, "TOK", 8, "shards-id", "content:1"});
   EXPECT_EQ(m.at("lora_lr"), 5e-4);
   EXPECT_EQ(m.at("lora_alpha"), 32.0);
@@ -76,13 +76,33 @@ TEST(TrainerSetup, StepsComeFromMaxTrainStepsUnlessOnlyEpochsAreGiven) {
 TEST(TrainerSetup, OnTheCpuEverythingLoadsInFp32) {
   TrainOptions o;
   o.variant = "fp16";
-  const SdxlLoadOptions load = sdxl_load_options(o, at::kCPU, /*with_vae=*/false);
+  const SdxlLoadOptions load = sdxl_load_options(o, placement_for(at::kCPU, PlacementUse::kTrainLora), /*with_vae=*/false);
   EXPECT_EQ(load.unet.dtype(), at::kFloat);
   EXPECT_EQ(load.text_encoders.dtype(), at::kFloat);
   EXPECT_EQ(load.vae.dtype(), at::kFloat);
   EXPECT_FALSE(load.with_vae);
   EXPECT_EQ(load.variant, "fp16");
-  EXPECT_EQ(frozen_dtype(at::Device(at::kCUDA, 0)), at::kBFloat16);
+}
+
+// Note [One placement] on a GPU, decided without one: frozen weights bf16, the whole UNet fp32
+// under bf16 autocast when it trains, the VAE fp32 in training.
+TEST(TrainerSetup, OnAGpuFrozenWeightsAreBf16AndAWholeUNetTrainsInFp32) {
+  TrainOptions o;
+  const at::Device gpu(at::kCUDA, 0);
+  const SdxlLoadOptions lora = sdxl_load_options(o, placement_for(gpu, PlacementUse::kTrainLora), true);
+  EXPECT_EQ(lora.unet.dtype(), at::kBFloat16);
+  EXPECT_EQ(lora.text_encoders.dtype(), at::kBFloat16);
+  EXPECT_EQ(lora.vae.dtype(), at::kFloat);
+  EXPECT_EQ(lora.unet.device(), gpu);
+  o.is_lora = false;
+  const Placement full = placement_for(gpu, PlacementUse::kTrainFull);
+  EXPECT_EQ(sdxl_load_options(o, full, true).unet.dtype(), at::kFloat);
+  EXPECT_TRUE(trainer_config_from(o, 10, 5, 1, full).autocast_bf16);
+  EXPECT_FALSE(trainer_config_from(o, 10, 5, 1, placement_for(at::kCPU, PlacementUse::kTrainFull)).autocast_bf16);
+  const Placement gen = placement_for(gpu, PlacementUse::kGenerate);
+  EXPECT_EQ(gen.vae, at::kBFloat16) << "generation decodes in bf16 unless the VAE's config forces fp32";
+  EXPECT_EQ(placement_for(gpu, PlacementUse::kPreprocess).frozen, at::kBFloat16);
+  EXPECT_EQ(placement_for(at::kCPU, PlacementUse::kPreprocess).frozen, at::kFloat);
 }
 
 TEST(TrainerSetup, OneRankReducesNothingAndShardsNothing) {

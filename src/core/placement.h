@@ -1,0 +1,70 @@
+// Where a command's models run and in which precision, decided in one place.
+//
+// Note [One placement]
+// Training, generation, the preprocessing models (in `xltune train`, `preprocess` and the
+// `mask`, `caption` and `upscale` commands) and the benches all ask decide_placement() and apply
+// what it says, so that a model runs in the same precision whichever command loads it:
+//
+//   device     --device: auto (the local rank's GPU when there is one, else the CPU), cpu, cuda,
+//              cuda:N; one GPU per rank, made the process's current device
+//   frozen     weights that do not train: bf16 on a GPU (half the memory and bandwidth, tensor
+//              cores), fp32 on the CPU (where bf16 matmuls are slow and inexact, and parity with
+//              the Python references is checked)
+//   unet       the UNet: fp32 when it trains whole (its own master weights; autocast computes in
+//              bf16 on a GPU), else frozen's
+//   vae        training encodes each image once: fp32, exactly; generation decodes every image:
+//              frozen's, upcast to fp32 where the VAE's config says force_upcast (the loader's
+//              caller applies that)
+//   autocast   bf16 autocast around the UNet: full fine-tuning on a GPU
+//   tf32       TF32 for the fp32 matmuls and convolutions left on a GPU (LoRA's, the VAE's)
+//   threads    --threads: CPU threads for libtorch's intra-op pool (0: its default)
+//
+// LoRA adapters and token rows always train in fp32 (their optimizer's masters); the Trainer
+// makes them.
+#pragma once
+
+#include <ATen/core/TensorBody.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <string>
+
+namespace xltune {
+
+enum class PlacementUse {
+  kTrainLora,   // LoRA on a frozen UNet
+  kTrainFull,   // the whole UNet trains
+  kGenerate,    // txt2img, img2img, inpainting
+  kPreprocess,  // CLIPSeg, BLIP, Swin2SR
+};
+
+struct Placement {
+  at::Device device = at::Device(at::kCPU);
+  at::ScalarType frozen = at::kFloat;
+  at::ScalarType unet = at::kFloat;
+  at::ScalarType vae = at::kFloat;
+  bool autocast_bf16 = false;
+  bool tf32 = false;
+  int threads = 0;
+
+  at::TensorOptions frozen_options() const { return at::TensorOptions().dtype(frozen).device(device); }
+  at::TensorOptions unet_options() const { return at::TensorOptions().dtype(unet).device(device); }
+  at::TensorOptions vae_options() const { return at::TensorOptions().dtype(vae).device(device); }
+  // "cuda:0, frozen bf16, UNet fp32, VAE fp32, bf16 autocast, TF32" for logs.
+  std::string describe() const;
+};
+
+// The --device option's device for this local rank (see above); throws Error naming --device
+// when it asks for a GPU this process cannot see. A GPU becomes the process's current device, so
+// that work without a device guard does not make a context on GPU 0 for every rank.
+at::Device resolve_device(const std::string& device_option, int local_rank);
+
+// The placement for `use` on `device` (the policy above, without looking for GPUs).
+Placement placement_for(at::Device device, PlacementUse use, int threads = 0);
+// The placement for `use` on --device `device_option`, with --threads `threads`.
+Placement decide_placement(const std::string& device_option, int local_rank, PlacementUse use, int threads = 0);
+
+// The process-wide parts: libtorch's thread count and TF32. Call once, before the models load.
+void apply_placement(const Placement& placement);
+
+}  // namespace xltune
