@@ -48,12 +48,4 @@ StDtype from_scalar_type(c10::ScalarType type) {
 
 std::string scalar_type_name(c10::ScalarType type) { return c10::toString(type); }
 
-c10::ScalarType parse_dtype_option(const std::string& text) {
-  if (text == "fp32" || text == "float32" || text == "f32") return c10::kFloat;
-  if (text == "bf16" || text == "bfloat16") return c10::kBFloat16;
-  if (text == "fp16" || text == "float16" || text == "f16") return c10::kHalf;
-  if (text == "fp64" || text == "float64") return c10::kDouble;
-  XLTUNE_FAIL("dtype: expected fp32, bf16 or fp16, got '", text, "'");
-}
-
 }  // namespace xltune

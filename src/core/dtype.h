@@ -16,7 +16,5 @@ c10::ScalarType to_scalar_type(StDtype dtype);
 // The safetensors dtype for a libtorch type; throws naming the type if the format has none.
 StDtype from_scalar_type(c10::ScalarType type);
 std::string scalar_type_name(c10::ScalarType type);
-// "bf16", "fp16", "fp32", ... as users write them on the command line.
-c10::ScalarType parse_dtype_option(const std::string& text);
 
 }  // namespace xltune

@@ -8,7 +8,6 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
-#include "core/fnv1a.h"
 #include "core/log.h"
 #include "data/hdf5_handle.h"
 
@@ -60,12 +59,6 @@ void write_double_attribute(hid_t object, const char* name, double value, const 
 }
 
 }  // namespace
-
-std::string fingerprint_of(const std::string& bytes) {
-  char out[17];
-  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(fnv1a64(bytes)));
-  return out;
-}
 
 void write_latent_cache(const std::string& path, const LatentCache& c) {
   const size_t n = c.key.samples.size();

@@ -42,7 +42,4 @@ void write_latent_cache(const std::string& path, const LatentCache& cache);
 // why) when it is missing or stale. A file that is not a latent cache at all is an error.
 std::optional<LatentCache> read_latent_cache(const std::string& path, const LatentCacheKey& key);
 
-// FNV-1a of bytes, as 16 hex digits (for fingerprints).
-std::string fingerprint_of(const std::string& bytes);
-
 }  // namespace xltune

@@ -1,9 +1,8 @@
 #include "data/preprocess.h"
 
-#include <sys/stat.h>
-
-#include <chrono>
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <memory>
 #include <optional>
 
@@ -25,14 +24,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 void make_dirs(const std::string& path) {
-  for (size_t pos = 1; pos <= path.size(); ++pos) {
-    if (pos != path.size() && path[pos] != '/') continue;
-    std::string part = path.substr(0, pos);
-    if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST)
-      XLTUNE_FAIL("--output_dir ", path, ": cannot create ", part, ": ", std::strerror(errno));
-  }
-  struct stat st {};
-  XLTUNE_CHECK(::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "--output_dir ", path, ": not a folder");
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  XLTUNE_CHECK(!ec, "--output_dir ", path, ": cannot create it: ", ec.message());
+  XLTUNE_CHECK(std::filesystem::is_directory(path, ec), "--output_dir ", path, ": not a folder");
 }
 
 // A model's mask of an image, as a CV_8UC1 of the image's size.

@@ -6,8 +6,8 @@
 #include "core/atomic_file.h"
 #include "core/check.h"
 #include "core/crc32c.h"
+#include "core/fnv1a.h"
 #include "core/state_dict.h"
-#include "data/latent_cache_file.h"
 
 namespace fs = std::filesystem;
 

@@ -4,6 +4,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "core/fnv1a.h"
 #include "core/log.h"
 #include "data/captions.h"
 #include "data/latent_cache_file.h"
