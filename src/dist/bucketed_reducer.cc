@@ -25,7 +25,10 @@ struct ReadyHook final : torch::autograd::PostAccumulateGradHook {
 }  // namespace
 
 struct BucketedReducer::Bucket {
+  // The members' gradients, then one value per member: 1 where it got a gradient on this rank
+  // (Note [Tensors without a gradient]), summed over the ranks with the gradients.
   at::Tensor flat;
+  at::Tensor grads, got;  // views of flat
   std::vector<size_t> members;
   size_t pending = 0;
   bool ready = false, launched = false;
@@ -94,13 +97,17 @@ void BucketedReducer::build(const std::vector<size_t>& order) {
   for (auto& b : buckets_) {
     int64_t n = 0;
     for (size_t i : b->members) n += tensors_[i].numel();
-    b->flat = at::zeros({n}, tensors_[b->members.front()].options().dtype(at::kFloat));
+    const int64_t m = static_cast<int64_t>(b->members.size());
+    b->flat = at::zeros({n + m}, tensors_[b->members.front()].options().dtype(at::kFloat));
+    b->grads = b->flat.narrow(0, 0, n);
+    b->got = b->flat.narrow(0, n, m);
   }
+  got_grad_.assign(tensors_.size(), false);
 }
 
 std::vector<int64_t> BucketedReducer::bucket_bytes() const {
   std::vector<int64_t> out;
-  for (const auto& b : buckets_) out.push_back(b->flat.numel() * 4);
+  for (const auto& b : buckets_) out.push_back(b->grads.numel() * 4);
   return out;
 }
 
@@ -112,19 +119,21 @@ void BucketedReducer::before_backward() {
     b->pending = b->members.size();
     b->ready = b->launched = false;
     b->work.reset();
-    b->timing = BucketTiming{b->flat.numel() * 4, 0, 0};
+    b->timing = BucketTiming{b->grads.numel() * 4, 0, 0};
     for (size_t i : b->members) {
       at::Tensor& t = tensors_[i];
       XLTUNE_CHECK(!t.grad().defined(), "reducer: gradients must be cleared before backward");
-      t.mutable_grad() = b->flat.narrow(0, offset_of_[i], t.numel()).view(t.sizes());
+      t.mutable_grad() = b->grads.narrow(0, offset_of_[i], t.numel()).view(t.sizes());
     }
   }
+  got_grad_.assign(tensors_.size(), false);
   next_launch_ = 0;
 }
 
 void BucketedReducer::on_ready(size_t i) {
   if (buckets_.empty()) return;
   if (observing_) observed_.push_back(i);
+  got_grad_[i] = true;
   Bucket& b = *buckets_[bucket_of_[i]];
   XLTUNE_CHECK(b.pending > 0, "reducer: a gradient arrived twice in one step (a tensor used twice in the graph?)");
   if (--b.pending == 0) b.ready = true;
@@ -135,6 +144,9 @@ void BucketedReducer::on_ready(size_t i) {
 void BucketedReducer::launch_in_order() {
   while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready) {
     Bucket& b = *buckets_[next_launch_++];
+    std::vector<float> got;
+    for (size_t i : b.members) got.push_back(got_grad_[i] ? 1.f : 0.f);
+    b.got.copy_(at::tensor(got, at::kFloat));  // one small copy per bucket, not one per tensor
     b.timing.launched = now();
     b.work = comm_.start_all_reduce_sum(b.flat);
     b.launched = true;
@@ -152,7 +164,7 @@ void BucketedReducer::poll() {
 void BucketedReducer::finish() {
   if (buckets_.empty()) return;
   backward_end_ = now();
-  for (auto& b : buckets_) b->ready = true;  // whatever got no gradient goes with zeros
+  for (auto& b : buckets_) b->ready = true;  // whatever got no gradient here goes with zeros
   launch_in_order();
   at::NoGradGuard no_grad;
   timings_.clear();
@@ -162,6 +174,15 @@ void BucketedReducer::finish() {
     if (comm_.size() > 1) b->flat.div_(comm_.size());
     timings_.push_back(b->timing);
   }
+  // Note [Tensors without a gradient]: one that got none on any rank is undefined on every rank.
+  std::vector<at::Tensor> flags;
+  for (const auto& b : buckets_) flags.push_back(b->got);
+  const at::Tensor anywhere = at::cat(flags).cpu();  // one small read per step
+  const float* any = anywhere.data_ptr<float>();
+  size_t flag = 0;
+  for (const auto& b : buckets_)
+    for (size_t i : b->members)
+      if (any[flag++] == 0) tensors_[i].mutable_grad() = at::Tensor();
   if (observing_) {
     observing_ = false;
     rebuilt_ = true;

@@ -14,7 +14,9 @@
 //   launched, strictly in bucket order (every rank issues the same sequence of collectives).
 //   Gradient checkpointing's nested backward fires the same hooks; whatever is not launched when
 //   backward returns (tensors that got no gradient this step) is launched by finish(), with the
-//   zeros its views were set to.
+//   zeros its views were set to. Each bucket carries one flag per member after its gradients,
+//   so the ranks learn in the same collective which tensors got a gradient anywhere (Note
+//   [Tensors without a gradient]); finish() leaves the others' gradients undefined.
 // - finish(): waits for every bucket in order and divides by the world size.
 // - Arithmetic for SDXL: LoRA rank 32 = 46.4 M fp32 = 186 MB = 1 + 8 buckets; the full UNet's
 //   2,547 M trained parameters = 10.2 GB = 1 + 389 buckets (bench/scaling_model.py uses these).
@@ -76,6 +78,7 @@ class BucketedReducer final : public GradientReducer {
   bool observing_ = false;
   bool rebuilt_ = false;
   std::vector<size_t> observed_;
+  std::vector<bool> got_grad_;  // this step, on this rank
   std::vector<BucketTiming> timings_;
   double backward_end_ = 0;
 };

@@ -5,6 +5,17 @@
 // finish() after it. AfterBackwardReducer (here) all-reduces each gradient after backward has
 // returned; BucketedReducer (bucketed_reducer.h, Note [Gradient buckets]) overlaps the
 // all-reduce with backward behind the same calls. With a world of one they do nothing.
+//
+// Note [Tensors without a gradient]
+// A trainable tensor that took no part in a step's graph (on a rank: its samples did not reach
+// it) must mean the same whatever the world size: one rank with the whole batch would leave its
+// gradient undefined when no sample reached it, and AdamW skips such a tensor (no decay, no step
+// counted). So the reducers agree over the ranks which tensors got a gradient anywhere: a tensor
+// that got one on some rank gets the average (zeros from the ranks it missed, as the mean over
+// the global batch has them), and one that got none anywhere is left undefined on every rank.
+// (The reducers used to hand such a tensor zeros, so AdamW decayed it on N ranks and skipped it
+// on one: the GPU-readiness review's R5b.) The flags travel in the same collectives as the
+// gradients (the bucketed reducer) or in one small all-reduce (the after-backward one).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -22,7 +33,8 @@ class GradientReducer {
   // Before backward: where gradients will be accumulated (the bucketed reducer points every
   // .grad at its bucket). Gradients must be undefined (cleared) when it is called.
   virtual void before_backward() {}
-  // After backward: each trainable tensor's .grad() holds the average over ranks.
+  // After backward: each trainable tensor's .grad() holds the average over ranks, or is
+  // undefined when the tensor got a gradient on no rank (Note [Tensors without a gradient]).
   virtual void finish() = 0;
 };
 
