@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""bench/step_ops on the tiny model: every case prints its JSON line, the counter sees the ops
+of each phase (a broken RecordFunction callback counts nothing), the pivot changes what runs
+(text encoders before it, the cache after), and full fine-tuning's optimizer touches every
+trained tensor. Counts are checked for structure, not values: they move with every change to
+the step, which is what the bench is for.
+  step_ops_test.py BENCH_BINARY MODEL_DIR"""
+import json
+import subprocess
+import sys
+
+binary, model = sys.argv[1], sys.argv[2]
+out = subprocess.run([binary, model, "cpu", "64", "1", "all", "1"], capture_output=True, text=True)
+if out.returncode != 0:
+    sys.exit(f"step_ops failed ({out.returncode}):\n{out.stderr[-2000:]}")
+cases = {}
+for line in out.stdout.splitlines():
+    if line.startswith("{"):
+        row = json.loads(line)
+        cases[row["case"]] = row
+want = {"lora_before_pivot", "lora_after_pivot", "full_before_pivot", "full_after_pivot"}
+assert set(cases) == want, f"cases {sorted(cases)}"
+for name, row in cases.items():
+    phases = row["by_phase"]
+    for phase in ("draws", "forward", "backward", "clip", "optimizer"):
+        assert phases[phase]["ops"] > 0, f"{name}: no ops counted in {phase}"
+    assert row["ops_total"] == sum(p["ops"] for p in phases.values()), f"{name}: phases do not add up"
+    assert row["frozen_unet"]["ops"] > 0 and row["everything_else"]["ops"] > 0, name
+    assert phases["backward"]["autograd_nodes"] > 0, f"{name}: no autograd nodes in backward"
+for kind in ("lora", "full"):
+    before, after = cases[f"{kind}_before_pivot"], cases[f"{kind}_after_pivot"]
+    assert before["by_phase"]["text"]["ops"] > 10 * after["by_phase"]["text"]["ops"], \
+        f"{kind}: the text encoders should run before the pivot and be cached after it"
+print("ok:", ", ".join(f"{n} {cases[n]['ops_top_level']} top-level ops" for n in sorted(cases)))
