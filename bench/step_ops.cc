@@ -74,6 +74,7 @@
 #include "sdxl/random_model.h"
 #include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
+#include "synthetic_step.h"
 
 namespace xltune {
 namespace {
@@ -265,38 +266,6 @@ SdxlModel load_model(const Options& o, const Placement& placement) {
   return load_sdxl(o.model, lo);
 }
 
-// As bench/train_bench.cc: one caption (with the two new tokens) for the whole batch.
-StepBatch batch_of(int64_t b, int64_t latent, const at::Device& device) {
-  at::manual_seed(1);
-  StepBatch s;
-  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
-  s.latent_mean = at::randn({b, 4, latent, latent}, f32);
-  s.latent_logvar = at::full({b, 4, latent, latent}, -4.0, f32);
-  std::vector<int64_t> ids{49406, 320, 1125, 539, 49408, 49409, 525, 320, 2368, 49407};
-  ids.resize(77, 49407);
-  s.input_ids_1 = at::tensor(ids, at::kLong).repeat({b, 1}).to(device);
-  std::vector<int64_t> ids2(ids.begin(), ids.begin() + 10);
-  ids2.resize(77, 0);
-  s.input_ids_2 = at::tensor(ids2, at::kLong).repeat({b, 1}).to(device);
-  s.add_time_ids = at::tensor({1024.f, 1024.f, 0.f, 0.f, 1024.f, 1024.f}).repeat({b, 1}).to(device);
-  s.mask = at::ones({b, 1, latent, latent}, f32);
-  for (int64_t i = 0; i < b; ++i) s.positions.push_back(i), s.caption_keys.push_back(0);
-  return s;
-}
-
-// Steps 1..warmup before the pivot, warmup+1 counted; then warmup more (the first fills the text
-// cache) and one counted after it.
-TrainerConfig bench_config(bool lora, int64_t warmup, const Placement& placement) {
-  TrainerConfig c;
-  c.is_lora = lora;
-  c.lora_rank = 32, c.lora_alpha = 32;
-  c.max_train_steps = 2 * (warmup + 1);
-  c.pivot_step = warmup + 1;
-  c.schedule = LrSchedule{LrScheduleKind::kConstant, 0, c.max_train_steps};
-  c.autocast_bf16 = placement.autocast_bf16;
-  return c;
-}
-
 // ---- The frozen UNet alone ------------------------------------------------------------------
 
 enum class Roots { kConditioning, kLatents, kParameters, kParametersAndConditioning };
@@ -406,14 +375,16 @@ std::vector<CaseResult> run_mode(const Options& o, bool lora) {
   std::fprintf(stderr, "step_ops: %s: building the model (%s, %s)\n", mode.c_str(), o.model.c_str(),
                placement.describe().c_str());
   SdxlModel m = load_model(o, placement);
-  const StepBatch batch = batch_of(o.batch, o.resolution / 8, o.device);
+  const StepBatch batch = bench::synthetic_batch(o.batch, o.resolution / 8, o.device);
   CaseResult r_before{mode + "_before_pivot", o.warmup + 1, {}, {}, lora ? Roots::kConditioning : Roots::kParametersAndConditioning};
   CaseResult r_after{mode + "_after_pivot", 2 * o.warmup + 2, {}, {}, lora ? Roots::kLatents : Roots::kParameters};
   std::fprintf(stderr, "step_ops: %s: the frozen UNet alone\n", mode.c_str());
   if (before) r_before.unet = unet_alone(m, batch, r_before.roots, placement.autocast_bf16);
   if (after) r_after.unet = unet_alone(m, batch, r_after.roots, placement.autocast_bf16);
   SingleProcessCommunicator comm;
-  Trainer trainer(m, bench_config(lora, o.warmup, placement), 0.13025, std::make_shared<AfterBackwardReducer>(comm));
+  // Steps 1..warmup before the pivot, warmup + 1 counted; then warmup more (the first fills the
+  // text cache) and one counted after it.
+  Trainer trainer(m, bench::synthetic_config(lora, o.warmup, false, placement), 0.13025, std::make_shared<AfterBackwardReducer>(comm));
   std::vector<CaseResult> out;
   std::fprintf(stderr, "step_ops: %s: steps\n", mode.c_str());
   if (before) {

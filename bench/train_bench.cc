@@ -50,6 +50,7 @@
 #include "models/sdxl_base_configs.h"
 #include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
+#include "synthetic_step.h"
 
 namespace xltune {
 namespace {
@@ -153,37 +154,6 @@ SdxlModel sdxl_base(const at::TensorOptions& unet_o, const at::TensorOptions& te
   return m;
 }
 
-StepBatch batch_of(int64_t b, int64_t latent, const at::Device& device) {
-  at::manual_seed(1);
-  StepBatch s;
-  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
-  s.latent_mean = at::randn({b, 4, latent, latent}, f32);
-  s.latent_logvar = at::full({b, 4, latent, latent}, -4.0, f32);
-  std::vector<int64_t> ids{49406, 320, 1125, 539, 49408, 49409, 525, 320, 2368, 49407};
-  ids.resize(77, 49407);
-  s.input_ids_1 = at::tensor(ids, at::kLong).repeat({b, 1}).to(device);
-  std::vector<int64_t> ids2(ids.begin(), ids.begin() + 10);
-  ids2.resize(77, 0);
-  s.input_ids_2 = at::tensor(ids2, at::kLong).repeat({b, 1}).to(device);
-  s.add_time_ids = at::tensor({1024.f, 1024.f, 0.f, 0.f, 1024.f, 1024.f}).repeat({b, 1}).to(device);
-  s.mask = at::ones({b, 1, latent, latent}, f32);
-  // One caption for the batch, as the default captions (the prefix alone) give.
-  for (int64_t i = 0; i < b; ++i) s.positions.push_back(i), s.caption_keys.push_back(0);
-  return s;
-}
-
-TrainerConfig bench_config(bool lora, int64_t steps, bool checkpointing, const Placement& placement) {
-  TrainerConfig c;
-  c.is_lora = lora;
-  c.lora_rank = 32, c.lora_alpha = 32;
-  c.max_train_steps = 2 * (steps + 1);
-  c.pivot_step = steps + 1;
-  c.schedule = LrSchedule{LrScheduleKind::kConstant, 0, c.max_train_steps};
-  c.gradient_checkpointing = checkpointing;
-  c.autocast_bf16 = placement.autocast_bf16;
-  return c;
-}
-
 template <typename LoadModel>
 int nccl_check(LoadModel load_model, bool lora, const at::Device& device, int64_t resolution, int64_t batch,
                int64_t steps) {
@@ -191,7 +161,7 @@ int nccl_check(LoadModel load_model, bool lora, const at::Device& device, int64_
   // The bound on the relative loss difference after step 1 (see the header).
   constexpr double kNcclRelTolerance = 1e-5;
   XLTUNE_CHECK(device.is_cuda(), "nccl: needs --device cuda");
-  const StepBatch b = batch_of(batch, resolution / 8, device);
+  const StepBatch b = bench::synthetic_batch(batch, resolution / 8, device);
   std::vector<double> losses[2];
   for (int with_nccl = 0; with_nccl < 2; ++with_nccl) {
     SdxlModel m = load_model();
@@ -206,7 +176,7 @@ int nccl_check(LoadModel load_model, bool lora, const at::Device& device, int64_
     } else {
       reducer = std::make_shared<AfterBackwardReducer>(single);
     }
-    Trainer t(m, bench_config(lora, steps, false, placement_for(device, lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull)), 0.13025, reducer);
+    Trainer t(m, bench::synthetic_config(lora, steps, false, placement_for(device, lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull)), 0.13025, reducer);
     for (int64_t s = 1; s <= steps; ++s) losses[with_nccl].push_back(t.step(s, b).loss);
   }
   // Step 1 (index 0): bit-equal. Later steps: |a - b| <= tolerance * max(|a|, |b|). A NaN on either
@@ -268,10 +238,10 @@ int run(int argc, char** argv) {
   if (nccl) return nccl_check(load_model, lora, device, resolution, batch, steps);
   SdxlModel m = load_model();
   const int64_t after_load = peak_memory_bytes(device);
-  TrainerConfig c = bench_config(lora, steps, checkpointing, placement);
+  TrainerConfig c = bench::synthetic_config(lora, steps, checkpointing, placement);
   SingleProcessCommunicator comm;
   Trainer trainer(m, c, 0.13025, std::make_shared<AfterBackwardReducer>(comm));
-  const StepBatch b = batch_of(batch, resolution / 8, device);
+  const StepBatch b = bench::synthetic_batch(batch, resolution / 8, device);
   auto sync = [&] {
     if (device.is_cuda()) torch::cuda::synchronize();
   };

@@ -1,0 +1,48 @@
+// The synthetic inputs of the training benches (bench/train_bench.cc, bench/step_ops.cc): one
+// batch on the device with one caption holding the two new tokens, and a trainer configuration
+// whose pivot falls after `steps` steps, so that a bench runs `steps` steps on each side of it.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "core/placement.h"
+#include "train/trainer.h"
+
+namespace xltune::bench {
+
+inline StepBatch synthetic_batch(int64_t b, int64_t latent, const at::Device& device) {
+  at::manual_seed(1);
+  StepBatch s;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  s.latent_mean = at::randn({b, 4, latent, latent}, f32);
+  s.latent_logvar = at::full({b, 4, latent, latent}, -4.0, f32);
+  std::vector<int64_t> ids{49406, 320, 1125, 539, 49408, 49409, 525, 320, 2368, 49407};
+  ids.resize(77, 49407);
+  s.input_ids_1 = at::tensor(ids, at::kLong).repeat({b, 1}).to(device);
+  std::vector<int64_t> ids2(ids.begin(), ids.begin() + 10);
+  ids2.resize(77, 0);
+  s.input_ids_2 = at::tensor(ids2, at::kLong).repeat({b, 1}).to(device);
+  s.add_time_ids = at::tensor({1024.f, 1024.f, 0.f, 0.f, 1024.f, 1024.f}).repeat({b, 1}).to(device);
+  s.mask = at::ones({b, 1, latent, latent}, f32);
+  // One caption for the batch, as the default captions (the prefix alone) give.
+  for (int64_t i = 0; i < b; ++i) s.positions.push_back(i), s.caption_keys.push_back(0);
+  return s;
+}
+
+// LoRA rank 32 (or full fine-tuning), constant learning rate, 2 * (steps + 1) steps with the
+// pivot after step steps + 1.
+inline TrainerConfig synthetic_config(bool lora, int64_t steps, bool checkpointing, const Placement& placement) {
+  TrainerConfig c;
+  c.is_lora = lora;
+  c.lora_rank = 32, c.lora_alpha = 32;
+  c.max_train_steps = 2 * (steps + 1);
+  c.pivot_step = steps + 1;
+  c.schedule = LrSchedule{LrScheduleKind::kConstant, 0, c.max_train_steps};
+  c.gradient_checkpointing = checkpointing;
+  c.autocast_bf16 = placement.autocast_bf16;
+  return c;
+}
+
+}  // namespace xltune::bench
