@@ -46,16 +46,24 @@ std::vector<at::Tensor> AdamW::reduced_tensors() const {
   return out;
 }
 
+std::vector<at::Tensor> AdamW::present_grads() const {
+  std::vector<at::Tensor> out;
+  for (const auto& p : reduced_tensors())
+    if (p.grad().defined()) out.push_back(p.grad());
+  return out;
+}
+
 void AdamW::add_grad_norms(std::vector<at::Tensor>& norms) {
   at::NoGradGuard no_grad;
-  for (const auto& p : reduced_tensors())
-    if (p.grad().defined()) norms.push_back(at::linalg_vector_norm(p.grad(), 2));
+  const std::vector<at::Tensor> grads = present_grads();
+  if (grads.empty()) return;
+  for (auto& norm : at::_foreach_norm(grads, 2)) norms.push_back(std::move(norm));
 }
 
 void AdamW::scale_grads(const at::Tensor& coef) {
   at::NoGradGuard no_grad;
-  for (auto& p : reduced_tensors())
-    if (p.grad().defined()) p.mutable_grad().mul_(coef);
+  const std::vector<at::Tensor> grads = present_grads();
+  if (!grads.empty()) at::_foreach_mul_(grads, coef);
 }
 
 std::vector<GroupSummary> AdamW::summaries() const {
@@ -100,37 +108,65 @@ void AdamW::step(double lr_factor, int64_t training_step) {
   at::NoGradGuard no_grad;
   size_t flat = 0;
   for (auto& g : groups_) {
-    const AdamWHyper& h = g.hyper;
-    const double lr = h.lr * lr_factor;
+    std::vector<size_t> stepped;  // flat indices of the tensors updated now
     for (size_t i = 0; i < g.params.size(); ++i, ++flat) {
-      at::Tensor& p = g.params[i];
-      const at::Tensor& grad = p.grad();
-      if (g.frozen || !grad.defined()) continue;
+      if (g.frozen || !g.params[i].grad().defined()) continue;
       AdamWTensorState& s = state_[flat];
-      const bool bf16 = state_dtype_ == at::kBFloat16;
       if (!s.exp_avg.defined()) {
-        s.exp_avg = at::zeros_like(p, p.options().dtype(state_dtype_));
-        s.exp_avg_sq = at::zeros_like(p, p.options().dtype(state_dtype_));
+        s.exp_avg = at::zeros_like(g.params[i], g.params[i].options().dtype(state_dtype_));
+        s.exp_avg_sq = at::zeros_like(g.params[i], g.params[i].options().dtype(state_dtype_));
       }
       s.step += 1;
-      p.mul_(1 - lr * h.weight_decay);
-      at::Tensor m = bf16 ? s.exp_avg.to(at::kFloat) : s.exp_avg;
-      at::Tensor v = bf16 ? s.exp_avg_sq.to(at::kFloat) : s.exp_avg_sq;
-      const at::Tensor g32 = grad.scalar_type() == m.scalar_type() ? grad : grad.to(m.scalar_type());
-      m.lerp_(g32, 1 - h.beta1);
-      v.mul_(h.beta2).addcmul_(g32, g32, 1 - h.beta2);
-      const double bias_correction1 = 1 - std::pow(h.beta1, static_cast<double>(s.step));
-      const double bias_correction2 = 1 - std::pow(h.beta2, static_cast<double>(s.step));
-      const double step_size = lr / bias_correction1;
-      at::Tensor denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(h.eps);
-      p.addcdiv_(m.to(p.scalar_type()), denom.to(p.scalar_type()), -step_size);
-      if (bf16) {
-        at::Generator gen = at::globalContext().defaultGenerator(p.device()).clone();
-        gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), flat, DrawKind::kRounding));
-        s.exp_avg.copy_(stochastic_round_to_bf16(m, gen));
-        s.exp_avg_sq.copy_(stochastic_round_to_bf16(v, gen));
-      }
+      stepped.push_back(flat);
     }
+    if (!stepped.empty()) update(g, flat - g.params.size(), stepped, lr_factor, training_step);
+  }
+}
+
+// The single-tensor arithmetic of the header, one _foreach_ op per line over the group's stepped
+// tensors (Note [One optimizer interface]): a multi-tensor kernel per line on a GPU; on the CPU
+// the ops loop over the tensors with the single-tensor kernels, so the values are the same bits.
+void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
+                   int64_t training_step) {
+  const AdamWHyper& h = g.hyper;
+  const double lr = h.lr * lr_factor;
+  const bool bf16 = state_dtype_ == at::kBFloat16;
+  std::vector<at::Tensor> params, grads, m, v;
+  std::vector<at::Scalar> sqrt_bias_correction2, minus_step_size;
+  for (size_t flat : stepped) {
+    const at::Tensor& p = g.params[flat - first];
+    const AdamWTensorState& s = state_[flat];
+    params.push_back(p);
+    m.push_back(bf16 ? s.exp_avg.to(at::kFloat) : s.exp_avg);
+    v.push_back(bf16 ? s.exp_avg_sq.to(at::kFloat) : s.exp_avg_sq);
+    const at::Tensor& grad = p.grad();
+    grads.push_back(grad.scalar_type() == m.back().scalar_type() ? grad : grad.to(m.back().scalar_type()));
+    const double bias_correction1 = 1 - std::pow(h.beta1, static_cast<double>(s.step));
+    const double bias_correction2 = 1 - std::pow(h.beta2, static_cast<double>(s.step));
+    sqrt_bias_correction2.emplace_back(std::sqrt(bias_correction2));
+    minus_step_size.emplace_back(-(lr / bias_correction1));
+  }
+  at::_foreach_mul_(params, 1 - lr * h.weight_decay);
+  at::_foreach_lerp_(m, grads, 1 - h.beta1);
+  at::_foreach_mul_(v, h.beta2);
+  at::_foreach_addcmul_(v, grads, grads, 1 - h.beta2);
+  std::vector<at::Tensor> denom = at::_foreach_sqrt(v);
+  at::_foreach_div_(denom, sqrt_bias_correction2);
+  at::_foreach_add_(denom, h.eps);
+  std::vector<at::Tensor> m_p = m;
+  for (size_t k = 0; k < params.size(); ++k) {
+    if (m_p[k].scalar_type() == params[k].scalar_type()) continue;
+    m_p[k] = m_p[k].to(params[k].scalar_type());
+    denom[k] = denom[k].to(params[k].scalar_type());
+  }
+  at::_foreach_addcdiv_(params, m_p, denom, minus_step_size);
+  if (!bf16) return;
+  for (size_t k = 0; k < stepped.size(); ++k) {
+    AdamWTensorState& s = state_[stepped[k]];
+    at::Generator gen = at::globalContext().defaultGenerator(params[k].device()).clone();
+    gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), stepped[k], DrawKind::kRounding));
+    s.exp_avg.copy_(stochastic_round_to_bf16(m[k], gen));
+    s.exp_avg_sq.copy_(stochastic_round_to_bf16(v[k], gen));
   }
 }
 

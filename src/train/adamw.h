@@ -7,6 +7,9 @@
 //   v      = beta2 v + (1 - beta2) g^2
 //   p     -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
 //
+// A group's tensors are updated together, one _foreach_ op per line above (a multi-tensor
+// kernel on a GPU; on the CPU the single-tensor kernels, so the same bits as a loop).
+//
 // Each tensor counts its own steps, so a group that is frozen for a while (new token rows
 // after the pivot) resumes its bias correction where it stopped, as torch's would; a tensor
 // without a gradient is skipped. A frozen group keeps its state.
@@ -85,6 +88,12 @@ class AdamW final : public Optimizer {
   void load_state_tensors(const std::map<std::string, at::Tensor>& tensors);
 
  private:
+  // One group's update of the tensors at flat indices `stepped` (the group's tensors start at
+  // flat index `first`).
+  void update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
+              int64_t training_step);
+  // The gradients of the unfrozen groups' tensors that have one, in group order.
+  std::vector<at::Tensor> present_grads() const;
   std::vector<AdamWGroup> groups_;
   std::vector<AdamWTensorState> state_;
   at::ScalarType state_dtype_;
