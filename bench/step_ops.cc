@@ -70,7 +70,6 @@
 #include "core/placement.h"
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
-#include "models/sdxl_base_configs.h"
 #include "sdxl/random_model.h"
 #include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
@@ -239,19 +238,9 @@ struct Options {
   std::set<std::string> cases;
 };
 
-// SDXL base 1.0, random weights: the real architecture (as bench/train_bench.cc builds it).
+// SDXL base 1.0, random weights: the real architecture.
 SdxlModel sdxl_base(const at::TensorOptions& unet_o, const at::TensorOptions& te_o) {
-  SdxlModel m;
-  m.path = "sdxl-base (random weights)";
-  m.unet_config = UNetConfig::from_json_text(kSdxlBaseUNetConfig, "SDXL base UNet config");
-  m.scheduler = NoiseScheduleConfig::from_json_text(kSdxlBaseSchedulerConfig, "SDXL base scheduler config");
-  m.unet = UNet(m.unet_config, unet_o);
-  ClipTextConfig c1;  // CLIP ViT-L/14
-  ClipTextConfig c2;  // OpenCLIP ViT-bigG/14
-  c2.hidden_size = 1280, c2.intermediate_size = 5120, c2.num_hidden_layers = 32, c2.num_attention_heads = 20;
-  c2.hidden_act = "gelu", c2.with_projection = true, c2.projection_dim = 1280;
-  m.te1 = ClipTextModel(c1, te_o);
-  m.te2 = ClipTextModel(c2, te_o);
+  SdxlModel m = bench::sdxl_base_shapes(unet_o, te_o);
   randomize_module(*m.unet, "unet", 0);
   randomize_module(*m.te1, "text_encoder", 0);
   randomize_module(*m.te2, "text_encoder_2", 0);

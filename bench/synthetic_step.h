@@ -1,6 +1,7 @@
-// The synthetic inputs of the training benches (bench/train_bench.cc, bench/step_ops.cc): one
-// batch on the device with one caption holding the two new tokens, and a trainer configuration
-// whose pivot falls after `steps` steps, so that a bench runs `steps` steps on each side of it.
+// The synthetic inputs of the training benches (bench/train_bench.cc, bench/step_ops.cc): SDXL
+// base's real architecture, one batch on the device with one caption holding the two new
+// tokens, and a trainer configuration whose pivot falls after `steps` steps, so that a bench
+// runs `steps` steps on each side of it.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -8,9 +9,28 @@
 #include <vector>
 
 #include "core/placement.h"
+#include "models/sdxl_base_configs.h"
+#include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
 
 namespace xltune::bench {
+
+// SDXL base 1.0's UNet and text encoders with their real shapes; the weights are left as the
+// modules' constructors make them (each bench fills them its own way).
+inline SdxlModel sdxl_base_shapes(const at::TensorOptions& unet_o, const at::TensorOptions& te_o) {
+  SdxlModel m;
+  m.path = "sdxl-base (random weights)";
+  m.unet_config = UNetConfig::from_json_text(kSdxlBaseUNetConfig, "SDXL base UNet config");
+  m.scheduler = NoiseScheduleConfig::from_json_text(kSdxlBaseSchedulerConfig, "SDXL base scheduler config");
+  m.unet = UNet(m.unet_config, unet_o);
+  ClipTextConfig c1;  // CLIP ViT-L/14
+  ClipTextConfig c2;  // OpenCLIP ViT-bigG/14
+  c2.hidden_size = 1280, c2.intermediate_size = 5120, c2.num_hidden_layers = 32, c2.num_attention_heads = 20;
+  c2.hidden_act = "gelu", c2.with_projection = true, c2.projection_dim = 1280;
+  m.te1 = ClipTextModel(c1, te_o);
+  m.te2 = ClipTextModel(c2, te_o);
+  return m;
+}
 
 inline StepBatch synthetic_batch(int64_t b, int64_t latent, const at::Device& device) {
   at::manual_seed(1);

@@ -47,7 +47,6 @@
 #ifdef XLTUNE_HAVE_NCCL
 #include "dist/nccl_communicator.h"
 #endif
-#include "models/sdxl_base_configs.h"
 #include "sdxl/sdxl_model.h"
 #include "train/trainer.h"
 #include "synthetic_step.h"
@@ -137,17 +136,7 @@ void fill_random(torch::nn::Module& m) {
 
 // SDXL base 1.0, random weights: the real shapes, for speed and memory only.
 SdxlModel sdxl_base(const at::TensorOptions& unet_o, const at::TensorOptions& te_o) {
-  SdxlModel m;
-  m.path = "sdxl-base (random weights)";
-  m.unet_config = UNetConfig::from_json_text(kSdxlBaseUNetConfig, "SDXL base UNet config");
-  m.scheduler = NoiseScheduleConfig::from_json_text(kSdxlBaseSchedulerConfig, "SDXL base scheduler config");
-  m.unet = UNet(m.unet_config, unet_o);
-  ClipTextConfig c1;  // CLIP ViT-L/14
-  ClipTextConfig c2;  // OpenCLIP ViT-bigG/14
-  c2.hidden_size = 1280, c2.intermediate_size = 5120, c2.num_hidden_layers = 32, c2.num_attention_heads = 20;
-  c2.hidden_act = "gelu", c2.with_projection = true, c2.projection_dim = 1280;
-  m.te1 = ClipTextModel(c1, te_o);
-  m.te2 = ClipTextModel(c2, te_o);
+  SdxlModel m = bench::sdxl_base_shapes(unet_o, te_o);
   fill_random(*m.unet);
   fill_random(*m.te1);
   fill_random(*m.te2);
