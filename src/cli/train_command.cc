@@ -81,6 +81,18 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
       .add("snr_gamma", &o.snr_gamma, "min-SNR loss weighting gamma (0: off; 5 is usual)")
       .add("noise_offset", &o.noise_offset, "offset noise strength (0: off)")
       .add("max_grad_norm", &o.max_grad_norm, "gradients are clipped to this global norm")
+      .add("gradient_accumulation_steps", &o.gradient_accumulation_steps,
+           "micro-batches of --train_batch_size per optimizer step: the global batch is ranks x batch x this; "
+           "only the last micro-batch communicates")
+      .add("grad_spike_factor", &o.grad_spike_factor,
+           "skip a step whose gradient norm exceeds this factor x the median of the last 100 accepted steps "
+           "(judged after 10 accepted; 0: off). A step with a non-finite loss or gradient on any rank is always "
+           "skipped, on every rank: weights, optimizer state and the learning-rate schedule stay as they were")
+      .add("max_skipped_steps", &o.max_skipped_steps,
+           "this many skipped steps in a row end the run with an error (the last checkpoint stays intact)")
+      .add("caption_dropout_rate", &o.caption_dropout_rate,
+           "share of samples trained on the empty prompt instead of their caption (0: none), drawn per sample "
+           "and step from the seed")
       .add("device", &o.device, "auto, cpu, cuda or cuda:N")
       .add_choice("optimizer_state_dtype", &o.optimizer_state_dtype, {{"fp32", at::kFloat}, {"bf16", at::kBFloat16}},
            "fp32 or bf16 (AdamW moments in bf16 with stochastic rounding: half the memory, for full "
@@ -141,6 +153,8 @@ void print_report(const TrainJobReport& r) {
   std::cout << r.seconds << " s (seed " << r.seed << ", final loss ";
   std::cout.precision(4);
   std::cout << r.final_loss << ")\n";
+  if (r.skipped_steps > 0)
+    std::cout << "  " << r.skipped_steps << " steps skipped (non-finite or spiking gradients; see metrics.jsonl)\n";
   std::cout << "  " << r.tar_path << ":";
   for (const auto& f : r.files) std::cout << " " << f;
   std::cout << "\n  also in " << r.output_dir << ": run_config.json, metrics.jsonl, loss.png, trainer_state.safetensors\n";

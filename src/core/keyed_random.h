@@ -32,6 +32,7 @@ enum class DrawKind : uint64_t {
   kRandomModel = 8,   // weights of `xltune init-model` (step: a hash of the tensor's name)
   kShardRounding = 9, // the same for ZeRO-1's shards (position: bucket << 20 | rank)
   kCaptionToken = 10, // a sampled caption token (step: its position; position: the image's key)
+  kCaptionDropout = 11,  // whether a sample trains on the empty prompt (--caption_dropout_rate)
 };
 
 uint64_t draw_key(uint64_t seed, uint64_t step, uint64_t position, DrawKind kind);

@@ -132,8 +132,9 @@ void BucketedReducer::before_backward() {
 
 void BucketedReducer::on_ready(size_t i) {
   if (buckets_.empty()) return;
-  if (observing_) observed_.push_back(i);
   got_grad_[i] = true;
+  if (!sync_) return;  // an earlier micro-batch: the gradient accumulated in its bucket, no more
+  if (observing_) observed_.push_back(i);
   Bucket& b = *buckets_[bucket_of_[i]];
   XLTUNE_CHECK(b.pending > 0, "reducer: a gradient arrived twice in one step (a tensor used twice in the graph?)");
   if (--b.pending == 0) b.ready = true;

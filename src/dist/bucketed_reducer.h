@@ -51,6 +51,7 @@ class BucketedReducer final : public GradientReducer {
 
   void prepare(const std::vector<at::Tensor>& trainable) override;
   void before_backward() override;
+  void set_gradient_sync(bool sync) override { sync_ = sync; }
   void finish() override;
 
   std::vector<int64_t> bucket_bytes() const;
@@ -77,6 +78,7 @@ class BucketedReducer final : public GradientReducer {
   size_t next_launch_ = 0;
   bool observing_ = false;
   bool rebuilt_ = false;
+  bool sync_ = true;  // false: backward only accumulates (set_gradient_sync)
   std::vector<size_t> observed_;
   std::vector<bool> got_grad_;  // this step, on this rank
   std::vector<BucketTiming> timings_;

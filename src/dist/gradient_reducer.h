@@ -33,6 +33,11 @@ class GradientReducer {
   // Before backward: where gradients will be accumulated (the bucketed reducer points every
   // .grad at its bucket). Gradients must be undefined (cleared) when it is called.
   virtual void before_backward() {}
+  // Gradient accumulation (Note [Gradient accumulation]): false makes the coming backward()
+  // only accumulate into the gradients, with no communication; true (the default) makes it the
+  // step's last, whose hooks reduce what every micro-batch accumulated. before_backward() comes
+  // once per step, before the first micro-batch; finish() once, after the last.
+  virtual void set_gradient_sync(bool sync) { (void)sync; }
   // After backward: each trainable tensor's .grad() holds the average over ranks, or is
   // undefined when the tensor got a gradient on no rank (Note [Tensors without a gradient]).
   virtual void finish() = 0;

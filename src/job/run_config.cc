@@ -21,7 +21,7 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
       {"lora_alpha", tc.lora_alpha},
       {"samples", run.samples},
       {"world_size", run.world},
-      {"global_batch_size", o.train_batch_size * run.world},
+      {"global_batch_size", o.samples_per_rank_step() * run.world},
       {"steps_per_epoch", run.steps_per_epoch},
       {"max_train_steps", run.total_steps},
       {"steps_from", from_steps ? "max_train_steps" : "num_train_epochs"},

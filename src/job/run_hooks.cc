@@ -31,6 +31,15 @@ ProcessRunHooks::ProcessRunHooks() {
   int r = -1;
   s = -1;
   if (std::sscanf(rank_fault_spec_.c_str(), "%d:%lld", &r, &s) == 2) rank_fault_.rank = r, rank_fault_.step = s;
+  // R:S or R:S:N.
+  r = -1, s = -1;
+  long long n = 1;
+  if (std::sscanf(env_or_empty("XLTUNE_FAULT_NAN_BATCH").c_str(), "%d:%lld:%lld", &r, &s, &n) >= 2)
+    nan_fault_.rank = r, nan_fault_.step = s, nan_steps_ = n;
+}
+
+bool ProcessRunHooks::poison_batch(int rank, int64_t step) {
+  return nan_fault_.step >= 0 && rank == nan_fault_.rank && step >= nan_fault_.step && step < nan_fault_.step + nan_steps_;
 }
 
 int ProcessRunHooks::stop_signal() { return received_stop_signal(); }

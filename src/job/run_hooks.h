@@ -12,6 +12,8 @@
 //                                         STEP's checkpoint, before the manifest
 //   XLTUNE_FAULT_RANK_STEP=R:S            rank R raises an error at step S (a failing rank takes
 //                                         the job down)
+//   XLTUNE_FAULT_NAN_BATCH=R:S[:N]        rank R's samples of steps S .. S+N-1 (N = 1 when absent)
+//                                         are NaN (Note [Skipped steps])
 //
 // A rank calls its hooks from its own thread only. Ranks that are threads of a test may hold
 // one fake each, as ranks that are processes hold one ProcessRunHooks each.
@@ -47,6 +49,12 @@ class RunHooks {
   // and the manifest: the moment a crash leaves a checkpoint without a manifest. Production may
   // not return (SIGKILL); a fake throws.
   virtual void inside_checkpoint(int64_t step) = 0;
+  // Whether this rank's samples of `step` are to be NaN: a bad batch on one rank, which every
+  // rank must skip together (Note [Skipped steps]).
+  virtual bool poison_batch(int rank, int64_t step) {
+    (void)rank, (void)step;
+    return false;
+  }
 };
 
 // Production's: signals as the command installed them, faults from the XLTUNE_FAULT_*
@@ -58,6 +66,7 @@ class ProcessRunHooks final : public RunHooks {
   void before_step(int rank, int64_t step) override;
   std::optional<int64_t> checkpoint_write_budget(int rank, int64_t step) override;
   void inside_checkpoint(int64_t step) override;
+  bool poison_batch(int rank, int64_t step) override;
 
  private:
   struct StepFault {
@@ -65,7 +74,8 @@ class ProcessRunHooks final : public RunHooks {
     int64_t bytes = 0;  // XLTUNE_FAULT_CHECKPOINT's BYTES
     int rank = -1;      // XLTUNE_FAULT_RANK_STEP's R
   };
-  StepFault write_fault_, kill_fault_, rank_fault_;
+  StepFault write_fault_, kill_fault_, rank_fault_, nan_fault_;
+  int64_t nan_steps_ = 1;  // XLTUNE_FAULT_NAN_BATCH's N
   std::string rank_fault_spec_;  // for the error, which tests/cli/mpi_train_test.sh reads
 };
 

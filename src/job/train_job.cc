@@ -49,6 +49,7 @@ TrainJobReport report_of(const TrainOptions& o, const ResumePlan& resume, int64_
   report.trainable_parameters = trainer.trainable_parameter_count();
   report.steps = end.last_step;
   report.final_loss = end.last_loss;
+  report.skipped_steps = trainer.bad_step_guard().skipped_total();
   // A resumed run that had no step left: rank 0's last logged loss.
   if (end.last_step == resume.step() && metrics != nullptr && !metrics->losses().empty())
     report.final_loss = metrics->losses().back();
@@ -92,13 +93,13 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
       tokenizers.first, tokenizers.second, device);
   // 6. The trainer, configured from the options; a resumed run must mean what its checkpoint does.
   DistributedSampler sampler(static_cast<uint64_t>(shards.size()), comm.size(), comm.rank(), resume.seed);
-  const int64_t steps_per_epoch = static_cast<int64_t>(sampler.steps_per_epoch(static_cast<size_t>(o.train_batch_size)));
+  const int64_t steps_per_epoch = static_cast<int64_t>(sampler.steps_per_epoch(static_cast<size_t>(o.samples_per_rank_step())));
   const int64_t total = resolve_total_steps(o, steps_per_epoch);
   const int64_t pivot = resume.resuming() ? resume.meaning().at("pivot_step").get<int64_t>() : total / 2;
   TrainerConfig tc = trainer_config_from(o, total, pivot, resume.seed, placement);
   const nlohmann::json meaning =
       run_meaning(tc, RunData{o.model, shards.resolution, o.prep.captions.token_string,
-                              o.train_batch_size * comm.size(), shards.id, shards.input_id});
+                              o.samples_per_rank_step() * comm.size(), shards.id, shards.input_id});
   std::vector<std::string> kept_metrics;
   if (resume.resuming()) check_resume_matches(resume, meaning, !o.shards.empty(), total);
   if (resume.resuming() && rank0) kept_metrics = clear_run_outputs(o.output_dir, resume.step());
@@ -118,7 +119,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
   if (!o.dump_steps.empty() && rank0 && !resume.resuming())
     write_initial_dump(o.dump_steps, weights_of(trainer, o, model, 0, total));
   // 8. The steps, from the checkpoint's when resuming.
-  const int64_t first_step = resume_training(resume, trainer, sampler, o.train_batch_size, total, rank0);
+  const int64_t first_step = resume_training(resume, trainer, sampler, o.samples_per_rank_step(), total, rank0);
   std::optional<MetricsLog> metrics;
   if (rank0) metrics.emplace(o.output_dir + "/metrics.jsonl", kept_metrics);
   CheckpointWriter checkpoints(o, comm, trainer, model, sampler, meaning, total, hooks);

@@ -41,6 +41,7 @@ struct TrainJobReport {
   int64_t trainable_parameters = 0;
   uint64_t seed = 0;
   double final_loss = 0;
+  int64_t skipped_steps = 0;  // over the whole run, resumes included (Note [Skipped steps])
   double seconds = 0;
   bool stopped = false;  // stopped by a stop signal after a checkpoint: exit kExitRequeue (75)
 };

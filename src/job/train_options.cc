@@ -1,5 +1,7 @@
 #include "job/train_options.h"
 
+#include <cmath>
+
 #include "core/check.h"
 #include <algorithm>
 
@@ -25,10 +27,10 @@ void validate_train_options(const TrainOptions& o) {
                o.max_train_steps.value_or(1));
   XLTUNE_CHECK(o.num_train_epochs.value_or(1) >= 1, "--num_train_epochs: expected a positive number of epochs, got ",
                o.num_train_epochs.value_or(1));
-  XLTUNE_CHECK(o.unet_learning_rate > 0, "--unet_learning_rate: expected a positive learning rate, got ",
+  XLTUNE_CHECK(o.unet_learning_rate > 0 && std::isfinite(o.unet_learning_rate), "--unet_learning_rate: expected a positive learning rate, got ",
                o.unet_learning_rate);
-  XLTUNE_CHECK(o.ti_lr > 0, "--ti_lr: expected a positive learning rate, got ", o.ti_lr);
-  XLTUNE_CHECK(o.lora_lr > 0, "--lora_lr: expected a positive learning rate, got ", o.lora_lr);
+  XLTUNE_CHECK(o.ti_lr > 0 && std::isfinite(o.ti_lr), "--ti_lr: expected a positive learning rate, got ", o.ti_lr);
+  XLTUNE_CHECK(o.lora_lr > 0 && std::isfinite(o.lora_lr), "--lora_lr: expected a positive learning rate, got ", o.lora_lr);
   XLTUNE_CHECK(o.lr_warmup_steps >= 0, "--lr_warmup_steps: expected 0 or more steps, got ", o.lr_warmup_steps);
   XLTUNE_CHECK(o.checkpointing_steps >= 1, "--checkpointing_steps: expected a positive number of steps, got ",
                o.checkpointing_steps, " (a number larger than --max_train_steps writes none)");
@@ -36,6 +38,13 @@ void validate_train_options(const TrainOptions& o) {
   XLTUNE_CHECK(!o.lora_alpha || *o.lora_alpha > 0, "--lora_alpha: expected a positive number, got ",
                o.lora_alpha.value_or(0));
   XLTUNE_CHECK(o.snr_gamma >= 0, "--snr_gamma: expected 0 (off) or a positive gamma such as 5, got ", o.snr_gamma);
+  XLTUNE_CHECK(o.gradient_accumulation_steps >= 1, "--gradient_accumulation_steps: expected a positive number, got ",
+               o.gradient_accumulation_steps);
+  XLTUNE_CHECK(o.grad_spike_factor == 0 || o.grad_spike_factor > 1, "--grad_spike_factor: expected 0 (off) or a ",
+               "factor above 1 such as 10, got ", o.grad_spike_factor);
+  XLTUNE_CHECK(o.max_skipped_steps >= 1, "--max_skipped_steps: expected a positive number, got ", o.max_skipped_steps);
+  XLTUNE_CHECK(o.caption_dropout_rate >= 0 && o.caption_dropout_rate <= 1,
+               "--caption_dropout_rate: expected a share between 0 and 1, got ", o.caption_dropout_rate);
   XLTUNE_CHECK(o.noise_offset >= 0, "--noise_offset: expected 0 (off) or a small positive number such as 0.05, got ",
                o.noise_offset);
   XLTUNE_CHECK(o.max_grad_norm > 0, "--max_grad_norm: expected a positive norm, got ", o.max_grad_norm);

@@ -53,6 +53,10 @@ struct TrainOptions {
   double snr_gamma = 0;
   double noise_offset = 0;
   double max_grad_norm = 1.0;
+  int64_t gradient_accumulation_steps = 1;  // micro-batches per step (Note [Gradient accumulation])
+  double grad_spike_factor = 0;             // Note [Skipped steps]; 0: off
+  int64_t max_skipped_steps = 20;           // skipped steps in a row that end the run
+  double caption_dropout_rate = 0;          // share of samples trained on the empty prompt
   std::string device = "auto";  // auto | cpu | cuda | cuda:N
   at::ScalarType optimizer_state_dtype = at::kFloat;  // fp32 or bf16 (AdamW moments)
   at::ScalarType save_dtype = at::kBFloat16;          // unet.safetensors of full fine-tuning
@@ -75,6 +79,9 @@ struct TrainOptions {
   // --resolution as given: the side preprocessing makes (prep.resolution when absent). With
   // --shards the shards' own, which a given --resolution must equal.
   std::optional<int> resolution;
+
+  // The samples a rank takes from the sampler per step: batch x micro-batches.
+  int64_t samples_per_rank_step() const { return train_batch_size * gradient_accumulation_steps; }
 };
 
 // The preprocessing the run does: prep with --resolution when given.

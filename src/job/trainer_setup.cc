@@ -32,6 +32,7 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
   tc.snr_gamma = o.snr_gamma;
   tc.noise_offset = o.noise_offset;
   tc.max_grad_norm = o.max_grad_norm;
+  tc.grad_spike_factor = o.grad_spike_factor;
   tc.gradient_checkpointing = o.gradient_checkpointing;
   tc.optimizer_state_dtype = o.optimizer_state_dtype;
   tc.autocast_bf16 = placement.autocast_bf16;

@@ -39,7 +39,7 @@ TrainingLoop::TrainingLoop(const TrainOptions& o, Communicator& comm, Trainer& t
 TrainingLoop::Agreed TrainingLoop::agree(const StepResult& r, const std::vector<uint64_t>& indices,
                                          const std::vector<int64_t>& positions) {
   const int world = comm_.size();
-  std::vector<double> shared(2 + static_cast<size_t>(o_.train_batch_size) * world, 0.0);
+  std::vector<double> shared(2 + static_cast<size_t>(o_.samples_per_rank_step()) * world, 0.0);
   shared[0] = r.loss;
   shared.back() = hooks_.stop_signal() != 0 ? 1.0 : 0.0;
   for (size_t j = 0; j < indices.size(); ++j) shared[1 + static_cast<size_t>(positions[j])] = indices[j] + 1.0;
@@ -59,6 +59,7 @@ void TrainingLoop::log_metrics(int64_t step, int64_t epoch, const StepResult& r,
   for (const auto& [name, value] : r.learning_rates) lr[name] = value;
   line["lr"] = lr;
   line["grad_norm"] = r.grad_norm;
+  if (!r.skipped.empty()) line["skipped"] = r.skipped;  // Note [Skipped steps]
   line["samples_per_s"] = seconds > 0 ? static_cast<double>(a.global_batch) / seconds : 0.0;
   line["peak_memory_bytes"] = peak_memory_bytes(device_);
   line["text_encoders_ran"] = r.text_encoders_ran;
@@ -75,18 +76,35 @@ TrainingLoopEnd TrainingLoop::run(int64_t first_step, int64_t total) {
   for (int64_t step = first_step; step <= total; ++step) {
     const auto step_start = Clock::now();
     const int64_t epoch = sampler_.position().epoch;
-    const std::vector<uint64_t> indices = sampler_.next_batch(static_cast<size_t>(o_.train_batch_size));
+    // The rank's samples of the step, as one batch of b x K (Note [Distributed sampler]), split
+    // into K micro-batches (Note [Gradient accumulation]).
+    const std::vector<uint64_t> indices = sampler_.next_batch(static_cast<size_t>(o_.samples_per_rank_step()));
     std::vector<int64_t> positions;
     for (size_t j = 0; j < indices.size(); ++j)
       positions.push_back(static_cast<int64_t>(j) * comm_.size() + comm_.rank());
-    StepBatch batch = set_.batch(indices, positions);
+    std::vector<StepBatch> micro;
+    const size_t b = static_cast<size_t>(o_.train_batch_size);
+    for (size_t first = 0; first < indices.size(); first += b) {
+      const size_t last = std::min(indices.size(), first + b);
+      micro.push_back(set_.batch({indices.begin() + first, indices.begin() + last},
+                                 {positions.begin() + first, positions.begin() + last}));
+      set_.drop_captions(micro.back(), trainer_.config().seed, step, o_.caption_dropout_rate);
+      if (hooks_.poison_batch(comm_.rank(), step)) micro.back().latent_mean.fill_(std::nan(""));
+    }
     hooks_.before_step(comm_.rank(), step);
-    StepResult r = trainer_.step(step, batch);
+    StepResult r = trainer_.step(step, micro);
     const Agreed a = agree(r, indices, positions);
-    XLTUNE_CHECK(std::isfinite(a.loss), "step ", step, ": the loss is ", a.loss,
-                 " (diverged: lower the learning rates, or check the model files)");
     end.last_step = step, end.last_loss = a.loss;
-    if (!o_.dump_steps.empty()) write_step_dump(o_.dump_steps, step, batch, r, comm_.size() > 1 ? comm_.rank() : -1);
+    if (!r.skipped.empty()) {
+      ++end.skipped_steps;
+      if (metrics_ != nullptr) log_warn("step ", step, " skipped: ", r.skipped, " (", r.skipped_in_a_row, " in a row)");
+      XLTUNE_CHECK(r.skipped_in_a_row < o_.max_skipped_steps, "step ", step, ": ", r.skipped_in_a_row,
+                   " steps in a row were skipped (", r.skipped, "; --max_skipped_steps ", o_.max_skipped_steps,
+                   "): training has diverged; lower the learning rates or check the model and images. ",
+                   "The last checkpoint is intact");
+    }
+    if (!o_.dump_steps.empty())
+      write_step_dump(o_.dump_steps, step, concatenated(micro), r, comm_.size() > 1 ? comm_.rank() : -1);
     if (o_.replica_check_steps > 0 && step % o_.replica_check_steps == 0) check_replicas(comm_, trainer_, step);
     if (metrics_ != nullptr) {
       log_metrics(step, epoch, r, a, std::chrono::duration<double>(Clock::now() - step_start).count());

@@ -26,6 +26,7 @@ struct TrainingLoopEnd {
   int64_t last_step = 0;     // the last step run (first - 1 when none ran)
   bool stopped = false;      // a stop signal (RunHooks::stop_signal) ended the run after a checkpoint
   double last_loss = 0;      // the global loss of the last step run
+  int64_t skipped_steps = 0; // steps run whose optimizer step was skipped (Note [Skipped steps])
 };
 
 class TrainingLoop {

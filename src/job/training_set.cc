@@ -7,6 +7,7 @@
 #include <map>
 
 #include "core/check.h"
+#include "core/keyed_random.h"
 #include "core/log.h"
 #include "job/tokenizers.h"
 #include "models/vae.h"
@@ -103,6 +104,13 @@ TrainingSet build_training_set(const ShardSet& shards, const LatentCache& latent
     set.sources.push_back(s.source);
   }
   const int64_t L = static_cast<int64_t>(ClipTokenizer::kContextLength);
+  {
+    std::vector<int64_t> a = tokenizer_1.encode(""), b = tokenizer_2.encode("");
+    set.empty_ids_1 = at::tensor(a, at::kLong).to(device);
+    set.empty_ids_2 = at::tensor(b, at::kLong).to(device);
+    auto it = keys.find(std::make_pair(a, b));
+    set.empty_caption_key = it != keys.end() ? it->second : n;  // keys are sample indices: n is free
+  }
   set.mask = at::stack(masks).to(device);
   set.input_ids_1 = at::tensor(ids_1, at::kLong).view({n, L}).to(device);
   set.input_ids_2 = at::tensor(ids_2, at::kLong).view({n, L}).to(device);
@@ -124,6 +132,43 @@ StepBatch TrainingSet::batch(const std::vector<uint64_t>& indices, const std::ve
   b.positions = positions;
   for (auto i : indices) b.caption_keys.push_back(caption_keys.at(i));
   return b;
+}
+
+StepBatch concatenated(const std::vector<StepBatch>& batches) {
+  if (batches.size() == 1) return batches.front();
+  StepBatch out;
+  const auto cat = [&](at::Tensor StepBatch::*field) {
+    std::vector<at::Tensor> parts;
+    for (const auto& b : batches) parts.push_back(b.*field);
+    return at::cat(parts);
+  };
+  out.latent_mean = cat(&StepBatch::latent_mean);
+  out.latent_logvar = cat(&StepBatch::latent_logvar);
+  out.input_ids_1 = cat(&StepBatch::input_ids_1);
+  out.input_ids_2 = cat(&StepBatch::input_ids_2);
+  out.add_time_ids = cat(&StepBatch::add_time_ids);
+  out.mask = cat(&StepBatch::mask);
+  for (const auto& b : batches) {
+    out.positions.insert(out.positions.end(), b.positions.begin(), b.positions.end());
+    out.caption_keys.insert(out.caption_keys.end(), b.caption_keys.begin(), b.caption_keys.end());
+  }
+  return out;
+}
+
+int64_t TrainingSet::drop_captions(StepBatch& batch, uint64_t seed, int64_t step, double rate) const {
+  if (rate <= 0) return 0;
+  int64_t dropped = 0;
+  for (size_t i = 0; i < batch.positions.size(); ++i) {
+    at::Generator g = keyed_generator(seed, static_cast<uint64_t>(step), static_cast<uint64_t>(batch.positions[i]),
+                                      DrawKind::kCaptionDropout);
+    if (at::rand({1}, g, at::TensorOptions().dtype(at::kDouble)).item<double>() >= rate) continue;
+    const int64_t row = static_cast<int64_t>(i);
+    batch.input_ids_1[row].copy_(empty_ids_1);
+    batch.input_ids_2[row].copy_(empty_ids_2);
+    batch.caption_keys[i] = empty_caption_key;
+    ++dropped;
+  }
+  return dropped;
 }
 
 }  // namespace xltune

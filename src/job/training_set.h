@@ -31,11 +31,23 @@ struct TrainingSet {
   at::Tensor add_time_ids;  // [N, 6] fp32
   std::vector<int64_t> caption_keys;   // equal for samples with equal captions
   std::vector<std::string> captions, sources;
+  // The empty prompt's token ids ([77] each) and its caption key (a caption's own when one is
+  // empty), for caption dropout.
+  at::Tensor empty_ids_1, empty_ids_2;
+  int64_t empty_caption_key = -1;
   int64_t size() const { return mean.defined() ? mean.size(0) : 0; }
 
   // The batch of samples `indices` (shard order) at global batch `positions`.
   StepBatch batch(const std::vector<uint64_t>& indices, const std::vector<int64_t>& positions) const;
+  // Caption dropout: each sample of `batch` trains on the empty prompt with probability `rate`,
+  // drawn from (seed, step, its global position) (DrawKind::kCaptionDropout), so that the choice
+  // does not depend on the world size. The text cache keeps working: the empty prompt has a key.
+  // Returns how many samples were dropped.
+  int64_t drop_captions(StepBatch& batch, uint64_t seed, int64_t step, double rate) const;
 };
+
+// The micro-batches of a step as one batch (for the step dump).
+StepBatch concatenated(const std::vector<StepBatch>& batches);
 
 // [orig_h, orig_w, crop_top, crop_left, res, res] (Note [Size conditioning]).
 std::vector<float> size_conditioning(const ShardSample& s, int resolution);

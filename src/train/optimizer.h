@@ -9,7 +9,8 @@
 //
 //   before_backward, after_backward   a sharded optimizer reduces its gradients itself while
 //                                     backward runs; the GradientReducer averages the rest
-//                                     (reduced_tensors)
+//                                     (reduced_tensors); once per step, around all micro-batches
+//   set_gradient_sync                 whether the coming backward is the step's last micro-batch
 //   add_grad_norms, scale_grads       clipping to one global norm over every optimizer's
 //                                     gradients; a sharded optimizer contributes the norm of all
 //                                     ranks' shards (a collective: every rank calls it)
@@ -60,6 +61,9 @@ class Optimizer {
 
   virtual void before_backward() {}
   virtual void after_backward() {}
+  // As GradientReducer::set_gradient_sync: false while gradient accumulation's earlier
+  // micro-batches run backward (no communication), true for the last.
+  virtual void set_gradient_sync(bool sync) { (void)sync; }
   // The trainable tensors whose gradients the GradientReducer averages over the ranks (those of
   // unfrozen groups; none for a sharded optimizer, which reduces its own).
   virtual std::vector<at::Tensor> reduced_tensors() const = 0;

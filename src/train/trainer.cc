@@ -58,6 +58,7 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
       scaling_factor_(latent_scaling_factor),
       reducer_(std::move(reducer)),
       schedule_(model.scheduler),
+      guard_(config.grad_spike_factor),
       device_(model.unet->conv_in->weight.device()) {
   XLTUNE_CHECK(config.max_train_steps >= 1, "trainer: max_train_steps must be at least 1");
   XLTUNE_CHECK(config.pivot_step >= 0 && config.pivot_step <= config.max_train_steps,
@@ -188,6 +189,7 @@ NamedTensors Trainer::checkpoint_tensors() const {
   NamedTensors out = named_trainable(/*copy=*/false);  // written at once, while training waits
   for (const auto& o : optimizers_)
     for (auto& item : o->state_tensors()) out.push_back(std::move(item));
+  for (auto& item : guard_.state_tensors()) out.push_back(std::move(item));
   return out;
 }
 
@@ -205,6 +207,7 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
     }
     o->load_state(tensors);
   }
+  guard_.load_state(tensors, completed_steps);
   if (completed_steps >= pivotal_->pivot_step()) freeze_token_rows();
   text_cache_ = TextConditioningCache();
 }
@@ -318,17 +321,15 @@ double Trainer::clip_gradients() {
 }
 
 StepResult Trainer::step(int64_t step, const StepBatch& batch) {
-  XLTUNE_CHECK(step >= 1 && step <= config_.max_train_steps, "trainer: step ", step, " outside 1 .. ",
-               config_.max_train_steps);
+  return this->step(step, std::vector<StepBatch>{batch});
+}
+
+at::Tensor Trainer::forward_backward(int64_t step, const StepBatch& batch, bool trains_rows, double weight,
+                                     StepResult& result) {
   const int64_t b = batch.latent_mean.size(0);
   XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
                " positions for a batch of ", b);
-  mark("begin");
-  const bool trains_rows = pivotal_->trains_rows(step);
-  if (!trains_rows) freeze_token_rows();
-
   // Draws (Note [Keyed draws]), on the CPU, then to the device.
-  StepResult result;
   const StepDraws d = draw(step, batch);
   at::Tensor noise = d.noise.to(device_), t = d.timesteps.to(device_);
   at::Tensor x0 =
@@ -347,27 +348,68 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
   }
   const at::Tensor loss = loss_of(pred, target, batch.mask, t);
   mark("forward");
+  if (weight == 1.0) {
+    loss.backward();
+  } else {
+    (loss * weight).backward();
+  }
+  const auto append = [](at::Tensor& all, const at::Tensor& part) { all = all.defined() ? at::cat({all, part}) : part; };
+  append(result.x0, x0.detach());  // on the device: read only by a step dump
+  append(result.noise, d.noise);
+  append(result.timesteps, d.timesteps);
+  return loss.detach();
+}
+
+StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batches) {
+  XLTUNE_CHECK(step >= 1 && step <= config_.max_train_steps, "trainer: step ", step, " outside 1 .. ",
+               config_.max_train_steps);
+  XLTUNE_CHECK(!micro_batches.empty(), "trainer: a step needs at least one micro-batch");
+  int64_t samples = 0;
+  for (const auto& m : micro_batches) samples += m.latent_mean.size(0);
+  mark("begin");
+  const bool trains_rows = pivotal_->trains_rows(step);
+  if (!trains_rows) freeze_token_rows();
+
+  StepResult result;
   reducer_->before_backward();
   for (auto& o : optimizers_) o->before_backward();
-  loss.backward();
+  at::Tensor loss_sum;
+  for (size_t k = 0; k < micro_batches.size(); ++k) {
+    const bool last = k + 1 == micro_batches.size();
+    reducer_->set_gradient_sync(last);
+    for (auto& o : optimizers_) o->set_gradient_sync(last);
+    // Each micro-batch's mean loss weighted by its share: the step's loss is the mean over the
+    // rank's samples, whatever their split (Note [Gradient accumulation]).
+    const double weight = micro_batches.size() == 1
+                              ? 1.0
+                              : static_cast<double>(micro_batches[k].latent_mean.size(0)) / static_cast<double>(samples);
+    at::Tensor loss = forward_backward(step, micro_batches[k], trains_rows, weight, result);
+    loss_sum = loss_sum.defined() ? loss_sum + loss * weight : (weight == 1.0 ? loss : loss * weight);
+  }
   reducer_->finish();
   for (auto& o : optimizers_) o->after_backward();
   mark("backward");
 
   result.grad_norm = clip_gradients();
   mark("clip");
-  const double factor = config_.schedule.factor_for_step(step);
-  for (auto& o : optimizers_) o->step(factor, step);
+  // Note [Skipped steps]: the norm is global, so every rank takes the same branch.
+  result.skipped = guard_.verdict(result.grad_norm);
+  if (result.skipped.empty()) {
+    const double factor = config_.schedule.factor_for_step(guard_.accepted_steps() + 1);
+    for (auto& o : optimizers_) o->step(factor, step);
+    if (trains_rows) pivotal_->after_optimizer_step();
+    guard_.accept(result.grad_norm);
+  } else {
+    guard_.skip();
+  }
   mark("optimizer");
-  if (trains_rows) pivotal_->after_optimizer_step();
+  const double factor = config_.schedule.factor_for_step(guard_.accepted_steps() + (result.skipped.empty() ? 0 : 1));
   for (auto& o : optimizers_) {
     o->zero_grad();
     o->add_learning_rates(factor, result.learning_rates);
   }
-  result.loss = loss.item<double>();
-  result.x0 = x0.detach().cpu();
-  result.noise = d.noise;
-  result.timesteps = d.timesteps;
+  result.skipped_in_a_row = guard_.skipped_in_a_row();
+  result.loss = loss_sum.item<double>();
   return result;
 }
 

@@ -10,9 +10,19 @@
 //   noising    x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps; target eps or v (prediction_type)
 //   loss       mean((unet(x_t, t, context, pooled, time_ids) - target)^2 * mask)  (min-SNR
 //              weighted per sample with --snr_gamma)
-//   update     backward; gradients averaged over ranks (GradientReducer); clipped to a global
-//              norm of max_grad_norm; AdamW at lr * schedule.factor(s - 1); token rows
-//              rescaled (Note [Pivotal tuning]); gradients cleared
+//   update     backward (per micro-batch, Note [Gradient accumulation]); gradients averaged over
+//              ranks (GradientReducer); clipped to a global norm of max_grad_norm; the step
+//              skipped on every rank when that norm is not finite or spikes (Note [Skipped
+//              steps]); else AdamW at lr * schedule.factor(accepted steps); token rows rescaled
+//              (Note [Pivotal tuning]); gradients cleared
+//
+// Note [Gradient accumulation]
+// With K micro-batches a step is still one optimizer step: the rank's samples of the step (as
+// the sampler hands out a batch of K b) are split into K micro-batches of b, each runs forward
+// and backward with its loss weighted by its share of the rank's samples, and the gradients
+// accumulate in place (the reducers' buckets); only the last backward communicates
+// (set_gradient_sync). The samples keep their positions in the global batch, so the keyed draws
+// make 1 rank x b x K, K ranks x b and 1 rank x K b the same step, up to summation order.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -27,6 +37,7 @@
 #include "models/lora.h"
 #include "sdxl/sdxl_model.h"
 #include "train/adamw.h"
+#include "train/bad_step_guard.h"
 #include "train/lr_schedule.h"
 #include "train/pivotal_tuning.h"
 
@@ -50,6 +61,7 @@ struct TrainerConfig {
   double snr_gamma = 0;     // 0: plain MSE
   double noise_offset = 0;  // 0: none
   double max_grad_norm = 1.0;
+  double grad_spike_factor = 0;  // Note [Skipped steps]; 0: only non-finite steps are skipped
   bool gradient_checkpointing = false;
   at::ScalarType optimizer_state_dtype = at::kFloat;
   // bf16 autocast for a fp32 UNet on CUDA (full fine-tuning): frozen weights are bf16 already.
@@ -70,9 +82,11 @@ struct StepBatch {
 struct StepResult {
   double loss = 0;       // this rank's loss (the global batch's when the world is one)
   double grad_norm = 0;  // global norm before clipping
+  std::string skipped;   // why the optimizer step was skipped (Note [Skipped steps]); empty: taken
+  int64_t skipped_in_a_row = 0;
   std::vector<std::pair<std::string, double>> learning_rates;  // per optimizer group, as used
   bool text_encoders_ran = false;
-  at::Tensor x0, noise, timesteps;  // CPU
+  at::Tensor x0, noise, timesteps;  // x0 on the training device (copied only by a dump), the draws on the CPU
 };
 
 // Where a step's phases end, for a per-phase breakdown (bench/train_bench): step() calls
@@ -96,6 +110,9 @@ class Trainer {
   ~Trainer();
 
   StepResult step(int64_t step, const StepBatch& batch);
+  // One optimizer step over micro-batches (Note [Gradient accumulation]); `x0`, `noise` and
+  // `timesteps` of the result are the micro-batches' concatenated.
+  StepResult step(int64_t step, const std::vector<StepBatch>& micro_batches);
   // Null (the default) for none; the listener must outlive the steps it hears.
   void set_phase_listener(StepPhaseListener* listener) { phases_ = listener; }
 
@@ -104,6 +121,7 @@ class Trainer {
   int64_t trainable_parameter_count() const;
   const UNetLora& lora() const { return lora_; }
   const PivotalTuning& pivotal() const { return *pivotal_; }
+  const BadStepGuard& bad_step_guard() const { return guard_; }
   // Whether the UNet's optimizer state is sharded over the ranks (ZeRO-1).
   bool optimizer_state_sharded() const { return sharded_; }
   // Optimizer state bytes held by this rank (replicated + its shard).
@@ -138,6 +156,10 @@ class Trainer {
     at::Tensor latent_sample, noise, timesteps;
   };
   StepDraws draw(int64_t step, const StepBatch& batch) const;
+  // One micro-batch's forward and backward, its loss weighted by `weight`; returns the loss
+  // (unweighted, detached) and fills the draws of `result`.
+  at::Tensor forward_backward(int64_t step, const StepBatch& batch, bool trains_rows, double weight,
+                              StepResult& result);
   // The masked MSE of the prediction, min-SNR weighted when snr_gamma > 0.
   at::Tensor loss_of(const at::Tensor& pred, const at::Tensor& target, const at::Tensor& mask,
                      const at::Tensor& t) const;
@@ -163,6 +185,7 @@ class Trainer {
   NamedTensors named_trainable(bool copy) const;
   TextConditioningCache text_cache_;
   bool rows_frozen_ = false;
+  BadStepGuard guard_;
   at::Device device_;
 };
 

@@ -120,8 +120,12 @@ void ZeroOptimizer::before_backward() {
 }
 
 void ZeroOptimizer::on_ready(size_t j) {
+  if (!sync_) {  // an earlier micro-batch (gradient accumulation): it accumulated in the bucket
+    got_grad_[j] = true;
+    return;
+  }
   Bucket& b = *buckets_[bucket_of_[j]];
-  XLTUNE_CHECK(!got_grad_[j] && b.pending > 0, "ZeRO: ", names_[j], "'s gradient arrived twice in one step");
+  XLTUNE_CHECK(b.pending > 0, "ZeRO: ", names_[j], "'s gradient arrived twice in one step");
   got_grad_[j] = true;
   if (--b.pending == 0) b.ready = true;
   launch_in_order();

@@ -57,6 +57,7 @@ class ZeroOptimizer final : public Optimizer {
   // Waits for the reduce-scatters; the chunks then hold the mean gradient.
   void finish();
   void after_backward() override { finish(); }
+  void set_gradient_sync(bool sync) override { sync_ = sync; }
   std::vector<at::Tensor> reduced_tensors() const override { return {}; }
   // One norm: of every rank's chunks together (the square sums all-reduced in fp64; a collective).
   void add_grad_norms(std::vector<at::Tensor>& norms) override;
@@ -106,6 +107,7 @@ class ZeroOptimizer final : public Optimizer {
   uint64_t seed_;
   std::vector<std::unique_ptr<Bucket>> buckets_;
   std::vector<bool> got_grad_;
+  bool sync_ = true;  // false: backward only accumulates into the buckets (set_gradient_sync)
   std::vector<size_t> bucket_of_;
   std::vector<int64_t> offset_of_;
   size_t next_launch_ = 0;

@@ -88,5 +88,60 @@ TEST(TrainingSet, ABatchHoldsTheRowsOfItsSamplesAtTheirPositions) {
   EXPECT_EQ(b.caption_keys, (std::vector<int64_t>{11, 10}));
 }
 
+TrainingSet five_captions() {
+  TrainingSet set;
+  set.mean = at::arange(5, at::kFloat).view({5, 1, 1, 1});
+  set.logvar = -set.mean;
+  set.mask = at::ones({5, 1, 1, 1});
+  set.input_ids_1 = at::arange(5, at::kLong).view({5, 1}).repeat({1, 77});
+  set.input_ids_2 = set.input_ids_1 + 100;
+  set.add_time_ids = at::zeros({5, 6});
+  set.caption_keys = {0, 1, 2, 3, 4};
+  set.empty_ids_1 = at::full({77}, 49407, at::kLong);
+  set.empty_ids_2 = at::full({77}, 7, at::kLong);
+  set.empty_caption_key = 5;
+  return set;
+}
+
+// Caption dropout draws per (seed, step, global position): a sample is dropped or not whatever
+// else is in its batch (so whatever the world size), the rate holds, and a dropped sample carries
+// the empty prompt's ids and key.
+TEST(TrainingSet, CaptionDropoutIsDrawnPerPositionAtTheGivenRate) {
+  const TrainingSet set = five_captions();
+  int64_t dropped = 0, seen = 0;
+  for (int64_t step = 1; step <= 200; ++step) {
+    StepBatch whole = set.batch({0, 1, 2, 3, 4}, {0, 1, 2, 3, 4});
+    dropped += set.drop_captions(whole, 7, step, 0.3);
+    seen += 5;
+    for (int64_t i = 0; i < 5; ++i) {
+      StepBatch alone = set.batch({static_cast<uint64_t>(i)}, {i});
+      set.drop_captions(alone, 7, step, 0.3);
+      ASSERT_EQ(alone.caption_keys[0], whole.caption_keys[i]) << "step " << step << " position " << i;
+      const bool was_dropped = whole.caption_keys[i] == 5;
+      EXPECT_EQ(whole.input_ids_1[i][0].item<int64_t>(), was_dropped ? 49407 : i);
+      EXPECT_EQ(whole.input_ids_2[i][76].item<int64_t>(), was_dropped ? 7 : 100 + i);
+    }
+  }
+  // 1000 draws at 0.3: the binomial's standard deviation is 14.5; the seed fixes the count.
+  EXPECT_NEAR(static_cast<double>(dropped) / seen, 0.3, 0.05) << dropped << " of " << seen;
+  StepBatch none = set.batch({0, 1}, {0, 1});
+  EXPECT_EQ(set.drop_captions(none, 7, 1, 0.0), 0);
+  EXPECT_EQ(none.caption_keys, (std::vector<int64_t>{0, 1}));
+  StepBatch all = set.batch({0, 1}, {0, 1});
+  EXPECT_EQ(set.drop_captions(all, 7, 1, 1.0), 2);
+  EXPECT_EQ(all.caption_keys, (std::vector<int64_t>{5, 5}));
+  // The training set's own rows are untouched.
+  EXPECT_EQ(set.input_ids_1[0][0].item<int64_t>(), 0);
+}
+
+TEST(TrainingSet, MicroBatchesConcatenateInOrder) {
+  const TrainingSet set = five_captions();
+  const StepBatch joined = concatenated({set.batch({3}, {0}), set.batch({1, 4}, {2, 4})});
+  EXPECT_TRUE(at::equal(joined.latent_mean.flatten(), at::tensor({3.0f, 1.0f, 4.0f})));
+  EXPECT_EQ(joined.positions, (std::vector<int64_t>{0, 2, 4}));
+  EXPECT_EQ(joined.caption_keys, (std::vector<int64_t>{3, 1, 4}));
+  EXPECT_EQ(joined.input_ids_2.size(0), 3);
+}
+
 }  // namespace
 }  // namespace xltune

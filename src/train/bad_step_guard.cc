@@ -1,0 +1,88 @@
+#include "train/bad_step_guard.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <vector>
+
+#include "core/check.h"
+
+namespace xltune {
+
+BadStepGuard::BadStepGuard(double spike_factor) : spike_factor_(spike_factor) {
+  XLTUNE_CHECK(std::isfinite(spike_factor) && (spike_factor == 0 || spike_factor > 1), "--grad_spike_factor must be 0 ",
+               "(off) or above 1, got ", spike_factor);
+}
+
+double BadStepGuard::median_norm() const {
+  if (recent_.empty()) return 0;
+  std::vector<double> v(recent_.begin(), recent_.end());
+  const size_t mid = v.size() / 2;
+  std::nth_element(v.begin(), v.begin() + mid, v.end());
+  if (v.size() % 2 == 1) return v[mid];
+  const double upper = v[mid];
+  return (*std::max_element(v.begin(), v.begin() + mid) + upper) / 2;
+}
+
+std::string BadStepGuard::verdict(double grad_norm) const {
+  if (!std::isfinite(grad_norm)) return "non-finite gradient";
+  if (spike_factor_ > 0 && static_cast<int64_t>(recent_.size()) >= kMinHistory) {
+    const double median = median_norm();
+    if (grad_norm > spike_factor_ * median) {
+      std::ostringstream why;
+      why << "gradient spike (norm " << grad_norm << " > " << spike_factor_ << " x median " << median << ")";
+      return why.str();
+    }
+  }
+  return "";
+}
+
+void BadStepGuard::accept(double grad_norm) {
+  ++accepted_;
+  skipped_in_a_row_ = 0;
+  recent_.push_back(grad_norm);
+  if (static_cast<int64_t>(recent_.size()) > kHistory) recent_.pop_front();
+}
+
+void BadStepGuard::skip() {
+  ++skipped_in_a_row_;
+  ++skipped_total_;
+}
+
+NamedTensors BadStepGuard::state_tensors() const {
+  const auto i64 = at::TensorOptions().dtype(at::kLong);
+  std::vector<double> norms(recent_.begin(), recent_.end());
+  return {{"bad_step_guard.accepted", at::full({}, accepted_, i64)},
+          {"bad_step_guard.skipped_in_a_row", at::full({}, skipped_in_a_row_, i64)},
+          {"bad_step_guard.skipped_total", at::full({}, skipped_total_, i64)},
+          {"bad_step_guard.recent_grad_norms",
+           at::tensor(norms, at::TensorOptions().dtype(at::kDouble)).reshape({static_cast<int64_t>(norms.size())})}};
+}
+
+void BadStepGuard::load_state(const std::map<std::string, at::Tensor>& tensors, int64_t completed_steps) {
+  recent_.clear();
+  auto it = tensors.find("bad_step_guard.accepted");
+  if (it == tensors.end()) {  // a checkpoint from before skipping existed: every step was taken
+    accepted_ = completed_steps;
+    skipped_in_a_row_ = skipped_total_ = 0;
+    return;
+  }
+  const auto scalar = [&](const char* name) {
+    auto found = tensors.find(name);
+    XLTUNE_CHECK(found != tensors.end(), "checkpoint: no tensor '", name, "'");
+    return found->second.item<int64_t>();
+  };
+  accepted_ = scalar("bad_step_guard.accepted");
+  skipped_in_a_row_ = scalar("bad_step_guard.skipped_in_a_row");
+  skipped_total_ = scalar("bad_step_guard.skipped_total");
+  XLTUNE_CHECK(accepted_ >= 0 && accepted_ + skipped_total_ == completed_steps, "checkpoint: ", accepted_,
+               " accepted and ", skipped_total_, " skipped steps do not add up to step ", completed_steps);
+  auto norms = tensors.find("bad_step_guard.recent_grad_norms");
+  XLTUNE_CHECK(norms != tensors.end(), "checkpoint: no tensor 'bad_step_guard.recent_grad_norms'");
+  at::Tensor n = norms->second.to(at::kDouble).contiguous();
+  for (int64_t i = 0; i < n.numel(); ++i) recent_.push_back(n.data_ptr<double>()[i]);
+}
+
+}  // namespace xltune

@@ -1,0 +1,70 @@
+#include "train/bad_step_guard.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+
+namespace xltune {
+namespace {
+
+TEST(BadStepGuard, SkipsNonFiniteNormsAlways) {
+  BadStepGuard guard;  // spikes off
+  EXPECT_EQ(guard.verdict(std::nan("")), "non-finite gradient");
+  EXPECT_EQ(guard.verdict(std::numeric_limits<double>::infinity()), "non-finite gradient");
+  EXPECT_EQ(guard.verdict(1e30), "");
+}
+
+// The median of the last 100 accepted norms, judged once 10 were accepted.
+TEST(BadStepGuard, SkipsASpikeAboveTheFactorTimesTheRecentMedian) {
+  BadStepGuard guard(5.0);
+  for (int i = 0; i < 9; ++i) guard.accept(1.0 + i);  // 1 .. 9
+  EXPECT_EQ(guard.verdict(1000), "") << "fewer than 10 accepted steps: no judgement yet";
+  guard.accept(10);  // 1 .. 10: median 5.5
+  EXPECT_DOUBLE_EQ(guard.median_norm(), 5.5);
+  EXPECT_EQ(guard.verdict(27.5), "");
+  EXPECT_NE(guard.verdict(27.6).find("gradient spike (norm 27.6 > 5 x median 5.5)"), std::string::npos)
+      << guard.verdict(27.6);
+  // Only the last 100 count: 100 norms of 2 push the early ones out.
+  for (int i = 0; i < 100; ++i) guard.accept(2.0);
+  EXPECT_DOUBLE_EQ(guard.median_norm(), 2.0);
+  EXPECT_NE(guard.verdict(10.5), "");
+}
+
+TEST(BadStepGuard, CountsSkipsInARowAndResumesExactly) {
+  BadStepGuard guard(3.0);
+  for (int i = 0; i < 12; ++i) guard.accept(0.5 + 0.1 * i);
+  guard.skip();
+  guard.skip();
+  EXPECT_EQ(guard.skipped_in_a_row(), 2);
+  EXPECT_EQ(guard.skipped_total(), 2);
+  std::map<std::string, at::Tensor> saved;
+  for (auto& [name, t] : guard.state_tensors()) saved[name] = t;
+  BadStepGuard resumed(3.0);
+  resumed.load_state(saved, 14);
+  EXPECT_EQ(resumed.accepted_steps(), 12);
+  EXPECT_EQ(resumed.skipped_in_a_row(), 2);
+  EXPECT_DOUBLE_EQ(resumed.median_norm(), guard.median_norm());
+  EXPECT_EQ(resumed.verdict(4.0), guard.verdict(4.0));
+  resumed.accept(1.0);
+  EXPECT_EQ(resumed.skipped_in_a_row(), 0);
+  EXPECT_EQ(resumed.skipped_total(), 2);
+  // A checkpoint of another step does not add up.
+  BadStepGuard wrong;
+  EXPECT_THROW(wrong.load_state(saved, 20), std::exception);
+  // One from before the guard: every completed step was accepted.
+  BadStepGuard old;
+  old.load_state({}, 7);
+  EXPECT_EQ(old.accepted_steps(), 7);
+}
+
+TEST(BadStepGuard, RefusesAFactorThatWouldSkipOrdinarySteps) {
+  EXPECT_THROW(BadStepGuard(0.5), std::exception);
+  EXPECT_THROW(BadStepGuard(std::nan("")), std::exception);
+  EXPECT_NO_THROW(BadStepGuard(0));
+}
+
+}  // namespace
+}  // namespace xltune
