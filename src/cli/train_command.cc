@@ -107,6 +107,13 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
       .add_choice("zero", &o.zero, {{"auto", ZeroMode::kAuto}, {"on", ZeroMode::kOn}, {"off", ZeroMode::kOff}}, "ZeRO-1: shard the UNet's AdamW state over the ranks, 1/N of it on each of N ranks. "
                             "auto: for full fine-tuning on 2+ ranks; on: the same, and an error with LoRA; off: "
                             "every rank holds all of it")
+      .add("use_ema", &o.use_ema,
+           "keep an exponential moving average of the UNet's trained tensors (LoRA A and B, or the whole "
+           "UNet; not the token embeddings), as diffusers' EMAModel, and export and validate it instead of "
+           "the last weights; replicated on every rank: full fine-tuning holds one more fp32 UNet")
+      .add("ema_decay", &o.ema_decay,
+           "with --use_ema: the cap of the average's decay, which after step t + 1 is min(ema_decay, "
+           "(1 + t) / (10 + t)) (0 after step 1), as diffusers' EMAModel")
       .add_list("validation_prompt", &o.validation_prompts,
                 "render this prompt while training (may be given several times; TOK becomes the trained tokens) "
                 "into OUTPUT_DIR/samples/step-N.png: prompts x --num_validation_images, the same seeds every time")

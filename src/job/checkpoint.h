@@ -3,12 +3,14 @@
 // Note [Checkpoints]
 // OUTPUT_DIR/checkpoints/step-NNNNNNNN/ holds
 //   trainer.safetensors      rank 0: every trainable tensor and the optimizer state
-//                            (Trainer::checkpoint_tensors), with __metadata__["xltune_checkpoint"]
+//                            (Trainer::checkpoint_tensors; with --use_ema the average too,
+//                            "ema.<name>", Note [EMA of the trained weights]), with
+//                            __metadata__["xltune_checkpoint"]
 //   optimizer-rNNNNN.safetensors   with sharded optimizer state (ZeRO-1): each rank's shard
 //                            (Note [Sharded optimizer state]); any number of them resumes on
 //                            any number of ranks
 //   lora.safetensors, embeddings.pti, ... / unet.safetensors   the tar's files at this step, so
-//                            any step's weights can be taken; LoRA checkpoints also hold
+//                            any step's weights can be taken (the EMA's with --use_ema); LoRA checkpoints also hold
 //                            trainer_state.safetensors (Note [Trainer state file]), full
 //                            fine-tuning ones not (it would repeat trainer.safetensors' weights)
 //   manifest.json            written LAST by rank 0: format, step, world size, the meaning of

@@ -52,7 +52,10 @@ void CheckpointWriter::write_files(const std::string& dir, int64_t step) {
   const nlohmann::json about = {{"step", step}, {"max_train_steps", total_}, {"kind", o_.is_lora ? "lora" : "full"}};
   save_safetensors(dir + "/trainer.safetensors", trainer_.checkpoint_tensors(), {{"xltune_checkpoint", about.dump()}});
   // The tar's files, so that any step's weights can be taken; a full fine-tuning checkpoint
-  // leaves out trainer_state.safetensors (its fp32 weights are trainer.safetensors' too).
+  // leaves out trainer_state.safetensors (its fp32 weights are trainer.safetensors' too). With
+  // --use_ema they are the EMA's, as the tar would be (trainer.safetensors, written above, holds
+  // both): swapped in on this rank only, and back before the next step.
+  const ParameterEma::Swap ema = trainer_.ema_weights_in();
   const TrainedWeights w = weights_of(trainer_, o_, model_, step, total_);
   if (o_.is_lora) write_run_files(trainer_, w, dir, o_.save_dtype);
   else write_export_files(w, dir, o_.save_dtype);

@@ -45,6 +45,13 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
   }
   rc["optimizer"] = {{"name", "AdamW"}, {"state_dtype", o.optimizer_state_dtype == at::kBFloat16 ? "bf16" : "fp32"}, {"max_grad_norm", o.max_grad_norm},
                      {"zero_1", trainer.optimizer_state_sharded()}, {"groups", groups}};
+  // Note [EMA of the trained weights]: what the outputs and the validation images are made from.
+  if (const ParameterEma* ema = trainer.ema()) {
+    rc["ema"] = {{"decay", ema->max_decay()}, {"tensors", ema->names().size()}, {"state_bytes", ema->state_bytes()},
+                 {"replicated", true}, {"exported", true}};
+  } else {
+    rc["ema"] = nullptr;
+  }
   return rc.dump(2) + "\n";
 }
 

@@ -19,6 +19,7 @@ std::string option_of(const std::string& field) {
   if (field == "shards") return "--input_images/--shards (the preprocessed images)";
   if (field == "global_batch") return "--train_batch_size (x ranks: the global batch)";
   if (field == "pivot_step") return "--max_train_steps (the pivot)";
+  if (field == "ema") return "--use_ema/--ema_decay (false, or the EMA's decay)";
   return "--" + field;
 }
 
@@ -75,6 +76,8 @@ nlohmann::json run_meaning(const TrainerConfig& tc, const RunData& data) {
           {"noise_offset", tc.noise_offset},
           {"max_grad_norm", tc.max_grad_norm},
           {"optimizer_state_dtype", tc.optimizer_state_dtype == at::kBFloat16 ? "bf16" : "fp32"},
+          // One field: the decay means something only with the EMA on.
+          {"ema", tc.use_ema ? nlohmann::json(tc.ema_decay) : nlohmann::json(false)},
           {"pivot_step", tc.pivot_step}};
 }
 

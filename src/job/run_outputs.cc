@@ -14,6 +14,8 @@ namespace xltune {
 
 std::vector<std::string> write_final_outputs(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model,
                                              const std::vector<double>& losses, int64_t samples, int64_t total_steps) {
+  // The EMA's weights are the run's output when it keeps one (Note [EMA of the trained weights]).
+  const ParameterEma::Swap ema = trainer.ema_weights_in();
   const TrainedWeights w = weights_of(trainer, o, model, total_steps, total_steps);
   std::vector<std::string> files = write_run_files(trainer, w, o.output_dir, o.save_dtype);
   write_loss_plot(o.output_dir + "/loss.png", losses,
@@ -86,6 +88,7 @@ TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const S
                          {"ss_lr_warmup_steps", std::to_string(o.lr_warmup_steps)},
                          {"ss_batch_size_per_device", std::to_string(o.train_batch_size)},
                          {"ss_sd_model_name", fs::path(o.model).filename().string()}};
+  if (c.use_ema) w.training_metadata["xltune_ema_decay"] = str(c.ema_decay);  // the UNet's tensors are the EMA's
   return w;
 }
 

@@ -47,6 +47,8 @@ void validate_train_options(const TrainOptions& o) {
                "--caption_dropout_rate: expected a share between 0 and 1, got ", o.caption_dropout_rate);
   XLTUNE_CHECK(o.noise_offset >= 0, "--noise_offset: expected 0 (off) or a small positive number such as 0.05, got ",
                o.noise_offset);
+  XLTUNE_CHECK(o.ema_decay >= 0 && o.ema_decay < 1, "--ema_decay: expected a value in [0, 1) such as 0.9999 ",
+               "(diffusers' default), got ", o.ema_decay);
   XLTUNE_CHECK(o.max_grad_norm > 0, "--max_grad_norm: expected a positive norm, got ", o.max_grad_norm);
   XLTUNE_CHECK(o.variant.empty() || o.variant == "fp16", "--variant '", o.variant, "': expected fp16 or nothing");
   XLTUNE_CHECK(o.log_every >= 1, "--log_every: expected a positive number of steps, got ", o.log_every);

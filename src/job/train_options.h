@@ -67,6 +67,10 @@ struct TrainOptions {
   std::string resume = "auto";      // auto (OUTPUT_DIR/checkpoints/latest when there), none, or a checkpoint
   int checkpoints_total_limit = 2;  // complete checkpoints kept (0: all)
   ZeroMode zero = ZeroMode::kAuto;  // auto: on for full fine-tuning on many ranks
+  // An EMA of the UNet's trained tensors, exported and validated instead of them (Note [EMA of
+  // the trained weights], train/ema.h); the decay's cap, diffusers' default.
+  bool use_ema = false;
+  double ema_decay = 0.9999;
   // Validation images (job/validation.h): prompts (TOK becomes the trained tokens), every N steps
   // and at the end (0: at the end only), images per prompt, and how they are made.
   std::vector<std::string> validation_prompts;

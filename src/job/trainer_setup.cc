@@ -36,6 +36,8 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
   tc.gradient_checkpointing = o.gradient_checkpointing;
   tc.optimizer_state_dtype = o.optimizer_state_dtype;
   tc.autocast_bf16 = placement.autocast_bf16;
+  tc.use_ema = o.use_ema;
+  tc.ema_decay = o.ema_decay;
   return tc;
 }
 

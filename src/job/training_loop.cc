@@ -112,6 +112,7 @@ TrainingLoopEnd TrainingLoop::run(int64_t first_step, int64_t total) {
     }
     if (validation_.due(step, total)) {
       progress.finish();
+      const ParameterEma::Swap ema = trainer_.ema_weights_in();  // every rank renders with the EMA's weights
       validation_.render(step, comm_);
     }
     if (step % o_.checkpointing_steps == 0 || step == total || a.stopping) {

@@ -19,6 +19,8 @@
 // trainer_state.safetensors holds the trainable tensors under their state names (see
 // Trainer::trainable_state) and, in __metadata__["xltune_state"], a JSON object: kind ("lora"
 // or "full"), lora_rank, lora_alpha, token_string, special_tokens, step, max_train_steps, model.
+// With --use_ema its UNet tensors are the EMA's (the run's output, Note [EMA of the trained
+// weights]) and training_metadata holds "xltune_ema_decay".
 // `xltune export` rebuilds every file above from it (with --model for full fine-tuning, whose
 // untrained tensors come from the base model).
 #pragma once

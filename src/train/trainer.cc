@@ -118,6 +118,7 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
   optimizers_.push_back(std::make_unique<AdamW>(std::move(groups), config.optimizer_state_dtype, config.seed));
   if (config.pivot_step == 0) freeze_token_rows();
   reducer_->prepare(reduced_tensors());
+  if (config.use_ema) ema_ = std::make_unique<ParameterEma>(unet_trained(), config.ema_decay);
 }
 
 Trainer::~Trainer() {
@@ -190,6 +191,16 @@ NamedTensors Trainer::checkpoint_tensors() const {
   for (const auto& o : optimizers_)
     for (auto& item : o->state_tensors()) out.push_back(std::move(item));
   for (auto& item : guard_.state_tensors()) out.push_back(std::move(item));
+  if (ema_)
+    for (auto& item : ema_->state_tensors()) out.push_back(std::move(item));
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Trainer::unet_trained() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& o : optimizers_)
+    for (auto& [name, p] : o->named_parameters())
+      if (name.compare(0, 5, "unet.") == 0) out.emplace_back(name, p);
   return out;
 }
 
@@ -208,6 +219,7 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
     o->load_state(tensors);
   }
   guard_.load_state(tensors, completed_steps);
+  if (ema_) ema_->load_state(tensors);
   if (completed_steps >= pivotal_->pivot_step()) freeze_token_rows();
   text_cache_ = TextConditioningCache();
 }
@@ -399,6 +411,7 @@ StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batch
     for (auto& o : optimizers_) o->step(factor, step);
     if (trains_rows) pivotal_->after_optimizer_step();
     guard_.accept(result.grad_norm);
+    if (ema_) ema_->update(guard_.accepted_steps());  // a skipped step does not move the EMA either
   } else {
     guard_.skip();
   }

@@ -14,7 +14,8 @@
 //              ranks (GradientReducer); clipped to a global norm of max_grad_norm; the step
 //              skipped on every rank when that norm is not finite or spikes (Note [Skipped
 //              steps]); else AdamW at lr * schedule.factor(accepted steps); token rows rescaled
-//              (Note [Pivotal tuning]); gradients cleared
+//              (Note [Pivotal tuning]); the EMA of the UNet's trained
+//              tensors updated (--use_ema, Note [EMA of the trained weights]); gradients cleared
 //
 // Note [Gradient accumulation]
 // With K micro-batches a step is still one optimizer step: the rank's samples of the step (as
@@ -38,6 +39,7 @@
 #include "sdxl/sdxl_model.h"
 #include "train/adamw.h"
 #include "train/bad_step_guard.h"
+#include "train/ema.h"
 #include "train/lr_schedule.h"
 #include "train/pivotal_tuning.h"
 
@@ -66,6 +68,10 @@ struct TrainerConfig {
   at::ScalarType optimizer_state_dtype = at::kFloat;
   // bf16 autocast for a fp32 UNet on CUDA (full fine-tuning): frozen weights are bf16 already.
   bool autocast_bf16 = false;
+  // An EMA of the UNet's trained tensors, exported and validated instead of them (Note [EMA of
+  // the trained weights]); ema_decay is diffusers' EMAModel decay (its cap).
+  bool use_ema = false;
+  double ema_decay = 0.9999;
 };
 
 // This rank's samples of one step (all on the training device).
@@ -139,7 +145,15 @@ class Trainer {
   // follows from the step (Note [Keyed draws]).
   NamedTensors checkpoint_tensors() const;
   // The state after `completed_steps` steps, from checkpoint_tensors() of the same setup.
+  // checkpoint_tensors() holds the EMA's shadows too ("ema.<name>", ParameterEma), when on.
   void restore(const std::map<std::string, at::Tensor>& tensors, int64_t completed_steps);
+
+  // The EMA of the UNet's trained tensors, or null without --use_ema.
+  const ParameterEma* ema() const { return ema_.get(); }
+  // With --use_ema, the EMA's values in the live UNet tensors until the returned scope ends, then
+  // the trained ones back, bit for bit (for validation images and the exported files); without
+  // it, nothing. Const because what it changes it restores; no step may run inside it.
+  ParameterEma::Swap ema_weights_in() const { return ParameterEma::Swap(ema_.get()); }
 
   // The names the full fine-tuning selection trains (the reference's rule: every UNet
   // parameter but *.norm*.weight and *time*).
@@ -181,8 +195,11 @@ class Trainer {
   // the replicated groups (LoRA or the UNet, and the token rows).
   std::vector<std::unique_ptr<Optimizer>> optimizers_;
   bool sharded_ = false;
+  std::unique_ptr<ParameterEma> ema_;  // --use_ema
   StepPhaseListener* phases_ = nullptr;
   NamedTensors named_trainable(bool copy) const;
+  // The optimizers' live UNet tensors (LoRA A and B, or the trained UNet parameters): the EMA's.
+  std::vector<std::pair<std::string, at::Tensor>> unet_trained() const;
   TextConditioningCache text_cache_;
   bool rows_frozen_ = false;
   BadStepGuard guard_;

@@ -9,7 +9,8 @@
 #     a checkpoint keeps the previous one and ends the run with a clear message;
 #   - a resume whose options change the run's meaning is refused, naming the option;
 #   - a run checkpointed on 2 ranks resumes on 1, and on 1 resumes on 2, for LoRA and for full
-#     fine-tuning with its optimizer state sharded over the ranks (ZeRO-1).
+#     fine-tuning with its optimizer state sharded over the ranks (ZeRO-1);
+#   - with --use_ema (full fine-tuning, ZeRO-1): exact on 2 ranks, the same training on 1.
 #   checkpoint_test.sh XLTUNE PYTHON WORKDIR MODEL
 set -u
 xltune=$1 py=$2 dir=$3 model=$4
@@ -219,4 +220,32 @@ expect 1 "full FT, 1 rank, stopped at step 7" env XLTUNE_FAULT_RANK_STEP=0:7 run
 expect 0 "a 1-rank checkpoint resumed on 2 ranks (ZeRO-1)" run2 "${full[@]}" --train_batch_size 2 --output_dir "$dir/fz12"
 has "$dir/err" "resumed from $dir/fz12/checkpoints/step-00000006"
 close "full FT, 1 rank -> 2 ranks (sharded) = uninterrupted" "$dir/f1" "$dir/fz12"
+
+# --use_ema (Note [EMA of the trained weights]) with full fine-tuning sharded over 2 ranks: the
+# average is in trainer.safetensors beside the weights (the UNet's tensors live in ZeRO-1's
+# buckets), so a resume on 2 ranks is bit-identical and one on 1 rank the same training; a resume
+# that turns the EMA off is refused, naming the options.
+expect 0 "full FT + EMA, 2 ranks (ZeRO-1), 20 steps straight" run2 "${full[@]}" --use_ema true --train_batch_size 2 \
+  --output_dir "$dir/fe2"
+"$py" - "$dir/fe2/checkpoints/step-00000020/trainer.safetensors" <<'PY' || fail=1
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    keys = set(json.loads(f.read(n))) - {"__metadata__"}
+unet = {k for k in keys if k.startswith("unet.") and "." + k.rsplit(".", 1)[-1] not in (".exp_avg", ".exp_avg_sq", ".adamw_step")}
+assert unet and all("ema." + k in keys for k in unet), "a trained UNet tensor without its average"
+assert not [k for k in keys if k.startswith("ema.text_encoders")], "the token rows have no average"
+print(f"ok   full FT + EMA checkpoint: the average of all {len(unet)} trained UNet tensors, not of the rows")
+PY
+expect 1 "full FT + EMA, 2 ranks, stopped at step 11" env XLTUNE_FAULT_RANK_STEP=1:11 run2 "${full[@]}" --use_ema true \
+  --train_batch_size 2 --output_dir "$dir/fe22"
+cp -r "$dir/fe22" "$dir/fe21"
+expect 0 "full FT + EMA, resumed on 2 ranks" run2 "${full[@]}" --use_ema true --train_batch_size 2 --output_dir "$dir/fe22"
+has "$dir/err" "resumed from $dir/fe22/checkpoints/step-00000010"
+same "full FT + EMA, 2 ranks, resumed at 10" "$dir/fe2" "$dir/fe22"
+expect 0 "full FT + EMA, the 2-rank checkpoint resumed on 1" run1 "${full[@]}" --use_ema true --train_batch_size 4 \
+  --output_dir "$dir/fe21"
+close "full FT + EMA, 2 ranks (sharded) -> 1 rank = uninterrupted" "$dir/fe2" "$dir/fe21"
+expect 1 "resume without --use_ema" run1 "${full[@]}" --train_batch_size 4 --output_dir "$dir/fe2"
+has "$dir/err" "--use_ema/--ema_decay (false, or the EMA's decay) false: the checkpoint in $dir/fe2/checkpoints/step-00000020 was made with 0.9999"
 exit $fail

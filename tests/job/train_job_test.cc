@@ -28,6 +28,7 @@
 #include "sdxl/random_model.h"
 #include "test_util.h"
 #include "text/clip_tokenizer.h"
+#include "train/export.h"
 
 namespace xltune {
 namespace {
@@ -246,6 +247,135 @@ TEST(TrainJob, StopSignalCheckpointsTheStepAndTheResumeIsExact) {
     ASSERT_TRUE(b.count(name)) << name;
     EXPECT_TRUE(at::equal(t, b.at(name))) << name << ": stopped and resumed differs from the run never stopped";
   }
+}
+
+TrainOptions with_ema(TrainOptions o) {
+  o.use_ema = true;  // the default decay: over 4 steps diffusers' warmup (1 + t) / (10 + t) decides
+  return o;
+}
+
+// The largest difference between two runs' tensors of the same names, each of its largest value.
+double worst_relative(const std::map<std::string, at::Tensor>& a, const std::map<std::string, at::Tensor>& b,
+                      const std::string& prefix = "") {
+  double worst = 0;
+  for (const auto& [name, t] : a) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    EXPECT_TRUE(b.count(name)) << name;
+    if (!b.count(name)) continue;
+    const double largest = std::max(t.abs().max().item<double>(), 1e-30);
+    worst = std::max(worst, (t.to(at::kDouble) - b.at(name).to(at::kDouble)).abs().max().item<double>() / largest);
+  }
+  return worst;
+}
+
+// "unet.<module>.<projection>.lora_A.weight" (or lora_B) -> its name in lora_kohya.safetensors.
+std::string kohya_name(const std::string& state_name) {
+  const bool down = state_name.find(".lora_A.weight") != std::string::npos;
+  const std::string base = state_name.substr(5, state_name.size() - 5 - std::string(".lora_A.weight").size());
+  const bool to_out = base.size() > 9 && base.compare(base.size() - 9, 9, ".to_out.0") == 0;
+  const size_t cut = to_out ? base.size() - 9 : base.rfind('.');
+  return kohya_lora_prefix(base.substr(0, cut), base.substr(cut + 1)) + (down ? ".lora_down.weight" : ".lora_up.weight");
+}
+
+// Note [EMA of the trained weights]: with --use_ema, two ranks with half the batch keep the EMA one
+// rank keeps; the run exports the EMA (trainer_state.safetensors, lora_kohya.safetensors) and not the
+// last weights; and training itself is the run's without EMA, bit for bit, though each checkpoint
+// swapped the EMA in for its tar files and out again.
+TEST(TrainJob, EmaOnTwoRanksIsOneRanksAndIsWhatTheRunExports) {
+  ScopedTempDir dir;
+  make_tiny_model(dir / "model");
+  make_photos(dir / "photos");
+  SingleProcessCommunicator single;
+  ASSERT_EQ(run_train_job(with_ema(tiny_run(dir, 4, "one")), nlohmann::ordered_json::object(), single).steps, 4);
+  ASSERT_EQ(run_train_job(tiny_run(dir, 4, "plain"), nlohmann::ordered_json::object(), single).steps, 4);
+  const RankResults two = run_on_thread_ranks(with_ema(tiny_run(dir, 2, "two")), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(two.errors, kNoErrors);
+
+  const std::map<std::string, at::Tensor> ckpt = tensors_of(dir / "one/checkpoints/step-00000004/trainer.safetensors");
+  const std::map<std::string, at::Tensor> state = tensors_of(dir / "one/trainer_state.safetensors");
+  const std::map<std::string, at::Tensor> kohya = tensors_of(dir / "one/lora_kohya.safetensors");
+  int unet = 0, moved = 0;
+  for (const auto& [name, t] : state) {
+    if (name.rfind("unet.", 0) != 0) {
+      EXPECT_TRUE(at::equal(t, ckpt.at(name))) << name << ": the token rows are exported as trained (no EMA)";
+      continue;
+    }
+    ++unet;
+    ASSERT_TRUE(ckpt.count("ema." + name)) << name;
+    EXPECT_TRUE(at::equal(t, ckpt.at("ema." + name))) << name << ": trainer_state holds the EMA";
+    EXPECT_TRUE(at::equal(kohya.at(kohya_name(name)), ckpt.at("ema." + name))) << name << ": the export holds the EMA";
+    moved += at::equal(t, ckpt.at(name)) ? 0 : 1;
+  }
+  EXPECT_GT(unet, 0);
+  EXPECT_GT(moved, 0) << "the exported LoRA is the EMA, not the last weights";
+
+  // The live weights in the checkpoint: the run without EMA's, bit for bit.
+  for (const auto& [name, t] : tensors_of(dir / "plain/trainer_state.safetensors"))
+    EXPECT_TRUE(at::equal(t, ckpt.at(name))) << name << ": the EMA changed the training";
+
+  // 2 ranks x 2 = 1 rank x 4, up to the order of the gradient sums (the same bound as without EMA).
+  EXPECT_MEASURED_BELOW("EMA, one rank against two thread ranks: trainer state (of each tensor's largest)",
+                        worst_relative(state, tensors_of(dir / "two/trainer_state.safetensors")), 5e-4);
+  EXPECT_MEASURED_BELOW("EMA, one rank against two thread ranks: checkpoint's EMA (of each tensor's largest)",
+                        worst_relative(ckpt, tensors_of(dir / "two/checkpoints/step-00000004/trainer.safetensors"),
+                                       "ema."),
+                        5e-4);
+  const nlohmann::json config = nlohmann::json::parse(read_file(dir / "one/run_config.json"));
+  EXPECT_EQ(config["ema"]["decay"].get<double>(), 0.9999);
+  EXPECT_TRUE(nlohmann::json::parse(read_file(dir / "plain/run_config.json"))["ema"].is_null());
+}
+
+// With --use_ema, a run stopped on two ranks resumes exactly on two (the EMA in the checkpoint, its
+// decay from the step), and on one rank with the same global batch as the same training up to the
+// order of the sums; a resume that turns the EMA off is refused, naming the options.
+TEST(TrainJob, EmaResumesExactlyOnAsManyRanksAndOnOne) {
+  ScopedTempDir dir;
+  make_tiny_model(dir / "model");
+  make_photos(dir / "photos");
+  const RankResults whole = run_on_thread_ranks(with_ema(tiny_run(dir, 2, "whole")), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(whole.errors, kNoErrors);
+  FakeHooks signalled;
+  signalled.stop_from = 3;
+  const RankResults stopped = run_on_thread_ranks(with_ema(tiny_run(dir, 2, "stopped")), {FakeHooks{}, signalled});
+  ASSERT_EQ(stopped.errors, kNoErrors);
+  ASSERT_TRUE(stopped.reports[0].stopped);
+  fs::copy(dir / "stopped", dir / "on_one", fs::copy_options::recursive);
+  fs::copy(dir / "stopped", dir / "no_ema", fs::copy_options::recursive);
+
+  const RankResults resumed = run_on_thread_ranks(with_ema(tiny_run(dir, 2, "stopped")), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(resumed.errors, kNoErrors);
+  EXPECT_EQ(resumed.reports[0].steps, 4);
+  for (const char* file : {"trainer_state.safetensors", "checkpoints/step-00000004/trainer.safetensors"}) {
+    const std::map<std::string, at::Tensor> a = tensors_of(dir / (std::string("whole/") + file));
+    const std::map<std::string, at::Tensor> b = tensors_of(dir / (std::string("stopped/") + file));
+    ASSERT_EQ(a.size(), b.size()) << file;
+    for (const auto& [name, t] : a) {
+      ASSERT_TRUE(b.count(name)) << file << ": " << name;
+      EXPECT_TRUE(at::equal(t, b.at(name))) << file << ": " << name << " differs from the run never stopped";
+    }
+  }
+
+  SingleProcessCommunicator single;
+  ASSERT_EQ(run_train_job(with_ema(tiny_run(dir, 4, "on_one")), nlohmann::ordered_json::object(), single).steps, 4);
+  const std::map<std::string, at::Tensor> ckpt_whole =
+      tensors_of(dir / "whole/checkpoints/step-00000004/trainer.safetensors");
+  EXPECT_MEASURED_BELOW("EMA, stopped on two ranks and resumed on one: trainer state (of each tensor's largest)",
+                        worst_relative(tensors_of(dir / "whole/trainer_state.safetensors"),
+                                       tensors_of(dir / "on_one/trainer_state.safetensors")),
+                        5e-4);
+  EXPECT_MEASURED_BELOW("EMA, stopped on two ranks and resumed on one: checkpoint's EMA (of each tensor's largest)",
+                        worst_relative(ckpt_whole, tensors_of(dir / "on_one/checkpoints/step-00000004/trainer.safetensors"),
+                                       "ema."),
+                        5e-4);
+
+  std::string message;
+  try {
+    run_train_job(tiny_run(dir, 4, "no_ema"), nlohmann::ordered_json::object(), single);
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("--use_ema/--ema_decay"), std::string::npos) << message;
+  EXPECT_NE(message.find("was made with 0.9999"), std::string::npos) << message;
 }
 
 // A full disk while writing the checkpoint of step 4 (the last): the run fails saying which

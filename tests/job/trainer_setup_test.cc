@@ -22,6 +22,8 @@ TEST(TrainerSetup, EveryTrainingOptionReachesTheTrainerConfig) {
   o.max_grad_norm = 0.5;
   o.gradient_checkpointing = true;
   o.optimizer_state_dtype = at::kBFloat16;
+  o.use_ema = true;
+  o.ema_decay = 0.995;
   const TrainerConfig tc = trainer_config_from(o, 120, 60, 99, Placement{});
   EXPECT_TRUE(tc.is_lora);
   EXPECT_EQ(tc.lora_rank, 8);
@@ -41,6 +43,8 @@ TEST(TrainerSetup, EveryTrainingOptionReachesTheTrainerConfig) {
   EXPECT_TRUE(tc.gradient_checkpointing);
   EXPECT_EQ(tc.optimizer_state_dtype, at::kBFloat16);
   EXPECT_FALSE(tc.autocast_bf16);  // LoRA; and never on the CPU
+  EXPECT_TRUE(tc.use_ema);
+  EXPECT_EQ(tc.ema_decay, 0.995);
   o.lora_alpha = 4;
   EXPECT_EQ(trainer_config_from(o, 120, 60, 99, Placement{}).lora_alpha, 4.0);
 }
@@ -60,6 +64,10 @@ TEST(TrainerSetup, TheRunMeaningIsTheTrainerConfigs) {
   EXPECT_EQ(m.at("seed"), 7u);
   EXPECT_EQ(m.at("global_batch"), 8);
   EXPECT_EQ(m.at("input_images"), "content:1");
+  EXPECT_EQ(m.at("ema"), false) << "no EMA: its decay means nothing and is left out";
+  o.use_ema = true;
+  o.ema_decay = 0.995;
+  EXPECT_EQ(run_meaning(trainer_config_from(o, 100, 50, 7, Placement{}), RunData{}).at("ema"), 0.995);
 }
 
 TEST(TrainerSetup, StepsComeFromMaxTrainStepsUnlessOnlyEpochsAreGiven) {

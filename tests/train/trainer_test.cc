@@ -7,6 +7,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
+
 #include "core/error.h"
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
@@ -119,6 +122,85 @@ TEST(Trainer, FullFineTuningTrainsTheReferenceSelection) {
   bool any_unet = false;
   for (const auto& [name, t] : state) any_unet |= name.rfind("unet.", 0) == 0;
   EXPECT_TRUE(any_unet);
+}
+
+std::map<std::string, at::Tensor> cloned(const NamedTensors& tensors) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, t] : tensors) out[name] = t.clone();
+  return out;
+}
+
+// Note [EMA of the trained weights]: the trainer updates the average once per step, after the
+// optimizer, with diffusers' decay at that step; over the UNet's trained tensors only; in the
+// checkpoint, so that a restored trainer continues bit for bit; and swapped in for the outputs.
+TEST(Trainer, EmaFollowsTheTrainedUNetTensorsAndResumesExactly) {
+  TinyModel tiny;
+  TrainerConfig c = tiny_config();
+  c.use_ema = true;
+  c.ema_decay = 0.9;
+  SdxlModel m = tiny.load();
+  Trainer t(m, c, 0.13025, reducer());
+  ASSERT_NE(t.ema(), nullptr);
+  std::map<std::string, at::Tensor> expected;  // float64, from the trainable state after each step
+  for (const auto& [name, v] : t.trainable_state())
+    if (name.rfind("unet.", 0) == 0) expected[name] = v.to(at::kDouble);
+  ASSERT_EQ(t.ema()->names().size(), expected.size()) << "LoRA A and B of every site, not the token rows";
+  for (const auto& name : t.ema()->names()) EXPECT_TRUE(expected.count(name)) << name;
+  std::map<std::string, at::Tensor> at_step_2;
+  for (int s = 1; s <= 4; ++s) {
+    t.step(s, tiny_batch(2, 0, 100 + s));
+    const double d = s == 1 ? 0.0 : std::min(0.9, s / (9.0 + s));  // (1 + t) / (10 + t), t = s - 1
+    for (const auto& [name, v] : t.trainable_state())
+      if (expected.count(name)) expected[name] = d * expected[name] + (1 - d) * v.to(at::kDouble);
+    if (s == 2) at_step_2 = cloned(t.checkpoint_tensors());
+  }
+  double worst = 0;
+  for (const auto& [name, e] : cloned(t.ema()->state_tensors())) {
+    const at::Tensor& want = expected.at(name.substr(4));
+    worst = std::max(worst, (e.to(at::kDouble) - want).abs().max().item<double>() /
+                                std::max(want.abs().max().item<double>(), 1e-12));
+  }
+  EXPECT_LT(worst, 1e-5) << "the EMA of the weights after each step (of each tensor's largest value)";
+  for (const auto& name : t.ema()->names()) EXPECT_TRUE(at_step_2.count("ema." + name)) << name;
+
+  // Restored at step 2, two more steps: the same bits as the run never stopped.
+  SdxlModel m2 = tiny.load();
+  Trainer t2(m2, c, 0.13025, reducer());
+  t2.restore(at_step_2, 2);
+  for (int s = 3; s <= 4; ++s) t2.step(s, tiny_batch(2, 0, 100 + s));
+  const std::map<std::string, at::Tensor> a = cloned(t.checkpoint_tensors()), b = cloned(t2.checkpoint_tensors());
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, v] : a) EXPECT_TRUE(at::equal(v, b.at(name))) << name;
+
+  // The swap for validation and export: the UNet's tensors are the average, the rows the live ones.
+  const std::map<std::string, at::Tensor> live = cloned(t.trainable_state());
+  const std::map<std::string, at::Tensor> shadows = cloned(t.ema()->state_tensors());
+  {
+    const ParameterEma::Swap swap = t.ema_weights_in();
+    for (const auto& [name, v] : t.trainable_state()) {
+      if (name.rfind("unet.", 0) == 0) EXPECT_TRUE(at::equal(v, shadows.at("ema." + name))) << name;
+      else EXPECT_TRUE(at::equal(v, live.at(name))) << name;
+    }
+  }
+  for (const auto& [name, v] : t.trainable_state()) EXPECT_TRUE(at::equal(v, live.at(name))) << name << " restored";
+  EXPECT_TRUE(at::equal(cloned(t.ema()->state_tensors()).begin()->second, shadows.begin()->second));
+}
+
+TEST(Trainer, EmaCoversFullFineTuningAndIsAbsentWhenOff) {
+  TinyModel tiny;
+  TrainerConfig c = tiny_config(false);
+  c.use_ema = true;
+  SdxlModel m = tiny.load();
+  Trainer t(m, c, 0.13025, reducer());
+  t.step(1, tiny_batch(2));
+  size_t unet = 0;
+  for (const auto& [name, v] : t.trainable_state()) unet += name.rfind("unet.", 0) == 0 ? 1 : 0;
+  ASSERT_NE(t.ema(), nullptr);
+  EXPECT_EQ(t.ema()->names().size(), unet);
+  SdxlModel m2 = tiny.load();
+  Trainer off(m2, tiny_config(), 0.13025, reducer());
+  EXPECT_EQ(off.ema(), nullptr);
+  for (const auto& [name, v] : off.checkpoint_tensors()) EXPECT_NE(name.rfind("ema.", 0), 0u) << name;
 }
 
 TEST(Trainer, StepsOutsideTheRunAreRefused) {
