@@ -63,6 +63,9 @@ struct TrainOptions {
   std::string resume = "auto";      // auto (OUTPUT_DIR/checkpoints/latest when there), none, or a checkpoint
   int checkpoints_total_limit = 2;  // complete checkpoints kept (0: all)
   ZeroMode zero = ZeroMode::kAuto;  // auto: on for full fine-tuning on many ranks
+  // Seconds a collective may wait for the other ranks before the job ends, naming the rank and the
+  // step (Note [No hang], dist/collective_watchdog.h); PyTorch's default; 0: no limit.
+  double collective_timeout = 600;
   // Validation images (job/validation.h): prompts (TOK becomes the trained tokens), every N steps
   // and at the end (0: at the end only), images per prompt, and how they are made.
   std::vector<std::string> validation_prompts;
