@@ -31,7 +31,10 @@ void CollectiveWatchdog::stop() {
     stop_ = true;
   }
   stopping_.notify_all();
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  if (!thread_.joinable()) return;
+  // Its own thread cannot join itself (the last handle released there): it ends on its own.
+  if (thread_.get_id() == std::this_thread::get_id()) thread_.detach();
+  else thread_.join();
 }
 
 CollectiveWatchdog::Watch& CollectiveWatchdog::Watch::operator=(Watch&& other) noexcept {
