@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
+#include "dist/collective_watchdog.h"
 #include "dist/mpi_communicator.h"
 #include "dist/world.h"
 
@@ -36,8 +37,10 @@ void abort_job(Communicator& comm, const char* command, const std::exception& e)
   std::string what = e.what();
   if (auto* c10 = dynamic_cast<const c10::Error*>(&e)) what = c10->what_without_backtrace();
   const auto nl = what.find('\n');
+  // The step too (Note [No hang]): "... error: <why> (at step 7)".
+  const int64_t step = current_step();
   std::cerr << "xltune " << command << ": rank " << comm.rank() << " of " << comm.size() << ": error: "
-            << what.substr(0, nl) << std::endl;
+            << what.substr(0, nl) << (step > 0 ? " (" + describe_step(step) + ")" : std::string()) << std::endl;
   comm.abort(1);
   std::abort();  // abort() is [[noreturn]], but an override need not say so: never return from here
 }

@@ -11,8 +11,8 @@ namespace xltune::cli {
 
 std::unique_ptr<Communicator> launcher_communicator();
 
-// A failing rank takes the whole job down now, naming itself ("xltune COMMAND: rank R of W:
-// error: ..."), instead of leaving the others waiting in a collective.
+// A failing rank takes the whole job down now, naming itself and the step ("xltune COMMAND: rank R
+// of W: error: ... (at step S)"), instead of leaving the others waiting in a collective.
 [[noreturn]] void abort_job(Communicator& comm, const char* command, const std::exception& e);
 
 }  // namespace xltune::cli

@@ -123,7 +123,10 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
       .add("validation_guidance_scale", &o.validation_guidance_scale, "guidance scale of the validation images")
       .add("validation_scheduler", &o.validation_scheduler, "sampler of the validation images (xltune generate's names)")
       .add("replica_check_steps", &o.replica_check_steps,
-           "many ranks: every N steps check that all ranks hold identical weights (0: never)");
+           "many ranks: every N steps check that all ranks hold identical weights (0: never)")
+      .add("collective_timeout", &o.collective_timeout,
+           "many ranks: seconds a collective may wait for the others before the job ends, naming the rank and "
+           "the step (a rank died or hangs; 0: no limit)");
 }
 
 // The command line, then --config FILE for what it leaves out; nullopt: --help was printed.
@@ -170,6 +173,12 @@ void print_report(const TrainJobReport& r) {
 }  // namespace
 
 int train_command(const std::vector<std::string>& args) {
+  // The process's signals, so the command's to take: SIGTERM/SIGUSR1 then stop the run through
+  // process_run_hooks() (job/run_hooks.h), at a phase boundary before the first step or at a step
+  // boundary after it, with exit 75 either way. First of all, so that no stop is fatal: the program
+  // installs them even before its libraries initialise (cli/main.cc); again here for a caller
+  // that enters without main.
+  install_stop_handlers();
   TrainOptions o;
   std::string config_file;
   OptionTable inputs("Training inputs (the seed trainer's names and defaults)");
@@ -202,9 +211,8 @@ int train_command(const std::vector<std::string>& args) {
   values["config"] = config_file.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(config_file);
 
   std::unique_ptr<Communicator> comm = launcher_communicator();
-  // The process's signals, so the command's to take: SIGTERM/SIGUSR1 then stop the run at a step
-  // boundary through process_run_hooks() (job/run_hooks.h). After the launcher's set-up, as when
-  // the job installed them, so that MPI's initialisation cannot replace them.
+  // Again after MPI's initialisation, which cannot then have replaced them (a stop that came
+  // before is kept: the flag is the process's).
   install_stop_handlers();
   TrainJobReport r;
   try {

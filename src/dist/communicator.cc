@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "core/check.h"
+#include "core/log.h"
 
 namespace xltune {
 
@@ -17,6 +18,30 @@ class DoneWork final : public CommWork {
 }  // namespace
 
 void Communicator::abort(int code) { std::_Exit(code); }
+
+void Communicator::set_collective_timeout(double seconds) {
+  XLTUNE_CHECK(seconds >= 0, "--collective_timeout ", seconds, ": expected seconds, or 0 for none");
+  stop_watchdog();
+  watchdog_.reset();
+  if (seconds == 0 || size() == 1) return;
+  watchdog_ = std::make_shared<CollectiveWatchdog>(
+      rank(), seconds, [this](const std::string& message) { collective_timed_out(message); },
+      [this] { poll_collectives(); });
+}
+
+CollectiveWatchdog::Watch Communicator::watch_collective(std::string what) {
+  if (watchdog_ == nullptr) return {};
+  return watchdog_->watch(std::move(what));
+}
+
+void Communicator::collective_timed_out(const std::string& message) {
+  log_error(message);
+  abort(1);
+}
+
+void Communicator::stop_watchdog() {
+  if (watchdog_ != nullptr) watchdog_->stop();
+}
 
 std::unique_ptr<CommWork> SingleProcessCommunicator::start_all_reduce_sum(const at::Tensor&) {
   return std::make_unique<DoneWork>();

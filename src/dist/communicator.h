@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "dist/collective_watchdog.h"
+
 namespace xltune {
 
 // A collective in flight. The tensor it works on stays alive until it is done.
@@ -57,6 +59,29 @@ class Communicator {
   virtual void barrier() = 0;
   // Ends every rank of the job at once with `code` (MPI_Abort); a world of one just exits.
   [[noreturn]] virtual void abort(int code);
+
+  // Note [No hang] (dist/collective_watchdog.h): from now on a collective of this rank that is
+  // outstanding for longer than `seconds` ends the job, naming the rank and the step; 0: never.
+  // A world of one waits for no one and keeps no watchdog.
+  void set_collective_timeout(double seconds);
+  // The collectives this rank starts while the scope lives wait without the timeout: for the
+  // wait whose length is another rank's unbounded work (rank 0's preprocessing).
+  CollectiveWatchdog::UntimedScope untimed_collectives() { return CollectiveWatchdog::UntimedScope(watchdog_); }
+
+ protected:
+  // The collective `what` starts now and is watched until the handle goes (an empty handle
+  // without a timeout). Communicators call it for every collective they start.
+  CollectiveWatchdog::Watch watch_collective(std::string what);
+  // The watchdog's thread, when a collective ran out of time: logs `message` and abort(1).
+  virtual void collective_timed_out(const std::string& message);
+  // The watchdog's thread, at every poll (NCCL checks its events and its asynchronous error).
+  virtual void poll_collectives() {}
+  // Ends the watchdog's thread. Every communicator that has one calls it first in its destructor,
+  // so that the thread never calls into a half-destroyed communicator.
+  void stop_watchdog();
+
+ private:
+  std::shared_ptr<CollectiveWatchdog> watchdog_;
 };
 
 class SingleProcessCommunicator final : public Communicator {

@@ -20,11 +20,14 @@ std::string mpi_error_text(int code) {
   return std::string(text, static_cast<size_t>(length));
 }
 
+// MPI_ERRORS_RETURN: a failed call (a peer gone, under an MPI that reports it) becomes an Error
+// naming the call and the step; the command names the rank and aborts the job (cli/launch_world.h).
 #define XLTUNE_MPI_CHECK(call, ...)                                                              \
   do {                                                                                           \
     int xltune_mpi_rc_ = (call);                                                                 \
     if (xltune_mpi_rc_ != MPI_SUCCESS)                                                           \
-      XLTUNE_FAIL(__VA_ARGS__, " (", #call, ": ", mpi_error_text(xltune_mpi_rc_), ")");          \
+      XLTUNE_FAIL(__VA_ARGS__, " (", describe_step(current_step()), "; ", #call, ": ",         \
+                  mpi_error_text(xltune_mpi_rc_), ")");                                          \
   } while (0)
 
 MPI_Datatype mpi_type(const at::Tensor& t) {
@@ -49,10 +52,12 @@ bool is_rank_slice(const at::Tensor& part, const at::Tensor& whole, int rank) {
   return part.data_ptr() == static_cast<char*>(whole.data_ptr()) + rank * part.numel() * part.element_size();
 }
 
+// A collective in flight, watched (Note [No hang]) until it completes.
 class MpiWork final : public CommWork {
  public:
-  MpiWork(MPI_Request r, at::Tensor t, at::Tensor t2 = at::Tensor(), std::function<void()> then = nullptr)
-      : request_(r), tensor_(std::move(t)), other_(std::move(t2)), then_(std::move(then)) {}
+  MpiWork(MPI_Request r, CollectiveWatchdog::Watch watch, at::Tensor t, at::Tensor t2 = at::Tensor(),
+          std::function<void()> then = nullptr)
+      : request_(r), watch_(std::move(watch)), tensor_(std::move(t)), other_(std::move(t2)), then_(std::move(then)) {}
   ~MpiWork() override {
     if (!done_) MPI_Wait(&request_, MPI_STATUS_IGNORE);
   }
@@ -72,9 +77,11 @@ class MpiWork final : public CommWork {
  private:
   void finished() {
     done_ = true;
+    watch_.reset();
     if (then_) then_();
   }
   MPI_Request request_;
+  CollectiveWatchdog::Watch watch_;
   at::Tensor tensor_, other_;  // kept alive while MPI reads and writes them
   std::function<void()> then_;
   bool done_ = false;
@@ -104,6 +111,7 @@ MpiCommunicator::MpiCommunicator() {
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  stop_watchdog();
   if (local_comm_ != nullptr) {
     auto* local = static_cast<MPI_Comm*>(local_comm_);
     MPI_Comm_free(local);
@@ -124,10 +132,11 @@ std::unique_ptr<CommWork> MpiCommunicator::start_all_reduce_sum(const at::Tensor
     return std::make_unique<Done>();
   }
   MPI_Request request;
+  CollectiveWatchdog::Watch watch = watch_collective(str("all-reduce of ", t.numel(), " values"));
   XLTUNE_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t), MPI_SUM,
                                   MPI_COMM_WORLD, &request),
                    "MPI all-reduce of ", t.numel(), " values");
-  return std::make_unique<MpiWork>(request, t);
+  return std::make_unique<MpiWork>(request, std::move(watch), t);
 }
 
 std::unique_ptr<CommWork> MpiCommunicator::start_reduce_scatter_sum(const at::Tensor& in, const at::Tensor& out) {
@@ -136,6 +145,7 @@ std::unique_ptr<CommWork> MpiCommunicator::start_reduce_scatter_sum(const at::Te
   XLTUNE_CHECK(in.numel() == out.numel() * size_ && in.scalar_type() == out.scalar_type(), "MPI reduce-scatter: ",
                in.numel(), " values in, ", out.numel(), " out, for ", size_, " ranks");
   MPI_Request request;
+  CollectiveWatchdog::Watch watch = watch_collective(str("reduce-scatter of ", in.numel(), " values"));
   if (is_rank_slice(out, in, rank_)) {
     // MPI's in-place form leaves the result at the start of the buffer; it moves to the rank's
     // slice when done (the two do not overlap for rank > 0).
@@ -143,7 +153,7 @@ std::unique_ptr<CommWork> MpiCommunicator::start_reduce_scatter_sum(const at::Te
                                                mpi_type(out), MPI_SUM, MPI_COMM_WORLD, &request),
                      "MPI reduce-scatter of ", in.numel(), " values");
     const int rank = rank_;
-    return std::make_unique<MpiWork>(request, in, out, [in, out, rank] {
+    return std::make_unique<MpiWork>(request, std::move(watch), in, out, [in, out, rank] {
       if (rank > 0) {
         at::NoGradGuard no_grad;
         at::Tensor o = out;
@@ -154,7 +164,7 @@ std::unique_ptr<CommWork> MpiCommunicator::start_reduce_scatter_sum(const at::Te
   XLTUNE_MPI_CHECK(MPI_Ireduce_scatter_block(in.data_ptr(), out.data_ptr(), static_cast<int>(out.numel()), mpi_type(out),
                                              MPI_SUM, MPI_COMM_WORLD, &request),
                    "MPI reduce-scatter of ", in.numel(), " values");
-  return std::make_unique<MpiWork>(request, in, out);
+  return std::make_unique<MpiWork>(request, std::move(watch), in, out);
 }
 
 std::unique_ptr<CommWork> MpiCommunicator::start_all_gather(const at::Tensor& in, const at::Tensor& out) {
@@ -163,22 +173,25 @@ std::unique_ptr<CommWork> MpiCommunicator::start_all_gather(const at::Tensor& in
   XLTUNE_CHECK(out.numel() == in.numel() * size_ && in.scalar_type() == out.scalar_type(), "MPI all-gather: ",
                in.numel(), " values in, ", out.numel(), " out, for ", size_, " ranks");
   MPI_Request request;
+  CollectiveWatchdog::Watch watch = watch_collective(str("all-gather of ", out.numel(), " values"));
   const bool in_place = is_rank_slice(in, out, rank_);
   XLTUNE_MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.data_ptr(), static_cast<int>(in.numel()), mpi_type(in), out.data_ptr(),
                                   static_cast<int>(in.numel()), mpi_type(out), MPI_COMM_WORLD, &request),
                    "MPI all-gather of ", out.numel(), " values");
-  return std::make_unique<MpiWork>(request, in, out);
+  return std::make_unique<MpiWork>(request, std::move(watch), in, out);
 }
 
 void MpiCommunicator::broadcast(const at::Tensor& t, int root) {
   check_cpu_contiguous(t, "broadcast");
   if (t.numel() == 0 || size_ == 1) return;
+  const CollectiveWatchdog::Watch watch = watch_collective(str("broadcast from rank ", root));
   XLTUNE_MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.nbytes()), MPI_BYTE, root, MPI_COMM_WORLD),
                    "MPI broadcast from rank ", root);
 }
 
 void MpiCommunicator::barrier() {
   MPI_Request request;
+  const CollectiveWatchdog::Watch watch = watch_collective("barrier");
   XLTUNE_MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &request), "MPI barrier");
   for (int flag = 0;;) {
     XLTUNE_MPI_CHECK(MPI_Test(&request, &flag, MPI_STATUS_IGNORE), "MPI barrier");

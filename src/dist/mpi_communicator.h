@@ -3,9 +3,13 @@
 // MPI call is made on the thread that runs the training loop; CPU autograd runs its hooks on that
 // thread too), the destructor finalises it.
 //
-// Errors are returned, not fatal (MPI_ERRORS_RETURN), and become xltune::Error naming the call;
-// a rank that fails calls abort(), which takes the whole job down at once (MPI_Abort) instead of
-// leaving the other ranks waiting in a collective.
+// Errors are returned, not fatal (MPI_ERRORS_RETURN), and become xltune::Error naming the call
+// and the step; a rank that fails calls abort(), which takes the whole job down at once
+// (MPI_Abort) instead of leaving the other ranks waiting in a collective. Every collective is
+// watched from its start to its completion (Note [No hang], dist/collective_watchdog.h): one that
+// a frozen peer never completes is aborted by the watchdog's thread. That is the one MPI call
+// made off the loop's thread under MPI_THREAD_FUNNELED: MPI_Abort, which Open MPI serves through
+// its runtime (the daemon kills every rank), and after which the process exits regardless.
 #pragma once
 
 #include <memory>

@@ -7,15 +7,20 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "core/log.h"
 #include "dist/id_file.h"
 
 namespace xltune {
@@ -34,10 +39,17 @@ namespace xltune {
       XLTUNE_FAIL(__VA_ARGS__, " (", #call, ": ", ncclGetErrorString(xltune_nccl_rc_), ")");           \
   } while (0)
 
+// A collective's completion on the NCCL stream, shared by its work and the watchdog's list.
+using SharedEvent = std::shared_ptr<CUevent_st>;
+
 struct NcclCommunicator::State {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
-  bool aborted = false;
+  std::atomic<bool> aborted{false};  // also read by the watchdog's thread
+  // Note [No hang]: the collectives queued and not yet seen done, each watched until its event
+  // completes (the host never waits for them, so only their events say when they end).
+  std::mutex pending_mutex;
+  std::vector<std::pair<SharedEvent, CollectiveWatchdog::Watch>> pending;
 };
 
 namespace {
@@ -57,12 +69,11 @@ ncclDataType_t nccl_type(const at::Tensor& t) {
 
 class NcclWork final : public CommWork {
  public:
-  NcclWork(const NcclCommunicator& owner, cudaEvent_t done, c10::Device device)
-      : owner_(owner), done_(done), device_(device) {}
-  ~NcclWork() override { cudaEventDestroy(done_); }
+  NcclWork(const NcclCommunicator& owner, SharedEvent done, c10::Device device)
+      : owner_(owner), done_(std::move(done)), device_(device) {}
   bool test() override {
     owner_.check_async_error();
-    const cudaError_t rc = cudaEventQuery(done_);
+    const cudaError_t rc = cudaEventQuery(done_.get());
     if (rc == cudaErrorNotReady) return false;
     XLTUNE_CUDA_CHECK(rc, "NCCL all-reduce");
     return true;
@@ -71,13 +82,13 @@ class NcclWork final : public CommWork {
     owner_.check_async_error();
     // The caller's stream waits for the collective; the host does not.
     c10::cuda::CUDAGuard guard(device_);
-    XLTUNE_CUDA_CHECK(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device_.index()).stream(), done_, 0),
+    XLTUNE_CUDA_CHECK(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device_.index()).stream(), done_.get(), 0),
                       "NCCL all-reduce: order the compute stream after it");
   }
 
  private:
   const NcclCommunicator& owner_;
-  cudaEvent_t done_;
+  SharedEvent done_;
   c10::Device device_;
 };
 
@@ -138,6 +149,11 @@ void NcclCommunicator::init(const void* unique_id) {
 }
 
 NcclCommunicator::~NcclCommunicator() {
+  stop_watchdog();
+  {
+    std::lock_guard<std::mutex> lock(state_->pending_mutex);
+    state_->pending.clear();
+  }
   if (state_->comm != nullptr && !state_->aborted) ncclCommDestroy(state_->comm);
   if (state_->stream != nullptr) cudaStreamDestroy(state_->stream);
 }
@@ -152,24 +168,58 @@ void NcclCommunicator::check_async_error() const {
   }
 }
 
-std::unique_ptr<CommWork> NcclCommunicator::enqueue(const std::function<void(cudaStream_t)>& call,
+// The watchdog's thread: the collectives whose events completed are released, and an
+// asynchronous error (a peer gone, a network failure) ends the job at once, in one line.
+void NcclCommunicator::poll_collectives() {
+  if (state_->comm == nullptr || state_->aborted) return;
+  {
+    c10::cuda::CUDAGuard guard(device_);
+    std::lock_guard<std::mutex> lock(state_->pending_mutex);
+    auto& pending = state_->pending;
+    for (size_t i = 0; i < pending.size();) {
+      if (cudaEventQuery(pending[i].first.get()) != cudaErrorNotReady) {
+        pending[i] = std::move(pending.back());
+        pending.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+  ncclResult_t async = ncclSuccess;
+  if (ncclCommGetAsyncError(state_->comm, &async) == ncclSuccess && async != ncclSuccess) {
+    log_error("rank ", rank_, ": NCCL failed ", describe_step(current_step()), " (", ncclGetErrorString(async),
+              "): another rank died or the network broke");
+    abort(1);
+  }
+}
+
+std::unique_ptr<CommWork> NcclCommunicator::enqueue(const std::string& what,
+                                                   const std::function<void(cudaStream_t)>& call,
                                                    std::initializer_list<at::Tensor> used) {
   check_async_error();
+  CollectiveWatchdog::Watch watch = watch_collective(what);
   c10::cuda::CUDAGuard guard(device_);
   order_after_current(state_->stream, device_);
   call(state_->stream);
   const auto stream = c10::cuda::getStreamFromExternal(state_->stream, device_.index());
   for (const at::Tensor& t : used) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream);
-  cudaEvent_t done;
-  XLTUNE_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "NCCL: create an event");
-  XLTUNE_CUDA_CHECK(cudaEventRecord(done, state_->stream), "NCCL: record");
-  return std::make_unique<NcclWork>(*this, done, device_);
+  cudaEvent_t event;
+  XLTUNE_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "NCCL: create an event");
+  // Destroyed when both the work and the watchdog's list are done with it.
+  SharedEvent done(event, [](cudaEvent_t e) { cudaEventDestroy(e); });
+  XLTUNE_CUDA_CHECK(cudaEventRecord(done.get(), state_->stream), "NCCL: record");
+  if (watch) {
+    std::lock_guard<std::mutex> lock(state_->pending_mutex);
+    state_->pending.emplace_back(done, std::move(watch));
+  }
+  return std::make_unique<NcclWork>(*this, std::move(done), device_);
 }
 
 std::unique_ptr<CommWork> NcclCommunicator::start_all_reduce_sum(const at::Tensor& t) {
   XLTUNE_CHECK(t.is_cuda() && t.device() == device_ && t.is_contiguous(), "NCCL all-reduce: expected a contiguous ",
                "tensor on ", device_.str());
   return enqueue(
+      str("all-reduce of ", t.numel(), " values"),
       [&](cudaStream_t stream) {
         XLTUNE_NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t),
                                         ncclSum, state_->comm, stream),
@@ -184,6 +234,7 @@ std::unique_ptr<CommWork> NcclCommunicator::start_reduce_scatter_sum(const at::T
                    in.numel() == out.numel() * size_,
                "NCCL reduce-scatter: expected contiguous CUDA tensors of W n and n values");
   return enqueue(
+      str("reduce-scatter of ", in.numel(), " values"),
       [&](cudaStream_t stream) {
         XLTUNE_NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()),
                                             nccl_type(out), ncclSum, state_->comm, stream),
@@ -198,6 +249,7 @@ std::unique_ptr<CommWork> NcclCommunicator::start_all_gather(const at::Tensor& i
                    out.numel() == in.numel() * size_,
                "NCCL all-gather: expected contiguous CUDA tensors of n and W n values");
   return enqueue(
+      str("all-gather of ", out.numel(), " values"),
       [&](cudaStream_t stream) {
         XLTUNE_NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), nccl_type(in),
                                         state_->comm, stream),
@@ -210,6 +262,7 @@ void NcclCommunicator::broadcast(const at::Tensor& t, int root) {
   XLTUNE_CHECK(t.is_cuda() && t.device() == device_ && t.is_contiguous(), "NCCL broadcast: expected a contiguous ",
                "tensor on ", device_.str());
   c10::cuda::CUDAGuard guard(device_);
+  const CollectiveWatchdog::Watch watch = watch_collective(str("broadcast from rank ", root));
   order_after_current(state_->stream, device_);
   XLTUNE_NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), root,
                                   state_->comm, state_->stream),

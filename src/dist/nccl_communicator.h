@@ -11,6 +11,11 @@
 // - Errors: every NCCL and CUDA call is checked; test() and wait() also poll the communicator's
 //   asynchronous error (a peer that died, a network error) and turn it into an xltune::Error, so a
 //   broken job fails instead of hanging.
+// - Timeout (Note [No hang], dist/collective_watchdog.h): each collective is watched from its
+//   launch until its event completes; the watchdog's thread queries the events and the
+//   asynchronous error once per poll (no spinning), and a collective past --collective_timeout, or
+//   an asynchronous error, ends the job: ncclCommAbort (which frees the kernels that wait for a
+//   dead peer), then the host's MPI_Abort, then exit.
 #pragma once
 
 #include <c10/core/Device.h>
@@ -50,12 +55,15 @@ class NcclCommunicator final : public Communicator {
   // Throws Error if the communicator has failed asynchronously.
   void check_async_error() const;
 
+ protected:
+  void poll_collectives() override;
+
  private:
   struct State;
   void init(const void* unique_id);
   // Issues `call` (one NCCL collective on `stream`) after the current stream's work, marks the
   // tensors used by the NCCL stream for the caching allocator, and returns its completion.
-  std::unique_ptr<CommWork> enqueue(const std::function<void(CUstream_st* stream)>& call,
+  std::unique_ptr<CommWork> enqueue(const std::string& what, const std::function<void(CUstream_st* stream)>& call,
                                     std::initializer_list<at::Tensor> used);
   int rank_ = 0, size_ = 1;
   c10::Device device_;

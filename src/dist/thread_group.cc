@@ -30,10 +30,12 @@ struct Rendezvous {
   std::string aborted;
 
   void abort(int rank, int code) {
+    abort_with("rank " + std::to_string(rank) + " of " + std::to_string(world) + " aborted the job (code " +
+               std::to_string(code) + ")");
+  }
+  void abort_with(const std::string& why) {
     std::lock_guard<std::mutex> lock(mutex);
-    if (aborted.empty())
-      aborted = "rank " + std::to_string(rank) + " of " + std::to_string(world) + " aborted the job (code " +
-                std::to_string(code) + ")";
+    if (aborted.empty()) aborted = why;
     changed.notify_all();
   }
 
@@ -80,17 +82,20 @@ struct Rendezvous {
 
 class ThreadWork final : public CommWork {
  public:
-  ThreadWork(std::shared_ptr<Rendezvous> rv, int rank, at::Tensor t, int kind, at::Tensor out = at::Tensor())
-      : rv_(std::move(rv)), rank_(rank), t_(std::move(t)), out_(std::move(out)), kind_(kind) {}
+  ThreadWork(std::shared_ptr<Rendezvous> rv, CollectiveWatchdog::Watch watch, int rank, at::Tensor t, int kind,
+             at::Tensor out = at::Tensor())
+      : rv_(std::move(rv)), watch_(std::move(watch)), rank_(rank), t_(std::move(t)), out_(std::move(out)), kind_(kind) {}
   bool test() override { return done_; }
   void wait() override {
     if (done_) return;
     rv_->exchange(rank_, t_, kind_, 0, out_);
     done_ = true;
+    watch_.reset();
   }
 
  private:
   std::shared_ptr<Rendezvous> rv_;
+  CollectiveWatchdog::Watch watch_;  // Note [No hang]: from the start until the exchange
   int rank_;
   at::Tensor t_, out_;
   int kind_;
@@ -100,6 +105,7 @@ class ThreadWork final : public CommWork {
 class ThreadGroupCommunicator final : public Communicator {
  public:
   ThreadGroupCommunicator(std::shared_ptr<Rendezvous> rv, int rank) : rv_(std::move(rv)), rank_(rank) {}
+  ~ThreadGroupCommunicator() override { stop_watchdog(); }
   int rank() const override { return rank_; }
   int size() const override { return rv_->world; }
   int local_rank() const override { return rank_; }
@@ -107,24 +113,37 @@ class ThreadGroupCommunicator final : public Communicator {
   std::string name() const override { return "threads"; }
   std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& t) override {
     XLTUNE_CHECK(t.is_contiguous(), "all-reduce: the tensor must be contiguous");
-    return std::make_unique<ThreadWork>(rv_, rank_, t, 0);
+    return std::make_unique<ThreadWork>(rv_, watch_collective(str("all-reduce of ", t.numel(), " values")), rank_, t, 0);
   }
   std::unique_ptr<CommWork> start_reduce_scatter_sum(const at::Tensor& in, const at::Tensor& out) override {
     XLTUNE_CHECK(in.numel() == out.numel() * rv_->world, "reduce-scatter: ", in.numel(), " in, ", out.numel(), " out");
-    return std::make_unique<ThreadWork>(rv_, rank_, in, 3, out);
+    return std::make_unique<ThreadWork>(rv_, watch_collective(str("reduce-scatter of ", in.numel(), " values")), rank_,
+                                        in, 3, out);
   }
   std::unique_ptr<CommWork> start_all_gather(const at::Tensor& in, const at::Tensor& out) override {
     XLTUNE_CHECK(out.numel() == in.numel() * rv_->world, "all-gather: ", in.numel(), " in, ", out.numel(), " out");
-    return std::make_unique<ThreadWork>(rv_, rank_, in, 4, out);
+    return std::make_unique<ThreadWork>(rv_, watch_collective(str("all-gather of ", out.numel(), " values")), rank_,
+                                        in, 4, out);
   }
-  void broadcast(const at::Tensor& t, int root) override { rv_->exchange(rank_, t, 1, root); }
-  void barrier() override { rv_->exchange(rank_, at::Tensor(), 2, 0); }
+  void broadcast(const at::Tensor& t, int root) override {
+    const CollectiveWatchdog::Watch watch = watch_collective(str("broadcast from rank ", root));
+    rv_->exchange(rank_, t, 1, root);
+  }
+  void barrier() override {
+    const CollectiveWatchdog::Watch watch = watch_collective("barrier");
+    rv_->exchange(rank_, at::Tensor(), 2, 0);
+  }
   // Not the process's exit (Communicator's): the test that runs the ranks must live on. Every
   // rank's collectives throw from now on, so none waits forever for the rank that failed.
   [[noreturn]] void abort(int code) override {
     rv_->abort(rank_, code);
     XLTUNE_FAIL("rank ", rank_, " of ", rv_->world, " aborted the job (code ", code, ")");
   }
+
+ protected:
+  // The watchdog's thread: as an abort (every rank's collectives throw, here with the
+  // watchdog's message), since the process must live on.
+  void collective_timed_out(const std::string& message) override { rv_->abort_with(message); }
 
  private:
   std::shared_ptr<Rendezvous> rv_;

@@ -4,7 +4,9 @@
 // collective runs when every rank has waited for it (start() records, wait() exchanges), and
 // sums add the ranks' tensors in rank order, so results are deterministic. abort() throws
 // instead of ending the process, and makes every rank's collectives throw from then on (as
-// MPI_Abort ends every rank), so a test sees a failing rank take the job down.
+// MPI_Abort ends every rank), so a test sees a failing rank take the job down. With a collective
+// timeout (Note [No hang]) a collective that the other ranks never join ends the same way: every
+// rank's collectives throw the watchdog's message.
 #pragma once
 
 #include <memory>

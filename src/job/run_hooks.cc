@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
@@ -58,7 +59,13 @@ std::optional<int64_t> ProcessRunHooks::checkpoint_write_budget(int /*rank*/, in
 void ProcessRunHooks::inside_checkpoint(int64_t step) {
   // SIGKILL, not an exception: the test is of a process that vanishes, leaving no chance to
   // clean up (tests/cli/checkpoint_test.sh, bench/gpu/quickstart_job).
-  if (kill_fault_.step >= 0 && step == kill_fault_.step) ::raise(SIGKILL);
+  if (kill_fault_.step >= 0 && step == kill_fault_.step) {
+    // The moment, for the test that measures how soon the other ranks end (tests/cli/mpi_train_test.sh).
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::fprintf(stderr, "xltune: injected fault (XLTUNE_FAULT_KILL_IN_CHECKPOINT=%lld): SIGKILL at %.3f\n",
+                 static_cast<long long>(step), now);
+    ::raise(SIGKILL);
+  }
 }
 
 RunHooks& process_run_hooks() {

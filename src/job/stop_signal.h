@@ -6,8 +6,12 @@
 // cluster/ turn into `scontrol requeue`. A second signal while stopping is ignored: the
 // checkpoint is being written.
 //
-// The command installs the handlers (cli/train_command.cc), not the job: a signal handler is the
-// process's, and a job run in-process by a test must not take over the test's signals.
+// A stop before the first step (start-up included) is agreed at set-up's phase boundaries and ends
+// the job with kExitRequeue too, nothing written (job/train_job.cc).
+//
+// The program installs the handlers (cli/main.cc, before its libraries initialise, for `train`
+// only; cli/train_command.cc again), not the job: a signal handler is the process's, and a job run
+// in-process by a test must not take over the test's signals.
 #pragma once
 
 namespace xltune {

@@ -9,6 +9,7 @@
 #include "core/atomic_file.h"
 #include "core/log.h"
 #include "data/sampler.h"
+#include "dist/collective_watchdog.h"
 #include "dist/communicator.h"
 #include "job/checkpoint_writer.h"
 #include "job/latent_gather.h"
@@ -56,11 +57,34 @@ TrainJobReport report_of(const TrainOptions& o, const ResumePlan& resume, int64_
   return report;
 }
 
-}  // namespace
+// A stop signal before the loop (start-up included: `xltune train` installs its handlers first):
+// the ranks agree on it at each phase boundary in a small all-reduce, as the loop does at each
+// step, since a signal reaches each rank at its own moment. Agreed, it unwinds set-up to
+// run_train_job, which reports the stop.
+struct StoppedBeforeTraining {
+  const char* phase;
+};
+void stop_if_agreed(Communicator& comm, RunHooks& hooks, const at::Device& device, const char* phase) {
+  const double mine = hooks.stop_signal() != 0 ? 1.0 : 0.0;
+  if (all_reduce_sum_values(comm, {mine}, device).front() > 0) throw StoppedBeforeTraining{phase};
+}
+
+// Nothing trained, so nothing to checkpoint: the last complete checkpoint, if any, stays the one
+// a resume takes. A stop during rank 0's preprocessing is seen when it ends (preprocessing has no
+// stop point of its own).
+TrainJobReport stopped_before_training(const TrainOptions& o, Communicator& comm, const char* phase) {
+  if (comm.rank() == 0)
+    log_warn("stopped by a stop signal ", phase, ", before the first step: nothing to checkpoint; exit ", kExitRequeue,
+             " asks the batch script to requeue the job");
+  TrainJobReport report;
+  report.output_dir = o.output_dir;
+  report.stopped = true;
+  return report;
+}
 
 // The phases in order; each is a function of its own (Note [The job's shape]).
-TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordered_json& option_values,
-                             Communicator& comm, RunHooks& hooks) {
+TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_json& option_values, Communicator& comm,
+                          RunHooks& hooks) {
   const auto start = std::chrono::steady_clock::now();
   TrainOptions o = options;
   o.prep = preprocess_options_of(o);
@@ -70,12 +94,14 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
 
   // 1. Resuming? Decided before any slow work; a bad --model or --resolution fails now too.
   const ResumePlan resume = plan_resume(o, comm);
+  stop_if_agreed(comm, hooks, device, "at start-up");
   const SdxlModel configs = read_sdxl_configs(o.model, o.model_config);
   // 2. An earlier run's outputs go (a resumed run's only once its checkpoint fits, below).
   if (rank0) fs::create_directories(o.output_dir);
   if (rank0 && !resume.resuming()) clear_run_outputs(o.output_dir, 0);
   // 3. The shards: preprocessed by rank 0, or reused.
   const TrainingShards shards = prepare_training_shards(o, resume, resolution_multiple(configs), device, comm);
+  stop_if_agreed(comm, hooks, device, "while the shards were prepared");
   o.prep.resolution = shards.resolution;
   // 4. The model, and the latents of every image (each encoded once, by one rank).
   LatentSlices slices(o.output_dir, LatentCacheKey{vae_fingerprint(configs, o.model), shards.id, shards.resolution, {}},
@@ -85,7 +111,8 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
   const bool validating = !o.validation_prompts.empty();
   SdxlModel model = load_sdxl(o.model, sdxl_load_options(o, placement, encode || validating));
   mine = my_latents(slices, comm.rank(), *shards.set, model, std::move(mine), validating);
-  comm.barrier();
+  // Also the barrier after the latents: every rank has written its slice once all have agreed.
+  stop_if_agreed(comm, hooks, device, "while the model and the latents loaded");
   // 5. The training set: latents, masks, token ids and size conditioning on the device.
   const TrainingTokenizers tokenizers = load_training_tokenizers(model, o.model);
   const TrainingSet set = build_training_set(
@@ -107,6 +134,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
     log_info("--lr_scheduler constant has no warmup (as diffusers' get_scheduler); --lr_warmup_steps ",
              o.lr_warmup_steps, " is used by constant_with_warmup, linear and cosine");
   GradientPath gradients = make_gradient_path(comm, device, !o.is_lora && o.zero != ZeroMode::kOff);
+  if (gradients.device_comm) gradients.device_comm->set_collective_timeout(o.collective_timeout);
   Trainer trainer(model, tc, configs.vae_config.scaling_factor, gradients.reducer, gradients.optimizer_shards);
   Validation validation(o, model, tokenizers.first, tokenizers.second, resume.seed, device);
   // 7. run_config.json: the options as resolved and what the run derived from them.
@@ -118,6 +146,7 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
   }
   if (!o.dump_steps.empty() && rank0 && !resume.resuming())
     write_initial_dump(o.dump_steps, weights_of(trainer, o, model, 0, total));
+  stop_if_agreed(comm, hooks, device, "while the trainer was set up");
   // 8. The steps, from the checkpoint's when resuming.
   const int64_t first_step = resume_training(resume, trainer, sampler, o.samples_per_rank_step(), total, rank0);
   std::optional<MetricsLog> metrics;
@@ -145,6 +174,19 @@ TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordere
   comm.barrier();  // every rank ends after the outputs exist
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
+}
+
+}  // namespace
+
+TrainJobReport run_train_job(const TrainOptions& options, const nlohmann::ordered_json& option_values,
+                             Communicator& comm, RunHooks& hooks) {
+  set_current_step(0);  // Note [No hang]: the collectives' timeout, and the step its message names
+  comm.set_collective_timeout(options.collective_timeout);
+  try {
+    return run_phases(options, option_values, comm, hooks);
+  } catch (const StoppedBeforeTraining& stop) {
+    return stopped_before_training(options, comm, stop.phase);
+  }
 }
 
 }  // namespace xltune

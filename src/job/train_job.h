@@ -11,7 +11,7 @@
 //
 // Note [The job's shape] (many ranks)
 //   1. rank 0 ingests, preprocesses and writes the HDF5 shards while the other ranks wait in a
-//      barrier that sleeps (no collective with a timeout exists yet, so nothing can time out);
+//      barrier that sleeps, the one collective without --collective_timeout (Note [No hang]);
 //   2. every rank opens the shards (a rank that cannot see them says so: OUTPUT_DIR must be on
 //      storage every node reads), VAE-encodes its slice (samples i with i mod W = r) into
 //      latents/latents-rNNNNN.h5; barrier; every rank reads every slice;
@@ -43,7 +43,9 @@ struct TrainJobReport {
   double final_loss = 0;
   int64_t skipped_steps = 0;  // over the whole run, resumes included (Note [Skipped steps])
   double seconds = 0;
-  bool stopped = false;  // stopped by a stop signal after a checkpoint: exit kExitRequeue (75)
+  // Stopped by a stop signal: after a checkpoint, or before the first step with nothing written;
+  // either way exit kExitRequeue (75).
+  bool stopped = false;
 };
 
 class Communicator;

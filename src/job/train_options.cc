@@ -54,6 +54,8 @@ void validate_train_options(const TrainOptions& o) {
   XLTUNE_CHECK(o.log_every >= 1, "--log_every: expected a positive number of steps, got ", o.log_every);
   XLTUNE_CHECK(o.replica_check_steps >= 0, "--replica_check_steps: expected 0 (off) or a number of steps, got ",
                o.replica_check_steps);
+  XLTUNE_CHECK(o.collective_timeout >= 0, "--collective_timeout: expected seconds, or 0 for no limit, got ",
+               o.collective_timeout);
   XLTUNE_CHECK(o.checkpoints_total_limit >= 0, "--checkpoints_total_limit: expected 0 (keep all) or more, got ",
                o.checkpoints_total_limit);
   XLTUNE_CHECK(o.zero != ZeroMode::kOn || !o.is_lora, "--zero on: ZeRO-1 shards full fine-tuning's optimizer state; with LoRA ",

@@ -71,6 +71,9 @@ struct TrainOptions {
   // the trained weights], train/ema.h); the decay's cap, diffusers' default.
   bool use_ema = false;
   double ema_decay = 0.9999;
+  // Seconds a collective may wait for the other ranks before the job ends, naming the rank and the
+  // step (Note [No hang], dist/collective_watchdog.h); PyTorch's default; 0: no limit.
+  double collective_timeout = 600;
   // Validation images (job/validation.h): prompts (TOK becomes the trained tokens), every N steps
   // and at the end (0: at the end only), images per prompt, and how they are made.
   std::vector<std::string> validation_prompts;

@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "core/memory_stats.h"
+#include "dist/collective_watchdog.h"
 #include "job/step_dump.h"
 
 namespace xltune {
@@ -75,6 +76,7 @@ TrainingLoopEnd TrainingLoop::run(int64_t first_step, int64_t total) {
   reset_peak_memory(device_);
   for (int64_t step = first_step; step <= total; ++step) {
     const auto step_start = Clock::now();
+    set_current_step(step);  // named by a collective that times out (Note [No hang])
     const int64_t epoch = sampler_.position().epoch;
     // The rank's samples of the step, as one batch of b x K (Note [Distributed sampler]), split
     // into K micro-batches (Note [Gradient accumulation]).

@@ -30,6 +30,9 @@ void preprocess_on_rank0(const TrainOptions& o, const std::string& dir, uint64_t
     PreprocessReport r = preprocess(p, models.view());
     log_info("preprocessed ", r.samples, " images into ", dir, " (", r.skipped_images, " skipped)");
   }
+  // The one wait without --collective_timeout: it lasts as long as rank 0's preprocessing, which
+  // has no bound worth guessing (Note [No hang]).
+  const auto untimed = comm.untimed_collectives();
   comm.barrier();
 }
 

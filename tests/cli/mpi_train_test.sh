@@ -5,7 +5,12 @@
 #     with the optimizer state sharded (ZeRO-1: rank 0 holds half of it) and whole;
 #   - 1, 2 and 3 ranks with one global batch: the same steps, every sample once per epoch;
 #   - a rank that raises, and a rank killed with SIGKILL mid-run: the job ends within 10 s,
-#     naming the rank; nothing hangs and no trained_model.tar appears.
+#     naming the rank; nothing hangs and no trained_model.tar appears;
+#   - Note [No hang]: a frozen rank (SIGSTOP) under --collective_timeout 5: the other ends the job
+#     within the timeout + 10 s, in one line naming itself and the step (time printed); a rank
+#     SIGKILLed inside a checkpoint write: the other ends within 10 s (time printed), the last
+#     complete checkpoint resumes, bit-identical to a run never killed; SIGTERM within 0.1 s of
+#     the start (before libtorch has initialised) and later in start-up: exit 75, nothing trained.
 #   mpi_train_test.sh XLTUNE PYTHON WORKDIR MODEL
 set -u
 xltune=$1 py=$2 dir=$3 model=$4
@@ -117,4 +122,91 @@ if [ -z "$victim" ]; then echo "FAIL: no rank 1 to kill"; fail=1; kill "$launche
   pgrep -f -- "--output_dir $dir/kill" >/dev/null && { echo "FAIL: ranks still running"; pkill -9 -f -- "--output_dir $dir/kill"; fail=1; }
 fi
 lacks "$dir/kill/trained_model.tar"
+
+# The pid of rank R of the job writing to OUT (the launcher's children only).
+rank_pid() {
+  local p
+  for p in $(pgrep -f -- "--output_dir $2"); do
+    [ "$p" != "$3" ] && grep -qz "^OMPI_COMM_WORLD_RANK=$1$" "/proc/$p/environ" 2>/dev/null && { echo "$p"; return; }
+  done
+}
+since() { "$py" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
+
+# A frozen rank (SIGSTOP: no exit for mpirun to notice) under --collective_timeout 5: rank 0's
+# watchdog ends the job in one line naming rank 0 and the step, within the timeout + 10 s.
+mpirun -np 2 "$xltune" train "${common[@]}" --max_train_steps 100000 --train_batch_size 2 --checkpointing_steps 100000 \
+  --collective_timeout 5 --output_dir "$dir/frozen" >"$dir/frozen.out" 2>"$dir/frozen.err" &
+launcher=$!
+for _ in $(seq 1 600); do [ -s "$dir/frozen/metrics.jsonl" ] && [ "$(wc -l < "$dir/frozen/metrics.jsonl")" -ge 5 ] && break; sleep 0.1; done
+victim=$(rank_pid 1 "$dir/frozen" "$launcher")
+if [ -z "$victim" ]; then echo "FAIL: no rank 1 to freeze"; fail=1; kill "$launcher"; else
+  frozen=$(date +%s.%N)
+  kill -STOP "$victim"
+  timeout 60 tail --pid="$launcher" -f /dev/null
+  ended=$(date +%s.%N)
+  rc=0; kill -0 "$launcher" 2>/dev/null && { echo "FAIL: the job still runs 60 s after rank 1 froze"; fail=1; kill -9 "$launcher"; }
+  wait "$launcher" || rc=$?
+  took=$(since "$frozen" "$ended")
+  [ "$rc" -ne 0 ] || { echo "FAIL: exit 0 with a frozen rank"; fail=1; }
+  line=$(grep -E "rank 0: .* at step [0-9]+ did not complete in 5 s: another rank died or hangs \(--collective_timeout\)" \
+    "$dir/frozen.err")
+  step=$(echo "$line" | sed -nE 's/.* at step ([0-9]+) did not complete.*/\1/p' | head -n 1)
+  # Rank 0 logs a step once its collectives are done: it waits in the one after its last line.
+  after=$(wc -l < "$dir/frozen/metrics.jsonl")
+  if [ "$(echo "$line" | grep -c .)" = 1 ] && [ "$step" = $((after + 1)) ]; then
+    echo "ok   frozen rank 1: rank 0 ended the job in $took s (exit $rc, --collective_timeout 5), naming step $step"
+  else echo "FAIL: not one line naming rank 0 and step $((after + 1)):"; tail -n 5 "$dir/frozen.err"; fail=1; fi
+  # At least the timeout less the little the collective had waited before the freeze.
+  "$py" -c "import sys; s=float(sys.argv[1]); assert 3 <= s < 15, s" "$took" \
+    || { echo "FAIL: the frozen rank's job ended after $took s (expected about 5, below 15)"; fail=1; }
+  kill -9 "$victim" 2>/dev/null
+fi
+for p in $(pgrep -f -- "--output_dir $dir/frozen"); do kill -9 "$p" 2>/dev/null; done
+lacks "$dir/frozen/trained_model.tar"
+
+# SIGKILL of rank 0 inside the checkpoint write of step 4 (its files written, no manifest): rank 1,
+# waiting in the checkpoint's barrier, ends within 10 s; the checkpoint of step 2 is the last
+# complete one, and the resumed run ends bit-identical to one never killed.
+ck=("${common[@]}" "${lora[@]}" --train_batch_size 2 --checkpointing_steps 2)
+expect 0 "LoRA, 2 ranks, checkpoints every 2 steps, not killed" mpi 2 "$xltune" train "${ck[@]}" --output_dir "$dir/ck"
+rc=0
+env XLTUNE_FAULT_KILL_IN_CHECKPOINT=4 timeout 120 mpirun -np 2 "$xltune" train "${ck[@]}" --output_dir "$dir/ckkill" \
+  >"$dir/ckkill.out" 2>"$dir/ckkill.err" || rc=$?
+ended=$(date +%s.%N)
+killed=$(sed -nE 's/.*XLTUNE_FAULT_KILL_IN_CHECKPOINT=4\): SIGKILL at ([0-9.]+).*/\1/p' "$dir/ckkill.err" | head -n 1)
+if [ -z "$killed" ] || [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
+  echo "FAIL: no kill inside the checkpoint of step 4 that ended the job (exit $rc)"; tail -n 5 "$dir/ckkill.err"; fail=1
+else
+  took=$(since "$killed" "$ended")
+  "$py" -c "import sys; s=float(sys.argv[1]); assert s < 10, s" "$took" \
+    && echo "ok   SIGKILL of rank 0 inside the checkpoint of step 4: the job ended in $took s (exit $rc)" \
+    || { echo "FAIL: the job ended $took s after the kill"; fail=1; }
+fi
+for p in $(pgrep -f -- "--output_dir $dir/ckkill"); do kill -9 "$p" 2>/dev/null; done
+[ "$(cat "$dir/ckkill/checkpoints/latest" 2>/dev/null)" = "step-00000002" ] \
+  && echo "ok   latest names step 2, the last complete checkpoint" \
+  || { echo "FAIL: latest is '$(cat "$dir/ckkill/checkpoints/latest" 2>/dev/null)', expected step-00000002"; fail=1; }
+lacks "$dir/ckkill/trained_model.tar"
+expect 0 "resumed after the kill" mpi 2 "$xltune" train "${ck[@]}" --output_dir "$dir/ckkill"
+has "$dir/err" "resumed from $dir/ckkill/checkpoints/step-00000002"
+if cmp -s "$dir/ck/trainer_state.safetensors" "$dir/ckkill/trainer_state.safetensors" &&
+   "$py" -c "import json,sys; a,b=[[json.loads(l)['loss'] for l in open(p+'/metrics.jsonl')] for p in sys.argv[1:]]; sys.exit(0 if a==b and len(a)==8 else 1)" \
+     "$dir/ck" "$dir/ckkill"; then
+  echo "ok   killed inside a checkpoint, resumed: bit-identical weights, identical losses"
+else echo "FAIL: the resumed run differs from the one never killed"; fail=1; fi
+
+# SIGTERM within 0.1 s of the start (libtorch still initialising: before, a fatal window of about
+# 0.3 s): exit 75 (the batch scripts requeue), nothing trained, nothing checkpointed.
+for delay in 0.05 0.1; do
+  out="$dir/term$delay"
+  "$xltune" train "${common[@]}" "${lora[@]}" --train_batch_size 2 --output_dir "$out" >"$dir/term.out" 2>"$dir/term.err" &
+  pid=$!
+  sleep "$delay"
+  kill -TERM "$pid"
+  rc=0; wait "$pid" || rc=$?
+  if [ "$rc" = 75 ] && grep -qF "stopped by a stop signal" "$dir/term.err" && [ ! -e "$out/checkpoints/latest" ] &&
+     [ ! -e "$out/trained_model.tar" ]; then
+    echo "ok   SIGTERM $delay s after the start: exit 75, nothing trained ($(grep -oE "stopped by a stop signal [^,]*" "$dir/term.err"))"
+  else echo "FAIL: SIGTERM $delay s after the start: exit $rc"; tail -n 5 "$dir/term.err"; fail=1; fi
+done
 exit $fail

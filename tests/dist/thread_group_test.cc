@@ -6,10 +6,12 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <thread>
 
 #include "core/error.h"
+#include "dist/collective_watchdog.h"
 
 namespace xltune {
 namespace {
@@ -35,6 +37,41 @@ TEST(ThreadGroup, AbortWakesTheRanksWaitingAndFailsLaterCollectives) {
   EXPECT_NE(aborting_error.find("aborted the job"), std::string::npos) << aborting_error;
   at::Tensor t = at::ones({2});
   EXPECT_THROW(ranks[0]->all_reduce_sum(t), Error) << "a collective after the abort";
+}
+
+// Note [No hang]: a rank that stops taking part (dead, frozen) leaves the other in its next
+// collective; with a timeout that one ends with the watchdog's error instead of waiting forever,
+// and the job is down for every rank.
+TEST(ThreadGroup, ACollectiveTheOtherRankNeverJoinsEndsWithTheTimeoutError) {
+  const std::vector<std::shared_ptr<Communicator>> ranks = make_thread_group(2);
+  for (const auto& rank : ranks) rank->set_collective_timeout(1);
+  set_current_step(4);
+  std::thread rank1([&] {
+    at::Tensor t = at::ones({3});
+    ranks[1]->all_reduce_sum(t);  // takes part once, then stops
+  });
+  at::Tensor t = at::ones({3});
+  ranks[0]->all_reduce_sum(t);
+  rank1.join();
+  EXPECT_TRUE(at::equal(t, at::full({3}, 2.0f)));
+
+  const auto start = std::chrono::steady_clock::now();
+  std::string error;
+  try {
+    at::Tensor u = at::ones({5});
+    ranks[0]->all_reduce_sum(u);  // rank 1 never comes
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  set_current_step(0);
+  EXPECT_NE(error.find("rank 0: all-reduce of 5 values at step 4 did not complete in 1 s: another rank died or "
+                       "hangs (--collective_timeout)"),
+            std::string::npos)
+      << error;
+  EXPECT_GE(waited, 1.0) << "not before the timeout";
+  EXPECT_LT(waited, 30.0) << "a bound for a hang only";
+  EXPECT_THROW(ranks[1]->barrier(), Error) << "the job is down for the other rank too";
 }
 
 }  // namespace

@@ -80,12 +80,17 @@ TrainOptions tiny_run(const ScopedTempDir& dir, int64_t batch, const std::string
 class FakeHooks final : public RunHooks {
  public:
   int64_t stop_from = 0;         // SIGTERM from this step on
+  int stop_from_ask = 0;         // SIGTERM from this question on (set-up's phase boundaries ask first)
   int64_t fail_at = 0;           // before_step throws here
   int64_t write_fail_step = 0;   // the checkpoint of this step ...
   int64_t write_fail_bytes = 0;  // ... fails after these bytes of this rank's writes
   int64_t nan_from = 0, nan_to = 0;  // this rank's samples are NaN in steps nan_from .. nan_to
 
-  int stop_signal() override { return stop_from > 0 && step_ >= stop_from ? SIGTERM : 0; }
+  int stop_signal() override {
+    ++asks_;
+    if (stop_from_ask > 0 && asks_ >= stop_from_ask) return SIGTERM;
+    return stop_from > 0 && step_ >= stop_from ? SIGTERM : 0;
+  }
   void before_step(int rank, int64_t step) override {
     step_ = step;
     if (step == fail_at) XLTUNE_FAIL("fake fault: rank ", rank, " fails at step ", step);
@@ -99,6 +104,7 @@ class FakeHooks final : public RunHooks {
 
  private:
   int64_t step_ = 0;  // the step this rank is in (for stop_signal)
+  int asks_ = 0;      // stop_signal() calls so far
 };
 
 struct RankResults {
@@ -214,6 +220,33 @@ TEST(TrainJob, FullFineTuningShardedOverTwoRanksTrainsWhatOneRankTrains) {
 // all-reduce, write the checkpoint of step 3 together and both report the stop (which `xltune
 // train` turns into exit kExitRequeue). The next run resumes from that checkpoint and ends with
 // the weights of a run never stopped, bit for bit: the same ranks sum in the same order.
+// A stop before the first step (start-up included, where `xltune train` now has its handlers):
+// one rank's signal, agreed at a phase boundary, stops every rank with nothing written but the
+// shards, and the next run trains from the start.
+TEST(TrainJob, StopSignalBeforeTheFirstStepStopsEveryRankWithNothingToCheckpoint) {
+  ScopedTempDir dir;
+  make_tiny_model(dir / "model");
+  make_photos(dir / "photos");
+  FakeHooks signalled;
+  signalled.stop_from_ask = 2;  // the first boundary passes; the second (after the shards) stops
+  const RankResults stopped = run_on_thread_ranks(tiny_run(dir, 2, "early"), {FakeHooks{}, signalled});
+  ASSERT_EQ(stopped.errors, kNoErrors);
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(stopped.reports[r].stopped) << "rank " << r;
+    EXPECT_EQ(stopped.reports[r].steps, 0) << "rank " << r;
+  }
+  EXPECT_TRUE(fs::exists(dir / "early/shards/index.json")) << "stopped after the shards were made";
+  EXPECT_FALSE(fs::exists(dir / "early/checkpoints/latest"));
+  EXPECT_FALSE(fs::exists(dir / "early/metrics.jsonl"));
+  EXPECT_FALSE(fs::exists(dir / "early/trained_model.tar"));
+
+  const RankResults again = run_on_thread_ranks(tiny_run(dir, 2, "early"), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(again.errors, kNoErrors);
+  EXPECT_FALSE(again.reports[0].stopped);
+  EXPECT_EQ(again.reports[0].steps, 4);
+  EXPECT_TRUE(fs::exists(dir / "early/trained_model.tar"));
+}
+
 TEST(TrainJob, StopSignalCheckpointsTheStepAndTheResumeIsExact) {
   ScopedTempDir dir;
   make_tiny_model(dir / "model");
