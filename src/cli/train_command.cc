@@ -95,6 +95,9 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
       .add_choice("zero", &o.zero, {{"auto", ZeroMode::kAuto}, {"on", ZeroMode::kOn}, {"off", ZeroMode::kOff}}, "ZeRO-1: shard the UNet's AdamW state over the ranks, 1/N of it on each of N ranks. "
                             "auto: for full fine-tuning on 2+ ranks; on: the same, and an error with LoRA; off: "
                             "every rank holds all of it")
+      .add_choice("report_to", &o.report_to, {{"none", ReportTo::kNone}, {"tensorboard", ReportTo::kTensorBoard}},
+                  "none, or tensorboard: the metrics and validation images as TensorBoard event files in "
+                  "OUTPUT_DIR/logs/ (`tensorboard --logdir OUTPUT_DIR/logs`)")
       .add_list("validation_prompt", &o.validation_prompts,
                 "render this prompt while training (may be given several times; TOK becomes the trained tokens) "
                 "into OUTPUT_DIR/samples/step-N.png: prompts x --num_validation_images, the same seeds every time")

@@ -18,6 +18,8 @@ namespace xltune {
 
 // --zero: ZeRO-1 for full fine-tuning on many ranks.
 enum class ZeroMode { kAuto, kOn, kOff };
+// --report_to (diffusers' name): where rank 0 logs the metrics besides metrics.jsonl.
+enum class ReportTo { kNone, kTensorBoard };
 
 struct TrainOptions {
   // The seed's inputs (../docs/design.md "Command line"); preprocessing ones live in `prep`
@@ -63,6 +65,7 @@ struct TrainOptions {
   std::string resume = "auto";      // auto (OUTPUT_DIR/checkpoints/latest when there), none, or a checkpoint
   int checkpoints_total_limit = 2;  // complete checkpoints kept (0: all)
   ZeroMode zero = ZeroMode::kAuto;  // auto: on for full fine-tuning on many ranks
+  ReportTo report_to = ReportTo::kNone;  // tensorboard: OUTPUT_DIR/logs/ (job/tensorboard_log.h)
   // Validation images (job/validation.h): prompts (TOK becomes the trained tokens), every N steps
   // and at the end (0: at the end only), images per prompt, and how they are made.
   std::vector<std::string> validation_prompts;
