@@ -114,6 +114,9 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
       .add("ema_decay", &o.ema_decay,
            "with --use_ema: the cap of the average's decay, which after step t + 1 is min(ema_decay, "
            "(1 + t) / (10 + t)) (0 after step 1), as diffusers' EMAModel")
+      .add_choice("report_to", &o.report_to, {{"none", ReportTo::kNone}, {"tensorboard", ReportTo::kTensorBoard}},
+                  "none, or tensorboard: the metrics and validation images as TensorBoard event files in "
+                  "OUTPUT_DIR/logs/ (`tensorboard --logdir OUTPUT_DIR/logs`)")
       .add_list("validation_prompt", &o.validation_prompts,
                 "render this prompt while training (may be given several times; TOK becomes the trained tokens) "
                 "into OUTPUT_DIR/samples/step-N.png: prompts x --num_validation_images, the same seeds every time")

@@ -37,14 +37,16 @@ std::vector<std::string> clear_run_outputs(const std::string& output_dir, int64_
       kept.push_back(line);
   }
   for (const char* f : kRunOutputs) fs::remove(output_dir + "/" + f);
+  if (keep_metrics_steps == 0) fs::remove_all(output_dir + "/" + kTensorBoardDir);
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(output_dir + "/checkpoints", ec))
     if (e.is_directory() && !fs::exists(e.path() / "manifest.json")) fs::remove_all(e.path());
   return kept;
 }
 
-MetricsLog::MetricsLog(const std::string& path, const std::vector<std::string>& kept_lines)
-    : out_(path, std::ios::out | std::ios::trunc) {
+MetricsLog::MetricsLog(const std::string& path, const std::vector<std::string>& kept_lines,
+                       TensorBoardLog* tensorboard)
+    : out_(path, std::ios::out | std::ios::trunc), tensorboard_(tensorboard) {
   XLTUNE_CHECK(out_.good(), "cannot write ", path);
   for (const auto& line : kept_lines) {
     out_ << line << "\n";
@@ -57,6 +59,7 @@ void MetricsLog::append(const std::string& json_line, double loss) {
   out_ << json_line << "\n";
   out_.flush();
   losses_.push_back(loss);
+  if (tensorboard_ != nullptr) tensorboard_->scalars_of(nlohmann::json::parse(json_line));
 }
 
 TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model, int64_t step,

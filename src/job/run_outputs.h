@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "job/tensorboard_log.h"
 #include "job/train_options.h"
 #include "train/export.h"
 #include "train/trainer.h"
@@ -31,14 +32,17 @@ extern const char* const kRunOutputs[11];
 
 // Removes an earlier run's outputs from `output_dir` and the unfinished checkpoint writes (folders
 // without a manifest) under its checkpoints/; returns the first `keep_metrics_steps` lines of its
-// metrics.jsonl (the steps a resumed run resumes after), read before it goes.
+// metrics.jsonl (the steps a resumed run resumes after), read before it goes. With none kept (a
+// run that starts over) the TensorBoard logs/ go too; a resumed run adds a file to them.
 std::vector<std::string> clear_run_outputs(const std::string& output_dir, int64_t keep_metrics_steps);
 
 // OUTPUT_DIR/metrics.jsonl (rank 0): one JSON line a step, flushed as it goes, starting with the
-// lines a resumed run kept; the losses for loss.png.
+// lines a resumed run kept; the losses for loss.png. With `tensorboard` (--report_to
+// tensorboard), every number of each appended line goes there too, under its key.
 class MetricsLog {
  public:
-  MetricsLog(const std::string& path, const std::vector<std::string>& kept_lines);
+  MetricsLog(const std::string& path, const std::vector<std::string>& kept_lines,
+             TensorBoardLog* tensorboard = nullptr);
   void append(const std::string& json_line, double loss);
   void close() { out_.close(); }
   const std::vector<double>& losses() const { return losses_; }
@@ -46,6 +50,7 @@ class MetricsLog {
  private:
   std::ofstream out_;
   std::vector<double> losses_;
+  TensorBoardLog* tensorboard_;
 };
 
 }  // namespace xltune

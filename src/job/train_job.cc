@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@
 #include "job/run_outputs.h"
 #include "job/step_dump.h"
 #include "job/stop_signal.h"
+#include "job/tensorboard_log.h"
 #include "job/trained_model_tar.h"
 #include "job/trainer_setup.h"
 #include "job/training_loop.h"
@@ -39,6 +41,15 @@ std::optional<LatentCache> my_latents(const LatentSlices& slices, int rank, cons
   else if (mine) log_info("latent cache: ", slices.path(rank), " (", mine->key.samples.size(), " samples, reused)");
   if (!keep_vae) model.vae = nullptr;
   return mine;
+}
+
+// --report_to tensorboard: rank 0's event file in OUTPUT_DIR/logs/, from `first_step` (a resumed
+// run's events replace those an earlier file holds from there); null otherwise.
+std::unique_ptr<TensorBoardLog> open_tensorboard(const TrainOptions& o, bool rank0, int64_t first_step) {
+  if (!rank0 || o.report_to != ReportTo::kTensorBoard) return nullptr;
+  auto log = std::make_unique<TensorBoardLog>(o.output_dir + "/" + kTensorBoardDir);
+  log->start_at(first_step);
+  return log;
 }
 
 TrainJobReport report_of(const TrainOptions& o, const ResumePlan& resume, int64_t samples, const Trainer& trainer,
@@ -149,8 +160,10 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
   stop_if_agreed(comm, hooks, device, "while the trainer was set up");
   // 8. The steps, from the checkpoint's when resuming.
   const int64_t first_step = resume_training(resume, trainer, sampler, o.samples_per_rank_step(), total, rank0);
+  const std::unique_ptr<TensorBoardLog> tensorboard = open_tensorboard(o, rank0, first_step);
   std::optional<MetricsLog> metrics;
-  if (rank0) metrics.emplace(o.output_dir + "/metrics.jsonl", kept_metrics);
+  if (rank0) metrics.emplace(o.output_dir + "/metrics.jsonl", kept_metrics, tensorboard.get());
+  validation.report_to(tensorboard.get());
   CheckpointWriter checkpoints(o, comm, trainer, model, sampler, meaning, total, hooks);
   TrainingLoop loop(o, comm, trainer, set, sampler, validation, checkpoints, metrics ? &*metrics : nullptr, device,
                     hooks);

@@ -18,6 +18,8 @@ namespace xltune {
 
 // --zero: ZeRO-1 for full fine-tuning on many ranks.
 enum class ZeroMode { kAuto, kOn, kOff };
+// --report_to (diffusers' name): where rank 0 logs the metrics besides metrics.jsonl.
+enum class ReportTo { kNone, kTensorBoard };
 
 struct TrainOptions {
   // The seed's inputs (../docs/design.md "Command line"); preprocessing ones live in `prep`
@@ -74,6 +76,7 @@ struct TrainOptions {
   // Seconds a collective may wait for the other ranks before the job ends, naming the rank and the
   // step (Note [No hang], dist/collective_watchdog.h); PyTorch's default; 0: no limit.
   double collective_timeout = 600;
+  ReportTo report_to = ReportTo::kNone;  // tensorboard: OUTPUT_DIR/logs/ (job/tensorboard_log.h)
   // Validation images (job/validation.h): prompts (TOK becomes the trained tokens), every N steps
   // and at the end (0: at the end only), images per prompt, and how they are made.
   std::vector<std::string> validation_prompts;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "core/atomic_file.h"
 #include "core/log.h"
 #include "data/captions.h"
 #include "data/png_text.h"
@@ -52,7 +53,9 @@ std::string Validation::render(int64_t step, Communicator& comm) {
   for (const auto& p : o_.validation_prompts) text += p + "\n";
   text += "Steps: " + std::to_string(o_.validation_inference_steps) + ", Seed: " + std::to_string(seed_) +
           ", Training step: " + std::to_string(step);
-  write_png_with_text(dir + name, rgb, {{"parameters", text}});
+  const std::string png = encode_png_with_text(rgb, {{"parameters", text}});
+  write_file_atomic(dir + name, png);
+  if (tensorboard_ != nullptr) tensorboard_->image("validation", step, png, rgb.rows, rgb.cols);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char took[32];
   std::snprintf(took, sizeof took, "%.1f", s);

@@ -14,6 +14,7 @@
 
 #include "dist/communicator.h"
 #include "generate/sdxl_pipeline.h"
+#include "job/tensorboard_log.h"
 #include "job/train_options.h"
 
 namespace xltune {
@@ -27,6 +28,9 @@ class Validation {
   bool due(int64_t step, int64_t total) const;
   // Every rank calls it; rank 0 writes the grid and returns its path.
   std::string render(int64_t step, Communicator& comm);
+  // Rank 0 (--report_to tensorboard): each grid also goes to `tensorboard` as the image
+  // "validation" at its step.
+  void report_to(TensorBoardLog* tensorboard) { tensorboard_ = tensorboard; }
 
  private:
   const TrainOptions& o_;
@@ -34,6 +38,7 @@ class Validation {
   uint64_t seed_;
   at::Device device_;
   std::vector<std::string> prompts_;  // with the trigger replaced
+  TensorBoardLog* tensorboard_ = nullptr;
 };
 
 }  // namespace xltune

@@ -35,7 +35,7 @@ expect 0 "train --help" "$xltune" train --help
 for o in input_images seed resolution train_batch_size num_train_epochs max_train_steps is_lora unet_learning_rate \
   ti_lr lora_lr lr_scheduler lr_warmup_steps token_string caption_prefix mask_target_prompts crop_based_on_salience \
   use_face_detection_instead clipseg_temperature verbose checkpointing_steps model output_dir lora_rank lora_alpha \
-  shards config gradient_checkpointing dump_steps; do has "$dir/out" "--$o"; done
+  shards config gradient_checkpointing dump_steps report_to; do has "$dir/out" "--$o"; done
 
 # A LoRA run with the defaults except the step count: outputs, defaults recorded, progress.
 expect 0 "LoRA run" train --seed 1 --max_train_steps 5 --output_dir "$dir/a"
@@ -55,6 +55,17 @@ metrics "$dir/a" "all(set(x) >= {'loss', 'lr', 'grad_norm', 'samples_per_s', 'pe
 "$py" -c "
 import sys; from PIL import Image; im = Image.open(sys.argv[1]); assert im.size == (900, 520), im.size" "$dir/a/loss.png" \
   || { echo "FAIL: loss.png"; fail=1; }
+
+# --report_to tensorboard: OUTPUT_DIR/logs as the tensorboard package reads it, every step's loss,
+# learning rates, grad norm and samples/s equal to metrics.jsonl's (float32) and each validation
+# grid's PNG; the default writes none, and a run that starts over removes the earlier events.
+lacks "$dir/a/logs"
+expect 0 "--report_to tensorboard" train --seed 1 --max_train_steps 3 --report_to tensorboard --output_dir "$dir/tb" \
+  --validation_prompt "a photo of TOK" --validation_steps 2 --validation_inference_steps 2 --num_validation_images 1
+"$py" "$root/tests/job/check_tensorboard_events.py" run "$dir/tb" || { echo "FAIL: TensorBoard events of $dir/tb"; fail=1; }
+expect 0 "a run that starts over where one reported to TensorBoard" train --seed 1 --max_train_steps 1 --resume none \
+  --output_dir "$dir/tb"
+lacks "$dir/tb/logs"
 
 # Same seed: the same bytes in every member; another seed: other weights.
 expect 0 "the same run again" train --seed 1 --max_train_steps 5 --output_dir "$dir/b"

@@ -1,4 +1,5 @@
-// The output folder of a run: an earlier run's outputs cleared, a resumed run's metrics kept.
+// The output folder of a run: an earlier run's outputs cleared, a resumed run's metrics (and
+// TensorBoard event files) kept.
 #include "job/run_outputs.h"
 
 #include <gtest/gtest.h>
@@ -47,6 +48,17 @@ TEST(RunOutputs, AResumedRunKeepsTheMetricsOfItsSteps) {
   EXPECT_EQ(log.losses(), (std::vector<double>{0.5, 0.25, 0.75}));
   EXPECT_EQ(read_file(dir / "metrics.jsonl"),
             "{\"step\":1,\"loss\":0.5}\n{\"step\":2,\"loss\":0.25}\n{\"step\":3,\"loss\":0.75}\n");
+}
+
+// --report_to tensorboard's logs/: a resumed run adds a file to them (TensorBoard drops the events
+// of the steps it logs again); a run that starts over removes them.
+TEST(RunOutputs, ARunThatStartsOverRemovesTheEarlierEventFiles) {
+  ScopedTempDir dir;
+  { TensorBoardLog earlier(dir / kTensorBoardDir); }
+  clear_run_outputs(dir.path(), 1);  // a resumed run: its earlier events stay
+  EXPECT_FALSE(fs::is_empty(dir / kTensorBoardDir));
+  clear_run_outputs(dir.path(), 0);
+  EXPECT_FALSE(fs::exists(dir / kTensorBoardDir));
 }
 
 }  // namespace
