@@ -45,4 +45,7 @@ target_include_directories(xltune_tensorboard_events PUBLIC ${PROJECT_SOURCE_DIR
 target_include_directories(xltune_tensorboard_events SYSTEM PRIVATE ${_tb_out})
 set_source_files_properties(${PROJECT_SOURCE_DIR}/src/job/tensorboard_events.cc
                             DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} PROPERTIES COMPILE_OPTIONS "${XLTUNE_WARNINGS}")
-target_link_libraries(xltune_tensorboard_events PRIVATE protobuf::libprotobuf)
+# The library's path, not protobuf::libprotobuf: find_package(Torch) may define that target first
+# (without a location), and FindProtobuf then leaves it as it is, linking nothing.
+target_include_directories(xltune_tensorboard_events SYSTEM PRIVATE ${Protobuf_INCLUDE_DIRS})
+target_link_libraries(xltune_tensorboard_events PUBLIC ${Protobuf_LIBRARIES})
