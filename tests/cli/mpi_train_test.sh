@@ -3,6 +3,8 @@
 #   - 2 ranks x batch b = 1 rank x batch 2b: the same samples per step, the same losses and final
 #     weights up to reduction order, for LoRA + pivotal tuning (pivot inside) and full fine-tuning,
 #     with the optimizer state sharded (ZeRO-1: rank 0 holds half of it) and whole;
+#   - full fine-tuning with gradients reduced in bf16 (and weights all-gathered in bf16): near the
+#     fp32 reduction's weights, the difference printed;
 #   - 1, 2 and 3 ranks with one global batch: the same steps, every sample once per epoch;
 #   - a rank that raises, and a rank killed with SIGKILL mid-run: the job ends within 10 s,
 #     naming the rank; nothing hangs and no trained_model.tar appears.
@@ -65,6 +67,54 @@ assert 0.49 * state["f1"] < state["f2"] < 0.51 * state["f1"], state
 print(f"ok   ZeRO-1 on 2 ranks: rank 0 holds {state['f2'] / state['f1']:.3f} of the optimizer state "
       f"({state['f2']} of {state['f1']} bytes)")
 PY
+# Note [bf16 gradient reduction]: the same 2-rank full fine-tuning (ZeRO-1) with the gradients
+# reduce-scattered in bf16 (MPI sums an fp32 copy), then with the weights all-gathered in bf16 too,
+# and unsharded with the bucketed all-reduce in bf16: each completes with identical replicas, says
+# so in run_config.json, and ends near the fp32 reduction's run (f2). The gradients' rounding (2^-8)
+# moves Adam's normalised steps little; the bf16 all-gather rounds the weights themselves (2^-9).
+for run in "f2bf16:--grad_reduce_dtype bf16" "f2bf16g:--grad_reduce_dtype bf16 --zero_gather_dtype bf16" \
+           "f2whole16:--zero off --grad_reduce_dtype bf16"; do
+  name=${run%%:*} flags=${run#*:}
+  # shellcheck disable=SC2086  # the flags split into words on purpose
+  expect 0 "full FT, 2 ranks, $flags" mpi 2 "$xltune" train "${common[@]}" "${full[@]}" --train_batch_size 2 $flags \
+    --replica_check_steps 3 --output_dir "$dir/$name"
+done
+"$py" - "$dir" "$model" <<'PY' || fail=1
+import json, os, sys
+from safetensors.torch import load_file
+d, model = sys.argv[1], sys.argv[2]
+want = {"f2": ("fp32", "fp32"), "f2bf16": ("bf16", "fp32"), "f2bf16g": ("bf16", "bf16"), "f2whole16": ("bf16", "none")}
+for run, (reduce, gather) in want.items():
+    r = json.load(open(f"{d}/{run}/run_config.json"))["resolved"]
+    assert (r["grad_reduce_dtype"], r["zero_gather_dtype"]) == (reduce, gather), (run, r)
+w0 = load_file(os.path.join(model, "unet", "diffusion_pytorch_model.safetensors"))
+ref = load_file(f"{d}/f2/trainer_state.safetensors")
+ref_loss = [json.loads(l)["loss"] for l in open(f"{d}/f2/metrics.jsonl")]
+# Tolerances: ||a - b|| / ||a|| of all the weights (the bf16 all-gather's rounding alone is about
+# 2^-9 / sqrt(3) = 1.1e-3 of it), of the training's change ||a - w0|| (6 steps of lr 1e-4), and the
+# losses' relative difference.
+tol = {"f2bf16": (1e-3, 0.25), "f2bf16g": (5e-3, None), "f2whole16": (1e-3, 0.25)}
+for run, (weight_tol, change_tol) in tol.items():
+    s = load_file(f"{d}/{run}/trainer_state.safetensors")
+    assert set(s) == set(ref), run
+    num = den = change = 0.0
+    for k, a in ref.items():
+        num += (a - s[k]).double().pow(2).sum().item()
+        den += a.double().pow(2).sum().item()
+        base = w0.get(k[len("unet."):]) if k.startswith("unet.") else None
+        if base is not None:
+            change += (a - base.float().view(a.shape)).double().pow(2).sum().item()
+    rel, of_change = (num / den) ** 0.5, (num / max(change, 1e-300)) ** 0.5
+    loss = [json.loads(l)["loss"] for l in open(f"{d}/{run}/metrics.jsonl")]
+    worst_loss = max(abs(x - y) / abs(x) for x, y in zip(ref_loss, loss))
+    print(f"ok?  {run} against fp32 reduction: ||a - b|| / ||a|| = {rel:.2e} (tolerance {weight_tol:.0e}), "
+          f"/ ||a - w0|| = {of_change:.2e}, losses {worst_loss:.2e}")
+    assert len(loss) == len(ref_loss) and rel <= weight_tol and worst_loss <= 1e-2, run
+    assert change_tol is None or of_change <= change_tol, run
+print("ok   bf16 reduction (and all-gather) on 2 MPI ranks: complete, recorded, near the fp32 reduction's weights")
+PY
+expect 2 "--grad_reduce_dtype fp16 (a usage error)" "$xltune" train "${common[@]}" --grad_reduce_dtype fp16 --output_dir "$dir/r16"
+has "$dir/err" "--grad_reduce_dtype 'fp16': expected auto, fp32, bf16"
 expect 2 "--zero on with LoRA (a usage error)" "$xltune" train "${common[@]}" --zero on --output_dir "$dir/zlora"
 has "$dir/err" "--zero on: ZeRO-1 shards full fine-tuning's optimizer state"
 
