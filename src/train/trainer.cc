@@ -198,7 +198,10 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
   at::NoGradGuard no_grad;
   for (const auto& o : optimizers_) {
     for (auto [name, p] : o->named_parameters()) {
-      auto it = tensors.find(name);
+      // A ZeRO-1 checkpoint with a bf16 all-gather holds bf16-valued weights and, in its shards, the
+      // fp32 masters (Note [Sharded optimizer state]): any setup continues from the masters.
+      auto it = tensors.find(name + ".master");
+      if (it == tensors.end()) it = tensors.find(name);
       XLTUNE_CHECK(it != tensors.end(), "checkpoint: no tensor '", name, "' (a checkpoint of another setup?)");
       XLTUNE_CHECK(it->second.sizes() == p.sizes(), "checkpoint: ", name, " is ", it->second.sizes(), ", this run's is ",
                    p.sizes());

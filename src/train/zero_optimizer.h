@@ -34,9 +34,10 @@
 //   checks, and each rank's forward sees exactly what the others' do; under bf16 autocast the
 //   matmuls and convolutions would have rounded the weights to bf16 anyway (biases, norms and
 //   CPU runs see the rounding). The masters go into the shards ("zero.<k>.master") and come back
-//   on resume (full_moments_from_shards merges them as "<name>.master"), so a resume on as many
-//   ranks continues exactly; without them (a checkpoint of an fp32 all-gather) the masters start
-//   from the saved weights. The exported weights are the working (bf16-valued) ones.
+//   on resume (full_moments_from_shards merges them as "<name>.master", which Trainer::restore
+//   takes over the saved weights), so a resume on any number of ranks, sharded or not, continues
+//   from the exact fp32 values; without them (a checkpoint of an fp32 all-gather) the masters
+//   start from the saved weights. The exported weights are the working (bf16-valued) ones.
 // - Checkpoint: each rank saves its chunks (shard_state); resuming on another number of ranks goes
 //   through full per-tensor moments (full_moments_from_shards, load_full_moments), the same names
 //   an unsharded AdamW uses ("<name>.exp_avg"), so a run can move between sharded and not.
