@@ -277,7 +277,13 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
 void ZeroOptimizer::take_parameters(const std::map<std::string, at::Tensor>& masters) {
   at::NoGradGuard no_grad;
   const int64_t r = comm_.rank();
+  bool any_master = false;
+  for (const auto& item : masters) {
+    const std::string& name = item.first;
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".master") == 0) any_master = true;
+  }
   for (auto& b : buckets_) {
+    if (!b->master.defined() && !any_master) continue;  // fp32 all-gather, fp32 checkpoint: nothing to do
     bool given = false;
     at::Tensor full = b->param.clone();  // the padding as it is (zeros)
     for (size_t j : b->members) {
