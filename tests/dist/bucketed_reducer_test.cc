@@ -165,6 +165,7 @@ Bf16Run run_bf16(int world, bool native_bf16, BucketedReducer::Options options) 
   out.reduced.resize(static_cast<size_t>(world));
   std::vector<std::thread> threads;
   std::vector<std::string> errors(static_cast<size_t>(world));
+  const int threads_before = at::get_num_threads();
   for (int r = 0; r < world; ++r) {
     threads.emplace_back([&, r] {
       at::set_num_threads(1);
@@ -184,6 +185,7 @@ Bf16Run run_bf16(int world, bool native_bf16, BucketedReducer::Options options) 
     });
   }
   for (auto& t : threads) t.join();
+  at::set_num_threads(threads_before);
   for (const auto& e : errors) EXPECT_TRUE(e.empty()) << e;
   return out;
 }
