@@ -117,6 +117,14 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
       .add_choice("report_to", &o.report_to, {{"none", ReportTo::kNone}, {"tensorboard", ReportTo::kTensorBoard}},
                   "none, or tensorboard: the metrics and validation images as TensorBoard event files in "
                   "OUTPUT_DIR/logs/ (`tensorboard --logdir OUTPUT_DIR/logs`)")
+      .add_choice("grad_reduce_dtype", &o.grad_reduce_dtype,
+                  {{"auto", at::ScalarType::Undefined}, {"fp32", at::kFloat}, {"bf16", at::kBFloat16}},
+                  "many ranks: the dtype gradients are averaged in (fp32 or bf16: half the bytes, the mean rounded to "
+                  "bf16). auto: bf16 for full fine-tuning on GPUs (NCCL sums bf16), fp32 otherwise (MPI sums bf16 "
+                  "through an fp32 copy, no faster)")
+      .add_choice("zero_gather_dtype", &o.zero_gather_dtype, {{"fp32", at::kFloat}, {"bf16", at::kBFloat16}},
+                  "ZeRO-1: the dtype the updated weights are all-gathered in. bf16: half the bytes; every rank keeps "
+                  "fp32 masters of its own shard and trains with the bf16-rounded weights")
       .add_list("validation_prompt", &o.validation_prompts,
                 "render this prompt while training (may be given several times; TOK becomes the trained tokens) "
                 "into OUTPUT_DIR/samples/step-N.png: prompts x --num_validation_images, the same seeds every time")

@@ -29,6 +29,7 @@ struct BucketedReducer::Bucket {
   // (Note [Tensors without a gradient]), summed over the ranks with the gradients.
   at::Tensor flat;
   at::Tensor grads, got;  // views of flat
+  at::Tensor wire;        // bf16 reduction: flat / W in bf16, from launch until finish()
   std::vector<size_t> members;
   size_t pending = 0;
   bool ready = false, launched = false;
@@ -38,6 +39,8 @@ struct BucketedReducer::Bucket {
 
 BucketedReducer::BucketedReducer(Communicator& comm, Options options) : comm_(comm), options_(options) {
   XLTUNE_CHECK(options.bucket_bytes > 0 && options.first_bucket_bytes > 0, "reducer: bucket sizes must be positive");
+  XLTUNE_CHECK(options.reduce_dtype == at::kFloat || options.reduce_dtype == at::kBFloat16,
+               "reducer: gradients are reduced in fp32 or bf16, not ", options.reduce_dtype);
 }
 
 BucketedReducer::~BucketedReducer() { clear_hooks(); }
@@ -119,7 +122,8 @@ void BucketedReducer::before_backward() {
     b->pending = b->members.size();
     b->ready = b->launched = false;
     b->work.reset();
-    b->timing = BucketTiming{b->grads.numel() * 4, 0, 0};
+    b->wire = at::Tensor();
+    b->timing = BucketTiming{b->grads.numel() * static_cast<int64_t>(at::elementSize(options_.reduce_dtype)), 0, 0};
     for (size_t i : b->members) {
       at::Tensor& t = tensors_[i];
       XLTUNE_CHECK(!t.grad().defined(), "reducer: gradients must be cleared before backward");
@@ -149,7 +153,16 @@ void BucketedReducer::launch_in_order() {
     for (size_t i : b.members) got.push_back(got_grad_[i] ? 1.f : 0.f);
     b.got.copy_(at::tensor(got, at::kFloat));  // one small copy per bucket, not one per tensor
     b.timing.launched = now();
-    b.work = comm_.start_all_reduce_sum(b.flat);
+    if (options_.reduce_dtype == at::kBFloat16) {
+      // Note [bf16 gradient reduction]: divided in fp32 first, then rounded once; the sum is of
+      // the ranks' shares of the mean (the flags become 1/W each, still non-zero when summed).
+      at::NoGradGuard no_grad;
+      if (comm_.size() > 1) b.flat.div_(comm_.size());
+      b.wire = b.flat.to(at::kBFloat16);
+      b.work = start_all_reduce_sum_bf16(comm_, b.wire);
+    } else {
+      b.work = comm_.start_all_reduce_sum(b.flat);
+    }
     b.launched = true;
   }
 }
@@ -172,7 +185,12 @@ void BucketedReducer::finish() {
   for (auto& b : buckets_) {
     b->work->wait();
     if (b->timing.done == 0) b->timing.done = now();
-    if (comm_.size() > 1) b->flat.div_(comm_.size());
+    if (b->wire.defined()) {
+      b->flat.copy_(b->wire);  // the mean already (divided before the sum)
+      b->wire = at::Tensor();
+    } else if (comm_.size() > 1) {
+      b->flat.div_(comm_.size());
+    }
     timings_.push_back(b->timing);
   }
   // Note [Tensors without a gradient]: one that got none on any rank is undefined on every rank.

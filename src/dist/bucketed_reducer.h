@@ -17,10 +17,15 @@
 //   zeros its views were set to. Each bucket carries one flag per member after its gradients,
 //   so the ranks learn in the same collective which tensors got a gradient anywhere (Note
 //   [Tensors without a gradient]); finish() leaves the others' gradients undefined.
-// - finish(): waits for every bucket in order and divides by the world size.
+// - finish(): waits for every bucket in order and divides by the world size (fp32 reduction), or
+//   copies the bf16 mean into the fp32 bucket (Options::reduce_dtype bf16: Note [bf16 gradient
+//   reduction]; the bucket is divided by the world size and cast into a bf16 buffer, made at
+//   launch and freed in finish(), just before the all-reduce).
 // - Arithmetic for SDXL: LoRA rank 32 = 46.4 M fp32 = 186 MB = 1 + 8 buckets; the full UNet's
 //   2,547 M trained parameters = 10.2 GB = 1 + 389 buckets (bench/scaling_model.py uses these).
 #pragma once
+
+#include <c10/core/ScalarType.h>
 
 #include <memory>
 #include <vector>
@@ -39,9 +44,12 @@ class BucketedReducer final : public GradientReducer {
     // Build buckets and all-reduce even in a world of one (an identity), so that a single GPU
     // exercises the NCCL path (bench/gpu/run); off for training.
     bool reduce_one_rank = false;
+    // The dtype gradients travel in: fp32, or bf16 (Note [bf16 gradient reduction]); the .grad
+    // tensors and their buckets stay fp32 either way.
+    at::ScalarType reduce_dtype = at::kFloat;
   };
   struct BucketTiming {
-    int64_t bytes = 0;
+    int64_t bytes = 0;  // as sent: 2 per value in bf16
     double launched = 0, done = 0;  // seconds on a steady clock
   };
 

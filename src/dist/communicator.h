@@ -42,6 +42,10 @@ class Communicator {
   // Where the tensors it reduces must live: kCUDA for NCCL, kCPU for the others (MPI here is not
   // CUDA-aware). Callers move small tensors (a norm, a loss) to it.
   virtual c10::DeviceType device_type() const { return c10::DeviceType::CPU; }
+  // Whether its sums take bf16 tensors natively (NCCL: each hop adds in fp32 and rounds to bf16).
+  // Where not (MPI has no bf16 type; the thread group by default), start_all_reduce_sum_bf16 and
+  // start_reduce_scatter_sum_bf16 below sum an fp32 copy (Note [bf16 gradient reduction]).
+  virtual bool sums_bf16() const { return false; }
 
   // In place: every rank ends with the sum over ranks. The tensor must be contiguous.
   virtual std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) = 0;
@@ -95,6 +99,15 @@ class SingleProcessCommunicator final : public Communicator {
   void broadcast(const at::Tensor& tensor, int root) override;
   void barrier() override {}
 };
+
+// bf16 sums on any communicator (Note [bf16 gradient reduction]): natively where sums_bf16(),
+// else through an fp32 copy of `tensor` / `input`, summed, and rounded back into the bf16 tensor /
+// `output` when done (no bandwidth saved then; the numerics are NCCL's up to the rounding of
+// partial sums: equal for 2 ranks, within a bf16 ulp of the sum per extra rank). Arguments as
+// start_all_reduce_sum's and start_reduce_scatter_sum's, all bf16.
+std::unique_ptr<CommWork> start_all_reduce_sum_bf16(Communicator& comm, const at::Tensor& tensor);
+std::unique_ptr<CommWork> start_reduce_scatter_sum_bf16(Communicator& comm, const at::Tensor& input,
+                                                        const at::Tensor& output);
 
 // Sums of a few doubles over ranks (loss, counts), through a small CPU (or device) tensor.
 std::vector<double> all_reduce_sum_values(Communicator& comm, const std::vector<double>& values,

@@ -16,6 +16,36 @@
 // (The reducers used to hand such a tensor zeros, so AdamW decayed it on N ranks and skipped it
 // on one: the GPU-readiness review's R5b.) The flags travel in the same collectives as the
 // gradients (the bucketed reducer) or in one small all-reduce (the after-backward one).
+//
+// Note [bf16 gradient reduction]
+// --grad_reduce_dtype bf16 halves the bytes of the gradient collectives (the bucketed all-reduce,
+// ZeRO-1's reduce-scatter); fp32 is exact up to the order of the sums.
+// - What travels: when a bucket is full, its fp32 gradients are divided by the world size W (in
+//   fp32) and cast once into a bf16 buffer, made for the collective and freed when its result is
+//   copied back into the fp32 gradients (.grad and the buckets stay fp32; AdamW and the clipping
+//   see fp32 gradients whose values are bf16 numbers). The ranks' shares g_r / W are summed, not
+//   the g_r, as DDP's bf16_compress_hook does: the sum is then the mean itself, with nothing to
+//   divide (and round) after it, and the values on the wire stay the size of the gradients (bf16
+//   has fp32's exponent range, so a sum of W gradients would not overflow either, as fp16's
+//   could). Dividing in fp32, before the one rounding to bf16, adds no rounding even where 1/W is
+//   not a power of two. Only a share below 2^-126 (fp32's and bf16's smallest normal) loses bits.
+// - Where the sum is formed: NCCL sums bf16 (Communicator::sums_bf16(); each add on the ring
+//   rounds its sum to bf16). MPI has no bf16 type, and the thread group refuses bf16 sums as MPI does, so
+//   there start_all_reduce_sum_bf16 / start_reduce_scatter_sum_bf16 (communicator.h) sum an fp32
+//   copy of the bf16 buffer and round the result to bf16: the same numbers as NCCL's for 2 ranks
+//   (one rounding of the same exact sum), within a bf16 rounding of the sum per extra rank
+//   otherwise (NCCL rounds each partial sum); no bandwidth is saved, the casts cost a little.
+// - Error: each share rounds once (2^-8 of it) and each sum once, so the mean is within
+//   2^-8 sum_r |g_r| of the fp32 mean (tests/dist/bucketed_reducer_test.cc). Adam divides by the
+//   root mean square of the gradient, so a relative error of 2^-8 moves the step by about as much,
+//   except where the ranks' gradients nearly cancel; measured: bench/grad_reduce.py.
+// - Default (grad_reduce_dtype_for, job/trainer_setup.h): bf16 for full fine-tuning on NCCL, where
+//   its 10 GB of fp32 gradients per step limit scaling (bench/scaling_model.py); fp32 for LoRA
+//   (186 MB, hidden behind backward already) and on MPI (no bytes saved). The option works on MPI
+//   too (tests/cli/mpi_train_test.sh). A world of one reduces nothing: run_config.json says "none".
+// - ZeRO-1's all-gather of the updated weights in bf16 (--zero_gather_dtype, Note [Sharded
+//   optimizer state]) is the other half: fp32 masters of each rank's own shard, bf16-valued
+//   working weights, identical on every rank.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -37,7 +37,9 @@ MPI_Datatype mpi_type(const at::Tensor& t) {
     case at::kLong: return MPI_INT64_T;
     case at::kInt: return MPI_INT32_T;
     case at::kByte: return MPI_UINT8_T;
-    default: XLTUNE_FAIL("MPI: no reduction for ", t.scalar_type(), " tensors (buckets are fp32)");
+    // No bf16: MPI has no such type (MPI 4.1 none either); start_all_reduce_sum_bf16 sums an fp32
+    // copy (Note [bf16 gradient reduction]). All-gathers move bytes and take any dtype.
+    default: XLTUNE_FAIL("MPI: no reduction for ", t.scalar_type(), " tensors (sums are of fp32, fp64 or integers)");
   }
 }
 
@@ -172,11 +174,14 @@ std::unique_ptr<CommWork> MpiCommunicator::start_all_gather(const at::Tensor& in
   check_cpu_contiguous(out, "all-gather");
   XLTUNE_CHECK(out.numel() == in.numel() * size_ && in.scalar_type() == out.scalar_type(), "MPI all-gather: ",
                in.numel(), " values in, ", out.numel(), " out, for ", size_, " ranks");
+  // As bytes: nothing is added, so any dtype travels (bf16 parameters: Note [bf16 gradient reduction]).
+  XLTUNE_CHECK(in.nbytes() < (size_t{1} << 31), "MPI all-gather: ", in.nbytes(),
+               " bytes per rank is more than one call takes");
   MPI_Request request;
   CollectiveWatchdog::Watch watch = watch_collective(str("all-gather of ", out.numel(), " values"));
   const bool in_place = is_rank_slice(in, out, rank_);
-  XLTUNE_MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.data_ptr(), static_cast<int>(in.numel()), mpi_type(in), out.data_ptr(),
-                                  static_cast<int>(in.numel()), mpi_type(out), MPI_COMM_WORLD, &request),
+  XLTUNE_MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.data_ptr(), static_cast<int>(in.nbytes()), MPI_BYTE,
+                                  out.data_ptr(), static_cast<int>(in.nbytes()), MPI_BYTE, MPI_COMM_WORLD, &request),
                    "MPI all-gather of ", out.numel(), " values");
   return std::make_unique<MpiWork>(request, std::move(watch), in, out);
 }

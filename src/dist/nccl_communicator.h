@@ -45,6 +45,7 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return size_; }
   std::string name() const override { return "NCCL"; }
   c10::DeviceType device_type() const override { return c10::DeviceType::CUDA; }
+  bool sums_bf16() const override { return true; }  // ncclBfloat16 (NCCL 2.10+)
   std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& tensor) override;
   std::unique_ptr<CommWork> start_reduce_scatter_sum(const at::Tensor& input, const at::Tensor& output) override;
   std::unique_ptr<CommWork> start_all_gather(const at::Tensor& input, const at::Tensor& output) override;

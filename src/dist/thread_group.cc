@@ -104,19 +104,23 @@ class ThreadWork final : public CommWork {
 
 class ThreadGroupCommunicator final : public Communicator {
  public:
-  ThreadGroupCommunicator(std::shared_ptr<Rendezvous> rv, int rank) : rv_(std::move(rv)), rank_(rank) {}
+  ThreadGroupCommunicator(std::shared_ptr<Rendezvous> rv, int rank, bool sums_bf16)
+      : rv_(std::move(rv)), rank_(rank), sums_bf16_(sums_bf16) {}
   ~ThreadGroupCommunicator() override { stop_watchdog(); }
   int rank() const override { return rank_; }
   int size() const override { return rv_->world; }
   int local_rank() const override { return rank_; }
   int local_size() const override { return rv_->world; }
   std::string name() const override { return "threads"; }
+  bool sums_bf16() const override { return sums_bf16_; }
   std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& t) override {
     XLTUNE_CHECK(t.is_contiguous(), "all-reduce: the tensor must be contiguous");
+    check_sum_dtype(t);
     return std::make_unique<ThreadWork>(rv_, watch_collective(str("all-reduce of ", t.numel(), " values")), rank_, t, 0);
   }
   std::unique_ptr<CommWork> start_reduce_scatter_sum(const at::Tensor& in, const at::Tensor& out) override {
     XLTUNE_CHECK(in.numel() == out.numel() * rv_->world, "reduce-scatter: ", in.numel(), " in, ", out.numel(), " out");
+    check_sum_dtype(in);
     return std::make_unique<ThreadWork>(rv_, watch_collective(str("reduce-scatter of ", in.numel(), " values")), rank_,
                                         in, 3, out);
   }
@@ -146,17 +150,24 @@ class ThreadGroupCommunicator final : public Communicator {
   void collective_timed_out(const std::string& message) override { rv_->abort_with(message); }
 
  private:
+  // As MPI refuses bf16 sums, so does a group that does not sum bf16: a test then fails where
+  // the real job would, instead of passing on a sum MPI cannot do.
+  void check_sum_dtype(const at::Tensor& t) const {
+    XLTUNE_CHECK(sums_bf16_ || t.scalar_type() != at::kBFloat16, "threads: this group sums no bf16 tensors ",
+                 "(start_all_reduce_sum_bf16 sums an fp32 copy)");
+  }
   std::shared_ptr<Rendezvous> rv_;
   int rank_;
+  bool sums_bf16_;
 };
 
 }  // namespace
 
-std::vector<std::shared_ptr<Communicator>> make_thread_group(int world_size) {
+std::vector<std::shared_ptr<Communicator>> make_thread_group(int world_size, bool sums_bf16) {
   XLTUNE_CHECK(world_size >= 1, "thread group: expected at least one rank");
   auto rv = std::make_shared<Rendezvous>(world_size);
   std::vector<std::shared_ptr<Communicator>> out;
-  for (int r = 0; r < world_size; ++r) out.push_back(std::make_shared<ThreadGroupCommunicator>(rv, r));
+  for (int r = 0; r < world_size; ++r) out.push_back(std::make_shared<ThreadGroupCommunicator>(rv, r, sums_bf16));
   return out;
 }
 

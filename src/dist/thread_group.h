@@ -16,6 +16,9 @@
 
 namespace xltune {
 
-std::vector<std::shared_ptr<Communicator>> make_thread_group(int world_size);
+// `sums_bf16`: bf16 tensors are summed as bf16 (each add rounds, as a hop of NCCL's ring does)
+// and sums_bf16() says so, so that tests reach the native path of the bf16 reductions; false
+// (the default), they go through an fp32 copy as on MPI (Note [bf16 gradient reduction]).
+std::vector<std::shared_ptr<Communicator>> make_thread_group(int world_size, bool sums_bf16 = false);
 
 }  // namespace xltune

@@ -7,6 +7,10 @@
 
 namespace xltune {
 
+std::string traveling_dtype_name(at::ScalarType t) {
+  return t == at::ScalarType::Undefined ? "none" : t == at::kBFloat16 ? "bf16" : "fp32";
+}
+
 std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json& option_values, const ResolvedRun& run,
                             const Trainer& trainer, const SdxlModel& model) {
   const TrainerConfig& tc = trainer.config();
@@ -35,6 +39,8 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
       {"frozen_dtype", run.placement.frozen == at::kBFloat16 ? "bf16" : "fp32"},
       {"placement", run.placement.describe()},
       {"trainable_parameters", trainer.trainable_parameter_count()},
+      {"grad_reduce_dtype", traveling_dtype_name(run.grad_reduce_dtype)},
+      {"zero_gather_dtype", traveling_dtype_name(run.zero_gather_dtype)},
       {"shards", run.shard_dir}};
   nlohmann::ordered_json groups = nlohmann::ordered_json::array();
   for (const auto& g : trainer.groups()) {
@@ -62,7 +68,12 @@ std::string training_summary(const TrainOptions& o, const ResolvedRun& run, cons
              run.world > 1 ? str(" per rank x ", run.world, " ranks") : std::string(), "), ",
              o.is_lora ? str("LoRA rank ", tc.lora_rank) : std::string("full fine-tuning"), ", ",
              trainer.trainable_parameter_count(), " trainable parameters, pivot after step ", tc.pivot_step, ", on ",
-             run.placement.describe());
+             run.placement.describe(),
+             run.world > 1 ? str(", gradients reduced in ", traveling_dtype_name(run.grad_reduce_dtype),
+                                 trainer.optimizer_state_sharded()
+                                     ? str(", weights all-gathered in ", traveling_dtype_name(run.zero_gather_dtype))
+                                     : std::string())
+                           : std::string());
 }
 
 }  // namespace xltune

@@ -28,7 +28,12 @@ struct ResolvedRun {
   int64_t total_steps = 0;
   std::string shard_dir;
   Placement placement;
+  // The gradient path's dtypes (GradientPath): kUndefined where nothing travels.
+  at::ScalarType grad_reduce_dtype = at::ScalarType::Undefined, zero_gather_dtype = at::ScalarType::Undefined;
 };
+
+// "fp32", "bf16", or "none" (kUndefined: nothing travels).
+std::string traveling_dtype_name(at::ScalarType t);
 
 // The file's JSON. `option_values`: every option by name as the command line resolved it.
 std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json& option_values, const ResolvedRun& run,

@@ -144,13 +144,14 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
   if (tc.schedule.kind == LrScheduleKind::kConstant && o.lr_warmup_steps > 0 && rank0)
     log_info("--lr_scheduler constant has no warmup (as diffusers' get_scheduler); --lr_warmup_steps ",
              o.lr_warmup_steps, " is used by constant_with_warmup, linear and cosine");
-  GradientPath gradients = make_gradient_path(comm, device, !o.is_lora && o.zero != ZeroMode::kOff);
+  GradientPath gradients = make_gradient_path(comm, device, o);
   if (gradients.device_comm) gradients.device_comm->set_collective_timeout(o.collective_timeout);
   Trainer trainer(model, tc, configs.vae_config.scaling_factor, gradients.reducer, gradients.optimizer_shards);
   Validation validation(o, model, tokenizers.first, tokenizers.second, resume.seed, device);
   // 7. run_config.json: the options as resolved and what the run derived from them.
   const ResolvedRun run{resume.seed, resume.seed_was_random, shards.resolution, shards.size(), comm.size(),
-                        steps_per_epoch, total, shards.dir, placement};
+                        steps_per_epoch, total, shards.dir, placement, gradients.reduce_dtype,
+                        trainer.optimizer_state_sharded() ? gradients.gather_dtype : at::ScalarType::Undefined};
   if (rank0) {
     write_file_atomic(o.output_dir + "/run_config.json", run_config_json(o, option_values, run, trainer, model));
     log_info(training_summary(o, run, trainer));

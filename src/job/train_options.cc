@@ -60,6 +60,9 @@ void validate_train_options(const TrainOptions& o) {
                o.checkpoints_total_limit);
   XLTUNE_CHECK(o.zero != ZeroMode::kOn || !o.is_lora, "--zero on: ZeRO-1 shards full fine-tuning's optimizer state; with LoRA ",
                "(--is_lora true) the state is small and stays whole: leave --zero out");
+  XLTUNE_CHECK(o.zero_gather_dtype != at::kBFloat16 || (!o.is_lora && o.zero != ZeroMode::kOff),
+               "--zero_gather_dtype bf16: the all-gather of ZeRO-1, which shards full fine-tuning's optimizer state; ",
+               o.is_lora ? "with LoRA (--is_lora true)" : "with --zero off", " there is none: leave it out");
   XLTUNE_CHECK(o.validation_steps >= 0, "--validation_steps: expected 0 (at the end only) or a number of steps, got ",
                o.validation_steps);
   XLTUNE_CHECK(o.num_validation_images >= 1 && o.num_validation_images <= 16,

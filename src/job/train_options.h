@@ -77,6 +77,10 @@ struct TrainOptions {
   // step (Note [No hang], dist/collective_watchdog.h); PyTorch's default; 0: no limit.
   double collective_timeout = 600;
   ReportTo report_to = ReportTo::kNone;  // tensorboard: OUTPUT_DIR/logs/ (job/tensorboard_log.h)
+  // The dtype gradients travel in between ranks (Note [bf16 gradient reduction]): kFloat, kBFloat16,
+  // or kUndefined ("auto"): bf16 for full fine-tuning on NCCL, fp32 otherwise (grad_reduce_dtype_for).
+  at::ScalarType grad_reduce_dtype = at::ScalarType::Undefined;
+  at::ScalarType zero_gather_dtype = at::kFloat;  // ZeRO-1's all-gather of the updated weights: fp32 or bf16
   // Validation images (job/validation.h): prompts (TOK becomes the trained tokens), every N steps
   // and at the end (0: at the end only), images per prompt, and how they are made.
   std::vector<std::string> validation_prompts;

@@ -52,7 +52,12 @@ SdxlLoadOptions sdxl_load_options(const TrainOptions& o, const Placement& placem
   return load;
 }
 
-GradientPath make_gradient_path(Communicator& comm, at::Device device, bool shard_optimizer_state) {
+at::ScalarType grad_reduce_dtype_for(const TrainOptions& o, const Communicator& grads) {
+  if (o.grad_reduce_dtype != at::ScalarType::Undefined) return o.grad_reduce_dtype;
+  return !o.is_lora && grads.sums_bf16() ? at::kBFloat16 : at::kFloat;
+}
+
+GradientPath make_gradient_path(Communicator& comm, at::Device device, const TrainOptions& o) {
   GradientPath path;
   if (comm.size() == 1) {
     path.reducer = std::make_shared<AfterBackwardReducer>(comm);
@@ -68,8 +73,14 @@ GradientPath make_gradient_path(Communicator& comm, at::Device device, bool shar
                 "-DXLTUNE_WITH_NCCL=on against a CUDA libtorch)");
 #endif
   }
-  path.reducer = std::make_shared<BucketedReducer>(*grads);
-  if (shard_optimizer_state) path.optimizer_shards = grads;
+  path.reduce_dtype = grad_reduce_dtype_for(o, *grads);
+  BucketedReducer::Options buckets;
+  buckets.reduce_dtype = path.reduce_dtype;
+  path.reducer = std::make_shared<BucketedReducer>(*grads, buckets);
+  if (!o.is_lora && o.zero != ZeroMode::kOff) {
+    path.optimizer_shards = OptimizerShards{grads, path.reduce_dtype, o.zero_gather_dtype};
+    path.gather_dtype = o.zero_gather_dtype;
+  }
   return path;
 }
 

@@ -30,14 +30,21 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
 // once, exactly); the VAE only when `with_vae`.
 SdxlLoadOptions sdxl_load_options(const TrainOptions& o, const Placement& placement, bool with_vae);
 
+// Note [bf16 gradient reduction]: --grad_reduce_dtype when given; auto: bf16 for full fine-tuning
+// on a communicator that sums bf16 natively (NCCL), fp32 otherwise (LoRA's gradients are small,
+// and MPI would sum an fp32 copy anyway).
+at::ScalarType grad_reduce_dtype_for(const TrainOptions& o, const Communicator& grads);
+
 // Gradients: NCCL between GPUs, MPI between CPU ranks, averaged by the bucketed reducer
-// (Note [Gradient buckets]); one rank reduces nothing.
+// (Note [Gradient buckets]) in grad_reduce_dtype_for's dtype; one rank reduces nothing.
 struct GradientPath {
   std::unique_ptr<Communicator> device_comm;  // NCCL, when the ranks train on GPUs
   std::shared_ptr<GradientReducer> reducer;
-  Communicator* optimizer_shards = nullptr;  // ZeRO-1's (the Trainer's optimizer_shards), when sharded
+  // ZeRO-1's (the Trainer's optimizer_shards): full fine-tuning with --zero auto|on on 2+ ranks.
+  OptimizerShards optimizer_shards;
+  // What travels: kUndefined where nothing does (one rank; no ZeRO-1 for the gather).
+  at::ScalarType reduce_dtype = at::ScalarType::Undefined, gather_dtype = at::ScalarType::Undefined;
 };
-// `shard_optimizer_state`: full fine-tuning with --zero auto|on (ZeRO-1 over the ranks).
-GradientPath make_gradient_path(Communicator& comm, at::Device device, bool shard_optimizer_state);
+GradientPath make_gradient_path(Communicator& comm, at::Device device, const TrainOptions& o);
 
 }  // namespace xltune

@@ -52,7 +52,7 @@ bool Trainer::full_finetune_trains(const std::string& name) {
 }
 
 Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_scaling_factor,
-                 std::shared_ptr<GradientReducer> reducer, Communicator* optimizer_shards)
+                 std::shared_ptr<GradientReducer> reducer, OptimizerShards optimizer_shards)
     : model_(model),
       config_(config),
       scaling_factor_(latent_scaling_factor),
@@ -96,10 +96,11 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
       g.names.push_back("unet." + item.key());
       g.params.push_back(p);
     }
-    sharded_ = optimizer_shards != nullptr && optimizer_shards->size() > 1;
+    sharded_ = optimizer_shards.comm != nullptr && optimizer_shards.comm->size() > 1;
     if (sharded_) {
-      optimizers_.push_back(std::make_unique<ZeroOptimizer>(g.names, g.params, g.hyper, *optimizer_shards,
-                                                            config.optimizer_state_dtype, config.seed));
+      optimizers_.push_back(std::make_unique<ZeroOptimizer>(
+          g.names, g.params, g.hyper, *optimizer_shards.comm, config.optimizer_state_dtype, config.seed,
+          int64_t{25} << 20, int64_t{1} << 20, optimizer_shards.reduce_dtype, optimizer_shards.gather_dtype));
     } else {
       groups.push_back(std::move(g));
     }
@@ -210,7 +211,10 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
   at::NoGradGuard no_grad;
   for (const auto& o : optimizers_) {
     for (auto [name, p] : o->named_parameters()) {
-      auto it = tensors.find(name);
+      // A ZeRO-1 checkpoint with a bf16 all-gather holds bf16-valued weights and, in its shards, the
+      // fp32 masters (Note [Sharded optimizer state]): any setup continues from the masters.
+      auto it = tensors.find(name + ".master");
+      if (it == tensors.end()) it = tensors.find(name);
       XLTUNE_CHECK(it != tensors.end(), "checkpoint: no tensor '", name, "' (a checkpoint of another setup?)");
       XLTUNE_CHECK(it->second.sizes() == p.sizes(), "checkpoint: ", name, " is ", it->second.sizes(), ", this run's is ",
                    p.sizes());

@@ -46,6 +46,15 @@
 namespace xltune {
 
 class Communicator;
+
+// ZeRO-1 for full fine-tuning on many ranks: the communicator whose ranks share the UNet's AdamW
+// state (Note [Sharded optimizer state]), and the dtypes of its reduce-scatter and all-gather
+// (Note [bf16 gradient reduction]). No communicator, or one rank: the state is replicated.
+struct OptimizerShards {
+  Communicator* comm = nullptr;
+  at::ScalarType reduce_dtype = at::kFloat;
+  at::ScalarType gather_dtype = at::kFloat;
+};
 class GradientReducer;
 
 struct TrainerConfig {
@@ -109,10 +118,10 @@ class Trainer {
  public:
   // Attaches LoRA (or marks the UNet trainable), adds the new tokens, builds the optimizers.
   // `model` must outlive the trainer. `optimizer_shards`: full fine-tuning on many ranks shards
-  // the UNet's AdamW state over this communicator's ranks (ZeRO-1, Note [Sharded optimizer
-  // state]); null or one rank: replicated.
+  // the UNet's AdamW state over its communicator's ranks (ZeRO-1, Note [Sharded optimizer
+  // state]); none or one rank: replicated.
   Trainer(SdxlModel& model, const TrainerConfig& config, double latent_scaling_factor,
-          std::shared_ptr<GradientReducer> reducer, Communicator* optimizer_shards = nullptr);
+          std::shared_ptr<GradientReducer> reducer, OptimizerShards optimizer_shards = {});
   ~Trainer();
 
   StepResult step(int64_t step, const StepBatch& batch);

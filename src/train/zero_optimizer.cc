@@ -28,6 +28,8 @@ struct ZeroOptimizer::Bucket {
   at::Tensor param, grad;        // [chunk * W]
   at::Tensor chunk_grad;         // grad's slice of this rank: reduce-scattered in place
   at::Tensor exp_avg, exp_avg_sq;  // [chunk]
+  at::Tensor master;               // [chunk] fp32, with a bf16 all-gather: this rank's own values
+  at::Tensor wire;                 // [chunk * W] bf16, a bf16 reduce-scatter's from launch to finish()
   size_t pending = 0;
   bool ready = false;
   std::unique_ptr<CommWork> work;
@@ -35,14 +37,19 @@ struct ZeroOptimizer::Bucket {
 
 ZeroOptimizer::ZeroOptimizer(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWHyper hyper,
                              Communicator& comm, at::ScalarType state_dtype, uint64_t seed, int64_t bucket_bytes,
-                             int64_t first_bucket_bytes)
+                             int64_t first_bucket_bytes, at::ScalarType reduce_dtype, at::ScalarType gather_dtype)
     : names_(std::move(names)),
       params_(std::move(params)),
       hyper_(hyper),
       comm_(comm),
       state_dtype_(state_dtype),
-      seed_(seed) {
+      seed_(seed),
+      reduce_dtype_(reduce_dtype),
+      gather_dtype_(gather_dtype) {
   XLTUNE_CHECK(state_dtype == at::kFloat || state_dtype == at::kBFloat16, "ZeRO: moments in fp32 or bf16");
+  XLTUNE_CHECK(reduce_dtype == at::kFloat || reduce_dtype == at::kBFloat16, "ZeRO: gradients reduced in fp32 or bf16");
+  XLTUNE_CHECK(gather_dtype == at::kFloat || gather_dtype == at::kBFloat16,
+               "ZeRO: parameters gathered in fp32 or bf16");
   XLTUNE_CHECK(names_.size() == params_.size() && !params_.empty(), "ZeRO: ", params_.size(), " tensors, ",
                names_.size(), " names");
   const int64_t W = comm.size();
@@ -81,7 +88,9 @@ ZeroOptimizer::ZeroOptimizer(std::vector<std::string> names, std::vector<at::Ten
       view.copy_(params_[j].detach());
       params_[j].set_data(view);
     }
+    if (gather_dtype_ == at::kBFloat16) b->master = at::zeros({b->chunk}, o);
   }
+  take_parameters({});
   for (size_t j = 0; j < params_.size(); ++j)
     torch::autograd::impl::set_post_acc_grad_hooks(params_[j], std::make_unique<ZeroHook>(this, j));
 }
@@ -109,6 +118,7 @@ void ZeroOptimizer::before_backward() {
     b->pending = b->members.size();
     b->ready = false;
     b->work.reset();
+    b->wire = at::Tensor();
     for (size_t j : b->members) {
       XLTUNE_CHECK(!params_[j].grad().defined(), "ZeRO: gradients must be cleared before backward");
       params_[j].mutable_grad() = b->grad.narrow(0, offset_of_[j], params_[j].numel()).view(params_[j].sizes());
@@ -136,7 +146,15 @@ void ZeroOptimizer::on_ready(size_t j) {
 void ZeroOptimizer::launch_in_order() {
   while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready) {
     Bucket& b = *buckets_[next_launch_++];
-    b.work = comm_.start_reduce_scatter_sum(b.grad, b.chunk_grad);
+    if (reduce_dtype_ == at::kBFloat16) {
+      // Note [bf16 gradient reduction]: divided in fp32, rounded once, summed as shares of the mean.
+      at::NoGradGuard no_grad;
+      if (comm_.size() > 1) b.grad.div_(comm_.size());
+      b.wire = b.grad.to(at::kBFloat16);
+      b.work = start_reduce_scatter_sum_bf16(comm_, b.wire, b.wire.narrow(0, comm_.rank() * b.chunk, b.chunk));
+    } else {
+      b.work = comm_.start_reduce_scatter_sum(b.grad, b.chunk_grad);
+    }
   }
 }
 
@@ -150,7 +168,12 @@ void ZeroOptimizer::finish() {
   for (auto& b : buckets_) {
     b->work->wait();
     b->work.reset();
-    b->chunk_grad.div_(comm_.size());
+    if (b->wire.defined()) {
+      b->chunk_grad.copy_(b->wire.narrow(0, comm_.rank() * b->chunk, b->chunk));  // the mean already
+      b->wire = at::Tensor();
+    } else {
+      b->chunk_grad.div_(comm_.size());
+    }
   }
 }
 
@@ -204,10 +227,24 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
   const double step_size = lr / bias_correction1;
   const int64_t r = comm_.rank();
   std::vector<std::unique_ptr<CommWork>> gathers;  // in place: each bucket's while the next is updated
+  // A bf16 all-gather's: (work, the bf16 bucket, its bucket), at most two alive (the one in flight
+  // while the next bucket is updated), so the bf16 copies cost 2 buckets, not 2 B per parameter.
+  struct Bf16Gather {
+    std::unique_ptr<CommWork> work;
+    at::Tensor whole;
+    size_t bucket;
+  };
+  std::vector<Bf16Gather> bf16_gathers;
+  const auto land = [&](Bf16Gather& g) {
+    g.work->wait();
+    buckets_[g.bucket]->param.copy_(g.whole);  // every rank, its own chunk included: the bf16 values
+  };
   const bool bf16 = state_dtype_ == at::kBFloat16;
   for (size_t k = 0; k < buckets_.size(); ++k) {
     Bucket& b = *buckets_[k];
-    at::Tensor p = b.param.narrow(0, r * b.chunk, b.chunk);
+    // With a bf16 all-gather the update is of the fp32 master; the bucket's own chunk is then
+    // overwritten by its rounding, like the others'.
+    at::Tensor p = b.master.defined() ? b.master : b.param.narrow(0, r * b.chunk, b.chunk);
     const at::Tensor& g = b.chunk_grad;
     at::Tensor m = bf16 ? b.exp_avg.to(at::kFloat) : b.exp_avg;
     at::Tensor v = bf16 ? b.exp_avg_sq.to(at::kFloat) : b.exp_avg_sq;
@@ -224,9 +261,50 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
       b.exp_avg.copy_(stochastic_round_to_bf16(m, gen));
       b.exp_avg_sq.copy_(stochastic_round_to_bf16(v, gen));
     }
-    gathers.push_back(comm_.start_all_gather(p, b.param));
+    if (b.master.defined()) {
+      at::Tensor whole = at::empty({b.chunk * comm_.size()}, b.param.options().dtype(at::kBFloat16));
+      at::Tensor mine = whole.narrow(0, r * b.chunk, b.chunk);
+      mine.copy_(b.master);
+      if (bf16_gathers.size() == 2) {
+        land(bf16_gathers.front());
+        bf16_gathers.erase(bf16_gathers.begin());
+      }
+      bf16_gathers.push_back(Bf16Gather{comm_.start_all_gather(mine, whole), whole, k});
+    } else {
+      gathers.push_back(comm_.start_all_gather(p, b.param));
+    }
   }
   for (auto& w : gathers) w->wait();
+  for (auto& g : bf16_gathers) land(g);
+}
+
+void ZeroOptimizer::take_parameters(const std::map<std::string, at::Tensor>& masters) {
+  at::NoGradGuard no_grad;
+  const int64_t r = comm_.rank();
+  bool any_master = false;
+  for (const auto& item : masters) {
+    const std::string& name = item.first;
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".master") == 0) any_master = true;
+  }
+  for (auto& b : buckets_) {
+    if (!b->master.defined() && !any_master) continue;  // fp32 all-gather, fp32 checkpoint: nothing to do
+    bool given = false;
+    at::Tensor full = b->param.clone();  // the padding as it is (zeros)
+    for (size_t j : b->members) {
+      auto it = masters.find(names_[j] + ".master");
+      if (it == masters.end()) continue;
+      XLTUNE_CHECK(it->second.numel() == params_[j].numel(), "checkpoint: ", names_[j], ".master has ",
+                   it->second.numel(), " values, the tensor ", params_[j].numel());
+      full.narrow(0, offset_of_[j], params_[j].numel()).copy_(it->second.flatten());
+      given = true;
+    }
+    if (b->master.defined()) {
+      b->master.copy_(full.narrow(0, r * b->chunk, b->chunk));
+      b->param.copy_(full.to(at::kBFloat16));  // the same values on every rank: the replicas agree
+    } else if (given) {
+      b->param.copy_(full);  // an fp32 all-gather continues from a bf16 one's masters
+    }
+  }
 }
 
 void ZeroOptimizer::zero_grad() {
@@ -239,6 +317,9 @@ NamedTensors ZeroOptimizer::shard_state() const {
     out.emplace_back("zero." + std::to_string(k) + ".exp_avg", buckets_[k]->exp_avg.detach().cpu().contiguous());
     out.emplace_back("zero." + std::to_string(k) + ".exp_avg_sq", buckets_[k]->exp_avg_sq.detach().cpu().contiguous());
   }
+  for (size_t k = 0; k < buckets_.size(); ++k)
+    if (buckets_[k]->master.defined())
+      out.emplace_back("zero." + std::to_string(k) + ".master", buckets_[k]->master.detach().cpu().contiguous());
   out.emplace_back("zero.steps", at::tensor({steps_}, at::kLong));
   return out;
 }
@@ -268,8 +349,10 @@ std::map<std::string, at::Tensor> ZeroOptimizer::full_moments_from_shards(
   *steps = by_rank[0]->at("zero.steps").item<int64_t>();
   std::map<std::string, at::Tensor> out;
   const auto& buckets = layout.at("buckets");
+  const bool masters = by_rank[0]->count("zero.0.master") > 0;  // a bf16 all-gather's shards
   for (size_t k = 0; k < buckets.size(); ++k) {
-    for (const char* which : {"exp_avg", "exp_avg_sq"}) {
+    for (const char* which : {"exp_avg", "exp_avg_sq", "master"}) {
+      if (std::string(which) == "master" && !masters) continue;
       std::vector<at::Tensor> parts;
       for (int64_t r = 0; r < W; ++r) {
         auto it = by_rank[static_cast<size_t>(r)]->find("zero." + std::to_string(k) + "." + which);
@@ -308,6 +391,7 @@ void ZeroOptimizer::load_full_moments(const std::map<std::string, at::Tensor>& m
       (which == 0 ? b->exp_avg : b->exp_avg_sq).copy_(full.narrow(0, r * b->chunk, b->chunk));
     }
   }
+  take_parameters(moments);
 }
 
 }  // namespace xltune

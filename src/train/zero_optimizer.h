@@ -24,6 +24,20 @@
 // - Every trained tensor gets a gradient every step in full fine-tuning, so one step count per
 //   optimizer suffices (AdamW skips tensors without a gradient and counts steps per tensor);
 //   finish() refuses a step in which a tensor got none, naming it, rather than decay it.
+// - bf16 collectives (Note [bf16 gradient reduction]): with `reduce_dtype` bf16 a full bucket is
+//   divided by W, cast into a bf16 buffer (made at launch, freed in finish()) and reduce-scattered
+//   in bf16; the rank's chunk of the mean is copied into its fp32 gradient chunk. With
+//   `gather_dtype` bf16 each rank keeps an fp32 master of its own chunk only (4 B / W per
+//   parameter): AdamW updates the master, the master rounded to bf16 is all-gathered (half the
+//   bytes), and every rank's working parameters, its own chunk included, become those bf16 values
+//   (held in the fp32 tensors). So every rank holds identical weights, as --replica_check_steps
+//   checks, and each rank's forward sees exactly what the others' do; under bf16 autocast the
+//   matmuls and convolutions would have rounded the weights to bf16 anyway (biases, norms and
+//   CPU runs see the rounding). The masters go into the shards ("zero.<k>.master") and come back
+//   on resume (full_moments_from_shards merges them as "<name>.master", which Trainer::restore
+//   takes over the saved weights), so a resume on any number of ranks, sharded or not, continues
+//   from the exact fp32 values; without them (a checkpoint of an fp32 all-gather) the masters
+//   start from the saved weights. The exported weights are the working (bf16-valued) ones.
 // - Checkpoint: each rank saves its chunks (shard_state); resuming on another number of ranks goes
 //   through full per-tensor moments (full_moments_from_shards, load_full_moments), the same names
 //   an unsharded AdamW uses ("<name>.exp_avg"), so a run can move between sharded and not.
@@ -48,7 +62,8 @@ class ZeroOptimizer final : public Optimizer {
  public:
   ZeroOptimizer(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWHyper hyper, Communicator& comm,
                 at::ScalarType state_dtype = at::kFloat, uint64_t seed = 0, int64_t bucket_bytes = int64_t{25} << 20,
-                int64_t first_bucket_bytes = int64_t{1} << 20);
+                int64_t first_bucket_bytes = int64_t{1} << 20, at::ScalarType reduce_dtype = at::kFloat,
+                at::ScalarType gather_dtype = at::kFloat);
   ~ZeroOptimizer();
   ZeroOptimizer(const ZeroOptimizer&) = delete;
   ZeroOptimizer& operator=(const ZeroOptimizer&) = delete;
@@ -83,15 +98,22 @@ class ZeroOptimizer final : public Optimizer {
   int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
   int64_t parameter_count() const override;
 
-  // This rank's chunks: "zero.<k>.exp_avg", "zero.<k>.exp_avg_sq" per bucket k, "zero.steps";
+  at::ScalarType reduce_dtype() const { return reduce_dtype_; }
+  at::ScalarType gather_dtype() const { return gather_dtype_; }
+
+  // This rank's chunks: "zero.<k>.exp_avg", "zero.<k>.exp_avg_sq" (and "zero.<k>.master" with a
+  // bf16 all-gather) per bucket k, "zero.steps";
   // layout_json(): {"world", "rank", "buckets": [[[name, numel], ...], ...]} for the file's metadata.
   NamedTensors shard_state() const;
   std::string layout_json() const;
   // Full per-tensor moments ("<name>.exp_avg", "<name>.exp_avg_sq", flat) and the step count from
-  // the shard files of a checkpoint made on any number of ranks: (tensors, layout_json) per rank.
+  // the shard files of a checkpoint made on any number of ranks: (tensors, layout_json) per rank;
+  // "<name>.master" too when the shards hold masters (a bf16 all-gather's).
   static std::map<std::string, at::Tensor> full_moments_from_shards(
       const std::vector<std::pair<std::map<std::string, at::Tensor>, std::string>>& shards, int64_t* steps);
   // This rank's chunks from full moments (as AdamW::state_tensors names them; reshaped freely).
+  // Then the parameters: from "<name>.master" where given (else the parameters as they are), into
+  // this rank's master chunk and rounded to bf16 with a bf16 all-gather, as they are otherwise.
   void load_full_moments(const std::map<std::string, at::Tensor>& moments, int64_t steps);
 
   void on_ready(size_t tensor_index);  // called by the gradient hooks
@@ -99,12 +121,14 @@ class ZeroOptimizer final : public Optimizer {
  private:
   struct Bucket;
   void launch_in_order();
+  void take_parameters(const std::map<std::string, at::Tensor>& masters);
   std::vector<std::string> names_;
   std::vector<at::Tensor> params_;
   AdamWHyper hyper_;
   Communicator& comm_;
   at::ScalarType state_dtype_;
   uint64_t seed_;
+  at::ScalarType reduce_dtype_, gather_dtype_;
   std::vector<std::unique_ptr<Bucket>> buckets_;
   std::vector<bool> got_grad_;
   bool sync_ = true;  // false: backward only accumulates into the buckets (set_gradient_sync)

@@ -3,6 +3,8 @@
 #   - 2 ranks x batch b = 1 rank x batch 2b: the same samples per step, the same losses and final
 #     weights up to reduction order, for LoRA + pivotal tuning (pivot inside) and full fine-tuning,
 #     with the optimizer state sharded (ZeRO-1: rank 0 holds half of it) and whole;
+#   - full fine-tuning with gradients reduced in bf16 (and weights all-gathered in bf16): near the
+#     fp32 reduction's weights, the difference printed;
 #   - 1, 2 and 3 ranks with one global batch: the same steps, every sample once per epoch;
 #   - a rank that raises, and a rank killed with SIGKILL mid-run: the job ends within 10 s,
 #     naming the rank; nothing hangs and no trained_model.tar appears;
@@ -70,6 +72,87 @@ assert 0.49 * state["f1"] < state["f2"] < 0.51 * state["f1"], state
 print(f"ok   ZeRO-1 on 2 ranks: rank 0 holds {state['f2'] / state['f1']:.3f} of the optimizer state "
       f"({state['f2']} of {state['f1']} bytes)")
 PY
+# Note [bf16 gradient reduction]: the same 2-rank full fine-tuning (ZeRO-1) with the gradients
+# reduce-scattered in bf16 (MPI sums an fp32 copy), then with the weights all-gathered in bf16 too,
+# and unsharded with the bucketed all-reduce in bf16: each completes with identical replicas, says
+# so in run_config.json, and ends near the fp32 reduction's run (f2). The gradients' rounding (2^-8)
+# moves Adam's normalised steps little; the bf16 all-gather rounds the weights themselves (2^-9).
+gather=(--grad_reduce_dtype bf16 --zero_gather_dtype bf16 --checkpointing_steps 3)
+for run in "f2bf16:--grad_reduce_dtype bf16" "f2bf16g:${gather[*]}" "f2whole16:--zero off --grad_reduce_dtype bf16"; do
+  name=${run%%:*} flags=${run#*:}
+  # shellcheck disable=SC2086  # the flags split into words on purpose
+  expect 0 "full FT, 2 ranks, $flags" mpi 2 "$xltune" train "${common[@]}" "${full[@]}" --train_batch_size 2 $flags \
+    --replica_check_steps 3 --output_dir "$dir/$name"
+done
+"$py" - "$dir" "$model" <<'PY' || fail=1
+import json, os, sys
+from safetensors.torch import load_file
+d, model = sys.argv[1], sys.argv[2]
+want = {"f2": ("fp32", "fp32"), "f2bf16": ("bf16", "fp32"), "f2bf16g": ("bf16", "bf16"), "f2whole16": ("bf16", "none")}
+for run, (reduce, gather) in want.items():
+    r = json.load(open(f"{d}/{run}/run_config.json"))["resolved"]
+    assert (r["grad_reduce_dtype"], r["zero_gather_dtype"]) == (reduce, gather), (run, r)
+w0 = load_file(os.path.join(model, "unet", "diffusion_pytorch_model.safetensors"))
+ref = load_file(f"{d}/f2/trainer_state.safetensors")
+ref_loss = [json.loads(l)["loss"] for l in open(f"{d}/f2/metrics.jsonl")]
+# Tolerances: ||a - b|| / ||a|| of all the weights (the bf16 all-gather's rounding alone is about
+# 2^-9 / sqrt(3) = 1.1e-3 of it), of the training's change ||a - w0|| (6 steps of lr 1e-4), and the
+# losses' relative difference.
+# (weights, change, losses); the bf16 all-gather's forward sees weights rounded by ~2^-9.
+tol = {"f2bf16": (1e-3, 0.25, 1e-2), "f2bf16g": (5e-3, None, 3e-2), "f2whole16": (1e-3, 0.25, 1e-2)}
+for run, (weight_tol, change_tol, loss_tol) in tol.items():
+    s = load_file(f"{d}/{run}/trainer_state.safetensors")
+    assert set(s) == set(ref), run
+    num = den = change = 0.0
+    based = 0
+    for k, a in ref.items():
+        num += (a - s[k]).double().pow(2).sum().item()
+        den += a.double().pow(2).sum().item()
+        base = w0.get(k[len("unet."):]) if k.startswith("unet.") else None
+        if base is not None and base.numel() == a.numel():
+            change += (a - base.float().view(a.shape)).double().pow(2).sum().item()
+            based += 1
+    rel = (num / den) ** 0.5
+    of_change = (num / change) ** 0.5 if based and change > 0 else None
+    loss = [json.loads(l)["loss"] for l in open(f"{d}/{run}/metrics.jsonl")]
+    worst_loss = max(abs(x - y) / abs(x) for x, y in zip(ref_loss, loss))
+    shown = "n/a (no initial weights matched)" if of_change is None else f"{of_change:.2e}"
+    print(f"ok?  {run} against fp32 reduction: ||a - b|| / ||a|| = {rel:.2e} (tolerance {weight_tol:.0e}), "
+          f"/ ||a - w0|| = {shown} ({based} tensors), losses {worst_loss:.2e} (tolerance {loss_tol:.0e})")
+    assert len(loss) == len(ref_loss) and rel <= weight_tol and worst_loss <= loss_tol, run
+    assert change_tol is None or of_change is None or of_change <= change_tol, run
+print("ok   bf16 reduction (and all-gather) on 2 MPI ranks: complete, recorded, near the fp32 reduction's weights")
+PY
+# The bf16 all-gather's run stopped after its checkpoint of step 3 (rank 1 raises in step 5) and
+# resumed: the fp32 masters come back from the shards, so it ends as the run never stopped did,
+# masters and weights bit for bit (from the bf16 weights alone, the masters would differ by ~2^-9).
+expect 1 "bf16 all-gather, rank 1 raises in step 5" env XLTUNE_FAULT_RANK_STEP=1:5 timeout 120 \
+  mpirun -np 2 --oversubscribe "$xltune" train \
+  "${common[@]}" "${full[@]}" --train_batch_size 2 "${gather[@]}" --output_dir "$dir/f2bf16g_resumed"
+expect 0 "bf16 all-gather, resumed" mpi 2 "$xltune" train "${common[@]}" "${full[@]}" --train_batch_size 2 "${gather[@]}" \
+  --output_dir "$dir/f2bf16g_resumed"
+has "$dir/err" "resumed from $dir/f2bf16g_resumed/checkpoints/step-00000003"
+"$py" - "$dir/f2bf16g" "$dir/f2bf16g_resumed" <<'PY' || fail=1
+import glob, os, sys
+from safetensors.torch import load_file
+a, b = sys.argv[1], sys.argv[2]
+pairs = [(f"{a}/trainer_state.safetensors", f"{b}/trainer_state.safetensors")]
+shards = sorted(glob.glob(f"{a}/checkpoints/step-00000006/optimizer-r*.safetensors"))
+assert len(shards) == 2, shards
+pairs += [(f, f.replace(a, b, 1)) for f in shards]
+masters = 0
+for fa, fb in pairs:
+    ta, tb = load_file(fa), load_file(fb)
+    assert set(ta) == set(tb), fa
+    for k in ta:
+        masters += k.endswith(".master")
+        d = (ta[k].double() - tb[k].double()).abs().max().item() if ta[k].numel() else 0.0
+        assert d == 0, (fa, k, d)
+assert masters > 0, "no masters in the shards"
+print(f"ok   bf16 all-gather resumed at step 3: weights and {masters} master chunks bit-identical at step 6")
+PY
+expect 2 "--grad_reduce_dtype fp16 (a usage error)" "$xltune" train "${common[@]}" --grad_reduce_dtype fp16 --output_dir "$dir/r16"
+has "$dir/err" "--grad_reduce_dtype 'fp16': expected auto, fp32, bf16"
 expect 2 "--zero on with LoRA (a usage error)" "$xltune" train "${common[@]}" --zero on --output_dir "$dir/zlora"
 has "$dir/err" "--zero on: ZeRO-1 shards full fine-tuning's optimizer state"
 

@@ -74,5 +74,35 @@ TEST(ThreadGroup, ACollectiveTheOtherRankNeverJoinsEndsWithTheTimeoutError) {
   EXPECT_THROW(ranks[1]->barrier(), Error) << "the job is down for the other rank too";
 }
 
+// Note [bf16 gradient reduction]: a group that does not sum bf16 refuses it, as MPI does, and the
+// bf16 helpers then go through an fp32 copy; one that does (NCCL's stand-in) sums bf16 itself.
+TEST(ThreadGroup, Bf16SumsNativelyOrThroughAnFp32Copy) {
+  for (bool native : {false, true}) {
+    const std::vector<std::shared_ptr<Communicator>> ranks = make_thread_group(2, native);
+    EXPECT_EQ(ranks[0]->sums_bf16(), native);
+    if (!native) {
+      EXPECT_THROW(ranks[0]->start_all_reduce_sum(at::ones({4}, at::kBFloat16)), Error);
+    }
+    // 1 + 2^-7 and 2^-8, both bf16 numbers: their sum lies halfway between the bf16 numbers 1 + 2^-7
+    // and 1 + 2^-6 and rounds to the even one, 1 + 2^-6, whether bf16 adds or an fp32 copy does.
+    std::vector<at::Tensor> t{at::full({3}, 1.0 + 1.0 / 128, at::kBFloat16), at::full({3}, 1.0 / 256, at::kBFloat16)};
+    std::vector<at::Tensor> in{at::arange(6, at::kFloat).to(at::kBFloat16), at::ones({6}, at::kBFloat16)};
+    std::vector<at::Tensor> out{at::zeros({3}, at::kBFloat16), at::zeros({3}, at::kBFloat16)};
+    std::thread other([&] {
+      start_all_reduce_sum_bf16(*ranks[1], t[1])->wait();
+      start_reduce_scatter_sum_bf16(*ranks[1], in[1], out[1])->wait();
+    });
+    start_all_reduce_sum_bf16(*ranks[0], t[0])->wait();
+    start_reduce_scatter_sum_bf16(*ranks[0], in[0], out[0])->wait();
+    other.join();
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_EQ(t[r].scalar_type(), at::kBFloat16);
+      EXPECT_TRUE(at::equal(t[r], at::full({3}, 1.0 + 1.0 / 64, at::kBFloat16))) << r;
+    }
+    EXPECT_TRUE(at::equal(out[0], at::tensor({1.f, 2.f, 3.f}).to(at::kBFloat16)));
+    EXPECT_TRUE(at::equal(out[1], at::tensor({4.f, 5.f, 6.f}).to(at::kBFloat16)));
+  }
+}
+
 }  // namespace
 }  // namespace xltune

@@ -3,7 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include "core/error.h"
+#include "dist/thread_group.h"
+#include "job/run_config.h"
 #include "job/run_identity.h"
+#include "test_util.h"
 
 namespace xltune {
 namespace {
@@ -116,10 +120,72 @@ TEST(TrainerSetup, OnAGpuFrozenWeightsAreBf16AndAWholeUNetTrainsInFp32) {
 TEST(TrainerSetup, OneRankReducesNothingAndShardsNothing) {
   SingleProcessCommunicator comm;
   EXPECT_EQ(comm.device_type(), c10::DeviceType::CPU);  // NCCL's is CUDA: small tensors move there
-  const GradientPath path = make_gradient_path(comm, at::kCPU, /*shard_optimizer_state=*/true);
+  TrainOptions o;
+  o.is_lora = false;  // full fine-tuning, --zero auto: sharded on 2+ ranks, not on one
+  o.grad_reduce_dtype = at::kBFloat16;
+  const GradientPath path = make_gradient_path(comm, at::kCPU, o);
   EXPECT_NE(path.reducer, nullptr);
   EXPECT_EQ(path.device_comm, nullptr);
-  EXPECT_EQ(path.optimizer_shards, nullptr);
+  EXPECT_EQ(path.optimizer_shards.comm, nullptr);
+  EXPECT_EQ(traveling_dtype_name(path.reduce_dtype), "none");
+  EXPECT_EQ(traveling_dtype_name(path.gather_dtype), "none");
+}
+
+// Note [bf16 gradient reduction]: auto is bf16 only for full fine-tuning on a communicator that
+// sums bf16 itself (NCCL; here a thread group that does); --grad_reduce_dtype wins everywhere.
+TEST(TrainerSetup, GradientsTravelInBf16ByDefaultOnlyForFullFineTuningOnNccl) {
+  const auto as_mpi = make_thread_group(2);              // sums no bf16, as MPI
+  const auto as_nccl = make_thread_group(2, /*sums_bf16=*/true);
+  TrainOptions o;
+  EXPECT_EQ(o.grad_reduce_dtype, at::ScalarType::Undefined) << "unset: auto";
+  o.is_lora = true;
+  EXPECT_EQ(grad_reduce_dtype_for(o, *as_mpi[0]), at::kFloat);
+  EXPECT_EQ(grad_reduce_dtype_for(o, *as_nccl[0]), at::kFloat) << "LoRA: fp32 on NCCL too";
+  o.is_lora = false;
+  EXPECT_EQ(grad_reduce_dtype_for(o, *as_mpi[0]), at::kFloat) << "MPI would sum an fp32 copy: no gain";
+  EXPECT_EQ(grad_reduce_dtype_for(o, *as_nccl[0]), at::kBFloat16);
+  o.grad_reduce_dtype = at::kFloat;
+  EXPECT_EQ(grad_reduce_dtype_for(o, *as_nccl[0]), at::kFloat);
+  o.grad_reduce_dtype = at::kBFloat16;
+  o.is_lora = true;
+  EXPECT_EQ(grad_reduce_dtype_for(o, *as_mpi[0]), at::kBFloat16) << "asked for: on MPI and with LoRA too";
+
+  // The gradient path carries them: the reducer's and ZeRO-1's.
+  o.is_lora = false;
+  o.zero_gather_dtype = at::kBFloat16;
+  GradientPath path = make_gradient_path(*as_mpi[0], at::kCPU, o);
+  EXPECT_EQ(path.reduce_dtype, at::kBFloat16);
+  EXPECT_EQ(path.gather_dtype, at::kBFloat16);
+  EXPECT_EQ(path.optimizer_shards.comm, as_mpi[0].get());
+  EXPECT_EQ(path.optimizer_shards.reduce_dtype, at::kBFloat16);
+  EXPECT_EQ(path.optimizer_shards.gather_dtype, at::kBFloat16);
+  o.grad_reduce_dtype = at::ScalarType::Undefined;
+  o.zero = ZeroMode::kOff;
+  o.zero_gather_dtype = at::kFloat;
+  path = make_gradient_path(*as_mpi[0], at::kCPU, o);
+  EXPECT_EQ(traveling_dtype_name(path.reduce_dtype), "fp32");
+  EXPECT_EQ(path.optimizer_shards.comm, nullptr);
+  EXPECT_EQ(traveling_dtype_name(path.gather_dtype), "none");
+}
+
+TEST(TrainerSetup, ABf16AllGatherNeedsZeroOne) {
+  TrainOptions o;
+  o.model = "sdxl";
+  o.input_images = "photos.zip";
+  o.is_lora = false;
+  o.zero_gather_dtype = at::kBFloat16;
+  EXPECT_NO_THROW(validate_train_options(o));
+  o.zero = ZeroMode::kOff;
+  try {
+    validate_train_options(o);
+    FAIL() << "--zero off has no all-gather";
+  } catch (const Error& e) {
+    EXPECT_CONTAINS(e.what(), "--zero_gather_dtype bf16");
+    EXPECT_CONTAINS(e.what(), "--zero off");
+  }
+  o.zero = ZeroMode::kAuto;
+  o.is_lora = true;
+  EXPECT_THROW(validate_train_options(o), Error);
 }
 
 }  // namespace
