@@ -1,7 +1,7 @@
 // The C++ half of bench/train.py and of bench/gpu/run's training cases: optimization steps of
 // the real Trainer (train/trainer.h) on synthetic batches, before and after the pivot.
 //
-//   xltune_bench_train MODEL_DIR|sdxl-base DEVICE lora|full RESOLUTION BATCH STEPS [checkpointing|plain] [nccl]
+//   xltune_bench_train MODEL_DIR|sdxl-base DEVICE lora|full RESOLUTION BATCH STEPS [checkpointing|plain] [nccl|deterministic]
 //
 // MODEL_DIR: a diffusers folder (xltune init-model --preset small); sdxl-base: SDXL base 1.0's
 // UNet and both text encoders built from their configs with random weights (no download; for
@@ -24,6 +24,13 @@
 // weights) must be bit-equal; later steps must agree within a relative kNcclRelTolerance. The JSON
 // line gives the largest relative difference and the tolerance; the exit status is 1 when they
 // do not agree.
+//
+// deterministic: instead, 1 + STEPS steps twice from the same start under --deterministic's
+// placement (Note [Deterministic mode]: CUBLAS_WORKSPACE_CONFIG set first, libtorch's
+// deterministic algorithms, no cuDNN benchmark); every step's loss and gradient norm must be
+// bit-equal between the two. The JSON line gives the median ms per step of each (what determinism
+// costs is this against the plain case's before_pivot ms) and whether they agree; the exit status
+// is 1 when they do not.
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #ifdef XLTUNE_HAVE_CUDA
@@ -201,9 +208,41 @@ int nccl_check(LoadModel load_model, bool lora, const at::Device& device, int64_
 #endif
 }
 
+// The "deterministic" mode (see the top of this file).
+template <typename LoadModel>
+int determinism_check(LoadModel load_model, bool lora, bool checkpointing, const Placement& placement,
+                      int64_t resolution, int64_t batch, int64_t steps) {
+  const at::Device device = placement.device;
+  const StepBatch b = bench::synthetic_batch(batch, resolution / 8, device);
+  std::vector<double> losses[2], norms[2], ms[2];
+  for (int run = 0; run < 2; ++run) {
+    SdxlModel m = load_model();
+    SingleProcessCommunicator single;
+    Trainer t(m, bench::synthetic_config(lora, steps, checkpointing, placement), 0.13025,
+              std::make_shared<AfterBackwardReducer>(single));
+    for (int64_t s = 1; s <= steps + 1; ++s) {
+      const double t0 = now();
+      const StepResult r = t.step(s, b);
+      if (device.is_cuda()) torch::cuda::synchronize();
+      if (s > 1) ms[run].push_back((now() - t0) * 1e3);  // step 1 untimed: allocations, set-up
+      losses[run].push_back(r.loss);
+      norms[run].push_back(r.grad_norm);
+    }
+  }
+  const bool ok = losses[0] == losses[1] && norms[0] == norms[1];  // bit for bit; a NaN never equals
+  std::printf("{\"impl\": \"xltune\", \"check\": \"deterministic: two runs bit-equal\", \"mode\": \"%s\", "
+              "\"resolution\": %lld, \"batch\": %lld, \"checkpointing\": %s, \"steps\": %lld, \"ms\": %.2f, "
+              "\"ms_second_run\": %.2f, \"placement\": \"%s\", \"ok\": %s}\n",
+              lora ? "lora" : "full", static_cast<long long>(resolution), static_cast<long long>(batch),
+              checkpointing ? "true" : "false", static_cast<long long>(steps + 1), median_of(ms[0]), median_of(ms[1]),
+              placement.describe().c_str(), ok ? "true" : "false");
+  std::fflush(stdout);
+  return ok ? 0 : 1;
+}
+
 int run(int argc, char** argv) {
   if (argc < 7) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing|plain] [nccl]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing|plain] [nccl|deterministic]\n", argv[0]);
     return 2;
   }
   const std::string model_arg = argv[1], mode = argv[3];
@@ -211,9 +250,12 @@ int run(int argc, char** argv) {
   const int64_t resolution = std::stoll(argv[4]), batch = std::stoll(argv[5]), steps = std::stoll(argv[6]);
   const bool checkpointing = argc > 7 && std::string(argv[7]) == "checkpointing";
   const bool nccl = argc > 8 && std::string(argv[8]) == "nccl";
+  const bool deterministic = argc > 8 && std::string(argv[8]) == "deterministic";
   const bool lora = mode == "lora";
+  if (deterministic) set_deterministic_environment();  // before anything starts CUDA or cuBLAS
   // As `xltune train` places the models (Note [One placement]).
-  const Placement placement = placement_for(device, lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull);
+  const Placement placement =
+      placement_for(device, lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull, 0, deterministic);
   apply_placement(placement);
   const auto unet_o = placement.unet_options();
   const auto te_o = placement.frozen_options();
@@ -225,6 +267,7 @@ int run(int argc, char** argv) {
     return load_sdxl(model_arg, o);
   };
   if (nccl) return nccl_check(load_model, lora, device, resolution, batch, steps);
+  if (deterministic) return determinism_check(load_model, lora, checkpointing, placement, resolution, batch, steps);
   SdxlModel m = load_model();
   const int64_t after_load = peak_memory_bytes(device);
   TrainerConfig c = bench::synthetic_config(lora, steps, checkpointing, placement);

@@ -11,6 +11,7 @@
 #include "cli/option_table.h"
 #include "core/check.h"
 #include "core/log.h"
+#include "core/placement.h"
 #include "dist/communicator.h"
 #include "job/run_hooks.h"
 #include "job/stop_signal.h"
@@ -94,6 +95,10 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
            "share of samples trained on the empty prompt instead of their caption (0: none), drawn per sample "
            "and step from the seed")
       .add("device", &o.device, "auto, cpu, cuda or cuda:N")
+      .add("deterministic", &o.deterministic,
+           "only deterministic kernels (deterministic algorithms, CUBLAS_WORKSPACE_CONFIG=:4096:8, NCCL_ALGO=Ring, no "
+           "cuDNN benchmark): two runs, and a run and its resume, are bit-identical on GPUs as on CPUs (same GPU "
+           "model, libraries and GPU count); slower. The CPU's kernels are deterministic either way")
       .add_choice("optimizer_state_dtype", &o.optimizer_state_dtype, {{"fp32", at::kFloat}, {"bf16", at::kBFloat16}},
            "fp32 or bf16 (AdamW moments in bf16 with stochastic rounding: half the memory, for full "
            "fine-tuning on one 48 GB GPU)")
@@ -221,6 +226,9 @@ int train_command(const std::vector<std::string>& args) {
   limits.values_into(values);
   values["config"] = config_file.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(config_file);
 
+  // Note [Deterministic mode]: the variables cuBLAS and NCCL read at their first use, set while this
+  // thread is the only one (MPI's initialisation, next, starts others and may touch CUDA).
+  if (o.deterministic) set_deterministic_environment();
   std::unique_ptr<Communicator> comm = launcher_communicator();
   // Again after MPI's initialisation, which cannot then have replaced them (a stop that came
   // before is kept: the flag is the process's).

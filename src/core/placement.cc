@@ -7,6 +7,9 @@
 #include <c10/cuda/CUDAFunctions.h>
 #endif
 
+#include <cstdlib>
+#include <string>
+
 #include "core/check.h"
 
 namespace xltune {
@@ -28,11 +31,12 @@ at::Device resolve_device(const std::string& name, int local_rank) {
   return device;
 }
 
-Placement decide_placement(const std::string& device_option, int local_rank, PlacementUse use, int threads) {
-  return placement_for(resolve_device(device_option, local_rank), use, threads);
+Placement decide_placement(const std::string& device_option, int local_rank, PlacementUse use, int threads,
+                           bool deterministic) {
+  return placement_for(resolve_device(device_option, local_rank), use, threads, deterministic);
 }
 
-Placement placement_for(at::Device device, PlacementUse use, int threads) {
+Placement placement_for(at::Device device, PlacementUse use, int threads, bool deterministic) {
   Placement p;
   p.device = device;
   p.threads = threads;
@@ -42,15 +46,39 @@ Placement placement_for(at::Device device, PlacementUse use, int threads) {
   p.vae = use == PlacementUse::kGenerate ? p.frozen : at::kFloat;
   p.autocast_bf16 = gpu && use == PlacementUse::kTrainFull;
   p.tf32 = gpu;
+  const bool training = use == PlacementUse::kTrainLora || use == PlacementUse::kTrainFull;
+  p.deterministic = deterministic;
+  p.cudnn_benchmark = gpu && training && !deterministic;
   return p;
 }
 
+void set_deterministic_environment() {
+  setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+  setenv("NCCL_ALGO", "Ring", /*overwrite=*/0);
+}
+
 void apply_placement(const Placement& p) {
+  // First, so that a refused placement changes nothing.
+  if (p.deterministic && p.device.is_cuda()) {
+    // cuBLAS read it when its first handle was made: too late to set here (Note [Deterministic mode]).
+    const char* workspace = std::getenv("CUBLAS_WORKSPACE_CONFIG");
+    const std::string w = workspace != nullptr ? workspace : "";
+    XLTUNE_CHECK(w == ":4096:8" || w == ":16:8", "--deterministic true on ", p.device.str(),
+                 ": CUBLAS_WORKSPACE_CONFIG is '", w, "'; expected :4096:8 or :16:8, set before CUDA starts ",
+                 "(set_deterministic_environment)");
+  }
   if (p.threads > 0) at::set_num_threads(p.threads);
   if (p.tf32) {
     at::globalContext().setAllowTF32CuBLAS(true);
     at::globalContext().setAllowTF32CuDNN(true);
   }
+  // Each flag set either way, so that the placement alone says what the process runs with. Only
+  // when it changes: ranks as threads apply their placements at once.
+  at::Context& ctx = at::globalContext();
+  if (ctx.deterministicAlgorithms() != p.deterministic || ctx.deterministicAlgorithmsWarnOnly())
+    ctx.setDeterministicAlgorithms(p.deterministic, /*warn_only=*/false);
+  if (ctx.deterministicCuDNN() != p.deterministic) ctx.setDeterministicCuDNN(p.deterministic);
+  if (ctx.benchmarkCuDNN() != p.cudnn_benchmark) ctx.setBenchmarkCuDNN(p.cudnn_benchmark);
 }
 
 std::string Placement::describe() const {
@@ -58,6 +86,8 @@ std::string Placement::describe() const {
   std::string s = device.str() + ", frozen " + name(frozen) + ", UNet " + name(unet) + ", VAE " + name(vae);
   if (autocast_bf16) s += ", bf16 autocast";
   if (tf32) s += ", TF32";
+  if (cudnn_benchmark) s += ", cuDNN benchmark";
+  if (deterministic) s += ", deterministic";
   return s;
 }
 

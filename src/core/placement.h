@@ -16,7 +16,14 @@
 //              frozen's, upcast to fp32 where the VAE's config says force_upcast (the loader's
 //              caller applies that)
 //   autocast   bf16 autocast around the UNet: full fine-tuning on a GPU
-//   tf32       TF32 for the fp32 matmuls and convolutions left on a GPU (LoRA's, the VAE's)
+//   tf32       TF32 for the fp32 matmuls and convolutions left on a GPU (LoRA's, the VAE's); kept
+//              in deterministic mode: TF32 is a precision, and as deterministic as fp32
+//   cudnn_benchmark
+//              cuDNN times its convolution algorithms once per shape and keeps the fastest:
+//              training on a GPU (its shapes are fixed), not in deterministic mode (the choice
+//              follows the timings, so two runs may pick different algorithms)
+//   deterministic
+//              --deterministic: only deterministic kernels (Note [Deterministic mode])
 //   threads    --threads: CPU threads for libtorch's intra-op pool (0: its default)
 //
 // LoRA adapters and token rows always train in fp32 (their optimizer's masters); the Trainer
@@ -45,12 +52,15 @@ struct Placement {
   at::ScalarType vae = at::kFloat;
   bool autocast_bf16 = false;
   bool tf32 = false;
+  bool cudnn_benchmark = false;
+  bool deterministic = false;
   int threads = 0;
 
   at::TensorOptions frozen_options() const { return at::TensorOptions().dtype(frozen).device(device); }
   at::TensorOptions unet_options() const { return at::TensorOptions().dtype(unet).device(device); }
   at::TensorOptions vae_options() const { return at::TensorOptions().dtype(vae).device(device); }
-  // "cuda:0, frozen bf16, UNet fp32, VAE fp32, bf16 autocast, TF32" for logs.
+  // "cuda:0, frozen bf16, UNet fp32, VAE fp32, bf16 autocast, TF32, cuDNN benchmark" for logs
+  // (", deterministic" in deterministic mode).
   std::string describe() const;
 };
 
@@ -60,11 +70,38 @@ struct Placement {
 at::Device resolve_device(const std::string& device_option, int local_rank);
 
 // The placement for `use` on `device` (the policy above, without looking for GPUs).
-Placement placement_for(at::Device device, PlacementUse use, int threads = 0);
-// The placement for `use` on --device `device_option`, with --threads `threads`.
-Placement decide_placement(const std::string& device_option, int local_rank, PlacementUse use, int threads = 0);
+Placement placement_for(at::Device device, PlacementUse use, int threads = 0, bool deterministic = false);
+// The placement for `use` on --device `device_option`, with --threads `threads` and --deterministic.
+Placement decide_placement(const std::string& device_option, int local_rank, PlacementUse use, int threads = 0,
+                           bool deterministic = false);
 
-// The process-wide parts: libtorch's thread count and TF32. Call once, before the models load.
+// Note [Deterministic mode]
+// --deterministic true asks for bit-identical runs and resumes on GPUs too (the CPU's kernels are
+// deterministic already; ../../docs/design.md "What each mode promises"). It takes two steps, at
+// two moments:
+//   1. set_deterministic_environment(), in the command before its communicator: libtorch reads
+//      the cuBLAS variable once, at its first cuBLAS handle, NCCL its variables when the first
+//      communicator is made, and setenv is safe only while no other thread reads the environment
+//      (MPI's initialisation starts threads, and may touch CUDA):
+//      CUBLAS_WORKSPACE_CONFIG=:4096:8 (cuBLAS is bitwise reproducible only with a fixed workspace;
+//      libtorch refuses every CUDA matmul under deterministic algorithms without it) and
+//      NCCL_ALGO=Ring (Ring's order of the sums is fixed by the topology and the ranks; NVLS and
+//      CollNet reduce in the switch or the network), each unless the user set it.
+//   2. apply_placement(): at::globalContext().setDeterministicAlgorithms(true, warn_only=false), so
+//      that every op with a deterministic implementation uses it (convolution backwards, index
+//      backwards, flash attention's backward, memory-efficient attention's with one key split)
+//      and one without one throws instead of silently differing; cuDNN SDPA is not chosen under
+//      it (libtorch's sdp_utils check_cudnn_deterministic); setDeterministicCuDNN(true) and no
+//      cuDNN benchmark. Attention stays with the backend SDPA picks (flash on an A40 or H100, or
+//      memory-efficient): both are deterministic under the flag, and the math backend would hold
+//      the whole 4096 x 4096 score matrix per head at 1024 px.
+// Libtorch also fills new allocations (at::empty) with NaN under the flag (its
+// fill_uninitialized_memory default), which costs a write per allocation.
+void set_deterministic_environment();
+
+// The process-wide parts: libtorch's thread count, TF32, cuDNN's benchmark, deterministic
+// algorithms (each set to what the placement says). Call once, before the models load; with
+// `deterministic` on a GPU, after set_deterministic_environment() (an error otherwise).
 void apply_placement(const Placement& placement);
 
 }  // namespace xltune

@@ -76,6 +76,7 @@ void CheckpointWriter::write(int64_t step) {
   const SamplerPosition pos = sampler_.position();
   nlohmann::json meta = {{"meaning", meaning_},
                          {"max_train_steps", total_},
+                         {"deterministic", o_.deterministic},  // resume_determinism_warning
                          {"sampler", {{"epoch", pos.epoch}, {"global_offset", pos.offset * comm_.size()}}}};
   commit_checkpoint(comm_, root, step, meta, o_.checkpoints_total_limit, started);
 }

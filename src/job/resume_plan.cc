@@ -84,6 +84,22 @@ void check_resume_matches(const ResumePlan& plan, const nlohmann::json& ours, bo
   check_meaning(theirs, ours, c.dir);
 }
 
+std::string resume_determinism_warning(const ResumePlan& plan, bool deterministic, int world) {
+  if (!plan.resuming()) return "";
+  const CheckpointInfo& c = *plan.checkpoint;
+  if (!c.manifest.value("deterministic", false)) return "";  // written before the field, or not deterministic
+  const int theirs = c.manifest.value("world_size", world);
+  if (!deterministic)
+    return str("the checkpoint in ", c.dir, " was written by a --deterministic true run; this one (--deterministic ",
+               "false) continues it with non-deterministic kernels, so its steps will not be bit-identical to the ",
+               "uninterrupted run's");
+  if (theirs != world)
+    return str("the checkpoint in ", c.dir, " was written on ", theirs, " ranks, this run has ", world,
+               ": --deterministic promises bit-identical resumes on as many ranks; on another number the sums ",
+               "of the gradients run in another order");
+  return "";
+}
+
 std::map<std::string, at::Tensor> load_resume_tensors(const std::string& dir) {
   std::map<std::string, at::Tensor> tensors;
   for (auto& [name, t] : load_safetensors(dir + "/trainer.safetensors", /*copy=*/false)) tensors[name] = t;

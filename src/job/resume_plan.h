@@ -42,6 +42,13 @@ ResumePlan plan_resume(const TrainOptions& o, Communicator& comm);
 // meaning (run_meaning) differs from `ours` in any field.
 void check_resume_matches(const ResumePlan& plan, const nlohmann::json& ours, bool from_shards, int64_t total_steps);
 
+// What a resume keeps of --deterministic's promise (Note [Deterministic mode]), for a warning:
+// "" when it keeps it or there was none; otherwise why the continuation is not bit-identical to
+// the uninterrupted run: the checkpoint's run was deterministic (its manifest's "deterministic")
+// and this one is not, or runs on another number of ranks. Not a refusal: the mode changes a
+// step's last bits, not what the step means, so it is not part of run_meaning.
+std::string resume_determinism_warning(const ResumePlan& plan, bool deterministic, int world);
+
 // The trainer's tensors of checkpoint `dir` for Trainer::restore: trainer.safetensors, and the
 // ZeRO-1 optimizer shards of however many ranks wrote them merged into full per-tensor moments
 // (Note [Sharded optimizer state]).

@@ -38,6 +38,8 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
       {"device", run.placement.device.str()},
       {"frozen_dtype", run.placement.frozen == at::kBFloat16 ? "bf16" : "fp32"},
       {"placement", run.placement.describe()},
+      {"cudnn_benchmark", run.placement.cudnn_benchmark},
+      {"deterministic", run.placement.deterministic},  // Note [Deterministic mode]
       {"trainable_parameters", trainer.trainable_parameter_count()},
       {"grad_reduce_dtype", traveling_dtype_name(run.grad_reduce_dtype)},
       {"zero_gather_dtype", traveling_dtype_name(run.zero_gather_dtype)},

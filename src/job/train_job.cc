@@ -93,6 +93,13 @@ TrainJobReport stopped_before_training(const TrainOptions& o, Communicator& comm
   return report;
 }
 
+// Note [Deterministic mode]: rank 0 says when a resume cannot keep the promise of bit-identical steps.
+void warn_if_resume_is_not_bit_identical(const ResumePlan& resume, const TrainOptions& o, Communicator& comm) {
+  if (comm.rank() != 0) return;
+  const std::string warning = resume_determinism_warning(resume, o.deterministic, comm.size());
+  if (!warning.empty()) log_warn(warning);
+}
+
 // The phases in order; each is a function of its own (Note [The job's shape]).
 TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_json& option_values, Communicator& comm,
                           RunHooks& hooks) {
@@ -140,6 +147,7 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
                               o.samples_per_rank_step() * comm.size(), shards.id, shards.input_id});
   std::vector<std::string> kept_metrics;
   if (resume.resuming()) check_resume_matches(resume, meaning, !o.shards.empty(), total);
+  warn_if_resume_is_not_bit_identical(resume, o, comm);
   if (resume.resuming() && rank0) kept_metrics = clear_run_outputs(o.output_dir, resume.step());
   if (tc.schedule.kind == LrScheduleKind::kConstant && o.lr_warmup_steps > 0 && rank0)
     log_info("--lr_scheduler constant has no warmup (as diffusers' get_scheduler); --lr_warmup_steps ",

@@ -60,6 +60,10 @@ struct TrainOptions {
   int64_t max_skipped_steps = 20;           // skipped steps in a row that end the run
   double caption_dropout_rate = 0;          // share of samples trained on the empty prompt
   std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  // Only deterministic kernels: bit-identical runs and resumes on GPUs as on CPUs, at a cost (Note
+  // [Deterministic mode], core/placement.h). Not part of the run's meaning: it changes a step's
+  // last bits, not what the step is.
+  bool deterministic = false;
   at::ScalarType optimizer_state_dtype = at::kFloat;  // fp32 or bf16 (AdamW moments)
   at::ScalarType save_dtype = at::kBFloat16;          // unet.safetensors of full fine-tuning
   std::string dump_steps;           // folder for the per-step dumps (empty: none)

@@ -11,7 +11,7 @@ namespace xltune {
 
 Placement training_placement(const TrainOptions& o, int local_rank) {
   const Placement p = decide_placement(o.device, local_rank, o.is_lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull,
-                                       o.threads);
+                                       o.threads, o.deterministic);
   apply_placement(p);
   return p;
 }

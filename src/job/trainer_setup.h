@@ -18,7 +18,8 @@
 namespace xltune {
 
 // Where this rank trains and in which precision (Note [One placement]: --device, the local
-// rank's GPU for auto; LoRA or the whole UNet), with --threads and TF32 applied.
+// rank's GPU for auto; LoRA or the whole UNet), with --threads, TF32, cuDNN's benchmark and
+// --deterministic applied.
 Placement training_placement(const TrainOptions& o, int local_rank);
 
 // The trainer's configuration for a run of `total_steps` whose token rows train in steps

@@ -35,7 +35,7 @@ expect 0 "train --help" "$xltune" train --help
 for o in input_images seed resolution train_batch_size num_train_epochs max_train_steps is_lora unet_learning_rate \
   ti_lr lora_lr lr_scheduler lr_warmup_steps token_string caption_prefix mask_target_prompts crop_based_on_salience \
   use_face_detection_instead clipseg_temperature verbose checkpointing_steps model output_dir lora_rank lora_alpha \
-  shards config gradient_checkpointing dump_steps report_to; do has "$dir/out" "--$o"; done
+  shards config gradient_checkpointing dump_steps report_to deterministic; do has "$dir/out" "--$o"; done
 
 # A LoRA run with the defaults except the step count: outputs, defaults recorded, progress.
 expect 0 "LoRA run" train --seed 1 --max_train_steps 5 --output_dir "$dir/a"
@@ -71,6 +71,17 @@ lacks "$dir/tb/logs"
 expect 0 "the same run again" train --seed 1 --max_train_steps 5 --output_dir "$dir/b"
 cmp -s "$dir/a/trained_model.tar" "$dir/b/trained_model.tar" && echo "ok   same seed, identical trained_model.tar" \
   || { echo "FAIL: same seed gave another tar"; fail=1; }
+# --deterministic true (Note [Deterministic mode]): the tiny model trains under it, twice to the
+# same bytes, and run_config.json and the summary line say so; the default run says it is off.
+expect 0 "--deterministic true" train --seed 1 --max_train_steps 3 --deterministic true --output_dir "$dir/det"
+has "$dir/err" "VAE fp32, deterministic"
+metrics "$dir/det" "c['resolved']['deterministic'] is True and c['resolved']['cudnn_benchmark'] is False and c['options']['deterministic'] is True"
+metrics "$dir/a" "c['resolved']['deterministic'] is False and c['options']['deterministic'] is False"
+expect 0 "--deterministic true again" train --seed 1 --max_train_steps 3 --deterministic true --output_dir "$dir/det2"
+cmp -s "$dir/det/trainer_state.safetensors" "$dir/det2/trainer_state.safetensors" \
+  && echo "ok   --deterministic true: the same run again, identical trainer_state.safetensors" \
+  || { echo "FAIL: --deterministic true gave another trainer state"; fail=1; }
+expect 2 "--deterministic not a boolean" train --deterministic sometimes --output_dir "$dir/x" && has "$dir/err" "deterministic"
 expect 0 "another seed" train --seed 2 --max_train_steps 5 --output_dir "$dir/c"
 cmp -s "$dir/a/lora.safetensors" "$dir/c/lora.safetensors" && { echo "FAIL: seed 2 = seed 1"; fail=1; } || echo "ok   another seed, other weights"
 expect 0 "--verbose false: no progress, the summary only" env -u XLTUNE_LOG_LEVEL "$xltune" train --model "$model" \

@@ -91,5 +91,21 @@ TEST(ResumePlan, ARunThatMeansSomethingElseIsRefused) {
               ThrowsMessage<Error>(HasSubstr("--lora_lr 0.0002: the checkpoint in")));
 }
 
+// Note [Deterministic mode]: not part of the run's meaning (no refusal), but a resume that cannot
+// keep the checkpoint's run bit-identical says why.
+TEST(ResumePlan, LeavingDeterministicModeOrTheRankCountIsNamedNotRefused) {
+  ResumePlan plan;
+  EXPECT_EQ(resume_determinism_warning(plan, false, 1), "") << "a new run continues nothing";
+  plan.checkpoint = CheckpointInfo{"ckpt", 4, {{"world_size", 2}}};
+  EXPECT_EQ(resume_determinism_warning(plan, false, 2), "") << "a manifest without the field: not deterministic";
+  plan.checkpoint->manifest["deterministic"] = false;
+  EXPECT_EQ(resume_determinism_warning(plan, true, 2), "") << "nothing was promised before the checkpoint";
+  plan.checkpoint->manifest["deterministic"] = true;
+  EXPECT_EQ(resume_determinism_warning(plan, true, 2), "");
+  EXPECT_THAT(resume_determinism_warning(plan, false, 2),
+              HasSubstr("the checkpoint in ckpt was written by a --deterministic true run; this one (--deterministic false)"));
+  EXPECT_THAT(resume_determinism_warning(plan, true, 4), HasSubstr("was written on 2 ranks, this run has 4"));
+}
+
 }  // namespace
 }  // namespace xltune

@@ -6,6 +6,7 @@
 #include "job/train_job.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -15,6 +16,8 @@
 #include <optional>
 #include <sstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
@@ -279,6 +282,62 @@ TEST(TrainJob, StopSignalCheckpointsTheStepAndTheResumeIsExact) {
   for (const auto& [name, t] : a) {
     ASSERT_TRUE(b.count(name)) << name;
     EXPECT_TRUE(at::equal(t, b.at(name))) << name << ": stopped and resumed differs from the run never stopped";
+  }
+}
+
+// Note [Deterministic mode] on the CPU, where the kernels are deterministic anyway: the mode is
+// applied (libtorch's flag on during the run), recorded in run_config.json and in each
+// checkpoint's manifest, and two runs, and a stopped run and its resume, end with identical bits
+// under it. (No op of a CPU run lacks a deterministic kernel, so none throws here.) The flag is
+// the process's: put back afterwards for the tests that follow.
+TEST(TrainJob, DeterministicRunsAndResumesAreBitIdenticalAndRecorded) {
+  const bool flag_before = at::globalContext().deterministicAlgorithms();
+  struct Restore {
+    bool flag;
+    ~Restore() { at::globalContext().setDeterministicAlgorithms(flag, false); }
+  } restore{flag_before};
+  ScopedTempDir dir;
+  make_tiny_model(dir / "model");
+  make_photos(dir / "photos");
+  auto deterministic_run = [&](const std::string& out) {
+    TrainOptions o = tiny_run(dir, 4, out);
+    o.deterministic = true;
+    return o;
+  };
+  SingleProcessCommunicator single;
+  FakeHooks none;
+  const TrainJobReport first = run_train_job(deterministic_run("first"), nlohmann::ordered_json::object(), single, none);
+  EXPECT_TRUE(at::globalContext().deterministicAlgorithms()) << "the run applied the mode";
+  const TrainJobReport second = run_train_job(deterministic_run("second"), nlohmann::ordered_json::object(), single, none);
+  ASSERT_EQ(first.steps, 4);
+  ASSERT_EQ(second.steps, 4);
+  EXPECT_EQ(first.final_loss, second.final_loss);
+
+  const nlohmann::json config = nlohmann::json::parse(read_file(dir / "first/run_config.json"));
+  EXPECT_EQ(config["resolved"]["deterministic"], true);
+  EXPECT_EQ(config["resolved"]["cudnn_benchmark"], false);
+  EXPECT_NE(config["resolved"]["placement"].get<std::string>().find("deterministic"), std::string::npos);
+  const std::optional<CheckpointInfo> checkpoint = find_checkpoint(dir / "first/checkpoints");
+  ASSERT_TRUE(checkpoint.has_value());
+  EXPECT_EQ(checkpoint->manifest.value("deterministic", false), true) << "what a resume compares with";
+
+  FakeHooks signalled;
+  signalled.stop_from = 3;
+  const TrainJobReport stopped = run_train_job(deterministic_run("resumed"), nlohmann::ordered_json::object(), single, signalled);
+  EXPECT_TRUE(stopped.stopped);
+  EXPECT_EQ(stopped.steps, 3);
+  const TrainJobReport resumed = run_train_job(deterministic_run("resumed"), nlohmann::ordered_json::object(), single, none);
+  EXPECT_EQ(resumed.steps, 4);
+  EXPECT_EQ(resumed.final_loss, first.final_loss);
+
+  const std::map<std::string, at::Tensor> a = tensors_of(dir / "first/trainer_state.safetensors");
+  for (const std::string run : {"second", "resumed"}) {
+    const std::map<std::string, at::Tensor> b = tensors_of(dir / (run + "/trainer_state.safetensors"));
+    ASSERT_EQ(a.size(), b.size()) << run;
+    for (const auto& [name, t] : a) {
+      ASSERT_TRUE(b.count(name)) << run << ": " << name;
+      EXPECT_TRUE(at::equal(t, b.at(name))) << run << ": " << name << " differs from the first deterministic run";
+    }
   }
 }
 
