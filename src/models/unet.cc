@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <cstring>
+
 #include "core/check.h"
 #include "core/recompute.h"
 
@@ -90,6 +92,28 @@ UNetImpl::UNetImpl(const UNetConfig& c, const at::TensorOptions& o) : config_(c)
   conv_out = register_module("conv_out", nn::Conv2d(ch[0], c.out_channels, 3, 1, 1, o));
 }
 
+int UNetImpl::block_index_of(const std::string& name) const {
+  const int n = static_cast<int>(config_.block_out_channels.size());
+  const auto starts = [&](const char* prefix) { return name.compare(0, std::strlen(prefix), prefix) == 0; };
+  // "<list>.<i>.": block first + i.
+  const auto listed = [&](const char* list, int first) {
+    const size_t at = std::strlen(list);
+    const size_t dot = name.find('.', at);
+    if (dot == std::string::npos || dot == at) return 0;
+    int i = 0;
+    for (size_t k = at; k < dot; ++k) {
+      if (name[k] < '0' || name[k] > '9') return 0;
+      i = 10 * i + (name[k] - '0');
+    }
+    return i < n ? first + i : 0;
+  };
+  if (starts("down_blocks.")) return listed("down_blocks.", 1);
+  if (starts("mid_block.")) return n + 1;
+  if (starts("up_blocks.")) return listed("up_blocks.", n + 2);
+  if (starts("conv_norm_out.") || starts("conv_out.")) return 2 * n + 2;
+  return 0;  // conv_in, time_embedding, add_embedding: the stem
+}
+
 at::Tensor UNetImpl::resnet(ResnetBlock2D& block, const at::Tensor& x, const at::Tensor& emb) {
   if (!recompute_) return block->forward(x, emb);
   auto impl = block.ptr();
@@ -108,7 +132,9 @@ at::Tensor UNetImpl::forward(const at::Tensor& sample, const at::Tensor& timeste
   XLTUNE_CHECK(sample.size(2) % factor == 0 && sample.size(3) % factor == 0, "UNet: sample height and width must be ",
                "multiples of ", factor, ", got ", sample.size(2), "x", sample.size(3));
 
-  // Time (and SDXL's size/crop) conditioning.
+  // Time (and SDXL's size/crop) conditioning. Note [Forward block hook]: block 0, the stem.
+  const int n = static_cast<int>(levels);
+  enter_block(0);
   at::Tensor t = timestep.expand({b});  // one value for the batch, or one per sample
   at::Tensor emb = time_embedding(timestep_sinusoid(t, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift)
                                       .to(sample.scalar_type()));
@@ -126,7 +152,9 @@ at::Tensor UNetImpl::forward(const at::Tensor& sample, const at::Tensor& timeste
 
   at::Tensor h = conv_in(sample);
   std::vector<at::Tensor> skips{h};
-  for (auto& block : down_blocks) {
+  for (size_t i = 0; i < down_blocks.size(); ++i) {
+    auto& block = down_blocks[i];
+    enter_block(1 + static_cast<int>(i));
     for (size_t j = 0; j < block->resnets.size(); ++j) {
       h = resnet(block->resnets[j], h, emb);
       if (!block->attentions.empty()) h = block->attentions[j]->forward(h, context, recompute_);
@@ -138,11 +166,14 @@ at::Tensor UNetImpl::forward(const at::Tensor& sample, const at::Tensor& timeste
     }
   }
 
+  enter_block(n + 1);
   h = resnet(mid_block->resnets[0], h, emb);
   h = mid_block->attentions[0]->forward(h, context, recompute_);
   h = resnet(mid_block->resnets[1], h, emb);
 
-  for (auto& block : up_blocks) {
+  for (size_t i = 0; i < up_blocks.size(); ++i) {
+    auto& block = up_blocks[i];
+    enter_block(n + 2 + static_cast<int>(i));
     for (size_t j = 0; j < block->resnets.size(); ++j) {
       at::Tensor skip = skips.back();
       skips.pop_back();
@@ -152,6 +183,7 @@ at::Tensor UNetImpl::forward(const at::Tensor& sample, const at::Tensor& timeste
     // Upsample to the size of the skip connection the next block starts with.
     if (block->upsampler) h = block->upsampler(h, skips.back().sizes().slice(2));
   }
+  enter_block(2 * n + 2);
   return conv_out(at::silu(conv_norm_out(h)));
 }
 

@@ -132,7 +132,7 @@ void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>&
   const double lr = h.lr * lr_factor;
   const bool bf16 = state_dtype_ == at::kBFloat16;
   std::vector<at::Tensor> params, grads, m, v;
-  std::vector<at::Scalar> sqrt_bias_correction2, minus_step_size;
+  std::vector<int64_t> steps;
   for (size_t flat : stepped) {
     const at::Tensor& p = g.params[flat - first];
     const AdamWTensorState& s = state_[flat];
@@ -141,8 +141,30 @@ void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>&
     v.push_back(bf16 ? s.exp_avg_sq.to(at::kFloat) : s.exp_avg_sq);
     const at::Tensor& grad = p.grad();
     grads.push_back(grad.scalar_type() == m.back().scalar_type() ? grad : grad.to(m.back().scalar_type()));
-    const double bias_correction1 = 1 - std::pow(h.beta1, static_cast<double>(s.step));
-    const double bias_correction2 = 1 - std::pow(h.beta2, static_cast<double>(s.step));
+    steps.push_back(s.step);
+  }
+  adamw_foreach_update(h, lr, params, grads, m, v, steps);
+  if (!bf16) return;
+  for (size_t k = 0; k < stepped.size(); ++k) {
+    AdamWTensorState& s = state_[stepped[k]];
+    at::Generator gen = at::globalContext().defaultGenerator(params[k].device()).clone();
+    gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), stepped[k], DrawKind::kRounding));
+    s.exp_avg.copy_(stochastic_round_to_bf16(m[k], gen));
+    s.exp_avg_sq.copy_(stochastic_round_to_bf16(v[k], gen));
+  }
+}
+
+void adamw_foreach_update(const AdamWHyper& h, double lr, const std::vector<at::Tensor>& params,
+                          const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
+                          const std::vector<at::Tensor>& v, const std::vector<int64_t>& steps) {
+  XLTUNE_CHECK(grads.size() == params.size() && m.size() == params.size() && v.size() == params.size() &&
+                   steps.size() == params.size(),
+               "AdamW: ", params.size(), " tensors, ", grads.size(), " gradients, ", steps.size(), " step counts");
+  if (params.empty()) return;
+  std::vector<at::Scalar> sqrt_bias_correction2, minus_step_size;
+  for (int64_t step : steps) {
+    const double bias_correction1 = 1 - std::pow(h.beta1, static_cast<double>(step));
+    const double bias_correction2 = 1 - std::pow(h.beta2, static_cast<double>(step));
     sqrt_bias_correction2.emplace_back(std::sqrt(bias_correction2));
     minus_step_size.emplace_back(-(lr / bias_correction1));
   }
@@ -160,14 +182,6 @@ void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>&
     denom[k] = denom[k].to(params[k].scalar_type());
   }
   at::_foreach_addcdiv_(params, m_p, denom, minus_step_size);
-  if (!bf16) return;
-  for (size_t k = 0; k < stepped.size(); ++k) {
-    AdamWTensorState& s = state_[stepped[k]];
-    at::Generator gen = at::globalContext().defaultGenerator(params[k].device()).clone();
-    gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), stepped[k], DrawKind::kRounding));
-    s.exp_avg.copy_(stochastic_round_to_bf16(m[k], gen));
-    s.exp_avg_sq.copy_(stochastic_round_to_bf16(v[k], gen));
-  }
 }
 
 void AdamW::zero_grad() {

@@ -8,7 +8,9 @@
 //   p     -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
 //
 // A group's tensors are updated together, one _foreach_ op per line above (a multi-tensor
-// kernel on a GPU; on the CPU the single-tensor kernels, so the same bits as a loop).
+// kernel on a GPU; on the CPU the single-tensor kernels, so the same bits as a loop):
+// adamw_foreach_update, which ZeRO-1 runs on its shard too (train/zero_optimizer.h), so the
+// sharded and the replicated update are one arithmetic.
 //
 // Each tensor counts its own steps, so a group that is frozen for a while (new token rows
 // after the pivot) resumes its bias correction where it stopped, as torch's would; a tensor
@@ -99,6 +101,14 @@ class AdamW final : public Optimizer {
   at::ScalarType state_dtype_;
   uint64_t seed_;
 };
+
+// The lines of the header after `step += 1` for tensors k = 0 .. n-1 together, one _foreach_ op
+// per line: params[k] updated from grads[k] and the moments m[k], v[k] (in place, in the grads'
+// dtype; params may be another), at learning rate `lr` and the tensor's step count steps[k].
+// The tensors may be views (ZeRO-1's chunks of its buckets).
+void adamw_foreach_update(const AdamWHyper& hyper, double lr, const std::vector<at::Tensor>& params,
+                          const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
+                          const std::vector<at::Tensor>& v, const std::vector<int64_t>& steps);
 
 // fp32 -> bf16 with stochastic rounding from `generator` (a clone of the tensor's device
 // generator, seeded): unbiased on average, exact where the value is a bf16 already.

@@ -14,7 +14,14 @@
 //   add_grad_norms, scale_grads       clipping to one global norm over every optimizer's
 //                                     gradients; a sharded optimizer contributes the norm of all
 //                                     ranks' shards (a collective: every rank calls it)
-//   step, zero_grad                   the update at lr * factor, then gradients cleared
+//   step, zero_grad                   the update at lr * factor, then gradients cleared; a
+//                                     sharded optimizer's step may return with its parameters
+//                                     still arriving (the all-gathers in flight, Note [Sharded
+//                                     optimizer state])
+//   before_forward_block,             wait for them: for the parameters the forward's next block
+//   wait_parameters                   reads (the UNet calls it before each block), or for all
+//                                     (before anything else reads or writes the trained tensors:
+//                                     backward, a checkpoint, validation, the EMA, a restore)
 //   state_tensors, load_state         the checkpoint's shared file, by tensor name, so a run can
 //                                     move between a sharded and a replicated optimizer
 //   rank_state                        what each rank writes beside it (a sharded optimizer's shard)
@@ -75,13 +82,18 @@ class Optimizer {
   // One update at each group's lr * lr_factor; `training_step` keys stochastic rounding.
   virtual void step(double lr_factor, int64_t training_step) = 0;
   virtual void zero_grad() = 0;
+  // The forward is about to run block `block` (UNetImpl::block_index_of's numbering): its
+  // parameters must be in place when this returns; others may still be arriving.
+  virtual void before_forward_block(int block) { (void)block; }
+  // Every parameter in place (the tensors of named_parameters() are then valid to read and write).
+  virtual void wait_parameters() {}
   // Freezes or thaws a group by name; false if this optimizer has no such group.
   virtual bool set_frozen(const std::string& group, bool frozen) = 0;
 
   virtual std::vector<GroupSummary> summaries() const = 0;
   // Each group's learning rate at `lr_factor` (0 for a frozen group).
   virtual void add_learning_rates(double lr_factor, std::vector<std::pair<std::string, double>>& out) const = 0;
-  // The trained tensors under their state names, live.
+  // The trained tensors under their state names, live (read them after wait_parameters()).
   virtual std::vector<std::pair<std::string, at::Tensor>> named_parameters() const = 0;
   virtual int64_t parameter_count() const = 0;
   virtual int64_t state_bytes() const = 0;  // held by this rank

@@ -98,9 +98,16 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
     }
     sharded_ = optimizer_shards.comm != nullptr && optimizer_shards.comm->size() > 1;
     if (sharded_) {
-      optimizers_.push_back(std::make_unique<ZeroOptimizer>(
-          g.names, g.params, g.hyper, *optimizer_shards.comm, config.optimizer_state_dtype, config.seed,
-          int64_t{25} << 20, int64_t{1} << 20, optimizer_shards.reduce_dtype, optimizer_shards.gather_dtype));
+      auto zero = std::make_unique<ZeroOptimizer>(g.names, g.params, g.hyper, *optimizer_shards.comm,
+                                                  config.optimizer_state_dtype, config.seed, int64_t{25} << 20,
+                                                  int64_t{1} << 20, optimizer_shards.reduce_dtype,
+                                                  optimizer_shards.gather_dtype);
+      // Note [Sharded optimizer state]: each bucket's all-gather waited for just before the first
+      // UNet block that reads it.
+      std::vector<int> block_of;
+      for (const auto& item : unet_trainable_) block_of.push_back(model.unet->block_index_of(item.first));
+      zero->set_forward_order(block_of);
+      optimizers_.push_back(std::move(zero));
     } else {
       groups.push_back(std::move(g));
     }
@@ -120,9 +127,15 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
   if (config.pivot_step == 0) freeze_token_rows();
   reducer_->prepare(reduced_tensors());
   if (config.use_ema) ema_ = std::make_unique<ParameterEma>(unet_trained(), config.ema_decay);
+  if (sharded_) {  // last: the destructor unhooks it
+    model.unet->set_before_block([this](int block) {
+      for (auto& o : optimizers_) o->before_forward_block(block);
+    });
+  }
 }
 
 Trainer::~Trainer() {
+  if (model_.unet) model_.unet->set_before_block(nullptr);
   optimizers_.clear();  // a sharded optimizer unhooks the UNet's tensors before LoRA goes
   if (config_.is_lora && model_.unet) detach_lora(*model_.unet);
 }
@@ -155,7 +168,12 @@ std::vector<GroupSummary> Trainer::groups() const {
   return out;
 }
 
+void Trainer::wait_parameters() const {
+  for (const auto& o : optimizers_) o->wait_parameters();
+}
+
 std::optional<RankOptimizerState> Trainer::rank_optimizer_state() const {
+  wait_parameters();  // every rank, at the same point: before rank 0 alone reads the weights
   for (const auto& o : optimizers_)
     if (auto state = o->rank_state()) return state;
   return std::nullopt;
@@ -176,6 +194,7 @@ void Trainer::freeze_token_rows() {
 NamedTensors Trainer::trainable_state() const { return named_trainable(/*copy=*/true); }
 
 NamedTensors Trainer::named_trainable(bool copy) const {
+  wait_parameters();
   NamedTensors out;
   at::NoGradGuard no_grad;
   const auto cpu = [copy](const at::Tensor& p) {
@@ -209,6 +228,7 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
   XLTUNE_CHECK(completed_steps >= 0 && completed_steps <= config_.max_train_steps, "checkpoint: step ",
                completed_steps, " outside 0 .. ", config_.max_train_steps);
   at::NoGradGuard no_grad;
+  wait_parameters();  // no all-gather may land over the restored values
   for (const auto& o : optimizers_) {
     for (auto [name, p] : o->named_parameters()) {
       // A ZeRO-1 checkpoint with a bf16 all-gather holds bf16-valued weights and, in its shards, the
@@ -362,6 +382,7 @@ at::Tensor Trainer::forward_backward(int64_t step, const StepBatch& batch, bool 
     AutocastScope autocast(config_.autocast_bf16);
     pred = model_.unet->forward(x_t.to(dt), t, context.to(dt), pooled.to(dt), batch.add_time_ids.to(dt));
   }
+  wait_parameters();  // the forward waited block by block (Note [Forward block hook]); backward needs all
   const at::Tensor loss = loss_of(pred, target, batch.mask, t);
   mark("forward");
   if (weight == 1.0) {
@@ -415,7 +436,10 @@ StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batch
     for (auto& o : optimizers_) o->step(factor, step);
     if (trains_rows) pivotal_->after_optimizer_step();
     guard_.accept(result.grad_norm);
-    if (ema_) ema_->update(guard_.accepted_steps());  // a skipped step does not move the EMA either
+    if (ema_) {
+      wait_parameters();  // the EMA reads the updated weights: no overlap of the all-gathers then
+      ema_->update(guard_.accepted_steps());  // a skipped step does not move the EMA either
+    }
   } else {
     guard_.skip();
   }

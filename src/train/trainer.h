@@ -162,7 +162,17 @@ class Trainer {
   // With --use_ema, the EMA's values in the live UNet tensors until the returned scope ends, then
   // the trained ones back, bit for bit (for validation images and the exported files); without
   // it, nothing. Const because what it changes it restores; no step may run inside it.
-  ParameterEma::Swap ema_weights_in() const { return ParameterEma::Swap(ema_.get()); }
+  ParameterEma::Swap ema_weights_in() const {
+    wait_parameters();
+    return ParameterEma::Swap(ema_.get());
+  }
+  // Waits until every trained tensor holds its value of the last step: with ZeRO-1 the step
+  // returns with its all-gathers in flight (Note [Sharded optimizer state]). The accessors here
+  // that read or write the weights (trainable_state, checkpoint_tensors, rank_optimizer_state,
+  // ema_weights_in, restore) wait themselves; so does the next step. Whoever reads the UNet's
+  // weights otherwise between steps calls it first, on every rank at the same point (the thread
+  // group, dist/thread_group.h, exchanges a collective when the ranks wait for it).
+  void wait_parameters() const;
 
   // The names the full fine-tuning selection trains (the reference's rule: every UNet
   // parameter but *.norm*.weight and *time*).

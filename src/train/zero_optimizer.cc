@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -33,6 +34,11 @@ struct ZeroOptimizer::Bucket {
   size_t pending = 0;
   bool ready = false;
   std::unique_ptr<CommWork> work;
+  // The all-gather of the updated parameters, from step() until it lands (land()); with a bf16
+  // all-gather, `staged` is where it arrives: the first half of `grad`'s bytes as bf16 [chunk * W].
+  std::unique_ptr<CommWork> gather;
+  at::Tensor staged;
+  int first_block = 0;  // the first forward block that reads one of its tensors (set_forward_order)
 };
 
 ZeroOptimizer::ZeroOptimizer(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWHyper hyper,
@@ -90,6 +96,8 @@ ZeroOptimizer::ZeroOptimizer(std::vector<std::string> names, std::vector<at::Ten
     }
     if (gather_dtype_ == at::kBFloat16) b->master = at::zeros({b->chunk}, o);
   }
+  for (size_t k = buckets_.size(); k-- > 0;) gather_order_.push_back(k);
+  gathered_ = gather_order_.size();
   take_parameters({});
   for (size_t j = 0; j < params_.size(); ++j)
     torch::autograd::impl::set_post_acc_grad_hooks(params_[j], std::make_unique<ZeroHook>(this, j));
@@ -111,10 +119,48 @@ int64_t ZeroOptimizer::state_bytes() const {
   return n;
 }
 
+void ZeroOptimizer::set_forward_order(const std::vector<int>& block_of_tensor) {
+  XLTUNE_CHECK(block_of_tensor.size() == params_.size(), "ZeRO: ", block_of_tensor.size(), " blocks for ",
+               params_.size(), " tensors");
+  for (auto& b : buckets_) {
+    b->first_block = block_of_tensor[b->members.front()];
+    for (size_t j : b->members) b->first_block = std::min(b->first_block, block_of_tensor[j]);
+  }
+}
+
+void ZeroOptimizer::land_until(size_t end) {
+  at::NoGradGuard no_grad;
+  for (; gathered_ < end; ++gathered_) {
+    Bucket& b = *buckets_[gather_order_[gathered_]];
+    if (!b.gather) continue;  // a step that failed before launching it
+    b.gather->wait();
+    b.gather.reset();
+    if (b.staged.defined()) {
+      b.param.copy_(b.staged);  // every rank, its own chunk included: the bf16 values
+      b.staged = at::Tensor();
+      b.grad.zero_();  // what before_backward left to it: the staging was in the gradient bucket
+    }
+  }
+}
+
+void ZeroOptimizer::before_forward_block(int block) {
+  // Every gather launched before the last one the block needs, too: they complete in launch order
+  // anyway, and every rank then waits for them in the same order.
+  size_t end = gathered_;
+  for (size_t i = gathered_; i < gather_order_.size(); ++i)
+    if (buckets_[gather_order_[i]]->first_block <= block) end = i + 1;
+  land_until(end);
+  // Testing the oldest gather still in flight lets MPI progress them while the block computes.
+  if (gathered_ < gather_order_.size() && buckets_[gather_order_[gathered_]]->gather)
+    buckets_[gather_order_[gathered_]]->gather->test();
+}
+
+void ZeroOptimizer::wait_parameters() { land_until(gather_order_.size()); }
+
 void ZeroOptimizer::before_backward() {
   at::NoGradGuard no_grad;
   for (auto& b : buckets_) {
-    b->grad.zero_();
+    if (!b->staged.defined()) b->grad.zero_();  // else a bf16 gather arrives there: land() zeroes it
     b->pending = b->members.size();
     b->ready = false;
     b->work.reset();
@@ -130,6 +176,8 @@ void ZeroOptimizer::before_backward() {
 }
 
 void ZeroOptimizer::on_ready(size_t j) {
+  XLTUNE_CHECK(gathered_ == gather_order_.size(), "ZeRO: backward ran before the parameters of the last step ",
+               "were all in place (wait_parameters)");
   if (!sync_) {  // an earlier micro-batch (gradient accumulation): it accumulated in the bucket
     got_grad_[j] = true;
     return;
@@ -218,64 +266,63 @@ std::optional<RankOptimizerState> ZeroOptimizer::rank_state() const {
 }
 
 void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
+  wait_parameters();  // a step right after another, with no forward between (tests)
   at::NoGradGuard no_grad;
   ++steps_;
-  const AdamWHyper& h = hyper_;
-  const double lr = h.lr * lr_factor;
-  const double bias_correction1 = 1 - std::pow(h.beta1, static_cast<double>(steps_));
-  const double bias_correction2 = 1 - std::pow(h.beta2, static_cast<double>(steps_));
-  const double step_size = lr / bias_correction1;
   const int64_t r = comm_.rank();
-  std::vector<std::unique_ptr<CommWork>> gathers;  // in place: each bucket's while the next is updated
-  // A bf16 all-gather's: (work, the bf16 bucket, its bucket), at most two alive (the one in flight
-  // while the next bucket is updated), so the bf16 copies cost 2 buckets, not 2 B per parameter.
-  struct Bf16Gather {
-    std::unique_ptr<CommWork> work;
-    at::Tensor whole;
-    size_t bucket;
-  };
-  std::vector<Bf16Gather> bf16_gathers;
-  const auto land = [&](Bf16Gather& g) {
-    g.work->wait();
-    buckets_[g.bucket]->param.copy_(g.whole);  // every rank, its own chunk included: the bf16 values
-  };
   const bool bf16 = state_dtype_ == at::kBFloat16;
-  for (size_t k = 0; k < buckets_.size(); ++k) {
-    Bucket& b = *buckets_[k];
-    // With a bf16 all-gather the update is of the fp32 master; the bucket's own chunk is then
-    // overwritten by its rounding, like the others'.
-    at::Tensor p = b.master.defined() ? b.master : b.param.narrow(0, r * b.chunk, b.chunk);
-    const at::Tensor& g = b.chunk_grad;
-    at::Tensor m = bf16 ? b.exp_avg.to(at::kFloat) : b.exp_avg;
-    at::Tensor v = bf16 ? b.exp_avg_sq.to(at::kFloat) : b.exp_avg_sq;
-    // The arithmetic of AdamW::step, in the same order (train/adamw.cc).
-    p.mul_(1 - lr * h.weight_decay);
-    m.lerp_(g, 1 - h.beta1);
-    v.mul_(h.beta2).addcmul_(g, g, 1 - h.beta2);
-    at::Tensor denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(h.eps);
-    p.addcdiv_(m, denom, -step_size);
-    if (bf16) {
-      at::Generator gen = at::globalContext().defaultGenerator(p.device()).clone();
-      gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), (uint64_t{k} << 20) | uint64_t(r),
-                                    DrawKind::kShardRounding));
-      b.exp_avg.copy_(stochastic_round_to_bf16(m, gen));
-      b.exp_avg_sq.copy_(stochastic_round_to_bf16(v, gen));
+  // AdamW's update of the chunks, a group of buckets (up to kUpdateGroupValues values) at once
+  // (adamw_foreach_update: one multi-tensor kernel per line on a GPU, the single-tensor kernels
+  // on the CPU), element for element the replicated AdamW's. The group bounds the temporaries
+  // (the denominators; fp32 copies of bf16 moments) to a few hundred MB. With a bf16 all-gather
+  // the update is of the fp32 master; the bucket's own chunk is then overwritten by its rounding,
+  // like the others'. Each group's all-gathers start as soon as it is updated, in the order the
+  // next forward needs the buckets (the last bucket, the UNet's stem, first), none waited for
+  // here: before_forward_block waits for each just before its block runs, wait_parameters for all.
+  const auto update_and_gather = [&](size_t first, size_t end) {  // gather_order_[first, end)
+    std::vector<at::Tensor> p, g, m, v;
+    for (size_t i = first; i < end; ++i) {
+      Bucket& b = *buckets_[gather_order_[i]];
+      p.push_back(b.master.defined() ? b.master : b.param.narrow(0, r * b.chunk, b.chunk));
+      g.push_back(b.chunk_grad);
+      m.push_back(bf16 ? b.exp_avg.to(at::kFloat) : b.exp_avg);
+      v.push_back(bf16 ? b.exp_avg_sq.to(at::kFloat) : b.exp_avg_sq);
     }
-    if (b.master.defined()) {
-      at::Tensor whole = at::empty({b.chunk * comm_.size()}, b.param.options().dtype(at::kBFloat16));
-      at::Tensor mine = whole.narrow(0, r * b.chunk, b.chunk);
-      mine.copy_(b.master);
-      if (bf16_gathers.size() == 2) {
-        land(bf16_gathers.front());
-        bf16_gathers.erase(bf16_gathers.begin());
+    adamw_foreach_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<int64_t>(p.size(), steps_));
+    for (size_t i = first; i < end; ++i) {
+      const size_t k = gather_order_[i];
+      Bucket& b = *buckets_[k];
+      if (bf16) {
+        at::Generator gen = at::globalContext().defaultGenerator(b.param.device()).clone();
+        gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), (uint64_t{k} << 20) | uint64_t(r),
+                                      DrawKind::kShardRounding));
+        b.exp_avg.copy_(stochastic_round_to_bf16(m[i - first], gen));
+        b.exp_avg_sq.copy_(stochastic_round_to_bf16(v[i - first], gen));
       }
-      bf16_gathers.push_back(Bf16Gather{comm_.start_all_gather(mine, whole), whole, k});
-    } else {
-      gathers.push_back(comm_.start_all_gather(p, b.param));
+      if (b.master.defined()) {
+        // Arriving in the gradient bucket, whose values the update above has read and which
+        // before_backward would clear anyway: no bf16 buffer of 2 B per parameter.
+        b.staged = b.grad.view(at::kBFloat16).narrow(0, 0, b.chunk * comm_.size());
+        at::Tensor mine = b.staged.narrow(0, r * b.chunk, b.chunk);
+        mine.copy_(b.master);
+        b.gather = comm_.start_all_gather(mine, b.staged);
+      } else {
+        b.gather = comm_.start_all_gather(b.param.narrow(0, r * b.chunk, b.chunk), b.param);
+      }
+    }
+  };
+  gathered_ = 0;
+  size_t first = 0;
+  int64_t values = 0;
+  for (size_t i = 0; i < gather_order_.size(); ++i) {
+    values += buckets_[gather_order_[i]]->chunk;
+    if (values >= kUpdateGroupValues || i + 1 == gather_order_.size()) {
+      update_and_gather(first, i + 1);
+      first = i + 1;
+      values = 0;
     }
   }
-  for (auto& w : gathers) w->wait();
-  for (auto& g : bf16_gathers) land(g);
+  if (!overlap_gather_) wait_parameters();
 }
 
 void ZeroOptimizer::take_parameters(const std::map<std::string, at::Tensor>& masters) {
@@ -373,6 +420,7 @@ std::map<std::string, at::Tensor> ZeroOptimizer::full_moments_from_shards(
 }
 
 void ZeroOptimizer::load_full_moments(const std::map<std::string, at::Tensor>& moments, int64_t steps) {
+  wait_parameters();
   at::NoGradGuard no_grad;
   steps_ = steps;
   const int64_t r = comm_.rank();

@@ -10,10 +10,25 @@
 // - Step: as backward fills a bucket, its gradients are reduce-scattered (each rank receives the
 //   sum of its chunk) while backward goes on; finish() waits and divides by W; the gradient norm
 //   is the square root of the all-reduced sum of the ranks' chunk norms (plus the replicated
-//   tensors'); each rank updates its chunk with AdamW (train/adamw.h's arithmetic, element for
-//   element), then the chunks are all-gathered into every rank's parameter buckets. Both
-//   collectives run in place (the chunk is the rank's slice of its bucket), so sharding adds no
-//   buffer: per rank, weights 4 B + gradients 4 B + moments (8 or 4 B) / W per parameter.
+//   tensors'); each rank updates its chunks with AdamW (adamw_foreach_update, the replicated
+//   AdamW's own multi-tensor arithmetic, element for element, over groups of buckets), then the
+//   chunks are all-gathered into every rank's parameter buckets. Both collectives run in place
+//   (the chunk is the rank's slice of its bucket), so sharding adds no buffer: per rank, weights
+//   4 B + gradients 4 B + moments (8 or 4 B) / W per parameter. The communication is one
+//   all-reduce's: a reduce-scatter and an all-gather.
+// - Overlap: step() returns with the all-gathers in flight, started in the order the next
+//   forward reads the buckets (the reverse of the bucket order, as the layout is backward's
+//   order: the UNet's stem first). The UNet calls before_forward_block(b) before each top-level
+//   block (Note [Forward block hook]), which waits for the gathers up to the last one holding a
+//   tensor of block b or an earlier one (set_forward_order, from UNetImpl::block_index_of), so a
+//   bucket's transfer hides behind the blocks before it; on NCCL the wait orders the compute
+//   stream after the transfer and the host goes on. Anything else that reads or writes the
+//   parameters waits for all first (wait_parameters: the Trainer after the forward, before the
+//   EMA's update, for checkpoints, validation, export and a restore; Note [One optimizer
+//   interface]); backward refuses to run before it. Only the timing of the waits differs from a
+//   step that waits for its gathers (set_gather_overlap(false)): the values are the same bits.
+//   Every rank waits in launch order at the same points, so a transport that exchanges on wait
+//   (the thread group) matches the ranks' gathers too.
 // - The parameters are fp32 (full fine-tuning trains in fp32 with bf16 autocast), so they are
 //   their own master weights: each rank updates its shard of them, and the all-gather sends the
 //   updated fp32 values.
@@ -30,7 +45,10 @@
 //   `gather_dtype` bf16 each rank keeps an fp32 master of its own chunk only (4 B / W per
 //   parameter): AdamW updates the master, the master rounded to bf16 is all-gathered (half the
 //   bytes), and every rank's working parameters, its own chunk included, become those bf16 values
-//   (held in the fp32 tensors). So every rank holds identical weights, as --replica_check_steps
+//   (held in the fp32 tensors). The bf16 values arrive in the first half of the bucket's gradient
+//   buffer (its gradients are spent once the update has read them), so no buffer is added;
+//   landing them copies them into the parameters and clears the gradients, which before_backward
+//   leaves to it. So every rank holds identical weights, as --replica_check_steps
 //   checks, and each rank's forward sees exactly what the others' do; under bf16 autocast the
 //   matmuls and convolutions would have rounded the weights to bf16 anyway (biases, norms and
 //   CPU runs see the rounding). The masters go into the shards ("zero.<k>.master") and come back
@@ -79,8 +97,19 @@ class ZeroOptimizer final : public Optimizer {
   void scale_grads(const at::Tensor& coef) override;
   // AdamW on this rank's chunks at hyper.lr * lr_factor, then the all-gather of parameters;
   // `training_step` keys the stochastic rounding of bf16 moments.
+  // The all-gathers are then in flight (unless set_gather_overlap(false)): wait_parameters() or
+  // before_forward_block() before reading or writing the parameters.
   void step(double lr_factor, int64_t training_step) override;
   void zero_grad() override;
+  // Waits for the all-gathers of the buckets up to the last one (in launch order) that holds a
+  // tensor of forward block `block` or an earlier one (set_forward_order).
+  void before_forward_block(int block) override;
+  void wait_parameters() override;
+  // The forward block that first reads each tensor (one per tensor, in names() order; Note
+  // [Forward block hook]). Without it every tensor counts as block 0's: the first block waits for all.
+  void set_forward_order(const std::vector<int>& block_of_tensor);
+  // false: step() waits for its all-gathers before it returns (the same values, later).
+  void set_gather_overlap(bool on) { overlap_gather_ = on; }
   bool set_frozen(const std::string&, bool) override { return false; }  // the UNet trains every step
   std::vector<GroupSummary> summaries() const override;
   void add_learning_rates(double lr_factor, std::vector<std::pair<std::string, double>>& out) const override;
@@ -122,6 +151,11 @@ class ZeroOptimizer final : public Optimizer {
   struct Bucket;
   void launch_in_order();
   void take_parameters(const std::map<std::string, at::Tensor>& masters);
+  // Waits for the all-gathers gather_order_[gathered_, end) and lands them (a bf16 one's values
+  // copied into the parameters).
+  void land_until(size_t end);
+  // Values of chunks updated by one multi-tensor update (its temporaries: 4 or 12 B a value).
+  static constexpr int64_t kUpdateGroupValues = int64_t{1} << 25;
   std::vector<std::string> names_;
   std::vector<at::Tensor> params_;
   AdamWHyper hyper_;
@@ -136,6 +170,9 @@ class ZeroOptimizer final : public Optimizer {
   std::vector<int64_t> offset_of_;
   size_t next_launch_ = 0;
   size_t next_done_ = 0;  // buckets before it have finished their reduce-scatter
+  std::vector<size_t> gather_order_;  // the buckets in reverse: the order the forward reads them
+  size_t gathered_ = 0;               // the all-gathers of gather_order_[0, gathered_) have landed
+  bool overlap_gather_ = true;
   int64_t steps_ = 0;
 };
 

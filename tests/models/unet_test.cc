@@ -1,12 +1,15 @@
 // The SDXL UNet against diffusers (tests/reference/make_sdxl_unets.py): output, gradients
 // with respect to the inputs and to a sample of weights, on three tiny configs; single-file
-// loading; the full-size key list and parameter count; gradient checkpointing.
+// loading; the full-size key list and parameter count; gradient checkpointing; the forward block
+// hook (Note [Forward block hook]).
 #include "models/unet.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +19,7 @@
 #include "core/layers.h"
 #include "core/safetensors.h"
 #include "models/model_loading.h"
+#include "sdxl/random_model.h"
 
 namespace xltune {
 namespace {
@@ -75,6 +79,52 @@ TEST_P(UNetParity, OutputAndGradientsMatchDiffusers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, UNetParity, ::testing::Values("unet_sdxl_test", "unet_deep", "unet_odd"));
+
+// Every weight NaN until the hook announces its block (block_index_of): a weight read before its
+// block is announced, or a block announced under another number, poisons the output.
+TEST(UNetBlockHook, EachBlockIsAnnouncedBeforeItsParametersAreRead) {
+  const UNetConfig config = UNetConfig::from_json_text(preset_configs("tiny").unet, "tiny unet/config.json");
+  UNet unet(config, at::TensorOptions().dtype(at::kFloat));
+  randomize_module(*unet, "unet", 3);
+  at::NoGradGuard no_grad;
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(11);
+  const at::Tensor sample = at::randn({2, config.in_channels, 16, 16}, g);
+  const at::Tensor timestep = at::tensor(std::vector<int64_t>{10, 700});
+  const at::Tensor context = at::randn({2, 5, config.cross_attention_dim[0]}, g);
+  const at::Tensor text_embeds = at::randn({2, config.text_embeds_dim()}, g);
+  const at::Tensor time_ids = at::tensor({32.0f, 32.0f, 0.0f, 0.0f, 32.0f, 32.0f}).repeat({2, 1});
+  const at::Tensor want = unet->forward(sample, timestep, context, text_embeds, time_ids);
+
+  std::map<std::string, at::Tensor> saved;
+  for (auto& item : unet->named_parameters()) {
+    saved[item.key()] = item.value().clone();
+    item.value().fill_(std::nan(""));
+  }
+  std::vector<int> announced;
+  unet->set_before_block([&](int block) {
+    announced.push_back(block);
+    for (auto& item : unet->named_parameters())
+      if (unet->block_index_of(item.key()) == block) item.value().copy_(saved[item.key()]);
+  });
+  const at::Tensor got = unet->forward(sample, timestep, context, text_embeds, time_ids);
+  unet->set_before_block(nullptr);
+  EXPECT_TRUE(at::equal(got, want));
+  std::vector<int> all(static_cast<size_t>(unet->block_count()));
+  for (size_t b = 0; b < all.size(); ++b) all[b] = static_cast<int>(b);
+  EXPECT_EQ(announced, all);
+
+  const int n = static_cast<int>(config.block_out_channels.size());
+  ASSERT_EQ(n, 2);
+  EXPECT_EQ(unet->block_count(), 7);
+  EXPECT_EQ(unet->block_index_of("conv_in.weight"), 0);
+  EXPECT_EQ(unet->block_index_of("add_embedding.linear_1.weight"), 0);
+  EXPECT_EQ(unet->block_index_of("down_blocks.1.attentions.0.proj_in.weight"), 2);
+  EXPECT_EQ(unet->block_index_of("mid_block.resnets.1.conv2.weight"), 3);
+  EXPECT_EQ(unet->block_index_of("up_blocks.0.resnets.2.conv1.weight"), 4);
+  EXPECT_EQ(unet->block_index_of("up_blocks.1.resnets.0.conv1.weight"), 5);
+  EXPECT_EQ(unet->block_index_of("conv_out.bias"), 6);
+  EXPECT_EQ(unet->block_index_of("down_blocks.7.resnets.0.conv1.weight"), 0) << "no such block: the first";
+}
 
 TEST(UNetCheckpointing, SameGradientsAsWithout) {
   const std::string dir = ref_dir() + "/unet_deep";

@@ -1,7 +1,9 @@
 // Note [Sharded optimizer state], with ranks as threads (dist/thread_group.h): W ranks of ZeRO-1,
 // each holding 1/W of the moments, step the parameters as one AdamW does on the mean gradient;
 // the shards of W ranks become full moments that continue on another number of ranks, or in an
-// unsharded AdamW; bf16 moments are deterministic; a tensor without a gradient is refused.
+// unsharded AdamW; bf16 moments are deterministic; a tensor without a gradient is refused; the
+// all-gathers left in flight by step() and waited for block by block give the same bits as
+// waiting in step(), each waited for before the block that reads it and not before.
 #include "train/zero_optimizer.h"
 
 #include <ATen/ATen.h>
@@ -21,19 +23,29 @@ namespace xltune {
 namespace {
 
 // Five tensors whose sizes (40, 8, 48, 6, 18 values) do not divide by 2 or 3 ranks evenly.
+// Layer i is forward block i (Note [Forward block hook]): before_layer(i), if set, runs before it.
 struct Net {
   std::vector<std::string> names{"l0.weight", "l0.bias", "l1.weight", "l1.bias", "l2.weight"};
+  std::vector<int> blocks{0, 0, 1, 1, 2};
   std::vector<at::Tensor> params;
   bool use_last = true;
+  std::function<void(int)> before_layer;
   Net() {
     at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);  // own: the ranks run at once
     for (auto shape : {std::vector<int64_t>{8, 5}, {8}, {6, 8}, {6}, {3, 6}})
       params.push_back((at::randn(shape, g) * 0.3).requires_grad_(true));
   }
   at::Tensor loss(const at::Tensor& x) const {
+    const auto enter = [&](int layer) {
+      if (before_layer) before_layer(layer);
+    };
+    enter(0);
     at::Tensor h = at::tanh(at::linear(x, params[0], params[1]));
+    enter(1);
     h = at::relu(at::linear(h, params[2], params[3]));
-    return use_last ? at::linear(h, params[4]).pow(2).mean() : h.pow(2).mean();
+    if (!use_last) return h.pow(2).mean();
+    enter(2);
+    return at::linear(h, params[4]).pow(2).mean();
   }
 };
 
@@ -133,6 +145,7 @@ std::vector<Grads> step_ranks(std::vector<Rank>& ranks, int s) {
     k.zero->finish();
     k.zero->step(1.0, s);
     k.zero->zero_grad();
+    k.zero->wait_parameters();  // the all-gathers were left in flight
   });
   return fresh;
 }
@@ -363,6 +376,162 @@ TEST(ZeroOptimizer, Bf16AllGatherKeepsFp32MastersAndIdenticalBf16Replicas) {
   masters.step(4, step_ranks(again, 4));
   std::swap(ranks, again);
   check("after a resumed step");
+}
+
+std::vector<at::Tensor> snapshot(const Net& net) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : net.params) out.push_back(p.detach().clone());
+  return out;
+}
+
+// Steps of 2 ranks as the Trainer runs them: the forward announces each layer to the optimizer,
+// which waits there for the all-gathers of the step before; everything is waited for after the
+// forward. Per rank: each step's loss, and the parameters after each forward and at the end.
+struct OverlapRun {
+  std::vector<std::vector<double>> losses = std::vector<std::vector<double>>(2);
+  std::vector<std::vector<std::vector<at::Tensor>>> params = std::vector<std::vector<std::vector<at::Tensor>>>(2);
+};
+OverlapRun run_overlapped(bool overlap, at::ScalarType state_dtype, at::ScalarType gather_dtype, int steps) {
+  auto comms = make_thread_group(2);
+  std::vector<Rank> ranks(2);
+  OverlapRun out;
+  for (size_t r = 0; r < 2; ++r) {
+    ranks[r].zero = std::make_unique<ZeroOptimizer>(ranks[r].net.names, ranks[r].net.params, kHyper, *comms[r],
+                                                    state_dtype, 7, 100, 40, at::kFloat, gather_dtype);
+    ranks[r].zero->set_gather_overlap(overlap);
+    ranks[r].zero->set_forward_order(ranks[r].net.blocks);
+    ZeroOptimizer* zero = ranks[r].zero.get();
+    ranks[r].net.before_layer = [zero](int layer) { zero->before_forward_block(layer); };
+  }
+  on_ranks(2, [&](int r) {
+    Rank& k = ranks[static_cast<size_t>(r)];
+    for (int s = 1; s <= steps; ++s) {
+      k.zero->before_backward();
+      at::Tensor loss = k.net.loss(input_of(r, s));
+      k.zero->wait_parameters();
+      out.params[static_cast<size_t>(r)].push_back(snapshot(k.net));
+      out.losses[static_cast<size_t>(r)].push_back(loss.item<double>());
+      loss.backward();
+      k.zero->finish();
+      k.zero->step(1.0, s);
+      k.zero->zero_grad();
+    }
+    k.zero->wait_parameters();
+    out.params[static_cast<size_t>(r)].push_back(snapshot(k.net));
+  });
+  return out;
+}
+
+TEST(ZeroOptimizer, OverlappedAllGathersGiveTheBitsOfWaitingInStep) {
+  for (at::ScalarType gather : {at::kFloat, at::kBFloat16}) {
+    const at::ScalarType moments = gather;  // bf16 moments with the bf16 all-gather: both paths
+    const OverlapRun waited = run_overlapped(false, moments, gather, 4);
+    const OverlapRun overlapped = run_overlapped(true, moments, gather, 4);
+    for (size_t r = 0; r < 2; ++r) {
+      ASSERT_EQ(overlapped.params[r].size(), 5u);
+      for (size_t s = 0; s < waited.losses[r].size(); ++s)
+        EXPECT_EQ(overlapped.losses[r][s], waited.losses[r][s]) << "rank " << r << " step " << s + 1;
+      for (size_t s = 0; s < waited.params[r].size(); ++s)
+        for (size_t i = 0; i < waited.params[r][s].size(); ++i)
+          EXPECT_TRUE(at::equal(overlapped.params[r][s][i], waited.params[r][s][i]))
+              << (gather == at::kFloat ? "fp32" : "bf16") << " gather, rank " << r << ", snapshot " << s
+              << ", tensor " << i;
+    }
+    // And the weights moved: the comparison is of trained values.
+    EXPECT_FALSE(at::equal(waited.params[0].front()[4], waited.params[0].back()[4]));
+  }
+}
+
+// A communicator that logs, per rank, when each all-gather it started is waited for ("gather n":
+// the n-th started), for the order of the waits against the forward's blocks.
+class LoggedWork final : public CommWork {
+ public:
+  LoggedWork(std::unique_ptr<CommWork> inner, std::vector<std::string>* log, std::string what)
+      : inner_(std::move(inner)), log_(log), what_(std::move(what)) {}
+  bool test() override { return inner_->test(); }
+  void wait() override {
+    if (!logged_) log_->push_back(what_);
+    logged_ = true;
+    inner_->wait();
+  }
+
+ private:
+  std::unique_ptr<CommWork> inner_;
+  std::vector<std::string>* log_;
+  std::string what_;
+  bool logged_ = false;
+};
+
+class RecordingCommunicator final : public Communicator {
+ public:
+  RecordingCommunicator(std::shared_ptr<Communicator> inner, std::vector<std::string>* log)
+      : inner_(std::move(inner)), log_(log) {}
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  std::string name() const override { return "recording"; }
+  std::unique_ptr<CommWork> start_all_reduce_sum(const at::Tensor& t) override {
+    return inner_->start_all_reduce_sum(t);
+  }
+  std::unique_ptr<CommWork> start_reduce_scatter_sum(const at::Tensor& in, const at::Tensor& out) override {
+    return inner_->start_reduce_scatter_sum(in, out);
+  }
+  std::unique_ptr<CommWork> start_all_gather(const at::Tensor& in, const at::Tensor& out) override {
+    return std::make_unique<LoggedWork>(inner_->start_all_gather(in, out), log_,
+                                        "gather " + std::to_string(gathers_++));
+  }
+  void broadcast(const at::Tensor& t, int root) override { inner_->broadcast(t, root); }
+  void barrier() override { inner_->barrier(); }
+
+ private:
+  std::shared_ptr<Communicator> inner_;
+  std::vector<std::string>* log_;
+  int gathers_ = 0;
+};
+
+TEST(ZeroOptimizer, EachAllGatherIsWaitedForJustBeforeTheFirstBlockThatReadsIt) {
+  // The reference: step 1 with the all-gathers waited for in step().
+  const OverlapRun waited = run_overlapped(false, at::kFloat, at::kFloat, 1);
+  auto threads = make_thread_group(2);
+  std::vector<std::vector<std::string>> logs(2);
+  std::vector<std::shared_ptr<Communicator>> comms;
+  for (size_t r = 0; r < 2; ++r) comms.push_back(std::make_shared<RecordingCommunicator>(threads[r], &logs[r]));
+  std::vector<Rank> ranks = make_ranks(comms);  // buckets of 100 B, the first of 40 B
+  // Filled from the last tensor: {l2.weight} {l1.bias} {l1.weight} {l0.bias} {l0.weight}, so the
+  // gathers start with bucket 4 (layer 0's) and end with bucket 0 (layer 2's).
+  ASSERT_EQ(ranks[0].zero->bucket_count(), 5);
+  std::vector<std::vector<std::string>> stale_at_block_0(2);
+  on_ranks(2, [&](int r) {
+    Rank& k = ranks[static_cast<size_t>(r)];
+    std::vector<std::string>& log = logs[static_cast<size_t>(r)];
+    k.zero->set_forward_order(k.net.blocks);
+    k.zero->before_backward();
+    k.net.loss(input_of(r, 1)).backward();
+    k.zero->finish();
+    k.zero->step(1.0, 1);
+    k.zero->zero_grad();
+    log.push_back("step done");
+    k.net.before_layer = [&](int layer) {
+      log.push_back("block " + std::to_string(layer));
+      k.zero->before_forward_block(layer);
+      // The layer's tensors hold the step's values now; a later layer's are still arriving.
+      for (size_t i = 0; i < k.net.params.size(); ++i) {
+        const bool same = at::equal(k.net.params[i], waited.params[static_cast<size_t>(r)].back()[i]);
+        if (k.net.blocks[i] <= layer && !same) log.push_back("stale " + k.net.names[i]);
+        if (layer == 0 && !same) stale_at_block_0[static_cast<size_t>(r)].push_back(k.net.names[i]);
+      }
+    };
+    k.zero->before_backward();
+    k.net.loss(input_of(r, 2));
+    k.zero->wait_parameters();
+    log.push_back("forward done");
+  });
+  const std::vector<std::string> want{"step done", "block 0",  "gather 0", "gather 1", "block 1",
+                                      "gather 2",  "gather 3", "block 2",  "gather 4", "forward done"};
+  for (size_t r = 0; r < 2; ++r) {
+    EXPECT_EQ(logs[r], want) << "rank " << r;
+    // In the thread group a gather exchanges when waited for: what is still in flight is stale.
+    EXPECT_EQ(stale_at_block_0[r], (std::vector<std::string>{"l1.weight", "l1.bias", "l2.weight"})) << "rank " << r;
+  }
 }
 
 TEST(ZeroOptimizer, ATensorWithoutAGradientIsNamed) {
