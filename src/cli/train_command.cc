@@ -138,6 +138,13 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
       .add("validation_inference_steps", &o.validation_inference_steps, "denoising steps of the validation images")
       .add("validation_guidance_scale", &o.validation_guidance_scale, "guidance scale of the validation images")
       .add("validation_scheduler", &o.validation_scheduler, "sampler of the validation images (xltune generate's names)")
+      .add("validation_loss_steps", &o.validation_loss_steps,
+           "every N steps and at the end, the loss on --validation_loss_images images at 4 fixed timesteps and "
+           "fixed noise, in metrics.jsonl (validation_loss), the progress line and loss.png (0: off). The images "
+           "are chosen from the seed and held out of training when the set has 5 times as many, else they are "
+           "training images (run_config.json says which)")
+      .add_optional("validation_loss_images", &o.validation_loss_images, TrainOptions::kDefaultValidationLossImages,
+                    "images of the validation loss (at most the set's)")
       .add("replica_check_steps", &o.replica_check_steps,
            "many ranks: every N steps check that all ranks hold identical weights (0: never)")
       .add("collective_timeout", &o.collective_timeout,

@@ -33,6 +33,10 @@ enum class DrawKind : uint64_t {
   kShardRounding = 9, // the same for ZeRO-1's shards (position: bucket << 20 | rank)
   kCaptionToken = 10, // a sampled caption token (step: its position; position: the image's key)
   kCaptionDropout = 11,  // whether a sample trains on the empty prompt (--caption_dropout_rate)
+  // The validation loss's fixed draws (Note [Validation loss]; step: the timestep's slot k,
+  // position: the image's index among the validation images): n and epsilon.
+  kValidationLatentSample = 12,
+  kValidationNoise = 13,
 };
 
 uint64_t draw_key(uint64_t seed, uint64_t step, uint64_t position, DrawKind kind);

@@ -26,8 +26,9 @@ std::string TrainProgress::duration_text(double s) {
   return buf;
 }
 
-void TrainProgress::update(int64_t step, double loss, double lr) {
+void TrainProgress::update(int64_t step, double loss, double lr, std::optional<double> validation_loss) {
   if (!enabled_) return;
+  if (validation_loss) validation_loss_ = validation_loss;
   const auto now = std::chrono::steady_clock::now();
   ++count_;
   // An exponential moving average that starts as a plain mean (no bias toward 0).
@@ -42,15 +43,17 @@ void TrainProgress::update(int64_t step, double loss, double lr) {
   else if (rate >= 1) std::snprintf(speed, sizeof speed, "%.2f it/s", rate);
   else std::snprintf(speed, sizeof speed, "%.2f s/it", 1 / rate);
   const std::string eta = rate > 0 ? duration_text((total_ - step) / rate) : "--";
+  char val[32] = "";
+  if (validation_loss_) std::snprintf(val, sizeof val, "  val %.4f", *validation_loss_);
   char line[256];
-  std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f (avg %.4f)  lr %.2e  %s  ETA %s",
-                static_cast<long long>(step), static_cast<long long>(total_), loss, avg_, lr, speed, eta.c_str());
+  std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f (avg %.4f)%s  lr %.2e  %s  ETA %s",
+                static_cast<long long>(step), static_cast<long long>(total_), loss, avg_, val, lr, speed, eta.c_str());
   if (terminal_) {
     std::fprintf(stderr, "\r%s\033[K", line);
     std::fflush(stderr);
     line_open_ = true;
     if (step == total_) finish();
-  } else if (step == 1 || step == total_ || step % every_ == 0) {
+  } else if (step == 1 || step == total_ || step % every_ == 0 || validation_loss) {
     log_info(line);
   }
 }

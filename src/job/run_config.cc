@@ -12,7 +12,8 @@ std::string traveling_dtype_name(at::ScalarType t) {
 }
 
 std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json& option_values, const ResolvedRun& run,
-                            const Trainer& trainer, const SdxlModel& model) {
+                            const Trainer& trainer, const SdxlModel& model,
+                            const nlohmann::ordered_json& validation_loss) {
   const TrainerConfig& tc = trainer.config();
   nlohmann::ordered_json rc;
   rc["options"] = option_values;
@@ -60,6 +61,7 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
   } else {
     rc["ema"] = nullptr;
   }
+  rc["validation_loss"] = validation_loss;  // Note [Validation loss]: which images, held out or not
   return rc.dump(2) + "\n";
 }
 

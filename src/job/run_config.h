@@ -36,8 +36,10 @@ struct ResolvedRun {
 std::string traveling_dtype_name(at::ScalarType t);
 
 // The file's JSON. `option_values`: every option by name as the command line resolved it.
+// `validation_loss`: ValidationLoss::describe (null when off).
 std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json& option_values, const ResolvedRun& run,
-                            const Trainer& trainer, const SdxlModel& model);
+                            const Trainer& trainer, const SdxlModel& model,
+                            const nlohmann::ordered_json& validation_loss = nullptr);
 
 // The line that says what is about to train.
 std::string training_summary(const TrainOptions& o, const ResolvedRun& run, const Trainer& trainer);

@@ -20,6 +20,8 @@ std::string option_of(const std::string& field) {
   if (field == "global_batch") return "--train_batch_size (x ranks: the global batch)";
   if (field == "pivot_step") return "--max_train_steps (the pivot)";
   if (field == "ema") return "--use_ema/--ema_decay (false, or the EMA's decay)";
+  if (field == "held_out")
+    return "--validation_loss_steps/--validation_loss_images (the images held out of training)";
   return "--" + field;
 }
 
@@ -57,7 +59,7 @@ std::string vae_fingerprint(const SdxlModel& configs, const std::string& model) 
 
 
 nlohmann::json run_meaning(const TrainerConfig& tc, const RunData& data) {
-  return {{"model", data.model},
+  nlohmann::json meaning = {{"model", data.model},
           {"shards", data.shards_id},
           {"input_images", data.input_id},
           {"resolution", data.resolution},
@@ -79,6 +81,9 @@ nlohmann::json run_meaning(const TrainerConfig& tc, const RunData& data) {
           // One field: the decay means something only with the EMA on.
           {"ema", tc.use_ema ? nlohmann::json(tc.ema_decay) : nlohmann::json(false)},
           {"pivot_step", tc.pivot_step}};
+  // Only when on, so that the checkpoints of runs without it keep resuming (check_meaning).
+  if (data.held_out > 0) meaning["held_out"] = data.held_out;
+  return meaning;
 }
 
 void check_meaning(const nlohmann::json& theirs, const nlohmann::json& ours, const std::string& dir) {
@@ -89,6 +94,10 @@ void check_meaning(const nlohmann::json& theirs, const nlohmann::json& ours, con
                  it.value().dump(), "; a resumed run must mean the same (use another --output_dir, or --resume none ",
                  "to start over)");
   }
+  for (const char* key : {"held_out"})
+    XLTUNE_CHECK(!ours.contains(key) || theirs.contains(key), option_of(key), " ", ours[key].dump(),
+                 ": the checkpoint in ", dir, " was made without it; a resumed run must mean the same (use another ",
+                 "--output_dir, or --resume none to start over)");
 }
 
 }  // namespace xltune

@@ -30,10 +30,12 @@ struct RunData {
   std::string token_string;
   int64_t global_batch = 0;
   std::string shards_id, input_id;
+  int64_t held_out = 0;  // images held out of training for the validation loss (Note [Validation loss])
 };
 nlohmann::json run_meaning(const TrainerConfig& tc, const RunData& data);
 // Fails naming the option of the first field of `theirs` (a checkpoint's meaning) that `ours`
-// does not share (seed and pivot are the checkpoint's to give).
+// does not share (seed and pivot are the checkpoint's to give), or of a field that `ours` has
+// only when on ("held_out") and `theirs` lacks.
 void check_meaning(const nlohmann::json& theirs, const nlohmann::json& ours, const std::string& dir);
 
 }  // namespace xltune

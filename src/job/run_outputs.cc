@@ -13,14 +13,15 @@ namespace fs = std::filesystem;
 namespace xltune {
 
 std::vector<std::string> write_final_outputs(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model,
-                                             const std::vector<double>& losses, int64_t samples, int64_t total_steps) {
+                                             const MetricsLog& metrics, int64_t samples, int64_t total_steps) {
   // The EMA's weights are the run's output when it keeps one (Note [EMA of the trained weights]).
   const ParameterEma::Swap ema = trainer.ema_weights_in();
   const TrainedWeights w = weights_of(trainer, o, model, total_steps, total_steps);
   std::vector<std::string> files = write_run_files(trainer, w, o.output_dir, o.save_dtype);
-  write_loss_plot(o.output_dir + "/loss.png", losses,
+  write_loss_plot(o.output_dir + "/loss.png", metrics.losses(),
                   str("xltune ", o.is_lora ? "LoRA" : "full fine-tuning", ": ", samples, " images, ", total_steps,
-                      " steps, batch ", o.train_batch_size));
+                      " steps, batch ", o.train_batch_size),
+                  metrics.validation_losses());
   write_trained_model_tar(o.output_dir, files, o.output_dir + "/" + kTrainedModelTar);
   return files;
 }
@@ -50,16 +51,25 @@ MetricsLog::MetricsLog(const std::string& path, const std::vector<std::string>& 
   XLTUNE_CHECK(out_.good(), "cannot write ", path);
   for (const auto& line : kept_lines) {
     out_ << line << "\n";
-    losses_.push_back(nlohmann::json::parse(line).value("loss", 0.0));
+    const nlohmann::json j = nlohmann::json::parse(line);
+    losses_.push_back(j.value("loss", 0.0));
+    note_validation_loss(j);
   }
   out_.flush();
+}
+
+void MetricsLog::note_validation_loss(const nlohmann::json& line) {
+  if (line.contains("validation_loss") && line["validation_loss"].is_number())
+    validation_losses_.emplace_back(line.value("step", int64_t{0}), line["validation_loss"].get<double>());
 }
 
 void MetricsLog::append(const std::string& json_line, double loss) {
   out_ << json_line << "\n";
   out_.flush();
   losses_.push_back(loss);
-  if (tensorboard_ != nullptr) tensorboard_->scalars_of(nlohmann::json::parse(json_line));
+  const nlohmann::json j = nlohmann::json::parse(json_line);
+  note_validation_loss(j);
+  if (tensorboard_ != nullptr) tensorboard_->scalars_of(j);
 }
 
 TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model, int64_t step,

@@ -21,10 +21,13 @@ TrainedWeights weights_of(const Trainer& trainer, const TrainOptions& o, const S
 std::vector<std::string> write_run_files(const Trainer& trainer, const TrainedWeights& w, const std::string& dir,
                                          at::ScalarType unet_dtype);
 
-// The end of a run (rank 0): trainer_state.safetensors and the export files, loss.png, then
-// trained_model.tar last (the run is complete when it exists). Returns the tar's members.
+class MetricsLog;
+
+// The end of a run (rank 0): trainer_state.safetensors and the export files, loss.png (the
+// metrics' losses and validation losses), then trained_model.tar last (the run is complete when
+// it exists). Returns the tar's members.
 std::vector<std::string> write_final_outputs(const Trainer& trainer, const TrainOptions& o, const SdxlModel& model,
-                                             const std::vector<double>& losses, int64_t samples, int64_t total_steps);
+                                             const MetricsLog& metrics, int64_t samples, int64_t total_steps);
 
 // Files of a finished run in OUTPUT_DIR; an earlier run's are removed before a new one starts, so
 // that a run that fails leaves nothing that looks complete.
@@ -37,8 +40,9 @@ extern const char* const kRunOutputs[11];
 std::vector<std::string> clear_run_outputs(const std::string& output_dir, int64_t keep_metrics_steps);
 
 // OUTPUT_DIR/metrics.jsonl (rank 0): one JSON line a step, flushed as it goes, starting with the
-// lines a resumed run kept; the losses for loss.png. With `tensorboard` (--report_to
-// tensorboard), every number of each appended line goes there too, under its key.
+// lines a resumed run kept; the losses for loss.png, and the validation losses of the lines that
+// have one ("validation_loss", Note [Validation loss]) at their steps. With `tensorboard`
+// (--report_to tensorboard), every number of each appended line goes there too, under its key.
 class MetricsLog {
  public:
   MetricsLog(const std::string& path, const std::vector<std::string>& kept_lines,
@@ -46,10 +50,14 @@ class MetricsLog {
   void append(const std::string& json_line, double loss);
   void close() { out_.close(); }
   const std::vector<double>& losses() const { return losses_; }
+  const std::vector<std::pair<int64_t, double>>& validation_losses() const { return validation_losses_; }
 
  private:
+  void note_validation_loss(const nlohmann::json& line);
+
   std::ofstream out_;
   std::vector<double> losses_;
+  std::vector<std::pair<int64_t, double>> validation_losses_;  // (step, value)
   TensorBoardLog* tensorboard_;
 };
 

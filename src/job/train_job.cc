@@ -27,6 +27,7 @@
 #include "job/training_set.h"
 #include "job/training_shards.h"
 #include "job/validation.h"
+#include "job/validation_loss.h"
 
 namespace fs = std::filesystem;
 
@@ -133,18 +134,21 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
   stop_if_agreed(comm, hooks, device, "while the model and the latents loaded");
   // 5. The training set: latents, masks, token ids and size conditioning on the device.
   const TrainingTokenizers tokenizers = load_training_tokenizers(model, o.model);
-  const TrainingSet set = build_training_set(
+  TrainingSet set = build_training_set(
       *shards.set, gather_latents(slices, comm.rank(), std::move(mine), configs.vae_config.scaling_factor),
       tokenizers.first, tokenizers.second, device);
+  // The validation loss's images, taken out of `set` when held out (Note [Validation loss]).
+  const ValidationLoss validation_loss(o, set, resume.seed, device, rank0);
   // 6. The trainer, configured from the options; a resumed run must mean what its checkpoint does.
-  DistributedSampler sampler(static_cast<uint64_t>(shards.size()), comm.size(), comm.rank(), resume.seed);
+  DistributedSampler sampler(static_cast<uint64_t>(set.size()), comm.size(), comm.rank(), resume.seed);
   const int64_t steps_per_epoch = static_cast<int64_t>(sampler.steps_per_epoch(static_cast<size_t>(o.samples_per_rank_step())));
   const int64_t total = resolve_total_steps(o, steps_per_epoch);
   const int64_t pivot = resume.resuming() ? resume.meaning().at("pivot_step").get<int64_t>() : total / 2;
   TrainerConfig tc = trainer_config_from(o, total, pivot, resume.seed, placement);
   const nlohmann::json meaning =
       run_meaning(tc, RunData{o.model, shards.resolution, o.prep.captions.token_string,
-                              o.samples_per_rank_step() * comm.size(), shards.id, shards.input_id});
+                              o.samples_per_rank_step() * comm.size(), shards.id, shards.input_id,
+                              validation_loss.held_out()});
   std::vector<std::string> kept_metrics;
   if (resume.resuming()) check_resume_matches(resume, meaning, !o.shards.empty(), total);
   warn_if_resume_is_not_bit_identical(resume, o, comm);
@@ -161,7 +165,8 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
                         steps_per_epoch, total, shards.dir, placement, gradients.reduce_dtype,
                         trainer.optimizer_state_sharded() ? gradients.gather_dtype : at::ScalarType::Undefined};
   if (rank0) {
-    write_file_atomic(o.output_dir + "/run_config.json", run_config_json(o, option_values, run, trainer, model));
+    write_file_atomic(o.output_dir + "/run_config.json",
+                      run_config_json(o, option_values, run, trainer, model, validation_loss.describe(trainer)));
     log_info(training_summary(o, run, trainer));
   }
   if (!o.dump_steps.empty() && rank0 && !resume.resuming())
@@ -174,8 +179,8 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
   if (rank0) metrics.emplace(o.output_dir + "/metrics.jsonl", kept_metrics, tensorboard.get());
   validation.report_to(tensorboard.get());
   CheckpointWriter checkpoints(o, comm, trainer, model, sampler, meaning, total, hooks);
-  TrainingLoop loop(o, comm, trainer, set, sampler, validation, checkpoints, metrics ? &*metrics : nullptr, device,
-                    hooks);
+  TrainingLoop loop(o, comm, trainer, set, sampler, validation, validation_loss, checkpoints,
+                    metrics ? &*metrics : nullptr, device, hooks);
   const TrainingLoopEnd end = loop.run(first_step, total);
 
   TrainJobReport report = report_of(o, resume, shards.size(), trainer, end, metrics ? &*metrics : nullptr);
@@ -190,7 +195,7 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
   // 9. The outputs, the tar last.
   if (rank0) {
     metrics->close();
-    report.files = write_final_outputs(trainer, o, model, metrics->losses(), shards.size(), total);
+    report.files = write_final_outputs(trainer, o, model, *metrics, shards.size(), total);
     report.tar_path = o.output_dir + "/" + kTrainedModelTar;
   }
   comm.barrier();  // every rank ends after the outputs exist

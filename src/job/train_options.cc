@@ -75,6 +75,13 @@ void validate_train_options(const TrainOptions& o) {
                    scheduler_names().end(),
                "--validation_scheduler '", o.validation_scheduler, "': expected one of the --scheduler names of xltune ",
                "generate (K_EULER, K_EULER_ANCESTRAL, DDIM, DPMSolverMultistep, KarrasDPM, HeunDiscrete, PNDM)");
+  XLTUNE_CHECK(o.validation_loss_steps >= 0, "--validation_loss_steps: expected 0 (off) or a number of steps, got ",
+               o.validation_loss_steps);
+  XLTUNE_CHECK(o.validation_loss_images.value_or(1) >= 1 && o.validation_loss_images.value_or(1) <= 256,
+               "--validation_loss_images: expected 1 to 256 images, got ", o.validation_loss_images.value_or(1));
+  XLTUNE_CHECK(!o.validation_loss_images || o.validation_loss_steps > 0, "--validation_loss_images ",
+               o.validation_loss_images.value_or(0), ": the validation loss is measured every --validation_loss_steps N ",
+               "steps; give that too");
   XLTUNE_CHECK(!o.resume.empty(), "--resume: expected auto, none or a checkpoint folder");
   XLTUNE_CHECK(o.threads >= 0, "--threads: expected 0 (libtorch's default) or more, got ", o.threads);
   XLTUNE_CHECK(!o.output_dir.empty(), "--output_dir: expected a folder");

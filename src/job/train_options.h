@@ -93,6 +93,12 @@ struct TrainOptions {
   int64_t validation_inference_steps = 25;
   double validation_guidance_scale = 7.5;
   std::string validation_scheduler = "K_EULER";
+  // The validation loss (job/validation_loss.h, Note [Validation loss]): every N steps and at the
+  // end (0: off), on M images chosen from the seed, held out of training when the set has 5 M or
+  // more (unset: kDefaultValidationLossImages).
+  int64_t validation_loss_steps = 0;
+  std::optional<int64_t> validation_loss_images;
+  static constexpr int64_t kDefaultValidationLossImages = 4;
 
   // --resolution as given: the side preprocessing makes (prep.resolution when absent). With
   // --shards the shards' own, which a given --resolution must equal.

@@ -32,10 +32,10 @@ void check_replicas(Communicator& comm, const Trainer& trainer, int64_t step) {
 }  // namespace
 
 TrainingLoop::TrainingLoop(const TrainOptions& o, Communicator& comm, Trainer& trainer, const TrainingSet& set,
-                           DistributedSampler& sampler, Validation& validation, CheckpointWriter& checkpoints,
-                           MetricsLog* metrics, at::Device device, RunHooks& hooks)
+                           DistributedSampler& sampler, Validation& validation, const ValidationLoss& validation_loss,
+                           CheckpointWriter& checkpoints, MetricsLog* metrics, at::Device device, RunHooks& hooks)
     : o_(o), comm_(comm), trainer_(trainer), set_(set), sampler_(sampler), validation_(validation),
-      checkpoints_(checkpoints), metrics_(metrics), device_(device), hooks_(hooks) {}
+      validation_loss_(validation_loss), checkpoints_(checkpoints), metrics_(metrics), device_(device), hooks_(hooks) {}
 
 TrainingLoop::Agreed TrainingLoop::agree(const StepResult& r, const std::vector<uint64_t>& indices,
                                          const std::vector<int64_t>& positions) {
@@ -43,7 +43,8 @@ TrainingLoop::Agreed TrainingLoop::agree(const StepResult& r, const std::vector<
   std::vector<double> shared(2 + static_cast<size_t>(o_.samples_per_rank_step()) * world, 0.0);
   shared[0] = r.loss;
   shared.back() = hooks_.stop_signal() != 0 ? 1.0 : 0.0;
-  for (size_t j = 0; j < indices.size(); ++j) shared[1 + static_cast<size_t>(positions[j])] = indices[j] + 1.0;
+  for (size_t j = 0; j < indices.size(); ++j)  // the samples by their place in the shards
+    shared[1 + static_cast<size_t>(positions[j])] = static_cast<double>(set_.shard_samples.at(indices[j])) + 1.0;
   shared = all_reduce_sum_values(comm_, shared, device_);
   Agreed a;
   a.loss = shared[0] / world;
@@ -54,8 +55,10 @@ TrainingLoop::Agreed TrainingLoop::agree(const StepResult& r, const std::vector<
   return a;
 }
 
-void TrainingLoop::log_metrics(int64_t step, int64_t epoch, const StepResult& r, const Agreed& a, double seconds) {
+void TrainingLoop::log_metrics(int64_t step, int64_t epoch, const StepResult& r, const Agreed& a, double seconds,
+                               std::optional<double> validation_loss) {
   nlohmann::ordered_json line = {{"step", step}, {"epoch", epoch}, {"loss", a.loss}};
+  if (validation_loss) line["validation_loss"] = *validation_loss;  // Note [Validation loss]
   nlohmann::ordered_json lr = nlohmann::ordered_json::object();
   for (const auto& [name, value] : r.learning_rates) lr[name] = value;
   line["lr"] = lr;
@@ -108,9 +111,12 @@ TrainingLoopEnd TrainingLoop::run(int64_t first_step, int64_t total) {
     if (!o_.dump_steps.empty())
       write_step_dump(o_.dump_steps, step, concatenated(micro), r, comm_.size() > 1 ? comm_.rank() : -1);
     if (o_.replica_check_steps > 0 && step % o_.replica_check_steps == 0) check_replicas(comm_, trainer_, step);
+    const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+    std::optional<double> validation_loss;  // every rank measures its share (Note [Validation loss])
+    if (validation_loss_.due(step, total)) validation_loss = validation_loss_.evaluate(trainer_, comm_);
     if (metrics_ != nullptr) {
-      log_metrics(step, epoch, r, a, std::chrono::duration<double>(Clock::now() - step_start).count());
-      progress.update(step, a.loss, r.learning_rates.front().second);
+      log_metrics(step, epoch, r, a, seconds, validation_loss);
+      progress.update(step, a.loss, r.learning_rates.front().second, validation_loss);
     }
     if (validation_.due(step, total)) {
       progress.finish();

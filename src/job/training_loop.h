@@ -1,10 +1,12 @@
 // The steps of `xltune train` (Note [The job's shape], step 3), from the first one after a
 // checkpoint to the last: each step draws this rank's samples, runs the trainer, agrees on the
-// global loss and on whether a rank was asked to stop (one small all-reduce), logs the metrics
-// (rank 0), renders validation images when due and writes checkpoints.
+// global loss and on whether a rank was asked to stop (one small all-reduce), measures the
+// validation loss when due, logs the metrics (rank 0), renders validation images when due and
+// writes checkpoints.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <c10/core/Device.h>
@@ -18,6 +20,7 @@
 #include "job/train_options.h"
 #include "job/training_set.h"
 #include "job/validation.h"
+#include "job/validation_loss.h"
 #include "train/trainer.h"
 
 namespace xltune {
@@ -34,8 +37,8 @@ class TrainingLoop {
   // `metrics`: rank 0's metrics log, null on the other ranks. `hooks`: asked at each step whether
   // to stop, and whether this rank must fail there (job/run_hooks.h).
   TrainingLoop(const TrainOptions& o, Communicator& comm, Trainer& trainer, const TrainingSet& set,
-               DistributedSampler& sampler, Validation& validation, CheckpointWriter& checkpoints, MetricsLog* metrics,
-               at::Device device, RunHooks& hooks);
+               DistributedSampler& sampler, Validation& validation, const ValidationLoss& validation_loss,
+               CheckpointWriter& checkpoints, MetricsLog* metrics, at::Device device, RunHooks& hooks);
 
   // Steps first_step..total_steps; stops early (after a checkpoint) when a rank's hooks report a
   // stop signal (SIGTERM/SIGUSR1 in production).
@@ -51,7 +54,8 @@ class TrainingLoop {
     bool stopping = false;
   };
   Agreed agree(const StepResult& r, const std::vector<uint64_t>& indices, const std::vector<int64_t>& positions);
-  void log_metrics(int64_t step, int64_t epoch, const StepResult& r, const Agreed& a, double seconds);
+  void log_metrics(int64_t step, int64_t epoch, const StepResult& r, const Agreed& a, double seconds,
+                   std::optional<double> validation_loss);
 
   const TrainOptions& o_;
   Communicator& comm_;
@@ -59,6 +63,7 @@ class TrainingLoop {
   const TrainingSet& set_;
   DistributedSampler& sampler_;
   Validation& validation_;
+  const ValidationLoss& validation_loss_;
   CheckpointWriter& checkpoints_;
   MetricsLog* metrics_;
   at::Device device_;

@@ -102,6 +102,7 @@ TrainingSet build_training_set(const ShardSet& shards, const LatentCache& latent
     time_ids.insert(time_ids.end(), t.begin(), t.end());
     set.captions.push_back(s.caption);
     set.sources.push_back(s.source);
+    set.shard_samples.push_back(static_cast<int64_t>(indices[i]));
   }
   const int64_t L = static_cast<int64_t>(ClipTokenizer::kContextLength);
   {
@@ -132,6 +133,28 @@ StepBatch TrainingSet::batch(const std::vector<uint64_t>& indices, const std::ve
   b.positions = positions;
   for (auto i : indices) b.caption_keys.push_back(caption_keys.at(i));
   return b;
+}
+
+TrainingSet TrainingSet::subset(const std::vector<int64_t>& rows) const {
+  const at::Tensor index = at::tensor(rows, at::kLong).to(mean.device());
+  TrainingSet out;
+  out.mean = mean.index_select(0, index);
+  out.logvar = logvar.index_select(0, index);
+  out.mask = mask.index_select(0, index);
+  out.input_ids_1 = input_ids_1.index_select(0, index);
+  out.input_ids_2 = input_ids_2.index_select(0, index);
+  out.add_time_ids = add_time_ids.index_select(0, index);
+  for (int64_t r : rows) {
+    const auto i = static_cast<size_t>(r);
+    out.caption_keys.push_back(caption_keys.at(i));  // keys stay the whole set's: one text cache
+    out.captions.push_back(captions.at(i));
+    out.sources.push_back(sources.at(i));
+    out.shard_samples.push_back(shard_samples.at(i));
+  }
+  out.empty_ids_1 = empty_ids_1;
+  out.empty_ids_2 = empty_ids_2;
+  out.empty_caption_key = empty_caption_key;
+  return out;
 }
 
 StepBatch concatenated(const std::vector<StepBatch>& batches) {

@@ -31,11 +31,14 @@ struct TrainingSet {
   at::Tensor add_time_ids;  // [N, 6] fp32
   std::vector<int64_t> caption_keys;   // equal for samples with equal captions
   std::vector<std::string> captions, sources;
+  std::vector<int64_t> shard_samples;  // each row's sample in the shards (metrics name samples by it)
   // The empty prompt's token ids ([77] each) and its caption key (a caption's own when one is
   // empty), for caption dropout.
   at::Tensor empty_ids_1, empty_ids_2;
   int64_t empty_caption_key = -1;
   int64_t size() const { return mean.defined() ? mean.size(0) : 0; }
+  // The set of rows `rows` (in that order), each keeping its caption key and shard sample.
+  TrainingSet subset(const std::vector<int64_t>& rows) const;
 
   // The batch of samples `indices` (shard order) at global batch `positions`.
   StepBatch batch(const std::vector<uint64_t>& indices, const std::vector<int64_t>& positions) const;

@@ -343,6 +343,54 @@ at::Tensor Trainer::loss_of(const at::Tensor& pred, const at::Tensor& target, co
   return loss;
 }
 
+std::vector<int64_t> Trainer::validation_timesteps() const {
+  const int64_t T = schedule_.num_train_timesteps();
+  std::vector<int64_t> out;
+  for (int64_t k = 0; k < kValidationTimesteps; ++k) out.push_back((2 * k + 1) * T / (2 * kValidationTimesteps));
+  return out;
+}
+
+double Trainer::validation_loss_term(const StepBatch& images, int64_t i, int64_t k) const {
+  XLTUNE_CHECK(i >= 0 && i < images.latent_mean.size(0) && k >= 0 && k < kValidationTimesteps,
+               "trainer: validation loss term (", i, ", ", k, ") outside ", images.latent_mean.size(0), " images x ",
+               kValidationTimesteps, " timesteps");
+  at::NoGradGuard no_grad;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor mean = images.latent_mean.slice(0, i, i + 1), logvar = images.latent_logvar.slice(0, i, i + 1);
+  const auto shape = mean.sizes();
+  const uint64_t slot = static_cast<uint64_t>(k), image = static_cast<uint64_t>(i);
+  at::Generator gn = keyed_generator(config_.seed, slot, image, DrawKind::kValidationLatentSample);
+  const at::Tensor n = at::randn(shape, gn, f32);
+  at::Generator ge = keyed_generator(config_.seed, slot, image, DrawKind::kValidationNoise);
+  const at::Tensor noise = at::randn(shape, ge, f32).to(device_);
+  const at::Tensor t = at::full({1}, validation_timesteps()[static_cast<size_t>(k)], at::TensorOptions().dtype(at::kLong))
+                           .to(device_);
+  const at::Tensor x0 = (mean + at::exp(0.5 * logvar) * n.to(device_)) * scaling_factor_;
+  // The text: cached when training has cached this caption (frozen encoders), else encoded alone
+  // as the cache would encode it; the same values either way, and the cache stays training's.
+  at::Tensor context, pooled;
+  const int64_t key = images.caption_keys.at(static_cast<size_t>(i));
+  if (rows_frozen_ && text_cache_.contains(key)) {
+    const auto& entry = text_cache_.get(key);
+    context = entry.first.unsqueeze(0), pooled = entry.second.unsqueeze(0);
+  } else {
+    ClipTextOutput a = model_.te1->forward(images.input_ids_1.slice(0, i, i + 1));
+    ClipTextOutput b = model_.te2->forward(images.input_ids_2.slice(0, i, i + 1));
+    context = at::cat({a.penultimate, b.penultimate}, -1), pooled = b.text_embeds;
+  }
+  const at::Tensor x_t = schedule_.add_noise(x0, noise, t);
+  const at::Tensor target = schedule_.target(x0, noise, t);
+  const at::ScalarType dt = model_.unet->conv_in->weight.scalar_type();
+  at::Tensor pred;
+  {
+    AutocastScope autocast(config_.autocast_bf16);
+    pred = model_.unet->forward(x_t.to(dt), t, context.to(dt), pooled.to(dt),
+                                images.add_time_ids.slice(0, i, i + 1).to(dt));
+  }
+  // The plain masked MSE in fp32, as loss_of without --snr_gamma.
+  return ((pred.to(at::kFloat) - target).pow(2) * images.mask.slice(0, i, i + 1)).mean().item<double>();
+}
+
 double Trainer::clip_gradients() {
   // Global norm over every trainable tensor, as torch.nn.utils.clip_grad_norm_: the norm of the
   // optimizers' norms (a sharded one's covers all ranks' shards).

@@ -174,6 +174,18 @@ class Trainer {
   // group, dist/thread_group.h, exchanges a collective when the ranks wait for it).
   void wait_parameters() const;
 
+  // Note [Validation loss] (src/job/validation_loss.h): the plain masked MSE (no min-SNR weight,
+  // no offset noise) of sample `i` of `images` at the fixed timestep validation_timesteps()[k],
+  // with n and epsilon from generators keyed by (seed, k, i) (DrawKind::kValidationLatentSample,
+  // kValidationNoise): the same number on any rank, at any step, for the same weights. A batch of
+  // one, no gradient, the text encoded per caption (the text cache read, never written): nothing
+  // of training changes. The live weights: the caller swaps the EMA's in (ema_weights_in()).
+  double validation_loss_term(const StepBatch& images, int64_t i, int64_t k) const;
+  // The fixed timesteps: the midpoints of kValidationTimesteps equal parts of 0..T-1,
+  // floor((2k + 1) T / (2 kValidationTimesteps)) (125, 375, 625, 875 for T = 1000).
+  static constexpr int64_t kValidationTimesteps = 4;
+  std::vector<int64_t> validation_timesteps() const;
+
   // The names the full fine-tuning selection trains (the reference's rule: every UNet
   // parameter but *.norm*.weight and *time*).
   static bool full_finetune_trains(const std::string& unet_parameter);

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -47,11 +48,11 @@ void make_tiny_model(const std::string& dir) {
   write_random_model(dir, preset_configs("tiny"), 0);
 }
 
-// Six smooth random 96x72 photos in a folder.
-void make_photos(const std::string& dir) {
+// Six (or `count`) smooth random 96x72 photos in a folder.
+void make_photos(const std::string& dir, int count = 6) {
   fs::create_directories(dir);
   at::Generator g = at::detail::createCPUGenerator(5);
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < count; ++i) {
     at::Tensor small = at::randint(0, 256, {1, 3, 6, 8}, g, at::TensorOptions().dtype(at::kFloat));
     at::Tensor big = at::upsample_bilinear2d(small, {72, 96}, false).round().clamp(0, 255).to(at::kByte);
     at::Tensor hwc = big[0].permute({1, 2, 0}).contiguous();
@@ -666,6 +667,140 @@ TEST(TrainJob, AnAbsurdLearningRateLeavesOnlyFiniteFiles) {
         EXPECT_TRUE(at::isfinite(t).all().item<bool>()) << entry.path() << ": " << name;
   }
   EXPECT_GT(files, 0);
+}
+
+// metrics.jsonl by step.
+std::map<int64_t, nlohmann::json> metrics_of(const std::string& path) {
+  std::map<int64_t, nlohmann::json> out;
+  std::istringstream lines(read_file(path));
+  for (std::string line; std::getline(lines, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    out[j["step"].get<int64_t>()] = std::move(j);
+  }
+  return out;
+}
+
+// The steps whose metrics line has a validation loss, and their values.
+std::map<int64_t, double> validation_losses_of(const std::string& path) {
+  std::map<int64_t, double> out;
+  for (const auto& [step, j] : metrics_of(path))
+    if (j.contains("validation_loss")) out[step] = j["validation_loss"].get<double>();
+  return out;
+}
+
+TrainOptions with_validation_loss(TrainOptions o, int64_t images) {
+  o.validation_loss_steps = 2;
+  o.validation_loss_images = images;
+  return o;
+}
+
+// Note [Validation loss]: 6 images are too few to hold 2 out, so the loss is measured on 2
+// training images, at steps 2 and 4 (every 2 and the last); two ranks with half the batch measure
+// what one rank measures (the weights differ by the order of the gradient sums, the measurement
+// not at all); and measuring changes no bit of the training.
+TEST(TrainJob, ValidationLossOnTrainingImagesIsTheSameOnTwoRanksAndChangesNoTraining) {
+  ScopedTempDir dir;
+  make_tiny_model(dir / "model");
+  make_photos(dir / "photos");
+  SingleProcessCommunicator single;
+  ASSERT_EQ(run_train_job(with_validation_loss(tiny_run(dir, 4, "one"), 2), nlohmann::ordered_json::object(), single)
+                .steps,
+            4);
+  ASSERT_EQ(run_train_job(tiny_run(dir, 4, "plain"), nlohmann::ordered_json::object(), single).steps, 4);
+  const RankResults two = run_on_thread_ranks(with_validation_loss(tiny_run(dir, 2, "two"), 2), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(two.errors, kNoErrors);
+
+  const std::map<int64_t, double> one_losses = validation_losses_of(dir / "one/metrics.jsonl");
+  const std::map<int64_t, double> two_losses = validation_losses_of(dir / "two/metrics.jsonl");
+  ASSERT_EQ(one_losses.size(), 2u);
+  ASSERT_EQ(two_losses.size(), 2u);
+  ASSERT_TRUE(one_losses.count(2) && one_losses.count(4));
+  ASSERT_TRUE(two_losses.count(2) && two_losses.count(4));
+  EXPECT_NE(one_losses.at(2), one_losses.at(4)) << "training moves it";
+  for (int64_t step : {2, 4}) {
+    EXPECT_GT(one_losses.at(step), 0);
+    EXPECT_MEASURED_BELOW("validation loss, one rank against two thread ranks (relative)",
+                          std::abs(two_losses.at(step) - one_losses.at(step)) / one_losses.at(step), 1e-5);
+  }
+  EXPECT_TRUE(validation_losses_of(dir / "plain/metrics.jsonl").empty());
+
+  const std::map<std::string, at::Tensor> with = tensors_of(dir / "one/trainer_state.safetensors");
+  const std::map<std::string, at::Tensor> without = tensors_of(dir / "plain/trainer_state.safetensors");
+  ASSERT_EQ(with.size(), without.size());
+  for (const auto& [name, t] : without)
+    EXPECT_TRUE(at::equal(t, with.at(name))) << name << ": measuring the validation loss changed the training";
+  const std::map<int64_t, nlohmann::json> a = metrics_of(dir / "one/metrics.jsonl"), b = metrics_of(dir / "plain/metrics.jsonl");
+  for (const auto& [step, j] : b) {
+    EXPECT_EQ(a.at(step)["loss"], j["loss"]) << "step " << step;
+    EXPECT_EQ(a.at(step)["samples"], j["samples"]) << "step " << step << ": every image trains";
+    EXPECT_EQ(a.at(step)["text_encoders_ran"], j["text_encoders_ran"]) << "step " << step;
+  }
+
+  const nlohmann::json config = nlohmann::json::parse(read_file(dir / "one/run_config.json"));
+  const nlohmann::json& v = config["validation_loss"];
+  EXPECT_FALSE(v["held_out"].get<bool>());
+  EXPECT_EQ(v["images"].get<int64_t>(), 2);
+  EXPECT_EQ(v["every"].get<int64_t>(), 2);
+  EXPECT_EQ(v["timesteps"], nlohmann::json({125, 375, 625, 875}));
+  EXPECT_TRUE(nlohmann::json::parse(read_file(dir / "plain/run_config.json"))["validation_loss"].is_null());
+}
+
+// With 7 images and --validation_loss_images 1 the image is held out (7 >= 5; the 6 others share
+// evenly over 2 ranks, so 1 rank x 4 and 2 ranks x 2 take the same samples): no step trains on it, a run
+// stopped at step 3 and resumed measures at step 4 what the run never stopped measures (bit for
+// bit on as many ranks; on one rank up to the order of the sums), and a resume that would train on
+// it again is refused, naming the options.
+TEST(TrainJob, AHeldOutImageIsNeverTrainedOnAndTheResumeMeasuresTheSame) {
+  ScopedTempDir dir;
+  make_tiny_model(dir / "model");
+  make_photos(dir / "photos", 7);
+  const RankResults whole =
+      run_on_thread_ranks(with_validation_loss(tiny_run(dir, 2, "whole"), 1), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(whole.errors, kNoErrors);
+  FakeHooks signalled;
+  signalled.stop_from = 3;
+  const RankResults stopped =
+      run_on_thread_ranks(with_validation_loss(tiny_run(dir, 2, "stopped"), 1), {FakeHooks{}, signalled});
+  ASSERT_EQ(stopped.errors, kNoErrors);
+  ASSERT_TRUE(stopped.reports[0].stopped);
+  fs::copy(dir / "stopped", dir / "on_one", fs::copy_options::recursive);
+  fs::copy(dir / "stopped", dir / "off", fs::copy_options::recursive);
+  const RankResults resumed =
+      run_on_thread_ranks(with_validation_loss(tiny_run(dir, 2, "stopped"), 1), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(resumed.errors, kNoErrors);
+  EXPECT_EQ(resumed.reports[0].steps, 4);
+
+  const nlohmann::json v = nlohmann::json::parse(read_file(dir / "whole/run_config.json"))["validation_loss"];
+  ASSERT_TRUE(v["held_out"].get<bool>());
+  ASSERT_EQ(v["shard_samples"].size(), 1u);
+  const int64_t held = v["shard_samples"][0].get<int64_t>();
+  std::set<int64_t> trained;
+  for (const auto& [step, j] : metrics_of(dir / "whole/metrics.jsonl"))
+    for (const auto& sample : j["samples"]) trained.insert(sample.get<int64_t>());
+  EXPECT_EQ(trained.size(), 6u) << "the six others train";
+  EXPECT_EQ(trained.count(held), 0u) << "sample " << held << " is held out";
+
+  const std::map<int64_t, double> w = validation_losses_of(dir / "whole/metrics.jsonl");
+  const std::map<int64_t, double> r = validation_losses_of(dir / "stopped/metrics.jsonl");
+  ASSERT_TRUE(w.count(2) && w.count(4));
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r.at(2), w.at(2));
+  EXPECT_EQ(r.at(4), w.at(4)) << "the resumed run measures what the run never stopped measures";
+
+  SingleProcessCommunicator single;
+  ASSERT_EQ(run_train_job(with_validation_loss(tiny_run(dir, 4, "on_one"), 1), nlohmann::ordered_json::object(), single)
+                .steps,
+            4);
+  EXPECT_MEASURED_BELOW("validation loss, stopped on two ranks and resumed on one (relative)",
+                        std::abs(validation_losses_of(dir / "on_one/metrics.jsonl").at(4) - w.at(4)) / w.at(4), 1e-5);
+
+  std::string message;
+  try {
+    run_train_job(tiny_run(dir, 4, "off"), nlohmann::ordered_json::object(), single);
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("--validation_loss_steps/--validation_loss_images"), std::string::npos) << message;
 }
 
 }  // namespace

@@ -74,6 +74,32 @@ TEST(TrainerSetup, TheRunMeaningIsTheTrainerConfigs) {
   EXPECT_EQ(run_meaning(trainer_config_from(o, 100, 50, 7, Placement{}), RunData{}).at("ema"), 0.995);
 }
 
+// Note [Validation loss]: images held out of training change which images train, so a resume must
+// hold out as many; the field is there only when some are, and a checkpoint without it (a run that
+// held none out) refuses a run that would, as the other way round.
+TEST(TrainerSetup, HeldOutImagesAreInTheRunMeaningOnlyWhenThereAreSome) {
+  const TrainerConfig tc = trainer_config_from(TrainOptions{}, 100, 50, 7, Placement{});
+  RunData data{"sdxl", 512, "TOK", 8, "shards-id", "content:1"};
+  const nlohmann::json none = run_meaning(tc, data);
+  EXPECT_FALSE(none.contains("held_out"));
+  data.held_out = 4;
+  const nlohmann::json held = run_meaning(tc, data);
+  EXPECT_EQ(held.at("held_out"), 4);
+  EXPECT_NO_THROW(check_meaning(held, held, "ckpt"));
+  EXPECT_NO_THROW(check_meaning(none, none, "ckpt"));
+  data.held_out = 2;
+  const nlohmann::json fewer = run_meaning(tc, data);
+  for (const auto& [theirs, ours] : {std::make_pair(held, none), std::make_pair(none, held), std::make_pair(held, fewer)}) {
+    std::string message;
+    try {
+      check_meaning(theirs, ours, "ckpt");
+    } catch (const std::exception& e) {
+      message = e.what();
+    }
+    EXPECT_NE(message.find("--validation_loss_steps/--validation_loss_images"), std::string::npos) << message;
+  }
+}
+
 TEST(TrainerSetup, StepsComeFromMaxTrainStepsUnlessOnlyEpochsAreGiven) {
   TrainOptions o;
   EXPECT_EQ(resolve_total_steps(o, 7), TrainOptions::kDefaultMaxTrainSteps);  // neither: the seed's 1000

@@ -11,6 +11,8 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/keyed_random.h"
+#include "diffusion/noise_schedule.h"
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
 #include "train/train_test_util.h"
@@ -201,6 +203,71 @@ TEST(Trainer, EmaCoversFullFineTuningAndIsAbsentWhenOff) {
   Trainer off(m2, tiny_config(), 0.13025, reducer());
   EXPECT_EQ(off.ema(), nullptr);
   for (const auto& [name, v] : off.checkpoint_tensors()) EXPECT_NE(name.rfind("ema.", 0), 0u) << name;
+}
+
+// Note [Validation loss]: one term is the plain masked MSE of the UNet's prediction at the fixed
+// timestep, with n and epsilon from the keyed generators, computed here from the model's parts
+// (neither --snr_gamma nor --noise_offset enters it).
+TEST(Trainer, ValidationLossTermIsThePlainMaskedMseAtFixedDraws) {
+  TinyModel tiny;
+  SdxlModel m = tiny.load();
+  TrainerConfig c = tiny_config();
+  c.snr_gamma = 5;
+  c.noise_offset = 0.1;
+  Trainer t(m, c, 0.13025, reducer());
+  ASSERT_EQ(m.scheduler.num_train_timesteps, 1000);
+  EXPECT_EQ(t.validation_timesteps(), (std::vector<int64_t>{125, 375, 625, 875}));
+  StepBatch images = tiny_batch(3, 0, 21);
+  at::manual_seed(22);
+  images.mask = (at::rand({3, 1, 16, 16}) > 0.3).to(at::kFloat);
+  for (int64_t i : {0, 2}) {
+    for (int64_t k : {1, 3}) {
+      at::NoGradGuard no_grad;
+      at::Generator gn = keyed_generator(c.seed, k, i, DrawKind::kValidationLatentSample);
+      at::Generator ge = keyed_generator(c.seed, k, i, DrawKind::kValidationNoise);
+      const at::Tensor n = at::randn({1, 4, 16, 16}, gn, at::TensorOptions().dtype(at::kFloat));
+      const at::Tensor eps = at::randn({1, 4, 16, 16}, ge, at::TensorOptions().dtype(at::kFloat));
+      const at::Tensor x0 =
+          (images.latent_mean.slice(0, i, i + 1) + at::exp(0.5 * images.latent_logvar.slice(0, i, i + 1)) * n) * 0.13025;
+      const at::Tensor ts = at::full({1}, 250 * k + 125, at::TensorOptions().dtype(at::kLong));
+      const NoiseSchedule schedule(m.scheduler);
+      const ClipTextOutput a = m.te1->forward(images.input_ids_1.slice(0, i, i + 1));
+      const ClipTextOutput b = m.te2->forward(images.input_ids_2.slice(0, i, i + 1));
+      const at::Tensor pred = m.unet->forward(schedule.add_noise(x0, eps, ts), ts, at::cat({a.penultimate, b.penultimate}, -1),
+                                              b.text_embeds, images.add_time_ids.slice(0, i, i + 1));
+      const double want =
+          ((pred - schedule.target(x0, eps, ts)).pow(2) * images.mask.slice(0, i, i + 1)).mean().item<double>();
+      const double got = t.validation_loss_term(images, i, k);
+      EXPECT_LT(std::abs(got - want) / want, 1e-6) << "image " << i << ", timestep slot " << k << ": " << got
+                                                   << " against " << want;
+      EXPECT_EQ(got, t.validation_loss_term(images, i, k)) << "the same weights, the same bits";
+    }
+  }
+  EXPECT_NE(t.validation_loss_term(images, 0, 0), t.validation_loss_term(images, 0, 1));
+  EXPECT_THROW(t.validation_loss_term(images, 3, 0), Error);
+  EXPECT_THROW(t.validation_loss_term(images, 0, Trainer::kValidationTimesteps), Error);
+}
+
+// Measuring the validation loss between steps changes nothing of training: the same weights bit
+// for bit, and the text cache (text_encoders_ran) as a run that never measured; the loss moves
+// as the weights train.
+TEST(Trainer, ValidationLossTermsChangeNothingOfTraining) {
+  TinyModel tiny;
+  const StepBatch images = tiny_batch(2, 0, 31);
+  std::vector<StepResult> plain;
+  const NamedTensors untouched = run(tiny, tiny_config(), 4, &plain);
+  SdxlModel m = tiny.load();
+  Trainer t(m, tiny_config(), 0.13025, reducer());
+  std::vector<double> measured{t.validation_loss_term(images, 1, 2)};
+  for (int s = 1; s <= 4; ++s) {
+    const StepResult r = t.step(s, tiny_batch(2, 0, 100 + s));
+    EXPECT_EQ(r.text_encoders_ran, plain[static_cast<size_t>(s - 1)].text_encoders_ran) << "step " << s;
+    measured.push_back(t.validation_loss_term(images, 1, 2));
+  }
+  const NamedTensors state = t.trainable_state();
+  ASSERT_EQ(state.size(), untouched.size());
+  for (size_t i = 0; i < state.size(); ++i) EXPECT_TRUE(at::equal(state[i].second, untouched[i].second)) << state[i].first;
+  for (size_t s = 1; s < measured.size(); ++s) EXPECT_NE(measured[s], measured[s - 1]) << "after step " << s;
 }
 
 TEST(Trainer, StepsOutsideTheRunAreRefused) {
