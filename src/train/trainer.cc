@@ -233,12 +233,14 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
     for (auto [name, p] : o->named_parameters()) {
       // A ZeRO-1 checkpoint with a bf16 all-gather holds bf16-valued weights and, in its shards, the
       // fp32 masters (Note [Sharded optimizer state]): any setup continues from the masters.
+      // The masters come flat from the shards (their layout holds names and sizes only).
       auto it = tensors.find(name + ".master");
-      if (it == tensors.end()) it = tensors.find(name);
+      const bool master = it != tensors.end();
+      if (!master) it = tensors.find(name);
       XLTUNE_CHECK(it != tensors.end(), "checkpoint: no tensor '", name, "' (a checkpoint of another setup?)");
-      XLTUNE_CHECK(it->second.sizes() == p.sizes(), "checkpoint: ", name, " is ", it->second.sizes(), ", this run's is ",
-                   p.sizes());
-      p.copy_(it->second);
+      XLTUNE_CHECK(master ? it->second.numel() == p.numel() : it->second.sizes() == p.sizes(), "checkpoint: ", name,
+                   " is ", it->second.sizes(), ", this run's is ", p.sizes());
+      p.copy_(master ? it->second.view(p.sizes()) : it->second);
     }
     o->load_state(tensors);
   }
