@@ -30,6 +30,8 @@ struct RunData {
   std::string token_string;
   int64_t global_batch = 0;
   std::string shards_id, input_id;
+  // Note [Aspect buckets]: false, or {"bucket_step", "max_aspect_ratio"} (the shards').
+  nlohmann::json aspect_buckets = false;
 };
 nlohmann::json run_meaning(const TrainerConfig& tc, const RunData& data);
 // Fails naming the option of the first field of `theirs` (a checkpoint's meaning) that `ours`

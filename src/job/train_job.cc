@@ -130,14 +130,24 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
       *shards.set, gather_latents(slices, comm.rank(), std::move(mine), configs.vae_config.scaling_factor),
       tokenizers.first, tokenizers.second, device);
   // 6. The trainer, configured from the options; a resumed run must mean what its checkpoint does.
-  DistributedSampler sampler(static_cast<uint64_t>(shards.size()), comm.size(), comm.rank(), resume.seed);
+  // With aspect buckets every global batch comes from one bucket (Note [Aspect buckets]).
+  const ShardSetInfo& shard_info = shards.set->info();
+  const uint64_t global_batch = static_cast<uint64_t>(o.samples_per_rank_step() * comm.size());
+  DistributedSampler sampler = shard_info.aspect_buckets
+                                   ? DistributedSampler(set.size_keys(), comm.size(), comm.rank(), resume.seed, global_batch)
+                                   : DistributedSampler(static_cast<uint64_t>(shards.size()), comm.size(), comm.rank(),
+                                                        resume.seed);
   const int64_t steps_per_epoch = static_cast<int64_t>(sampler.steps_per_epoch(static_cast<size_t>(o.samples_per_rank_step())));
   const int64_t total = resolve_total_steps(o, steps_per_epoch);
   const int64_t pivot = resume.resuming() ? resume.meaning().at("pivot_step").get<int64_t>() : total / 2;
   TrainerConfig tc = trainer_config_from(o, total, pivot, resume.seed, placement);
   const nlohmann::json meaning =
       run_meaning(tc, RunData{o.model, shards.resolution, o.prep.captions.token_string,
-                              o.samples_per_rank_step() * comm.size(), shards.id, shards.input_id});
+                              o.samples_per_rank_step() * comm.size(), shards.id, shards.input_id,
+                              shard_info.aspect_buckets
+                                  ? nlohmann::json{{"bucket_step", shard_info.bucket_step},
+                                                   {"max_aspect_ratio", shard_info.max_aspect_ratio}}
+                                  : nlohmann::json(false)});
   std::vector<std::string> kept_metrics;
   if (resume.resuming()) check_resume_matches(resume, meaning, !o.shards.empty(), total);
   if (resume.resuming() && rank0) kept_metrics = clear_run_outputs(o.output_dir, resume.step());
