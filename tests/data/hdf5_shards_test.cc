@@ -211,7 +211,7 @@ TEST(Shards, ABadIndexIsRefused) {
   write_file_atomic(dir + "/index.json", "{\"format\": \"something-else\"}");
   EXPECT_CONTAINS(error_opening(dir), "format is not 'xltune-shards'");
   write_file_atomic(dir + "/index.json", "{\"format\": \"xltune-shards\", \"version\": 99}");
-  EXPECT_CONTAINS(error_opening(dir), "format version 99, this xltune reads version 1");
+  EXPECT_CONTAINS(error_opening(dir), "format version 99, this xltune reads versions 1 and 2");
   write_file_atomic(dir + "/index.json", "not json");
   EXPECT_CONTAINS(error_opening(dir), "not a valid shard index");
   write_file_atomic(dir + "/index.json",
