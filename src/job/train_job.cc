@@ -80,6 +80,20 @@ void stop_if_agreed(Communicator& comm, RunHooks& hooks, const at::Device& devic
   if (all_reduce_sum_values(comm, {mine}, device).front() > 0) throw StoppedBeforeTraining{phase};
 }
 
+// With aspect buckets every global batch comes from one bucket (Note [Aspect buckets]).
+DistributedSampler training_sampler(const TrainOptions& o, const ShardSetInfo& info, const TrainingSet& set,
+                                    Communicator& comm, uint64_t seed) {
+  if (!info.aspect_buckets)
+    return DistributedSampler(static_cast<uint64_t>(set.size()), comm.size(), comm.rank(), seed);
+  const auto global_batch = static_cast<uint64_t>(o.samples_per_rank_step() * comm.size());
+  return DistributedSampler(set.size_keys(), comm.size(), comm.rank(), seed, global_batch);
+}
+
+nlohmann::json buckets_meaning(const ShardSetInfo& info) {
+  if (!info.aspect_buckets) return false;
+  return {{"bucket_step", info.bucket_step}, {"max_aspect_ratio", info.max_aspect_ratio}};
+}
+
 // Nothing trained, so nothing to checkpoint: the last complete checkpoint, if any, stays the one
 // a resume takes. A stop during rank 0's preprocessing is seen when it ends (preprocessing has no
 // stop point of its own).
@@ -130,13 +144,7 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
       *shards.set, gather_latents(slices, comm.rank(), std::move(mine), configs.vae_config.scaling_factor),
       tokenizers.first, tokenizers.second, device);
   // 6. The trainer, configured from the options; a resumed run must mean what its checkpoint does.
-  // With aspect buckets every global batch comes from one bucket (Note [Aspect buckets]).
-  const ShardSetInfo& shard_info = shards.set->info();
-  const uint64_t global_batch = static_cast<uint64_t>(o.samples_per_rank_step() * comm.size());
-  DistributedSampler sampler = shard_info.aspect_buckets
-                                   ? DistributedSampler(set.size_keys(), comm.size(), comm.rank(), resume.seed, global_batch)
-                                   : DistributedSampler(static_cast<uint64_t>(shards.size()), comm.size(), comm.rank(),
-                                                        resume.seed);
+  DistributedSampler sampler = training_sampler(o, shards.set->info(), set, comm, resume.seed);
   const int64_t steps_per_epoch = static_cast<int64_t>(sampler.steps_per_epoch(static_cast<size_t>(o.samples_per_rank_step())));
   const int64_t total = resolve_total_steps(o, steps_per_epoch);
   const int64_t pivot = resume.resuming() ? resume.meaning().at("pivot_step").get<int64_t>() : total / 2;
@@ -144,10 +152,7 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
   const nlohmann::json meaning =
       run_meaning(tc, RunData{o.model, shards.resolution, o.prep.captions.token_string,
                               o.samples_per_rank_step() * comm.size(), shards.id, shards.input_id,
-                              shard_info.aspect_buckets
-                                  ? nlohmann::json{{"bucket_step", shard_info.bucket_step},
-                                                   {"max_aspect_ratio", shard_info.max_aspect_ratio}}
-                                  : nlohmann::json(false)});
+                              buckets_meaning(shards.set->info())});
   std::vector<std::string> kept_metrics;
   if (resume.resuming()) check_resume_matches(resume, meaning, !o.shards.empty(), total);
   if (resume.resuming() && rank0) kept_metrics = clear_run_outputs(o.output_dir, resume.step());
