@@ -165,7 +165,8 @@ PreparedSample prepare_sample(const cv::Mat& rgb, const std::string& name, const
   const cv::Mat mask = masking.mask(rgb, name, &p.faces);
   BucketSize target{options.resolution, options.resolution};
   if (buckets.empty()) {
-    const CropBox square = options.crop_based_on_salience ? salience_crop_box(mask) : center_crop_box(rgb.cols, rgb.rows);
+    const CropBox square =
+        options.crop_based_on_salience ? salience_crop_box(mask) : center_crop_box(rgb.cols, rgb.rows);
     p.box = CropRect{square.left, square.top, square.size, square.size};
   } else {
     target = nearest_bucket(buckets, rgb.cols, rgb.rows);
@@ -213,6 +214,20 @@ std::vector<IngestedImage> images_to_use(const IngestResult& in, const Preproces
   return images;
 }
 
+// With --aspect_buckets: the buckets (Note [Aspect buckets]), recorded in the shards' info.
+std::vector<BucketSize> choose_buckets(const PreprocessOptions& options, ShardSetInfo& info) {
+  if (!options.aspect_buckets) return {};
+  const std::vector<BucketSize> buckets = buckets_for(options.resolution, options.bucket_step, options.max_aspect_ratio);
+  info.aspect_buckets = true;
+  info.bucket_step = options.bucket_step;
+  info.max_aspect_ratio = options.max_aspect_ratio;
+  std::string names;
+  for (const auto& b : buckets) names += " " + bucket_name(b);
+  log_info("aspect buckets (--bucket_step ", options.bucket_step, ", --max_aspect_ratio ", options.max_aspect_ratio,
+           "):", names);
+  return buckets;
+}
+
 }  // namespace
 
 PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessModels& models) {
@@ -234,15 +249,7 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
            ", crop: ", options.crop_based_on_salience ? "salience" : "centre", ", resolution ", R);
 
   ShardSetInfo info{R, options.captions.token_string, options.captions.special_tokens};
-  std::vector<BucketSize> buckets;  // empty: square samples
-  if (options.aspect_buckets) {
-    buckets = buckets_for(R, options.bucket_step, options.max_aspect_ratio);
-    info.aspect_buckets = true, info.bucket_step = options.bucket_step, info.max_aspect_ratio = options.max_aspect_ratio;
-    std::string names;
-    for (const auto& b : buckets) names += " " + bucket_name(b);
-    log_info("aspect buckets (--bucket_step ", options.bucket_step, ", --max_aspect_ratio ", options.max_aspect_ratio,
-             "):", names);
-  }
+  const std::vector<BucketSize> buckets = choose_buckets(options, info);  // empty: square samples
   std::unique_ptr<ShardWriter> writer;  // created with the first good sample (see preprocess.h)
   ContactSheet sheet;
   Progress progress(images.size());
@@ -286,11 +293,13 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
     sample.crop_left = p.box.left;
     if (!writer) writer = std::make_unique<ShardWriter>(options.output_dir, info, options.max_shard_bytes);
     writer->add(sample);
-    if (options.contact_sheet) sheet.add(p.image, p.mask, bucket.empty() ? image.name : image.name + " [" + bucket + "]", caption);
+    if (options.contact_sheet)
+      sheet.add(p.image, p.mask, bucket.empty() ? image.name : image.name + " [" + bucket + "]", caption);
     if (progress.due(done)) {
       log_info("[", done, "/", images.size(), "] ", image.name, ": ", rgb.cols, "x", rgb.rows,
                decoded.orientation != 1 ? " (EXIF-rotated)" : "", ", crop ", p.box.width, "x", p.box.height, " at (",
-               p.box.top, ", ", p.box.left, ")", bucket.empty() ? std::string() : " to bucket " + bucket, masking.face ? str(", ", p.faces, p.faces == 1 ? " face" : " faces") : "",
+               p.box.top, ", ", p.box.left, ")", bucket.empty() ? std::string() : " to bucket " + bucket,
+               masking.face ? str(", ", p.faces, p.faces == 1 ? " face" : " faces") : "",
                ", caption [", caption_source_name(source), "] \"", caption, "\"");
     }
   }

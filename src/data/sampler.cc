@@ -109,7 +109,8 @@ uint64_t DistributedSampler::index_at(uint64_t epoch, uint64_t offset) const {
 std::vector<uint64_t> DistributedSampler::next_batch(size_t batch_size) {
   XLTUNE_CHECK(batch_size > 0, "sampler: batch size must be positive");
   XLTUNE_CHECK(!bucketed() || batch_size * static_cast<uint64_t>(world_size_) == global_batch_, "sampler: batches of ",
-               batch_size, " on ", world_size_, " ranks, but the buckets were cut into global batches of ", global_batch_);
+               batch_size, " on ", world_size_, " ranks, but the buckets were cut into global batches of ",
+               global_batch_);
   std::vector<uint64_t> out;
   const uint64_t n = std::min<uint64_t>(batch_size, per_rank_ - position_.offset);
   for (uint64_t k = 0; k < n; ++k) out.push_back(index_at(position_.epoch, position_.offset + k));

@@ -85,9 +85,9 @@ LatentCache in_shard_order(LatentCache c) {
     const size_t i = order[k], per = c.values_of(i);
     out.key.samples[k] = c.key.samples[i];
     out.heights[k] = c.heights[i], out.widths[k] = c.widths[i];
-    std::copy_n(c.mean.begin() + static_cast<std::ptrdiff_t>(from[i]), per, out.mean.begin() + static_cast<std::ptrdiff_t>(to));
-    std::copy_n(c.logvar.begin() + static_cast<std::ptrdiff_t>(from[i]), per,
-                out.logvar.begin() + static_cast<std::ptrdiff_t>(to));
+    const auto src = static_cast<std::ptrdiff_t>(from[i]), dst = static_cast<std::ptrdiff_t>(to);
+    std::copy_n(c.mean.begin() + src, per, out.mean.begin() + dst);
+    std::copy_n(c.logvar.begin() + src, per, out.logvar.begin() + dst);
     to += per;
   }
   for (size_t k = 0; k < n; ++k)

@@ -17,9 +17,10 @@ namespace xltune {
 std::vector<float> size_conditioning(const ShardSample& s, int resolution) {
   const int H = s.height > 0 ? s.height : resolution, W = s.width > 0 ? s.width : resolution;
   // The scale that makes the image cover H x W: for a square, resolution / its short side.
-  const double scale = s.original_height > 0 && s.original_width > 0
-                           ? std::max(static_cast<double>(H) / s.original_height, static_cast<double>(W) / s.original_width)
-                           : 1.0;
+  const double scale =
+      s.original_height > 0 && s.original_width > 0
+          ? std::max(static_cast<double>(H) / s.original_height, static_cast<double>(W) / s.original_width)
+          : 1.0;
   return {static_cast<float>(s.original_height), static_cast<float>(s.original_width),
           static_cast<float>(std::lround(s.crop_top * scale)), static_cast<float>(std::lround(s.crop_left * scale)),
           static_cast<float>(H), static_cast<float>(W)};

@@ -66,8 +66,9 @@ void check_reused_buckets(const TrainOptions& o, const ShardSetInfo& info, const
   XLTUNE_CHECK(same, "--aspect_buckets ", o.prep.aspect_buckets ? "true" : "false", " (--bucket_step ",
                o.prep.bucket_step, ", --max_aspect_ratio ", o.prep.max_aspect_ratio, "): the shards in ", dir,
                " that the checkpoint was trained on were made ",
-               info.aspect_buckets ? str("with buckets (step ", info.bucket_step, ", ratio ", info.max_aspect_ratio, ")")
-                                   : std::string("without buckets"),
+               info.aspect_buckets
+                   ? str("with buckets (step ", info.bucket_step, ", ratio ", info.max_aspect_ratio, ")")
+                   : std::string("without buckets"),
                "; a resumed run must mean the same (use another --output_dir, or --resume none to start over)");
 }
 
@@ -89,7 +90,8 @@ TrainingShards prepare_training_shards(const TrainOptions& o, const ResumePlan& 
     XLTUNE_CHECK(o.prep.resolution % multiple == 0, "--resolution ", o.prep.resolution,
                  ": this model needs a multiple of ", multiple, " (its VAE and UNet downscale by ", multiple, " in all)");
     XLTUNE_CHECK(!o.prep.aspect_buckets || o.prep.bucket_step % multiple == 0, "--bucket_step ", o.prep.bucket_step,
-                 ": this model needs a multiple of ", multiple, " (its VAE and UNet downscale by ", multiple, " in all)");
+                 ": this model needs a multiple of ", multiple, " (its VAE and UNet downscale by ", multiple,
+                 " in all)");
     s.dir = o.output_dir + "/shards";
     preprocess_on_rank0(o, s.dir, resume.seed, device, comm);
   }

@@ -51,7 +51,8 @@ TEST(AspectBuckets, SmallResolutions) {
 TEST(AspectBuckets, MatchesTheDefinitionByBruteForce) {
   for (int R : {256, 320, 512, 768, 1024})
     for (int s : {32, 64})
-      for (double q : {1.0, 1.5, 2.0, 3.0}) EXPECT_EQ(buckets_for(R, s, q), brute_force(R, s, q)) << R << " " << s << " " << q;
+      for (double q : {1.0, 1.5, 2.0, 3.0})
+        EXPECT_EQ(buckets_for(R, s, q), brute_force(R, s, q)) << R << " " << s << " " << q;
 }
 
 TEST(AspectBuckets, NearestInLogRatio) {
