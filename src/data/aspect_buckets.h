@@ -17,7 +17,7 @@
 // earlier bucket, the more portrait one), is scaled to cover the bucket and cropped to it along
 // one axis only: the crop of the bucket's shape in the original image (the side along which
 // the image is too long is cut) is placed as the reference trainer places its square one, around
-// the mask's centre of mass, or the centre (data/crop.h, crop_to_shape_box), then resized to
+// the mask's centre of mass, or the centre (data/crop.h, salience_crop_to_shape), then resized to
 // w x h (Pillow's Lanczos). With a square bucket this is the reference trainer's crop exactly.
 //
 // SDXL's size conditioning is the real one (Note [Size conditioning]): the decoded image's size,
