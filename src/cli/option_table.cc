@@ -14,6 +14,12 @@ void add_preprocess_options(OptionTable& t, PreprocessOptions& o) {
                     "what matters in the images (e.g. 'photo of a dog'), for CLIPSeg masks that weight the loss")
       .add("crop_based_on_salience", &o.crop_based_on_salience,
            "true: crop each image square around its mask's centre of mass; false: centre crop")
+      .add("aspect_buckets", &o.aspect_buckets,
+           "true: crop each image to the aspect-ratio bucket nearest its shape (sizes of about --resolution^2 "
+           "pixels), and train each step on one bucket; false: square crops, as the reference trainer")
+      .add("bucket_step", &o.bucket_step, "with --aspect_buckets: bucket sides are multiples of this many pixels")
+      .add("max_aspect_ratio", &o.max_aspect_ratio,
+           "with --aspect_buckets: the longest side of a bucket is at most this times its shortest")
       .add("use_face_detection_instead", &o.use_face_detection_instead,
            "true: masks from face detection (OpenCV Haar cascade) instead of CLIPSeg")
       .add("clipseg_temperature", &o.clipseg_temperature,

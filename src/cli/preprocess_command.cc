@@ -85,6 +85,11 @@ int preprocess_command(const std::vector<std::string>& args) {
   for (const auto& [source, n] : r.caption_sources) std::cout << " " << caption_source_name(source) << " " << n;
   std::cout << "\n";
   if (o.use_face_detection_instead) std::cout << "  faces found in " << r.faces << " images\n";
+  if (!r.buckets.empty()) {
+    std::cout << "  buckets:";
+    for (const auto& [bucket, n] : r.buckets) std::cout << " " << bucket << " " << n;
+    std::cout << "\n";
+  }
   std::cout << "  index: " << r.index_path << " (" << byte_text(static_cast<uint64_t>(r.samples) * o.resolution *
                                                                   o.resolution * 4)
             << " of pixels)\n";

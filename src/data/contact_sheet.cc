@@ -64,8 +64,11 @@ void ContactSheet::add(const cv::Mat& rgb, const cv::Mat& mask, const std::strin
   if (tiles_.size() >= kMaxTiles) return;
   Tile t;
   // Pillow's Lanczos, as the crops themselves are made: what a Pillow thumbnail of the shard shows.
-  t.rgb = lanczos_resize(rgb, kThumb, kThumb);
-  t.mask = lanczos_resize(mask, kThumb, kThumb);
+  // Within a kThumb square, keeping the shape (aspect buckets, Note [Aspect buckets]).
+  const int w = rgb.cols >= rgb.rows ? kThumb : std::max(1, (kThumb * rgb.cols + rgb.rows / 2) / rgb.rows);
+  const int h = rgb.rows >= rgb.cols ? kThumb : std::max(1, (kThumb * rgb.rows + rgb.cols / 2) / rgb.cols);
+  t.rgb = lanczos_resize(rgb, w, h);
+  t.mask = lanczos_resize(mask, w, h);
   t.name = name;
   t.caption = caption;
   tiles_.push_back(std::move(t));
@@ -81,13 +84,14 @@ cv::Mat ContactSheet::render() const {
     const Tile& t = tiles_[i];
     const int x = kGap + static_cast<int>(i % columns) * (tile_w + kGap);
     const int y = kGap + static_cast<int>(i / columns) * (tile_h + kGap);
-    t.rgb.copyTo(sheet(cv::Rect(x, y, kThumb, kThumb)));
+    const int w = t.rgb.cols, h = t.rgb.rows;
+    t.rgb.copyTo(sheet(cv::Rect(x, y, w, h)));
     cv::Mat mask_rgb;
     cv::cvtColor(t.mask, mask_rgb, cv::COLOR_GRAY2RGB);
-    mask_rgb.copyTo(sheet(cv::Rect(x + kThumb + kGap, y, kThumb, kThumb)));
+    mask_rgb.copyTo(sheet(cv::Rect(x + kThumb + kGap, y, w, h)));
     // Framed, so that an all-white (uniform) mask is visible as such.
-    cv::rectangle(sheet, cv::Rect(x - 1, y - 1, kThumb + 2, kThumb + 2), kFrame);
-    cv::rectangle(sheet, cv::Rect(x + kThumb + kGap - 1, y - 1, kThumb + 2, kThumb + 2), kFrame);
+    cv::rectangle(sheet, cv::Rect(x - 1, y - 1, w + 2, h + 2), kFrame);
+    cv::rectangle(sheet, cv::Rect(x + kThumb + kGap - 1, y - 1, w + 2, h + 2), kFrame);
     int line_y = y + kThumb + kLineHeight;
     for (const auto& line : wrap(t.name, tile_w, 1)) {
       cv::putText(sheet, line, {x, line_y}, cv::FONT_HERSHEY_SIMPLEX, kFontScale, kInk, 1, cv::LINE_AA);

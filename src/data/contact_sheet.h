@@ -1,5 +1,7 @@
 // A PNG that shows what preprocessing made, for a person to check before a long training run:
-// each crop beside its mask, with the sample's name and caption, three to a row.
+// each crop beside its mask, with the sample's name and caption, three to a row. Crops that are
+// not square (aspect buckets) keep their shape within the square thumbnail; preprocessing adds
+// the bucket to the name ("img.jpg [1216x832]").
 #pragma once
 
 #include <string>

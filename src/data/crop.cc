@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "core/check.h"
 
@@ -63,7 +64,37 @@ CropBox box_from(Int128 cx_num, Int128 cy_num, Int128 den, int width, int height
   }
   return box;
 }
+// The crop's extent for a shape: (width, height) of the image, one side cut to the shape's ratio.
+std::pair<int, int> shape_extent(int width, int height, int shape_w, int shape_h) {
+  XLTUNE_CHECK(width > 0 && height > 0 && shape_w > 0 && shape_h > 0, "crop of ", width, "x", height, " to ", shape_w,
+               ":", shape_h);
+  const int64_t w = width, h = height;
+  if (w * shape_h >= h * shape_w) {  // wider than the shape: cut the width
+    const int64_t cw = (2 * h * shape_w + shape_h) / (2 * shape_h);  // round(h * shape_w / shape_h), halves up
+    return {static_cast<int>(std::clamp<int64_t>(cw, 1, w)), height};
+  }
+  const int64_t ch = (2 * w * shape_h + shape_w) / (2 * shape_w);
+  return {width, static_cast<int>(std::clamp<int64_t>(ch, 1, h))};
+}
+
+CropRect rect_from(Int128 cx_num, Int128 cy_num, Int128 den, int width, int height, int shape_w, int shape_h) {
+  const auto [cw, ch] = shape_extent(width, height, shape_w, shape_h);
+  CropRect r;
+  r.width = cw, r.height = ch;
+  if (cw < width) r.left = corner(cx_num, den, width, cw);
+  if (ch < height) r.top = corner(cy_num, den, height, ch);
+  return r;
+}
 }  // namespace
+
+CropRect salience_crop_to_shape(const cv::Mat& mask, int shape_w, int shape_h) {
+  ExactCom com = exact_center_of_mass(mask);
+  return rect_from(com.x_num, com.y_num, com.den, mask.cols, mask.rows, shape_w, shape_h);
+}
+
+CropRect center_crop_to_shape(int width, int height, int shape_w, int shape_h) {
+  return rect_from(width, height, 2, width, height, shape_w, shape_h);
+}
 
 CropBox salience_crop_box(const cv::Mat& mask) {
   ExactCom com = exact_center_of_mass(mask);

@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
@@ -72,7 +73,43 @@ struct ShardSet::Shard {
   H5Id file, images, masks;
   std::vector<std::string> captions, sources;
   std::vector<int32_t> sizes, corners;
+  // Version 2 (Note [Shard format]): each sample's (height, width), its row in its bucket's
+  // datasets, and those datasets by bucket name.
+  std::vector<int32_t> image_sizes;
+  std::vector<uint64_t> bucket_rows;
+  std::map<std::string, std::pair<H5Id, H5Id>> buckets;
 };
+
+namespace {
+std::string bucket_of(const std::vector<int32_t>& image_sizes, uint64_t row) {
+  return std::to_string(image_sizes[2 * row + 1]) + "x" + std::to_string(image_sizes[2 * row]);
+}
+
+// Version 2: every sample's size, its row in its bucket, each bucket's datasets of the right shape.
+void open_buckets(ShardSet::Shard& shard, const ShardSetInfo& info) {
+  const hid_t f = shard.file.get();
+  const std::string& p = shard.path;
+  shard.image_sizes = read_pairs(f, "image_sizes", shard.samples, p);
+  std::map<std::string, uint64_t> rows;
+  for (uint64_t i = 0; i < shard.samples; ++i) {
+    const int32_t h = shard.image_sizes[2 * i], w = shard.image_sizes[2 * i + 1];
+    XLTUNE_CHECK(h > 0 && w > 0 && int64_t{h} * w <= int64_t{info.resolution} * info.resolution * 4, p,
+                 ": sample ", shard.first + i, " is ", w, "x", h, ", not a bucket of resolution ", info.resolution);
+    shard.bucket_rows.push_back(rows[bucket_of(shard.image_sizes, i)]++);
+  }
+  for (const auto& [name, n] : rows) {
+    const auto x = name.find('x');
+    const hsize_t w = std::stoull(name.substr(0, x)), h = std::stoull(name.substr(x + 1));
+    H5Id images = XLTUNE_H5_ID(H5Dopen2(f, ("images_" + name).c_str(), H5P_DEFAULT), H5Dclose, "open /images_", name,
+                               " in ", p);
+    H5Id masks = XLTUNE_H5_ID(H5Dopen2(f, ("masks_" + name).c_str(), H5P_DEFAULT), H5Dclose, "open /masks_", name,
+                              " in ", p);
+    check_dims(images.get(), {n, h, w, 3}, p + ": /images_" + name);
+    check_dims(masks.get(), {n, h, w}, p + ": /masks_" + name);
+    shard.buckets.emplace(name, std::make_pair(std::move(images), std::move(masks)));
+  }
+}
+}  // namespace
 
 ShardSet::ShardSet(const std::string& dir) : dir_(dir) {
   hdf5_init();
@@ -87,8 +124,15 @@ ShardSet::ShardSet(const std::string& dir) : dir_(dir) {
   try {
     index = nlohmann::json::parse(read_file(index_path));
     XLTUNE_CHECK(index.value("format", "") == kShardFormat, index_path, ": format is not '", kShardFormat, "'");
-    XLTUNE_CHECK(index.value("version", 0) == kShardFormatVersion, index_path, ": format version ",
-                 index.value("version", 0), ", this xltune reads version ", kShardFormatVersion);
+    const int version = index.value("version", 0);
+    XLTUNE_CHECK(version == kShardFormatVersion || version == kShardFormatVersionBuckets, index_path,
+                 ": format version ", version, ", this xltune reads versions ", kShardFormatVersion, " and ",
+                 kShardFormatVersionBuckets);
+    info_.aspect_buckets = version == kShardFormatVersionBuckets;
+    if (info_.aspect_buckets) {
+      info_.bucket_step = index.at("aspect_buckets").at("bucket_step").get<int>();
+      info_.max_aspect_ratio = index.at("aspect_buckets").at("max_aspect_ratio").get<double>();
+    }
     info_.resolution = index.at("resolution").get<int>();
     info_.token_string = index.at("token_string").get<std::string>();
     info_.special_tokens = index.at("special_tokens").get<std::string>();
@@ -125,10 +169,17 @@ ShardSet::ShardSet(const std::string& dir) : dir_(dir) {
                      read_int_attribute(f, "num_samples", p) == static_cast<int64_t>(shard->samples) &&
                      read_int_attribute(f, "first_sample", p) == static_cast<int64_t>(shard->first),
                  p, ": its attributes disagree with ", index_path);
-    shard->images = XLTUNE_H5_ID(H5Dopen2(f, "images", H5P_DEFAULT), H5Dclose, "open /images in ", p);
-    shard->masks = XLTUNE_H5_ID(H5Dopen2(f, "masks", H5P_DEFAULT), H5Dclose, "open /masks in ", p);
-    check_dims(shard->images.get(), {shard->samples, r, r, 3}, p + ": /images");
-    check_dims(shard->masks.get(), {shard->samples, r, r}, p + ": /masks");
+    XLTUNE_CHECK(read_int_attribute(f, "format_version", p) == (info_.aspect_buckets ? kShardFormatVersionBuckets
+                                                                                      : kShardFormatVersion),
+                 p, ": its format version disagrees with ", index_path);
+    if (info_.aspect_buckets) {
+      open_buckets(*shard, info_);
+    } else {
+      shard->images = XLTUNE_H5_ID(H5Dopen2(f, "images", H5P_DEFAULT), H5Dclose, "open /images in ", p);
+      shard->masks = XLTUNE_H5_ID(H5Dopen2(f, "masks", H5P_DEFAULT), H5Dclose, "open /masks in ", p);
+      check_dims(shard->images.get(), {shard->samples, r, r, 3}, p + ": /images");
+      check_dims(shard->masks.get(), {shard->samples, r, r}, p + ": /masks");
+    }
     shard->captions = read_strings(f, "captions", shard->samples, p);
     shard->sources = read_strings(f, "source_names", shard->samples, p);
     shard->sizes = read_pairs(f, "original_sizes", shard->samples, p);
@@ -148,12 +199,21 @@ ShardSample ShardSet::read(uint64_t index) const {
                              [](uint64_t i, const std::unique_ptr<Shard>& s) { return i < s->first; });
   const Shard& s = **(it - 1);
   const uint64_t row = index - s.first;
-  const hsize_t r = static_cast<hsize_t>(info_.resolution);
   ShardSample out;
+  out.height = out.width = info_.resolution;
+  hid_t images = s.images.get(), masks = s.masks.get();
+  uint64_t data_row = row;
+  if (info_.aspect_buckets) {
+    out.height = s.image_sizes[2 * row], out.width = s.image_sizes[2 * row + 1];
+    const auto& datasets = s.buckets.at(bucket_of(s.image_sizes, row));
+    images = datasets.first.get(), masks = datasets.second.get();
+    data_row = s.bucket_rows[row];
+  }
+  const hsize_t h = static_cast<hsize_t>(out.height), w = static_cast<hsize_t>(out.width);
   {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
-    read_u8(s.images.get(), row, {r, r, 3}, &out.image, str("sample ", index, " from ", s.path));
-    read_u8(s.masks.get(), row, {r, r}, &out.mask, str("the mask of sample ", index, " from ", s.path));
+    read_u8(images, data_row, {h, w, 3}, &out.image, str("sample ", index, " from ", s.path));
+    read_u8(masks, data_row, {h, w}, &out.mask, str("the mask of sample ", index, " from ", s.path));
   }
   out.caption = s.captions[row];
   out.source = s.sources[row];

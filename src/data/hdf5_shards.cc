@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
@@ -109,6 +110,13 @@ struct ShardWriter::Open {
   uint64_t samples = 0, first_sample = 0, bytes = 0;
   std::vector<std::string> captions, sources;
   std::vector<int32_t> sizes, corners;
+  // Version 2: each bucket's datasets and rows so far, and every sample's (height, width).
+  struct Bucket {
+    H5Id images, masks;
+    uint64_t rows = 0;
+  };
+  std::map<std::string, Bucket> buckets;
+  std::vector<int32_t> image_sizes;
 };
 
 ShardWriter::ShardWriter(std::string dir, ShardSetInfo info, uint64_t max_shard_bytes)
@@ -150,24 +158,45 @@ void ShardWriter::open_shard() {
   H5Id fapl = file_access_without_locking();
   o->file = XLTUNE_H5_ID(H5Fcreate(o->path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose, "create shard ", o->path);
   const hsize_t r = static_cast<hsize_t>(info_.resolution);
-  o->images = chunked_u8_dataset(o->file.get(), "images", {r, r, 3}, o->path);
-  o->masks = chunked_u8_dataset(o->file.get(), "masks", {r, r}, o->path);
+  if (!info_.aspect_buckets) {
+    o->images = chunked_u8_dataset(o->file.get(), "images", {r, r, 3}, o->path);
+    o->masks = chunked_u8_dataset(o->file.get(), "masks", {r, r}, o->path);
+  }
   open_ = std::move(o);
 }
 
 void ShardWriter::add(const ShardSample& s) {
   XLTUNE_CHECK(!finished_, "shard set ", dir_, ": add after finish");
-  const size_t r = static_cast<size_t>(info_.resolution);
-  XLTUNE_CHECK(s.image.size() == r * r * 3 && s.mask.size() == r * r, "sample '", s.source, "': image of ",
-               s.image.size(), " bytes and mask of ", s.mask.size(), " bytes; expected ", r * r * 3, " and ", r * r,
-               " for resolution ", r);
+  const int R = info_.resolution;
+  const int32_t height = s.height > 0 ? s.height : R, width = s.width > 0 ? s.width : R;
+  XLTUNE_CHECK(info_.aspect_buckets || (height == R && width == R), "sample '", s.source, "': ", width, "x", height,
+               " in a set of square samples at resolution ", R);
+  const size_t pixels = static_cast<size_t>(height) * static_cast<size_t>(width);
+  XLTUNE_CHECK(height > 0 && width > 0 && s.image.size() == pixels * 3 && s.mask.size() == pixels, "sample '",
+               s.source, "': image of ", s.image.size(), " bytes and mask of ", s.mask.size(), " bytes; expected ",
+               pixels * 3, " and ", pixels, " for ", width, "x", height);
   const uint64_t sample_bytes = s.image.size() + s.mask.size();
   if (open_ && open_->samples > 0 && open_->bytes + sample_bytes > max_shard_bytes_) close_shard();
   if (!open_) open_shard();
   Open& o = *open_;
-  const hsize_t hr = r;
-  append_u8(o.images.get(), o.samples, {hr, hr, 3}, s.image, str("sample ", total_, " ('", s.source, "') to ", o.path));
-  append_u8(o.masks.get(), o.samples, {hr, hr}, s.mask, str("the mask of sample ", total_, " to ", o.path));
+  const hsize_t hh = static_cast<hsize_t>(height), hw = static_cast<hsize_t>(width);
+  hid_t images = o.images.get(), masks = o.masks.get();
+  uint64_t row = o.samples;
+  if (info_.aspect_buckets) {
+    const std::string bucket = std::to_string(width) + "x" + std::to_string(height);
+    auto it = o.buckets.find(bucket);
+    if (it == o.buckets.end()) {
+      Open::Bucket b;
+      b.images = chunked_u8_dataset(o.file.get(), ("images_" + bucket).c_str(), {hh, hw, 3}, o.path);
+      b.masks = chunked_u8_dataset(o.file.get(), ("masks_" + bucket).c_str(), {hh, hw}, o.path);
+      it = o.buckets.emplace(bucket, std::move(b)).first;
+    }
+    images = it->second.images.get(), masks = it->second.masks.get();
+    row = it->second.rows++;
+    o.image_sizes.insert(o.image_sizes.end(), {height, width});
+  }
+  append_u8(images, row, {hh, hw, 3}, s.image, str("sample ", total_, " ('", s.source, "') to ", o.path));
+  append_u8(masks, row, {hh, hw}, s.mask, str("the mask of sample ", total_, " to ", o.path));
   o.captions.push_back(s.caption);
   o.sources.push_back(s.source);
   o.sizes.insert(o.sizes.end(), {s.original_height, s.original_width});
@@ -184,16 +213,23 @@ void ShardWriter::close_shard() {
   write_strings(f, "source_names", o.sources, o.path);
   write_pairs(f, "original_sizes", o.sizes, o.path);
   write_pairs(f, "crop_top_left", o.corners, o.path);
+  if (info_.aspect_buckets) write_pairs(f, "image_sizes", o.image_sizes, o.path);
   write_attribute(f, "format", std::string(kShardFormat), o.path);
-  write_attribute(f, "format_version", int64_t{kShardFormatVersion}, o.path);
+  write_attribute(f, "format_version", int64_t{format_version()}, o.path);
   write_attribute(f, "resolution", int64_t{info_.resolution}, o.path);
   write_attribute(f, "token_string", info_.token_string, o.path);
   write_attribute(f, "special_tokens", info_.special_tokens, o.path);
   write_attribute(f, "num_samples", static_cast<int64_t>(o.samples), o.path);
   write_attribute(f, "first_sample", static_cast<int64_t>(o.first_sample), o.path);
   write_attribute(f, "shard", static_cast<int64_t>(done_.size()), o.path);
-  o.images.close(str("close /images in ", o.path));
-  o.masks.close(str("close /masks in ", o.path));
+  if (!info_.aspect_buckets) {
+    o.images.close(str("close /images in ", o.path));
+    o.masks.close(str("close /masks in ", o.path));
+  }
+  for (auto& [name, b] : o.buckets) {
+    b.images.close(str("close /images_", name, " in ", o.path));
+    b.masks.close(str("close /masks_", name, " in ", o.path));
+  }
   XLTUNE_H5_CHECK(H5Fflush(f, H5F_SCOPE_LOCAL), "flush ", o.path);
   o.file.close(str("close ", o.path));
   fsync_file(o.path);
@@ -210,10 +246,12 @@ std::string ShardWriter::finish() {
   fsync_directory(dir_);
   nlohmann::ordered_json index;
   index["format"] = kShardFormat;
-  index["version"] = kShardFormatVersion;
+  index["version"] = format_version();
   index["resolution"] = info_.resolution;
   index["token_string"] = info_.token_string;
   index["special_tokens"] = info_.special_tokens;
+  if (info_.aspect_buckets)
+    index["aspect_buckets"] = {{"bucket_step", info_.bucket_step}, {"max_aspect_ratio", info_.max_aspect_ratio}};
   index["num_samples"] = total_;
   index["shards"] = nlohmann::ordered_json::array();
   for (const auto& d : done_)

@@ -1,6 +1,6 @@
 // Preprocessed samples in HDF5 shards: written once by rank 0, opened read-only by every rank.
 //
-// Note [Shard format] (format "xltune-shards", version 1)
+// Note [Shard format] (format "xltune-shards", version 1, or 2 with aspect buckets)
 // A shard set is a folder:
 //   shard-00000.h5, shard-00001.h5, ...   the samples, in order
 //   index.json                            written LAST, atomically: {"format", "version",
@@ -22,6 +22,16 @@
 // Root attributes: format ("xltune-shards"), format_version (1), resolution, token_string,
 // special_tokens, num_samples (in this shard), first_sample (global index of its first),
 // shard (its number). No compression: a 512 px sample is 1 MB and reads are random.
+//
+// Version 2 (--aspect_buckets, Note [Aspect buckets]) stores each sample at its bucket's size:
+// instead of /images and /masks, one pair per bucket that the shard holds,
+//   /images_WxH      uint8 [n, H, W, 3]  the shard's samples of bucket W x H, in sample order
+//   /masks_WxH       uint8 [n, H, W]
+//   /image_sizes     int32 [N, 2]        (height, width) of each sample: its bucket
+// (a sample's row in its bucket's datasets is the count of the shard's earlier samples of that
+// bucket); /crop_top_left is the corner of the bucket-shaped crop, still in original pixels.
+// index.json adds "aspect_buckets": {"bucket_step", "max_aspect_ratio"}. Readers read versions
+// 1 and 2; version 1 is still what a run without buckets writes, byte for byte as before.
 #pragma once
 
 #include <cstdint>
@@ -33,17 +43,23 @@
 namespace xltune {
 
 constexpr const char* kShardFormat = "xltune-shards";
-constexpr int kShardFormatVersion = 1;
+constexpr int kShardFormatVersion = 1;           // square samples at the resolution
+constexpr int kShardFormatVersionBuckets = 2;    // samples at their bucket's size
 
 struct ShardSetInfo {
   int resolution = 512;
   std::string token_string = "TOK";
   std::string special_tokens = "<s0><s1>";
+  // Note [Aspect buckets]: samples at their bucket's size (format version 2).
+  bool aspect_buckets = false;
+  int bucket_step = 64;
+  double max_aspect_ratio = 2.0;
 };
 
 struct ShardSample {
-  std::vector<uint8_t> image;  // resolution * resolution * 3, RGB, row-major
-  std::vector<uint8_t> mask;   // resolution * resolution
+  std::vector<uint8_t> image;  // height * width * 3, RGB, row-major
+  std::vector<uint8_t> mask;   // height * width
+  int32_t height = 0, width = 0;  // the resolution, or the bucket (0 when writing: the resolution)
   std::string caption;
   std::string source;
   int32_t original_height = 0, original_width = 0;
@@ -70,6 +86,7 @@ class ShardWriter {
   struct Open;
   void open_shard();
   void close_shard();
+  int format_version() const { return info_.aspect_buckets ? kShardFormatVersionBuckets : kShardFormatVersion; }
 
   std::string dir_;
   ShardSetInfo info_;
@@ -96,9 +113,9 @@ class ShardSet {
   const ShardSetInfo& info() const { return info_; }
   const std::string& dir() const { return dir_; }
   ShardSample read(uint64_t index) const;
+  struct Shard;  // one open shard (hdf5_shard_reader.cc)
 
  private:
-  struct Shard;
   std::string dir_;
   ShardSetInfo info_;
   uint64_t total_ = 0;

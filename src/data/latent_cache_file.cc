@@ -60,10 +60,24 @@ void write_double_attribute(hid_t object, const char* name, double value, const 
 
 }  // namespace
 
+std::vector<size_t> LatentCache::offsets() const {
+  std::vector<size_t> out(heights.size() + 1, 0);
+  for (size_t i = 0; i < heights.size(); ++i) out[i + 1] = out[i] + values_of(i);
+  return out;
+}
+
+bool LatentCache::one_size() const {
+  for (size_t i = 1; i < heights.size(); ++i)
+    if (heights[i] != heights[0] || widths[i] != widths[0]) return false;
+  return true;
+}
+
 void write_latent_cache(const std::string& path, const LatentCache& c) {
   const size_t n = c.key.samples.size();
-  const size_t per = static_cast<size_t>(c.channels * c.height * c.width);
-  XLTUNE_CHECK(n > 0 && c.mean.size() == n * per && c.logvar.size() == n * per, "latent cache ", path, ": ", n,
+  XLTUNE_CHECK(n > 0 && c.heights.size() == n && c.widths.size() == n, "latent cache ", path, ": ", n, " samples but ",
+               c.heights.size(), " sizes");
+  const size_t values = c.offsets().back();
+  XLTUNE_CHECK(c.mean.size() == values && c.logvar.size() == values, "latent cache ", path, ": ", n,
                " samples but ", c.mean.size(), " values");
   hdf5_init();
   std::lock_guard<std::mutex> lock(hdf5_mutex());
@@ -71,10 +85,24 @@ void write_latent_cache(const std::string& path, const LatentCache& c) {
   {
     H5Id fapl = file_access_without_locking();
     H5Id file = XLTUNE_H5_ID(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose, "create ", temp);
-    const std::vector<hsize_t> dims{n, static_cast<hsize_t>(c.channels), static_cast<hsize_t>(c.height),
-                                    static_cast<hsize_t>(c.width)};
+    const std::vector<hsize_t> dims =
+        c.one_size() ? std::vector<hsize_t>{n, static_cast<hsize_t>(c.channels), static_cast<hsize_t>(c.heights[0]),
+                                            static_cast<hsize_t>(c.widths[0])}
+                     : std::vector<hsize_t>{values};
     write_floats(file.get(), "mean", dims, c.mean, temp);
     write_floats(file.get(), "logvar", dims, c.logvar, temp);
+    {
+      hsize_t size_dims[2] = {n, 2};
+      H5Id space = XLTUNE_H5_ID(H5Screate_simple(2, size_dims, nullptr), H5Sclose, "write /latent_sizes in ", temp);
+      H5Id set = XLTUNE_H5_ID(H5Dcreate2(file.get(), "latent_sizes", H5T_STD_I32LE, space.get(), H5P_DEFAULT,
+                                         H5P_DEFAULT, H5P_DEFAULT),
+                              H5Dclose, "create /latent_sizes in ", temp);
+      std::vector<int32_t> sizes;
+      for (size_t i = 0; i < n; ++i)
+        sizes.insert(sizes.end(), {static_cast<int32_t>(c.heights[i]), static_cast<int32_t>(c.widths[i])});
+      XLTUNE_H5_CHECK(H5Dwrite(set.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, sizes.data()),
+                      "write /latent_sizes in ", temp);
+    }
     {
       hsize_t count = n;
       H5Id space = XLTUNE_H5_ID(H5Screate_simple(1, &count, nullptr), H5Sclose, "write /samples in ", temp);
@@ -88,6 +116,7 @@ void write_latent_cache(const std::string& path, const LatentCache& c) {
     write_attribute(file.get(), "format", std::string(kLatentCacheFormat), temp);
     write_attribute(file.get(), "format_version", int64_t{kLatentCacheFormatVersion}, temp);
     write_attribute(file.get(), "resolution", c.key.resolution, temp);
+    write_attribute(file.get(), "channels", c.channels, temp);
     write_attribute(file.get(), "vae", c.key.vae_fingerprint, temp);
     write_attribute(file.get(), "shards", c.key.shards_fingerprint, temp);
     write_double_attribute(file.get(), "scaling_factor", c.scaling_factor, temp);
@@ -124,19 +153,22 @@ std::optional<LatentCache> read_latent_cache(const std::string& path, const Late
   LatentCache c;
   c.key = key;
   c.scaling_factor = read_double_attribute(f, "scaling_factor", path);
-  const std::vector<hsize_t> dims = dims_of(f, "mean", path);
-  XLTUNE_CHECK(dims.size() == 4 && dims_of(f, "logvar", path) == dims && dims_of(f, "samples", path).size() == 1 &&
-                   dims_of(f, "samples", path)[0] == dims[0],
-               path, ": /mean, /logvar and /samples do not agree");
-  if (dims[0] != key.samples.size()) return stale("another number of samples");
-  const size_t n = dims[0];
+  const std::vector<hsize_t> dims = dims_of(f, "mean", path), samples = dims_of(f, "samples", path);
+  XLTUNE_CHECK(samples.size() == 1 && dims_of(f, "latent_sizes", path) == (std::vector<hsize_t>{samples[0], 2}),
+               path, ": /samples and /latent_sizes do not agree");
+  if (samples[0] != key.samples.size()) return stale("another number of samples");
+  const size_t n = samples[0];
   std::vector<int64_t> ids = read_all<int64_t>(f, "samples", H5T_NATIVE_INT64, n, path);
   for (size_t i = 0; i < n; ++i)
     if (static_cast<uint64_t>(ids[i]) != key.samples[i]) return stale("other samples");
-  c.channels = static_cast<int64_t>(dims[1]);
-  c.height = static_cast<int64_t>(dims[2]);
-  c.width = static_cast<int64_t>(dims[3]);
-  const size_t total = n * dims[1] * dims[2] * dims[3];
+  c.channels = read_int_attribute(f, "channels", path);
+  const std::vector<int32_t> sizes = read_all<int32_t>(f, "latent_sizes", H5T_NATIVE_INT32, 2 * n, path);
+  for (size_t i = 0; i < n; ++i) c.heights.push_back(sizes[2 * i]), c.widths.push_back(sizes[2 * i + 1]);
+  const size_t total = c.offsets().back();
+  size_t stored = 1;
+  for (hsize_t d : dims) stored *= d;
+  XLTUNE_CHECK(c.channels > 0 && stored == total && dims_of(f, "logvar", path) == dims, path,
+               ": /mean and /logvar do not hold the values /latent_sizes says");
   c.mean = read_all<float>(f, "mean", H5T_NATIVE_FLOAT, total, path);
   c.logvar = read_all<float>(f, "logvar", H5T_NATIVE_FLOAT, total, path);
   return c;

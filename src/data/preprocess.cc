@@ -10,6 +10,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
+#include "data/aspect_buckets.h"
 #include "data/contact_sheet.h"
 #include "data/crop.h"
 #include "data/face_mask.h"
@@ -114,6 +115,7 @@ void validate_preprocess_options(const PreprocessOptions& o) {
                o.clipseg_temperature);
   XLTUNE_CHECK(o.max_shard_bytes >= uint64_t{4} * R * R, "--max_shard_bytes: ", o.max_shard_bytes,
                " cannot hold one sample at --resolution ", R);
+  if (o.aspect_buckets) buckets_for(R, o.bucket_step, o.max_aspect_ratio);  // names a bad option
 }
 
 namespace {
@@ -148,28 +150,37 @@ Masking choose_masking(const PreprocessOptions& options, const PreprocessModels&
 }
 
 // One decoded image as the shards hold it: masked, cropped (upscaled when the crop is smaller
-// than R), resized to R x R.
+// than its target), resized to R x R, or with buckets to its bucket (Note [Aspect buckets]).
 struct PreparedSample {
-  cv::Mat image, mask;  // R x R
-  CropBox box;
+  cv::Mat image, mask;  // R x R, or the bucket's size
+  CropRect box;
   int faces = 0;
-  bool upscaled = false;  // the crop was smaller than R
+  bool upscaled = false;  // the crop was smaller than the target
 };
 
+// `buckets` empty: the reference's square crop to R x R.
 PreparedSample prepare_sample(const cv::Mat& rgb, const std::string& name, const PreprocessOptions& options,
-                              const Masking& masking, Upscaler* upscaler) {
-  const int R = options.resolution;
+                              const Masking& masking, Upscaler* upscaler, const std::vector<BucketSize>& buckets) {
   PreparedSample p;
   const cv::Mat mask = masking.mask(rgb, name, &p.faces);
-  p.box = options.crop_based_on_salience ? salience_crop_box(mask) : center_crop_box(rgb.cols, rgb.rows);
-  const cv::Rect r(p.box.left, p.box.top, p.box.size, p.box.size);
+  BucketSize target{options.resolution, options.resolution};
+  if (buckets.empty()) {
+    const CropBox square =
+        options.crop_based_on_salience ? salience_crop_box(mask) : center_crop_box(rgb.cols, rgb.rows);
+    p.box = CropRect{square.left, square.top, square.size, square.size};
+  } else {
+    target = nearest_bucket(buckets, rgb.cols, rgb.rows);
+    p.box = options.crop_based_on_salience ? salience_crop_to_shape(mask, target.width, target.height)
+                                           : center_crop_to_shape(rgb.cols, rgb.rows, target.width, target.height);
+  }
+  const cv::Rect r(p.box.left, p.box.top, p.box.width, p.box.height);
   cv::Mat crop = rgb(r), crop_mask = mask(r);
-  if (p.box.size < R) {
+  if (p.box.width < target.width || p.box.height < target.height) {
     p.upscaled = true;
     if (upscaler != nullptr) crop = model_upscale(*upscaler, crop, name);
   }
-  p.image = lanczos_resize(crop, R, R);
-  p.mask = lanczos_resize(crop_mask, R, R);
+  p.image = lanczos_resize(crop, target.width, target.height);
+  p.mask = lanczos_resize(crop_mask, target.width, target.height);
   return p;
 }
 
@@ -203,6 +214,20 @@ std::vector<IngestedImage> images_to_use(const IngestResult& in, const Preproces
   return images;
 }
 
+// With --aspect_buckets: the buckets (Note [Aspect buckets]), recorded in the shards' info.
+std::vector<BucketSize> choose_buckets(const PreprocessOptions& options, ShardSetInfo& info) {
+  if (!options.aspect_buckets) return {};
+  const std::vector<BucketSize> buckets = buckets_for(options.resolution, options.bucket_step, options.max_aspect_ratio);
+  info.aspect_buckets = true;
+  info.bucket_step = options.bucket_step;
+  info.max_aspect_ratio = options.max_aspect_ratio;
+  std::string names;
+  for (const auto& b : buckets) names += " " + bucket_name(b);
+  log_info("aspect buckets (--bucket_step ", options.bucket_step, ", --max_aspect_ratio ", options.max_aspect_ratio,
+           "):", names);
+  return buckets;
+}
+
 }  // namespace
 
 PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessModels& models) {
@@ -224,6 +249,7 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
            ", crop: ", options.crop_based_on_salience ? "salience" : "centre", ", resolution ", R);
 
   ShardSetInfo info{R, options.captions.token_string, options.captions.special_tokens};
+  const std::vector<BucketSize> buckets = choose_buckets(options, info);  // empty: square samples
   std::unique_ptr<ShardWriter> writer;  // created with the first good sample (see preprocess.h)
   ContactSheet sheet;
   Progress progress(images.size());
@@ -244,7 +270,9 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
     }
     const DecodedImage& decoded = *decoded_chunk.images[n % chunk];
     const cv::Mat& rgb = decoded.rgb;
-    const PreparedSample p = prepare_sample(rgb, image.name, options, masking, models.upscaler);
+    const PreparedSample p = prepare_sample(rgb, image.name, options, masking, models.upscaler, buckets);
+    const std::string bucket = buckets.empty() ? std::string() : str(p.image.cols, "x", p.image.rows);
+    if (!bucket.empty()) ++report.buckets[bucket];
     if (p.faces > 0) ++report.faces;
     if (p.upscaled) ++small_crops;
     CaptionSource source;
@@ -253,6 +281,8 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
     ++report.caption_sources[source];
 
     ShardSample sample;
+    sample.height = p.image.rows;
+    sample.width = p.image.cols;
     sample.image = to_image(p.image).pixels;
     sample.mask = to_image(p.mask).pixels;
     sample.caption = caption;
@@ -263,17 +293,24 @@ PreprocessReport preprocess(const PreprocessOptions& options, const PreprocessMo
     sample.crop_left = p.box.left;
     if (!writer) writer = std::make_unique<ShardWriter>(options.output_dir, info, options.max_shard_bytes);
     writer->add(sample);
-    if (options.contact_sheet) sheet.add(p.image, p.mask, image.name, caption);
+    if (options.contact_sheet)
+      sheet.add(p.image, p.mask, bucket.empty() ? image.name : image.name + " [" + bucket + "]", caption);
     if (progress.due(done)) {
       log_info("[", done, "/", images.size(), "] ", image.name, ": ", rgb.cols, "x", rgb.rows,
-               decoded.orientation != 1 ? " (EXIF-rotated)" : "", ", crop ", p.box.size, " at (", p.box.top, ", ",
-               p.box.left, ")", masking.face ? str(", ", p.faces, p.faces == 1 ? " face" : " faces") : "",
+               decoded.orientation != 1 ? " (EXIF-rotated)" : "", ", crop ", p.box.width, "x", p.box.height, " at (",
+               p.box.top, ", ", p.box.left, ")", bucket.empty() ? std::string() : " to bucket " + bucket,
+               masking.face ? str(", ", p.faces, p.faces == 1 ? " face" : " faces") : "",
                ", caption [", caption_source_name(source), "] \"", caption, "\"");
     }
   }
   XLTUNE_CHECK(writer != nullptr, "--input_images ", options.input_images, ": none of the ", images.size(),
                " images could be used (see the warnings above)");
   report.samples = writer->samples();
+  if (!buckets.empty()) {
+    std::string counts;
+    for (const auto& [name, n] : report.buckets) counts += str(counts.empty() ? "" : ", ", name, ": ", n);
+    log_info("samples per bucket: ", counts);
+  }
   warn_about_fallbacks(report, small_crops, masking.face != nullptr, options, models);
   if (options.contact_sheet) {
     report.contact_sheet_path = options.output_dir + "/contact_sheet.png";

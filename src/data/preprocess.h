@@ -1,8 +1,9 @@
 // The preprocessing pipeline of `xltune preprocess`, on rank 0, before any collective exists:
 //
 //   ingest (archive or folder) -> for each image, in name order:
-//     decode (upright 8-bit RGB) -> mask -> square crop -> upscale (if a model is plugged in
-//     and the crop is smaller than the resolution) -> Lanczos to resolution -> caption
+//     decode (upright 8-bit RGB) -> mask -> square crop (with --aspect_buckets: a crop of the
+//     nearest bucket's shape, Note [Aspect buckets]) -> upscale (if a model is plugged in and
+//     the crop is smaller than the resolution) -> Lanczos to resolution (or the bucket) -> caption
 //   -> HDF5 shards (index.json last) + contact_sheet.png
 //
 // The models plug in through core/image_models.h (MaskProvider, Captioner, Upscaler); this file
@@ -54,6 +55,10 @@ struct PreprocessOptions {
   // (prep/caption_decoding.h): `xltune train` passes its --seed.
   uint64_t caption_seed = 0;
   bool crop_based_on_salience = true;
+  // Note [Aspect buckets]: each image cropped to the bucket nearest its aspect ratio, not square.
+  bool aspect_buckets = false;
+  int bucket_step = 64;
+  double max_aspect_ratio = 2.0;
   bool use_face_detection_instead = false;
   uint64_t max_images = 0;  // the first N images by name; 0: all
   IngestLimits ingest_limits;
@@ -75,6 +80,7 @@ struct PreprocessReport {
   uint64_t samples = 0;
   uint64_t skipped_images = 0;
   uint64_t faces = 0;  // images in which a face was found (face masks only)
+  std::map<std::string, uint64_t> buckets;  // with --aspect_buckets: samples per bucket ("1216x832")
   std::map<CaptionSource, uint64_t> caption_sources;
   std::string index_path;
   std::string contact_sheet_path;  // empty when not written
@@ -82,7 +88,7 @@ struct PreprocessReport {
 };
 
 // Checks each value once (resolution a multiple of 8 from 64 to 4096, the token string one
-// word, a positive CLIPSeg temperature, a shard that holds a sample); throws Error naming the
+// word, a positive CLIPSeg temperature, a shard that holds a sample, buckets that exist); throws Error naming the
 // option. preprocess() calls it; so does `xltune train` before anything else runs.
 void validate_preprocess_options(const PreprocessOptions& options);
 

@@ -18,6 +18,17 @@
 //
 // Batches do not cross epochs: the last batch of an epoch may be shorter, equally on every
 // rank. The position is (epoch, offset), offset = samples this rank consumed in that epoch.
+//
+// Bucketed (Note [Aspect buckets]): each sample has a bucket, and the sampler is given the
+// global batch G (world x samples per rank and step). Epoch e's order: each bucket's samples
+// (in shard order) permuted as above with the seed mixed with the bucket's key
+// (splitmix64_mix(seed ^ splitmix64_mix(key))), extended by their own first elements (cyclically,
+// so a bucket of one image fills a batch) to a multiple of G and cut into global batches of G;
+// the batches of all buckets, in bucket-key order, then permuted as above (seed, epoch).
+// Ranks take positions strided as above, so global batch k is positions kG .. kG + G - 1 and
+// step k of every rank draws from one bucket. The order depends on G and not on W, so 2 ranks
+// x b see what 1 rank x 2b sees, and a run resumes on another world size with the same G. No
+// short batches: every step is a full G, each from one bucket.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +41,9 @@ namespace xltune {
 
 
 std::vector<uint64_t> epoch_permutation(uint64_t num_samples, uint64_t seed, uint64_t epoch);
+// Bucketed, one rank's view aside: the epoch's whole extended order (every global batch in turn).
+std::vector<uint64_t> bucketed_epoch_order(const std::vector<uint64_t>& bucket_of_sample, uint64_t seed, uint64_t epoch,
+                                           uint64_t global_batch);
 
 struct SamplerPosition {
   uint64_t epoch = 0;
@@ -43,6 +57,11 @@ class DistributedSampler {
 
   // Throws Error for an empty data set, a rank outside 0..W-1, or (drop) fewer samples than ranks.
   DistributedSampler(uint64_t num_samples, int world_size, int rank, uint64_t seed, Remainder remainder = Remainder::kPad);
+  // Bucketed: `bucket_of_sample[i]` is sample i's bucket key; `global_batch` G, a multiple of
+  // the world size; next_batch must then be asked for G / W samples.
+  DistributedSampler(const std::vector<uint64_t>& bucket_of_sample, int world_size, int rank, uint64_t seed,
+                     uint64_t global_batch);
+  bool bucketed() const { return global_batch_ > 0; }
 
   uint64_t num_samples() const { return num_samples_; }
   uint64_t per_rank() const { return per_rank_; }  // samples per rank per epoch
@@ -60,12 +79,16 @@ class DistributedSampler {
 
  private:
   const std::vector<uint64_t>& order(uint64_t epoch) const;
+  std::vector<uint64_t> bucketed_order(uint64_t epoch) const;
 
   uint64_t num_samples_;
   int world_size_, rank_;
   uint64_t seed_;
   uint64_t per_rank_;
   SamplerPosition position_;
+  uint64_t global_batch_ = 0;  // bucketed only
+  std::vector<std::vector<uint64_t>> buckets_;  // bucketed: each bucket's samples, by bucket key
+  std::vector<uint64_t> bucket_keys_;
   mutable uint64_t cached_epoch_ = UINT64_MAX;
   mutable std::vector<uint64_t> cached_order_;
 };

@@ -62,9 +62,11 @@ LatentCache gather_latents(const LatentSlices& slices, int my_rank, std::optiona
     XLTUNE_CHECK(part->scaling_factor == scaling_factor, slices.path(r), ": encoded with the VAE scaling factor ",
                  part->scaling_factor, ", the model's is ", scaling_factor);
     all.scaling_factor = part->scaling_factor;
-    all.channels = part->channels, all.height = part->height, all.width = part->width;
+    all.channels = part->channels;
     // Appended slice after slice; in_shard_order interleaves them (slice r holds r, r + W, ...).
     all.key.samples.insert(all.key.samples.end(), k.samples.begin(), k.samples.end());
+    all.heights.insert(all.heights.end(), part->heights.begin(), part->heights.end());
+    all.widths.insert(all.widths.end(), part->widths.begin(), part->widths.end());
     all.mean.insert(all.mean.end(), part->mean.begin(), part->mean.end());
     all.logvar.insert(all.logvar.end(), part->logvar.begin(), part->logvar.end());
   }
@@ -72,15 +74,21 @@ LatentCache gather_latents(const LatentSlices& slices, int my_rank, std::optiona
 }
 
 LatentCache in_shard_order(LatentCache c) {
-  const size_t n = c.key.samples.size(), per = static_cast<size_t>(c.channels * c.height * c.width);
+  const size_t n = c.key.samples.size();
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return c.key.samples[a] < c.key.samples[b]; });
+  const std::vector<size_t> from = c.offsets();  // each sample's values may differ in size (Note [Aspect buckets])
   LatentCache out = c;
+  size_t to = 0;
   for (size_t k = 0; k < n; ++k) {
-    out.key.samples[k] = c.key.samples[order[k]];
-    std::copy_n(c.mean.begin() + order[k] * per, per, out.mean.begin() + k * per);
-    std::copy_n(c.logvar.begin() + order[k] * per, per, out.logvar.begin() + k * per);
+    const size_t i = order[k], per = c.values_of(i);
+    out.key.samples[k] = c.key.samples[i];
+    out.heights[k] = c.heights[i], out.widths[k] = c.widths[i];
+    const auto src = static_cast<std::ptrdiff_t>(from[i]), dst = static_cast<std::ptrdiff_t>(to);
+    std::copy_n(c.mean.begin() + src, per, out.mean.begin() + dst);
+    std::copy_n(c.logvar.begin() + src, per, out.logvar.begin() + dst);
+    to += per;
   }
   for (size_t k = 0; k < n; ++k)
     XLTUNE_CHECK(out.key.samples[k] == k, "latent cache: sample ", k, " is missing from every rank's slice");

@@ -19,6 +19,7 @@ std::string option_of(const std::string& field) {
   if (field == "shards") return "--input_images/--shards (the preprocessed images)";
   if (field == "global_batch") return "--train_batch_size (x ranks: the global batch)";
   if (field == "pivot_step") return "--max_train_steps (the pivot)";
+  if (field == "aspect_buckets") return "--aspect_buckets/--bucket_step/--max_aspect_ratio";
   if (field == "ema") return "--use_ema/--ema_decay (false, or the EMA's decay)";
   if (field == "held_out")
     return "--validation_loss_steps/--validation_loss_images (the images held out of training)";
@@ -63,6 +64,7 @@ nlohmann::json run_meaning(const TrainerConfig& tc, const RunData& data) {
           {"shards", data.shards_id},
           {"input_images", data.input_id},
           {"resolution", data.resolution},
+          {"aspect_buckets", data.aspect_buckets},  // absent from older checkpoints: not checked there
           {"global_batch", data.global_batch},
           {"seed", tc.seed},
           {"is_lora", tc.is_lora},

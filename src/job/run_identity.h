@@ -31,6 +31,8 @@ struct RunData {
   int64_t global_batch = 0;
   std::string shards_id, input_id;
   int64_t held_out = 0;  // images held out of training for the validation loss (Note [Validation loss])
+  // Note [Aspect buckets]: false, or {"bucket_step", "max_aspect_ratio"} (the shards').
+  nlohmann::json aspect_buckets = false;
 };
 nlohmann::json run_meaning(const TrainerConfig& tc, const RunData& data);
 // Fails naming the option of the first field of `theirs` (a checkpoint's meaning) that `ours`

@@ -81,6 +81,20 @@ void stop_if_agreed(Communicator& comm, RunHooks& hooks, const at::Device& devic
   if (all_reduce_sum_values(comm, {mine}, device).front() > 0) throw StoppedBeforeTraining{phase};
 }
 
+// With aspect buckets every global batch comes from one bucket (Note [Aspect buckets]).
+DistributedSampler training_sampler(const TrainOptions& o, const ShardSetInfo& info, const TrainingSet& set,
+                                    Communicator& comm, uint64_t seed) {
+  if (!info.aspect_buckets)
+    return DistributedSampler(static_cast<uint64_t>(set.size()), comm.size(), comm.rank(), seed);
+  const auto global_batch = static_cast<uint64_t>(o.samples_per_rank_step() * comm.size());
+  return DistributedSampler(set.size_keys(), comm.size(), comm.rank(), seed, global_batch);
+}
+
+nlohmann::json buckets_meaning(const ShardSetInfo& info) {
+  if (!info.aspect_buckets) return false;
+  return {{"bucket_step", info.bucket_step}, {"max_aspect_ratio", info.max_aspect_ratio}};
+}
+
 // Nothing trained, so nothing to checkpoint: the last complete checkpoint, if any, stays the one
 // a resume takes. A stop during rank 0's preprocessing is seen when it ends (preprocessing has no
 // stop point of its own).
@@ -140,7 +154,7 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
   // The validation loss's images, taken out of `set` when held out (Note [Validation loss]).
   const ValidationLoss validation_loss(o, set, resume.seed, device, rank0);
   // 6. The trainer, configured from the options; a resumed run must mean what its checkpoint does.
-  DistributedSampler sampler(static_cast<uint64_t>(set.size()), comm.size(), comm.rank(), resume.seed);
+  DistributedSampler sampler = training_sampler(o, shards.set->info(), set, comm, resume.seed);
   const int64_t steps_per_epoch = static_cast<int64_t>(sampler.steps_per_epoch(static_cast<size_t>(o.samples_per_rank_step())));
   const int64_t total = resolve_total_steps(o, steps_per_epoch);
   const int64_t pivot = resume.resuming() ? resume.meaning().at("pivot_step").get<int64_t>() : total / 2;
@@ -148,7 +162,7 @@ TrainJobReport run_phases(const TrainOptions& options, const nlohmann::ordered_j
   const nlohmann::json meaning =
       run_meaning(tc, RunData{o.model, shards.resolution, o.prep.captions.token_string,
                               o.samples_per_rank_step() * comm.size(), shards.id, shards.input_id,
-                              validation_loss.held_out()});
+                              validation_loss.held_out(), buckets_meaning(shards.set->info())});
   std::vector<std::string> kept_metrics;
   if (resume.resuming()) check_resume_matches(resume, meaning, !o.shards.empty(), total);
   warn_if_resume_is_not_bit_identical(resume, o, comm);

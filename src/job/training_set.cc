@@ -15,11 +15,15 @@
 namespace xltune {
 
 std::vector<float> size_conditioning(const ShardSample& s, int resolution) {
-  const double short_side = std::min(s.original_height, s.original_width);
-  const double scale = short_side > 0 ? resolution / short_side : 1.0;
+  const int H = s.height > 0 ? s.height : resolution, W = s.width > 0 ? s.width : resolution;
+  // The scale that makes the image cover H x W: for a square, resolution / its short side.
+  const double scale =
+      s.original_height > 0 && s.original_width > 0
+          ? std::max(static_cast<double>(H) / s.original_height, static_cast<double>(W) / s.original_width)
+          : 1.0;
   return {static_cast<float>(s.original_height), static_cast<float>(s.original_width),
           static_cast<float>(std::lround(s.crop_top * scale)), static_cast<float>(std::lround(s.crop_left * scale)),
-          static_cast<float>(resolution), static_cast<float>(resolution)};
+          static_cast<float>(H), static_cast<float>(W)};
 }
 
 TrainingTokenizers load_training_tokenizers(const SdxlModel& model, const std::string& model_path) {
@@ -46,20 +50,22 @@ LatentCache encode_latents(const ShardSet& shards, Vae& vae, const std::vector<u
   cache.scaling_factor = vae->config().scaling_factor;
   const auto start = std::chrono::steady_clock::now();
   auto last_log = start;
-  for (size_t first = 0; first < indices.size(); first += static_cast<size_t>(batch_size)) {
-    const size_t n = std::min(indices.size() - first, static_cast<size_t>(batch_size));
+  for (size_t first = 0; first < indices.size();) {
+    // A batch of up to batch_size consecutive samples of one size (aspect buckets: sizes vary).
     std::vector<at::Tensor> images;
-    for (size_t i = 0; i < n; ++i) {
-      ShardSample s = shards.read(indices[first + i]);
-      at::Tensor pixels = at::from_blob(s.image.data(), {R, R, 3}, at::kByte).clone();
+    while (first + images.size() < indices.size() && static_cast<int64_t>(images.size()) < batch_size) {
+      ShardSample s = shards.read(indices[first + images.size()]);
+      const int64_t h = s.height > 0 ? s.height : R, w = s.width > 0 ? s.width : R;
+      if (!images.empty() && (images.front().size(1) != h || images.front().size(2) != w)) break;
+      at::Tensor pixels = at::from_blob(s.image.data(), {h, w, 3}, at::kByte).clone();
       // uint8 HWC -> [-1, 1] CHW, as diffusers' ToTensor + Normalize([0.5], [0.5]).
       images.push_back((pixels.permute({2, 0, 1}).to(at::kFloat) / 255.0 - 0.5) / 0.5);
     }
+    const size_t n = images.size();
     LatentDistribution d = vae->encode(at::stack(images).to(device, dtype));
     at::Tensor mean = d.mean.to(at::kCPU, at::kFloat).contiguous(), logvar = d.logvar.to(at::kCPU, at::kFloat).contiguous();
     cache.channels = mean.size(1);
-    cache.height = mean.size(2);
-    cache.width = mean.size(3);
+    for (size_t i = 0; i < n; ++i) cache.heights.push_back(mean.size(2)), cache.widths.push_back(mean.size(3));
     cache.mean.insert(cache.mean.end(), mean.data_ptr<float>(), mean.data_ptr<float>() + mean.numel());
     cache.logvar.insert(cache.logvar.end(), logvar.data_ptr<float>(), logvar.data_ptr<float>() + logvar.numel());
     const auto now = std::chrono::steady_clock::now();
@@ -68,9 +74,52 @@ LatentCache encode_latents(const ShardSet& shards, Vae& vae, const std::vector<u
       log_info("encoded ", first + n, " of ", indices.size(), " images into latents (",
                std::chrono::duration<double>(now - start).count(), " s)");
     }
+    first += n;
   }
   return cache;
 }
+
+namespace {
+// Latents, masks and size conditioning of sample i as tensors of its own size.
+struct SampleTensors {
+  at::Tensor mean, logvar, mask;  // [C, h, w], [C, h, w], [1, h, w]
+};
+
+SampleTensors sample_tensors(const LatentCache& latents, size_t i, size_t offset, ShardSample& s, int R) {
+  const int64_t c = latents.channels, h = latents.heights[i], w = latents.widths[i];
+  const int64_t H = s.height > 0 ? s.height : R, W = s.width > 0 ? s.width : R;
+  XLTUNE_CHECK(h > 0 && w > 0 && H % h == 0 && W % w == 0 && H / h == W / w, "training set: a latent of ", h, "x",
+               w, " for an image of ", W, "x", H, " px (sample ", latents.key.samples[i], ")");
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  SampleTensors t;
+  t.mean = at::from_blob(const_cast<float*>(latents.mean.data() + offset), {c, h, w}, f32);
+  t.logvar = at::from_blob(const_cast<float*>(latents.logvar.data() + offset), {c, h, w}, f32);
+  // The reference: mask / 255 at the image size, then nearest-neighbour down to the latents.
+  at::Tensor m = at::from_blob(s.mask.data(), {1, 1, H, W}, at::kByte).to(at::kFloat) / 255.0;
+  t.mask = at::upsample_nearest2d(m, {h, w}).squeeze(0);
+  return t;
+}
+
+// Mixed sizes (Note [Aspect buckets]): one group per latent size, in size order.
+void group_by_size(TrainingSet& set, std::vector<SampleTensors>& samples, at::Device device) {
+  std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> members;
+  for (size_t i = 0; i < samples.size(); ++i)
+    members[{samples[i].mean.size(1), samples[i].mean.size(2)}].push_back(static_cast<int64_t>(i));
+  set.group_of.assign(samples.size(), -1);
+  set.row_in_group.assign(samples.size(), -1);
+  for (const auto& [size, rows] : members) {
+    std::vector<at::Tensor> mean, logvar, mask;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const auto i = static_cast<size_t>(rows[r]);
+      mean.push_back(samples[i].mean), logvar.push_back(samples[i].logvar), mask.push_back(samples[i].mask);
+      set.group_of[i] = static_cast<int64_t>(set.size_groups.size());
+      set.row_in_group[i] = static_cast<int64_t>(r);
+    }
+    set.size_groups.push_back({at::stack(mean).to(device), at::stack(logvar).to(device), at::stack(mask).to(device)});
+    log_info("training set: ", rows.size(), " samples with latents ", size.first, "x", size.second);
+  }
+}
+}  // namespace
 
 TrainingSet build_training_set(const ShardSet& shards, const LatentCache& latents, const ClipTokenizer& tokenizer_1,
                                const ClipTokenizer& tokenizer_2, at::Device device) {
@@ -78,21 +127,17 @@ TrainingSet build_training_set(const ShardSet& shards, const LatentCache& latent
   const int64_t n = static_cast<int64_t>(indices.size());
   const int R = shards.info().resolution;
   XLTUNE_CHECK(n > 0, "training set: no samples");
-  const int64_t c = latents.channels, h = latents.height, w = latents.width;
-  XLTUNE_CHECK(R == h * (R / h) && R / h == R / w, "training set: latents of ", h, "x", w, " for images of ", R, " px");
+  XLTUNE_CHECK(latents.heights.size() == indices.size() && latents.widths.size() == indices.size(),
+               "training set: ", n, " samples but ", latents.heights.size(), " latent sizes");
   TrainingSet set;
-  const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  set.mean = at::from_blob(const_cast<float*>(latents.mean.data()), {n, c, h, w}, f32).clone().to(device);
-  set.logvar = at::from_blob(const_cast<float*>(latents.logvar.data()), {n, c, h, w}, f32).clone().to(device);
-  std::vector<at::Tensor> masks;
+  const std::vector<size_t> offsets = latents.offsets();
+  std::vector<SampleTensors> samples;
   std::vector<int64_t> ids_1, ids_2;
   std::vector<float> time_ids;
   std::map<std::pair<std::vector<int64_t>, std::vector<int64_t>>, int64_t> keys;
   for (int64_t i = 0; i < n; ++i) {
     ShardSample s = shards.read(indices[i]);
-    // The reference: mask / 255 at the image size, then nearest-neighbour down to the latents.
-    at::Tensor m = at::from_blob(s.mask.data(), {1, 1, R, R}, at::kByte).to(at::kFloat) / 255.0;
-    masks.push_back(at::upsample_nearest2d(m, {h, w}).squeeze(0));
+    samples.push_back(sample_tensors(latents, static_cast<size_t>(i), offsets[static_cast<size_t>(i)], s, R));
     std::vector<int64_t> a = tokenizer_1.encode(s.caption), b = tokenizer_2.encode(s.caption);
     ids_1.insert(ids_1.end(), a.begin(), a.end());
     ids_2.insert(ids_2.end(), b.begin(), b.end());
@@ -112,21 +157,56 @@ TrainingSet build_training_set(const ShardSet& shards, const LatentCache& latent
     auto it = keys.find(std::make_pair(a, b));
     set.empty_caption_key = it != keys.end() ? it->second : n;  // keys are sample indices: n is free
   }
-  set.mask = at::stack(masks).to(device);
+  if (latents.one_size()) {
+    std::vector<at::Tensor> mean, logvar, mask;
+    for (const auto& t : samples) mean.push_back(t.mean), logvar.push_back(t.logvar), mask.push_back(t.mask);
+    set.mean = at::stack(mean).to(device);
+    set.logvar = at::stack(logvar).to(device);
+    set.mask = at::stack(mask).to(device);
+  } else {
+    group_by_size(set, samples, device);
+  }
   set.input_ids_1 = at::tensor(ids_1, at::kLong).view({n, L}).to(device);
   set.input_ids_2 = at::tensor(ids_2, at::kLong).view({n, L}).to(device);
   set.add_time_ids = at::tensor(time_ids, at::kFloat).view({n, 6}).to(device);
-  log_info("training set: ", n, " samples, ", keys.size(), " distinct captions, latents ", c, "x", h, "x", w);
+  log_info("training set: ", n, " samples, ", keys.size(), " distinct captions, latents ", latents.channels, "x",
+           latents.heights[0], "x", latents.widths[0], set.size_groups.empty() ? "" : " and other sizes");
   return set;
+}
+
+std::vector<uint64_t> TrainingSet::size_keys() const {
+  const auto key = [](const at::Tensor& latents) {
+    return (static_cast<uint64_t>(latents.size(-2)) << 32) | static_cast<uint64_t>(latents.size(-1));
+  };
+  if (size_groups.empty()) return std::vector<uint64_t>(static_cast<size_t>(size()), key(mean));
+  std::vector<uint64_t> out;
+  for (int64_t g : group_of) out.push_back(key(size_groups.at(static_cast<size_t>(g)).mean));
+  return out;
 }
 
 StepBatch TrainingSet::batch(const std::vector<uint64_t>& indices, const std::vector<int64_t>& positions) const {
   std::vector<int64_t> rows(indices.begin(), indices.end());
-  at::Tensor index = at::tensor(rows, at::kLong).to(mean.device());
+  at::Tensor index = at::tensor(rows, at::kLong).to(input_ids_1.device());
   StepBatch b;
-  b.latent_mean = mean.index_select(0, index);
-  b.latent_logvar = logvar.index_select(0, index);
-  b.mask = mask.index_select(0, index);
+  if (size_groups.empty()) {
+    b.latent_mean = mean.index_select(0, index);
+    b.latent_logvar = logvar.index_select(0, index);
+    b.mask = mask.index_select(0, index);
+  } else {
+    XLTUNE_CHECK(!indices.empty(), "training set: an empty batch");
+    const int64_t group = group_of.at(indices.front());
+    std::vector<int64_t> group_rows;
+    for (uint64_t i : indices) {
+      XLTUNE_CHECK(group_of.at(i) == group, "training set: samples ", indices.front(), " and ", i,
+                   " of one batch have latents of different sizes (Note [Aspect buckets])");
+      group_rows.push_back(row_in_group.at(i));
+    }
+    const SizeGroup& g = size_groups.at(static_cast<size_t>(group));
+    at::Tensor in_group = at::tensor(group_rows, at::kLong).to(g.mean.device());
+    b.latent_mean = g.mean.index_select(0, in_group);
+    b.latent_logvar = g.logvar.index_select(0, in_group);
+    b.mask = g.mask.index_select(0, in_group);
+  }
   b.input_ids_1 = input_ids_1.index_select(0, index);
   b.input_ids_2 = input_ids_2.index_select(0, index);
   b.add_time_ids = add_time_ids.index_select(0, index);
@@ -136,11 +216,27 @@ StepBatch TrainingSet::batch(const std::vector<uint64_t>& indices, const std::ve
 }
 
 TrainingSet TrainingSet::subset(const std::vector<int64_t>& rows) const {
-  const at::Tensor index = at::tensor(rows, at::kLong).to(mean.device());
+  const at::Tensor index = at::tensor(rows, at::kLong).to(input_ids_1.device());
   TrainingSet out;
-  out.mean = mean.index_select(0, index);
-  out.logvar = logvar.index_select(0, index);
-  out.mask = mask.index_select(0, index);
+  if (mean.defined()) {
+    out.mean = mean.index_select(0, index);
+    out.logvar = logvar.index_select(0, index);
+    out.mask = mask.index_select(0, index);
+  } else {  // Note [Aspect buckets]: the same groups, each with the rows it keeps
+    std::vector<std::vector<int64_t>> kept(size_groups.size());
+    for (int64_t r : rows) {
+      const auto g = static_cast<size_t>(group_of.at(static_cast<size_t>(r)));
+      out.group_of.push_back(static_cast<int64_t>(g));
+      out.row_in_group.push_back(static_cast<int64_t>(kept[g].size()));
+      kept[g].push_back(row_in_group.at(static_cast<size_t>(r)));
+    }
+    for (size_t g = 0; g < size_groups.size(); ++g) {
+      const SizeGroup& group = size_groups[g];
+      const at::Tensor in_group = at::tensor(kept[g], at::kLong).to(group.mean.device());
+      out.size_groups.push_back(SizeGroup{group.mean.index_select(0, in_group), group.logvar.index_select(0, in_group),
+                                          group.mask.index_select(0, in_group)});
+    }
+  }
   out.input_ids_1 = input_ids_1.index_select(0, index);
   out.input_ids_2 = input_ids_2.index_select(0, index);
   out.add_time_ids = add_time_ids.index_select(0, index);

@@ -9,6 +9,9 @@
 // side is `res` (round(corner * res / min(h, w))), as diffusers' SDXL script computes it
 // (it resizes first, then crops) and SGM was trained. The reference trainer sends
 // [R, R, 0, 0, R, R] with R = 768 while training at 512 (a bug).
+// With aspect buckets (Note [Aspect buckets]) the sample is H x W (its bucket): add_time_ids =
+// [orig_h, orig_w, round(crop_top * s), round(crop_left * s), H, W] with s = max(H / orig_h,
+// W / orig_w), the scale that makes the image cover the bucket; for R x R that is the above.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -25,8 +28,17 @@
 namespace xltune {
 
 struct TrainingSet {
+  // Every sample of one size (no aspect buckets): all of them here.
   at::Tensor mean, logvar;  // [N, C, h, w] fp32
   at::Tensor mask;          // [N, 1, h, w] fp32, 1 = counts fully
+  // Samples of several sizes (Note [Aspect buckets]): mean, logvar and mask are undefined and
+  // each size has its tensors; sample i is row row_in_group[i] of group group_of[i]. A batch
+  // takes samples of one group only (the bucketed sampler's global batches are).
+  struct SizeGroup {
+    at::Tensor mean, logvar, mask;  // [n, C, h, w], [n, 1, h, w]
+  };
+  std::vector<SizeGroup> size_groups;
+  std::vector<int64_t> group_of, row_in_group;
   at::Tensor input_ids_1, input_ids_2;  // [N, 77] int64
   at::Tensor add_time_ids;  // [N, 6] fp32
   std::vector<int64_t> caption_keys;   // equal for samples with equal captions
@@ -36,7 +48,9 @@ struct TrainingSet {
   // empty), for caption dropout.
   at::Tensor empty_ids_1, empty_ids_2;
   int64_t empty_caption_key = -1;
-  int64_t size() const { return mean.defined() ? mean.size(0) : 0; }
+  int64_t size() const { return mean.defined() ? mean.size(0) : static_cast<int64_t>(group_of.size()); }
+  // Each sample's latent size as one key, (h << 32) | w: its bucket, for the bucketed sampler.
+  std::vector<uint64_t> size_keys() const;
   // The set of rows `rows` (in that order), each keeping its caption key and shard sample.
   TrainingSet subset(const std::vector<int64_t>& rows) const;
 
@@ -52,7 +66,8 @@ struct TrainingSet {
 // The micro-batches of a step as one batch (for the step dump).
 StepBatch concatenated(const std::vector<StepBatch>& batches);
 
-// [orig_h, orig_w, crop_top, crop_left, res, res] (Note [Size conditioning]).
+// [orig_h, orig_w, crop_top, crop_left, H, W] (Note [Size conditioning]); H x W the sample's
+// size (s.height, s.width), or resolution x resolution where those are 0.
 std::vector<float> size_conditioning(const ShardSample& s, int resolution);
 
 // VAE-encodes shard samples `indices` (fp32, in batches of `batch_size`) into a latent cache.

@@ -54,6 +54,22 @@ void check_given_shards(const TrainOptions& o, const ShardSetInfo& info, int64_t
                ": the shards in ", o.shards, " were captioned for '", info.token_string, "'");
   XLTUNE_CHECK(info.resolution % multiple == 0, "--shards ", o.shards, ": resolution ", info.resolution,
                " is not a multiple of ", multiple, ", which this model needs");
+  XLTUNE_CHECK(!o.prep.aspect_buckets || info.aspect_buckets, "--aspect_buckets true: the shards in ", o.shards,
+               " were made without buckets (run xltune preprocess with --aspect_buckets true)");
+}
+
+// Reused shards of a resumed run must have the buckets the options ask for (Note [Aspect buckets]).
+void check_reused_buckets(const TrainOptions& o, const ShardSetInfo& info, const std::string& dir) {
+  const bool same = o.prep.aspect_buckets == info.aspect_buckets &&
+                    (!info.aspect_buckets ||
+                     (o.prep.bucket_step == info.bucket_step && o.prep.max_aspect_ratio == info.max_aspect_ratio));
+  XLTUNE_CHECK(same, "--aspect_buckets ", o.prep.aspect_buckets ? "true" : "false", " (--bucket_step ",
+               o.prep.bucket_step, ", --max_aspect_ratio ", o.prep.max_aspect_ratio, "): the shards in ", dir,
+               " that the checkpoint was trained on were made ",
+               info.aspect_buckets
+                   ? str("with buckets (step ", info.bucket_step, ", ratio ", info.max_aspect_ratio, ")")
+                   : std::string("without buckets"),
+               "; a resumed run must mean the same (use another --output_dir, or --resume none to start over)");
 }
 
 }  // namespace
@@ -73,6 +89,9 @@ TrainingShards prepare_training_shards(const TrainOptions& o, const ResumePlan& 
   if (s.dir.empty()) {
     XLTUNE_CHECK(o.prep.resolution % multiple == 0, "--resolution ", o.prep.resolution,
                  ": this model needs a multiple of ", multiple, " (its VAE and UNet downscale by ", multiple, " in all)");
+    XLTUNE_CHECK(!o.prep.aspect_buckets || o.prep.bucket_step % multiple == 0, "--bucket_step ", o.prep.bucket_step,
+                 ": this model needs a multiple of ", multiple, " (its VAE and UNet downscale by ", multiple,
+                 " in all)");
     s.dir = o.output_dir + "/shards";
     preprocess_on_rank0(o, s.dir, resume.seed, device, comm);
   }
@@ -83,7 +102,11 @@ TrainingShards prepare_training_shards(const TrainOptions& o, const ResumePlan& 
   if (!o.shards.empty()) {
     check_given_shards(o, info, multiple);
     s.resolution = info.resolution;
+  } else if (resume.resuming()) {
+    check_reused_buckets(o, info, s.dir);
   }
+  XLTUNE_CHECK(!info.aspect_buckets || info.bucket_step % multiple == 0, s.dir, ": bucket step ", info.bucket_step,
+               " is not a multiple of ", multiple, ", which this model needs");
   const std::string expected_tokens = special_tokens_for(2);
   XLTUNE_CHECK(info.special_tokens == expected_tokens, s.dir, ": captions use the special tokens '",
                info.special_tokens, "', xltune trains ", expected_tokens);

@@ -47,6 +47,26 @@ expect 0 "mask prompts without CLIPSeg: uniform masks, said once" "$xltune" prep
 expect 1 "a --clipseg_model that is not there" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/x" \
   --resolution 64 --mask_target_prompts "a dog" --clipseg_model "$dir/no_clipseg" && has "$dir/err" "no_clipseg: no such folder"
 
+expect 2 "bad --bucket_step" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/x" \
+  --aspect_buckets true --bucket_step 60 && has "$dir/err" "--bucket_step: expected a multiple of 8"
+# Aspect buckets (Note [Aspect buckets]): at 128 px with 32 px steps, astronaut is square and the
+# 3:2 photos go to 160x96.
+expect 0 "aspect buckets" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/buckets" \
+  --resolution 128 --aspect_buckets true --bucket_step 32 && has "$dir/out" "buckets: 128x128 1 160x96 3"
+"$py" - "$dir/buckets" <<'PY' || fail=1
+import json, os, sys
+import h5py
+d = sys.argv[1]
+index = json.load(open(os.path.join(d, "index.json")))
+assert index["version"] == 2 and index["aspect_buckets"] == {"bucket_step": 32, "max_aspect_ratio": 2.0}, index
+with h5py.File(os.path.join(d, "shard-00000.h5"), "r") as f:
+    sources = list(f["source_names"].asstr()[...])
+    sizes = dict(zip(sources, map(tuple, f["image_sizes"][...])))
+    assert f["images_128x128"].shape == (1, 128, 128, 3) and f["images_160x96"].shape == (3, 96, 160, 3)
+assert sizes["photos/astronaut.jpg"] == (128, 128) and sizes["photos/coffee.jpg"] == (96, 160), sizes
+print("ok   bucketed shards read back with h5py")
+PY
+
 expect 0 "preprocess the sample photos" "$xltune" preprocess --input_images "$dir/photos.zip" --output_dir "$dir/shards" \
   --resolution 128 --use_face_detection_instead true
 has "$dir/out" "preprocessed 4 of 4 images"

@@ -31,9 +31,13 @@ import h5py
 import numpy as np
 with h5py.File(sorted(glob.glob(sys.argv[1] + "/shard-*.h5"))[0], "r") as f:
     caps = [c.decode() if isinstance(c, bytes) else str(c) for c in f["captions"][...]]
-    masks = f["masks"][...]
+    # Aspect buckets (configs/quickstart.cfg): the square photos at 128x128, the 3:2 ones at 160x96.
+    buckets = sorted(k[len("masks_"):] for k in f if k.startswith("masks_"))
+    masks = np.concatenate([f["masks_" + b][...].ravel() for b in buckets])
+assert buckets == ["128x128", "160x96"], buckets
 assert all(c.startswith("a photo of <s0><s1>") for c in caps) and any(len(c) > 20 for c in caps), caps
 assert masks.std() > 5, masks.std()
-print(f"ok   the shards hold BLIP captions ({caps[0]!r}, ...) and CLIPSeg masks (std {masks.std():.1f})")
+print(f"ok   the shards hold BLIP captions ({caps[0]!r}, ...) and CLIPSeg masks (std {masks.std():.1f}) "
+      f"in the buckets {buckets}")
 PY
 exit $fail

@@ -54,6 +54,50 @@ TEST(CropRule, SalienceFollowsTheMaskAndClamps) {
   EXPECT_EQ(salience_crop_box(tall), (CropBox{0, 221, 80}));
 }
 
+TEST(CropRule, ShapedCropIsTheSquareCropForASquareShape) {
+  cv::RNG rng(7);
+  for (auto [w, h] : {std::pair{300, 200}, {200, 300}, {257, 257}, {64, 301}, {999, 1000}}) {
+    cv::Mat mask(h, w, CV_8UC1);
+    rng.fill(mask, cv::RNG::UNIFORM, 0, 256);
+    const CropBox box = salience_crop_box(mask);
+    const CropRect rect = salience_crop_to_shape(mask, 128, 128);
+    EXPECT_EQ(rect.left, box.left) << w << "x" << h;
+    EXPECT_EQ(rect.top, box.top) << w << "x" << h;
+    EXPECT_EQ(rect.width, box.size);
+    EXPECT_EQ(rect.height, box.size);
+    const CropBox centre = center_crop_box(w, h);
+    const CropRect centre_rect = center_crop_to_shape(w, h, 64, 64);
+    EXPECT_EQ(centre_rect.left, centre.left);
+    EXPECT_EQ(centre_rect.top, centre.top);
+  }
+}
+
+TEST(CropRule, ShapedCropCutsOneSideToTheBucketsRatio) {
+  // 600x400 (1.5) to 1216x832 (1.4615): the width is cut to round(400 * 1216 / 832) = 584.6 -> 585,
+  // centred: left = round((600 - 585) / 2) = round(7.5) = 8 (half to even).
+  EXPECT_EQ(center_crop_to_shape(600, 400, 1216, 832).width, 585);
+  EXPECT_EQ(center_crop_to_shape(600, 400, 1216, 832).height, 400);
+  EXPECT_EQ(center_crop_to_shape(600, 400, 1216, 832).left, 8);
+  EXPECT_EQ(center_crop_to_shape(600, 400, 1216, 832).top, 0);
+  // 400x600 to 832x1216: the height is cut to 585, top 8.
+  const CropRect p = center_crop_to_shape(400, 600, 832, 1216);
+  EXPECT_EQ(p.width, 400);
+  EXPECT_EQ(p.height, 585);
+  EXPECT_EQ(p.top, 8);
+  EXPECT_EQ(p.left, 0);
+  // A mask heavy at the right pushes a landscape crop right, clamped at the edge.
+  cv::Mat mask(400, 600, CV_8UC1, cv::Scalar(0));
+  mask(cv::Rect(590, 0, 10, 400)).setTo(255);
+  const CropRect r = salience_crop_to_shape(mask, 1216, 832);
+  EXPECT_EQ(r.left, 600 - 585);
+  EXPECT_EQ(r.width, 585);
+  // A portrait image into a landscape bucket: the height is cut.
+  const CropRect q = center_crop_to_shape(400, 600, 1216, 832);
+  EXPECT_EQ(q.width, 400);
+  EXPECT_EQ(q.height, 274);  // round(400 * 832 / 1216) = 273.68
+  EXPECT_EQ(q.top, 163);     // (600 - 274) / 2
+}
+
 TEST(CropReference, MatchesThePythonTranscription) {
   const std::string dir = std::string(XLTUNE_TESTDATA_DIR) + "/crop";
   std::ifstream in(dir + "/crop_cases.json");

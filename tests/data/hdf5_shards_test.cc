@@ -63,6 +63,46 @@ std::string error_opening(const std::string& dir) {
   return "";
 }
 
+TEST(Shards, BucketedSamplesRoundTripAtTheirOwnSizes) {
+  // Format version 2 (Note [Shard format]): three sizes interleaved, across shards.
+  TempDir temp("shards");
+  const std::string dir = temp / "set";
+  ShardSetInfo info{16, "sks", "<s0><s1>"};
+  info.aspect_buckets = true, info.bucket_step = 8, info.max_aspect_ratio = 2.0;
+  const std::vector<std::pair<int, int>> sizes{{16, 16}, {24, 8}, {8, 24}, {24, 8}, {16, 16}, {24, 8}, {8, 24}};
+  std::vector<ShardSample> written;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    ShardSample s = make_sample(24, static_cast<int>(i));
+    const auto [w, h] = sizes[i];
+    s.width = w, s.height = h;
+    s.image.resize(static_cast<size_t>(w) * h * 3);
+    s.mask.resize(static_cast<size_t>(w) * h);
+    written.push_back(s);
+  }
+  {
+    ShardWriter writer(dir, info, 16 * 16 * 4 * 3);
+    for (const auto& s : written) writer.add(s);
+    writer.finish();
+  }
+  const nlohmann::json index = nlohmann::json::parse(read_file(dir + "/index.json"));
+  EXPECT_EQ(index["version"], 2);
+  EXPECT_EQ(index["aspect_buckets"]["bucket_step"], 8);
+  EXPECT_GT(index["shards"].size(), 1u);
+  ShardSet set(dir);
+  ASSERT_EQ(set.size(), sizes.size());
+  EXPECT_TRUE(set.info().aspect_buckets);
+  EXPECT_EQ(set.info().bucket_step, 8);
+  for (uint64_t i = 0; i < set.size(); ++i) {
+    const ShardSample got = set.read(i);
+    EXPECT_EQ(got.width, sizes[i].first) << i;
+    EXPECT_EQ(got.height, sizes[i].second) << i;
+    expect_same(got, written[i]);
+  }
+  // A square set refuses a sample of another size.
+  ShardWriter square(temp / "square", ShardSetInfo{16, "sks", "<s0><s1>"});
+  EXPECT_THROW(square.add(written[1]), Error);
+}
+
 TEST(Shards, EveryFieldRoundTripsAcrossShards) {
   TempDir temp("shards");
   const std::string dir = temp / "set";
@@ -171,7 +211,7 @@ TEST(Shards, ABadIndexIsRefused) {
   write_file_atomic(dir + "/index.json", "{\"format\": \"something-else\"}");
   EXPECT_CONTAINS(error_opening(dir), "format is not 'xltune-shards'");
   write_file_atomic(dir + "/index.json", "{\"format\": \"xltune-shards\", \"version\": 99}");
-  EXPECT_CONTAINS(error_opening(dir), "format version 99, this xltune reads version 1");
+  EXPECT_CONTAINS(error_opening(dir), "format version 99, this xltune reads versions 1 and 2");
   write_file_atomic(dir + "/index.json", "not json");
   EXPECT_CONTAINS(error_opening(dir), "not a valid shard index");
   write_file_atomic(dir + "/index.json",

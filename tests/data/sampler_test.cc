@@ -147,3 +147,99 @@ TEST(Sampler, RestoringAnImpossiblePositionIsAnError) {
 
 }  // namespace
 }  // namespace xltune
+
+namespace xltune {
+namespace {
+
+// Bucketed (Note [Aspect buckets]): per step, every rank's samples with their global positions.
+std::vector<std::map<int64_t, uint64_t>> bucketed_steps(const std::vector<uint64_t>& buckets, int world, uint64_t seed,
+                                                        uint64_t global_batch, int steps) {
+  std::vector<DistributedSampler> ranks;
+  for (int r = 0; r < world; ++r) ranks.emplace_back(buckets, world, r, seed, global_batch);
+  std::vector<std::map<int64_t, uint64_t>> out(static_cast<size_t>(steps));
+  const size_t b = global_batch / static_cast<uint64_t>(world);
+  for (int s = 0; s < steps; ++s)
+    for (int r = 0; r < world; ++r) {
+      const auto batch = ranks[static_cast<size_t>(r)].next_batch(b);
+      EXPECT_EQ(batch.size(), b) << "rank " << r << " step " << s;
+      for (size_t j = 0; j < batch.size(); ++j) out[static_cast<size_t>(s)][static_cast<int64_t>(j) * world + r] = batch[j];
+    }
+  return out;
+}
+
+TEST(BucketedSampler, EveryGlobalBatchIsOneBucketAndEveryRankTheSameCount) {
+  // 3 buckets of 7, 2 and 1 samples (the one-sample bucket fills a batch by itself).
+  std::vector<uint64_t> buckets{5, 9, 5, 5, 7, 5, 5, 9, 5, 5};
+  DistributedSampler one(buckets, 2, 0, 11, 4);
+  EXPECT_EQ(one.per_rank(), (2u + 1u + 1u) * 2u);  // batches: ceil(7/4) + ceil(2/4) + ceil(1/4)
+  EXPECT_EQ(one.steps_per_epoch(2), 4u);
+  for (uint64_t epoch = 0; epoch < 3; ++epoch) {
+    const auto order = bucketed_epoch_order(buckets, 11, epoch, 4);
+    ASSERT_EQ(order.size(), 16u);
+    std::map<uint64_t, int> seen;
+    for (size_t k = 0; k < order.size(); k += 4) {
+      for (size_t j = 0; j < 4; ++j) EXPECT_EQ(buckets[order[k + j]], buckets[order[k]]) << "batch " << k / 4;
+    }
+    for (auto i : order) ++seen[i];
+    EXPECT_EQ(seen.size(), buckets.size());  // every sample at least once an epoch
+  }
+  const auto steps = bucketed_steps(buckets, 2, 11, 4, 12);
+  for (const auto& step : steps) {
+    ASSERT_EQ(step.size(), 4u);
+    for (const auto& [p, i] : step) EXPECT_EQ(buckets[i], buckets[step.begin()->second]);
+  }
+}
+
+TEST(BucketedSampler, TwoRanksSeeWhatOneRankWithTwiceTheBatchSees) {
+  std::vector<uint64_t> buckets;
+  for (uint64_t i = 0; i < 23; ++i) buckets.push_back(i % 3 == 0 ? 1 : i % 5 == 0 ? 2 : 3);
+  for (uint64_t g : {2u, 4u, 8u}) {
+    const auto one = bucketed_steps(buckets, 1, 3, g, 20);
+    EXPECT_EQ(bucketed_steps(buckets, 2, 3, g, 20), one) << "G " << g;
+    if (g % 4 == 0) {
+      EXPECT_EQ(bucketed_steps(buckets, 4, 3, g, 20), one) << "G " << g;
+    }
+  }
+}
+
+TEST(BucketedSampler, EdgeCases) {
+  // One image: every step is that image, G times.
+  const auto single = bucketed_steps({4}, 2, 1, 6, 3);
+  for (const auto& step : single) {
+    ASSERT_EQ(step.size(), 6u);
+    for (const auto& [p, i] : step) EXPECT_EQ(i, 0u);
+  }
+  // All in one bucket: an epoch is every sample once, padded to a multiple of G like the plain sampler.
+  std::vector<uint64_t> same(10, 42);
+  const auto order = bucketed_epoch_order(same, 5, 0, 4);
+  ASSERT_EQ(order.size(), 12u);
+  EXPECT_EQ(std::set<uint64_t>(order.begin(), order.end()).size(), 10u);
+  // A bucket smaller than G: its batch repeats its own samples, never another bucket's.
+  std::vector<uint64_t> small{1, 1, 2, 2, 2, 2, 2, 2, 2, 2};
+  const auto o = bucketed_epoch_order(small, 5, 1, 8);
+  ASSERT_EQ(o.size(), 16u);  // one batch for each bucket
+  int bucket1_batches = 0;
+  for (size_t k = 0; k < o.size(); k += 8) {
+    if (small[o[k]] != 1) continue;
+    ++bucket1_batches;
+    for (size_t j = 0; j < 8; ++j) EXPECT_LT(o[k + j], 2u);
+  }
+  EXPECT_EQ(bucket1_batches, 1);
+  // The batch size must cut the global batch exactly.
+  DistributedSampler s(small, 2, 0, 5, 8);
+  EXPECT_THROW(s.next_batch(3), Error);
+  EXPECT_THROW(DistributedSampler(small, 3, 0, 5, 8), Error);
+}
+
+TEST(BucketedSampler, PositionRestoresAndEpochsDiffer) {
+  std::vector<uint64_t> buckets{1, 2, 1, 2, 1, 2, 3, 3, 1};
+  DistributedSampler a(buckets, 1, 0, 9, 2), b(buckets, 1, 0, 9, 2);
+  for (int k = 0; k < 7; ++k) a.next_batch(2);
+  b.restore(a.position());
+  for (int k = 0; k < 10; ++k) EXPECT_EQ(a.next_batch(2), b.next_batch(2));
+  EXPECT_NE(bucketed_epoch_order(buckets, 9, 0, 2), bucketed_epoch_order(buckets, 9, 1, 2));
+  EXPECT_NE(bucketed_epoch_order(buckets, 9, 0, 2), bucketed_epoch_order(buckets, 10, 0, 2));
+}
+
+}  // namespace
+}  // namespace xltune

@@ -20,8 +20,9 @@ LatentCache slice_of(const LatentSlices& slices, int rank, double scaling_factor
   LatentCache c;
   c.key = slices.key(rank);
   c.scaling_factor = scaling_factor;
-  c.channels = 2, c.height = 1, c.width = 1;
+  c.channels = 2;
   for (uint64_t s : c.key.samples) {
+    c.heights.push_back(1), c.widths.push_back(1);
     c.mean.insert(c.mean.end(), {static_cast<float>(s), static_cast<float>(s) + 0.5f});
     c.logvar.insert(c.logvar.end(), {-static_cast<float>(s), -static_cast<float>(s) - 0.5f});
   }
@@ -53,6 +54,45 @@ TEST(LatentGather, EveryRanksSliceComesBackInShardOrder) {
     EXPECT_EQ(all.mean[2 * k], static_cast<float>(k));
     EXPECT_EQ(all.mean[2 * k + 1], static_cast<float>(k) + 0.5f);
     EXPECT_EQ(all.logvar[2 * k + 1], -static_cast<float>(k) - 0.5f);
+  }
+}
+
+// Aspect buckets: sample s's latent is 2 x (1 + s % 2) x 1, its values s*10 + j.
+LatentCache mixed_slice(const LatentSlices& slices, int rank) {
+  LatentCache c;
+  c.key = slices.key(rank);
+  c.scaling_factor = 0.13025;
+  c.channels = 2;
+  for (uint64_t s : c.key.samples) {
+    const int64_t h = 1 + static_cast<int64_t>(s % 2);
+    c.heights.push_back(h), c.widths.push_back(1);
+    for (int64_t j = 0; j < 2 * h; ++j) {
+      c.mean.push_back(static_cast<float>(s * 10 + static_cast<uint64_t>(j)));
+      c.logvar.push_back(-static_cast<float>(s * 10 + static_cast<uint64_t>(j)));
+    }
+  }
+  return c;
+}
+
+TEST(LatentGather, SamplesOfDifferentSizesComeBackInShardOrder) {
+  ScopedTempDir dir;
+  LatentSlices slices(dir.path(), base_key(), 7, 2);
+  std::filesystem::create_directories(dir / "latents");
+  write_latent_cache(slices.path(1), mixed_slice(slices, 1));
+  const std::optional<LatentCache> back = slices.read(1);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->heights, (std::vector<int64_t>{2, 2, 2}));  // samples 1, 3, 5
+  LatentCache all = gather_latents(slices, 0, mixed_slice(slices, 0), 0.13025);
+  ASSERT_EQ(all.key.samples.size(), 7u);
+  const std::vector<size_t> at = all.offsets();
+  for (uint64_t k = 0; k < 7; ++k) {
+    EXPECT_EQ(all.key.samples[k], k);
+    EXPECT_EQ(all.heights[k], 1 + static_cast<int64_t>(k % 2));
+    ASSERT_EQ(all.values_of(k), 2u * (1 + k % 2));
+    for (size_t j = 0; j < all.values_of(k); ++j) {
+      EXPECT_EQ(all.mean[at[k] + j], static_cast<float>(k * 10 + j));
+      EXPECT_EQ(all.logvar[at[k] + j], -static_cast<float>(k * 10 + j));
+    }
   }
 }
 

@@ -808,3 +808,116 @@ TEST(TrainJob, AHeldOutImageIsNeverTrainedOnAndTheResumeMeasuresTheSame) {
 
 }  // namespace
 }  // namespace xltune
+
+namespace xltune {
+namespace {
+
+// Note [Aspect buckets]: four landscape photos (96x72) and two portrait ones (72x96); at 64 px
+// with 16 px steps they go to the buckets 80x48 and 48x80.
+void make_landscape_and_portrait_photos(const std::string& dir) {
+  fs::create_directories(dir);
+  at::Generator g = at::detail::createCPUGenerator(7);
+  for (int i = 0; i < 6; ++i) {
+    const bool portrait = i >= 4;
+    const int64_t h = portrait ? 96 : 72, w = portrait ? 72 : 96;
+    at::Tensor small = at::randint(0, 256, {1, 3, 6, 6}, g, at::TensorOptions().dtype(at::kFloat));
+    at::Tensor big = at::upsample_bilinear2d(small, {h, w}, false).round().clamp(0, 255).to(at::kByte);
+    at::Tensor hwc = big[0].permute({1, 2, 0}).contiguous();
+    cv::Mat rgb(static_cast<int>(h), static_cast<int>(w), CV_8UC3, hwc.data_ptr());
+    write_file_atomic(dir + "/photo-" + std::to_string(i) + ".png", encode_png(rgb, ChannelOrder::kRgb));
+  }
+}
+
+TrainOptions bucketed_run(const ScopedTempDir& dir, int64_t batch, const std::string& out) {
+  TrainOptions o = tiny_run(dir, batch, out);
+  o.input_images = dir / "mixed";
+  o.prep.aspect_buckets = true;
+  o.prep.bucket_step = 16;
+  return o;
+}
+
+// Each step's samples (shard order: photo-0..3 landscape, photo-4, photo-5 portrait) from metrics.jsonl.
+std::vector<std::vector<int64_t>> step_samples(const std::string& metrics) {
+  std::vector<std::vector<int64_t>> out;
+  std::istringstream lines(read_file(metrics));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) continue;
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("samples")) out.push_back(j["samples"].get<std::vector<int64_t>>());
+  }
+  return out;
+}
+
+TEST(TrainJob, AspectBucketsOnTwoRanksTrainWhatOneRankTrainsAndResumeExactly) {
+  ScopedTempDir dir;
+  make_tiny_model(dir / "model");
+  make_landscape_and_portrait_photos(dir / "mixed");
+  SingleProcessCommunicator single;
+  FakeHooks none;
+  const TrainJobReport one = run_train_job(bucketed_run(dir, 4, "one"), nlohmann::ordered_json::object(), single, none);
+  ASSERT_EQ(one.steps, 4);
+  const nlohmann::json index = nlohmann::json::parse(read_file(dir / "one/shards/index.json"));
+  EXPECT_EQ(index["version"], 2);
+
+  const RankResults two = run_on_thread_ranks(bucketed_run(dir, 2, "two"), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(two.errors, kNoErrors);
+  EXPECT_EQ(two.reports[0].steps, 4);
+  // The same global batches (agreed samples by position), each from one bucket: the portrait
+  // bucket's two photos fill their batch of four by repeating.
+  const auto samples_one = step_samples(dir / "one/metrics.jsonl");
+  ASSERT_EQ(samples_one.size(), 4u);
+  EXPECT_EQ(step_samples(dir / "two/metrics.jsonl"), samples_one);
+  int portrait_steps = 0;
+  for (const auto& step : samples_one) {
+    ASSERT_EQ(step.size(), 4u);
+    const bool portrait = step.front() >= 4;
+    portrait_steps += portrait ? 1 : 0;
+    for (int64_t i : step) EXPECT_EQ(i >= 4, portrait) << "a step mixes buckets";
+  }
+  EXPECT_EQ(portrait_steps, 2);  // two epochs of one landscape and one portrait batch
+  EXPECT_MEASURED_BELOW("aspect buckets, one rank against two thread ranks: trainer state (of each tensor's largest)",
+                        worst_relative(tensors_of(dir / "one/trainer_state.safetensors"),
+                                       tensors_of(dir / "two/trainer_state.safetensors")),
+                        5e-4);
+
+  // Stopped after step 3 on two ranks, resumed on two: bit for bit the run never stopped; resumed
+  // on one rank with the same global batch: the same training up to the order of the sums.
+  FakeHooks signalled;
+  signalled.stop_from = 3;
+  const RankResults stopped = run_on_thread_ranks(bucketed_run(dir, 2, "stopped"), {FakeHooks{}, signalled});
+  ASSERT_EQ(stopped.errors, kNoErrors);
+  ASSERT_TRUE(stopped.reports[0].stopped);
+  fs::copy(dir / "stopped", dir / "on_one", fs::copy_options::recursive);
+  const RankResults resumed = run_on_thread_ranks(bucketed_run(dir, 2, "stopped"), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(resumed.errors, kNoErrors);
+  EXPECT_EQ(resumed.reports[0].steps, 4);
+  EXPECT_EQ(resumed.reports[0].final_loss, two.reports[0].final_loss);
+  const std::map<std::string, at::Tensor> a = tensors_of(dir / "two/trainer_state.safetensors");
+  const std::map<std::string, at::Tensor> b = tensors_of(dir / "stopped/trainer_state.safetensors");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) {
+    ASSERT_TRUE(b.count(name)) << name;
+    EXPECT_TRUE(at::equal(t, b.at(name))) << name << ": stopped and resumed differs from the run never stopped";
+  }
+  ASSERT_EQ(run_train_job(bucketed_run(dir, 4, "on_one"), nlohmann::ordered_json::object(), single).steps, 4);
+  EXPECT_EQ(step_samples(dir / "on_one/metrics.jsonl"), samples_one);
+  EXPECT_MEASURED_BELOW("aspect buckets, stopped on two ranks and resumed on one: trainer state (of each tensor's largest)",
+                        worst_relative(a, tensors_of(dir / "on_one/trainer_state.safetensors")), 5e-4);
+
+  // A resumed run must keep the buckets.
+  fs::copy(dir / "stopped", dir / "square", fs::copy_options::recursive);
+  fs::remove(dir / "square/trained_model.tar");
+  TrainOptions square = bucketed_run(dir, 4, "square");
+  square.prep.aspect_buckets = false;
+  square.max_train_steps = 6;
+  std::string message;
+  try {
+    run_train_job(square, nlohmann::ordered_json::object(), single);
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("--aspect_buckets false"), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace xltune

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
 #include "data/crop.h"
 
 namespace xltune {
@@ -66,6 +67,48 @@ TEST(SizeConditioning, MatchesDiffusersWithinOnePixelOfTheResizedFrame) {
 TEST(SizeConditioning, ASquareImageHasNoCrop) {
   const std::vector<float> ids = size_conditioning(centre_cropped(700, 700), 1024);
   EXPECT_EQ(ids, (std::vector<float>{700, 700, 0, 0, 1024, 1024}));
+}
+
+TEST(SizeConditioning, ABucketIsTheTargetAndTheCornerIsInTheCoveringFrame) {
+  // 600x400 to the 1216x832 bucket (Note [Aspect buckets]): crop 585x400 at left 8; the image
+  // scaled to cover the bucket is max(832 / 400, 1216 / 600) = 2.08 times larger, so the corner
+  // is at round(8 * 2.08) = round(16.64) = 17; diffusers' order: (h, w), (top, left), (h, w).
+  ShardSample s;
+  s.original_height = 400, s.original_width = 600;
+  const CropRect r = center_crop_to_shape(600, 400, 1216, 832);
+  s.crop_top = r.top, s.crop_left = r.left;
+  s.height = 832, s.width = 1216;
+  EXPECT_EQ(size_conditioning(s, 1024), (std::vector<float>{400, 600, 0, 17, 832, 1216}));
+  // A portrait: 400x600 to 832x1216, crop top 8, the same scale.
+  ShardSample p;
+  p.original_height = 600, p.original_width = 400;
+  const CropRect q = center_crop_to_shape(400, 600, 832, 1216);
+  p.crop_top = q.top, p.crop_left = q.left;
+  p.height = 1216, p.width = 832;
+  EXPECT_EQ(size_conditioning(p, 1024), (std::vector<float>{600, 400, 17, 0, 1216, 832}));
+}
+
+TEST(TrainingSet, ABatchOfSamplesOfOneSizeGroup) {
+  // Aspect buckets: samples 0 and 2 have 1x2 latents, 1 and 3 have 2x1.
+  TrainingSet set;
+  set.size_groups.push_back({at::arange(4, at::kFloat).view({2, 1, 1, 2}), -at::arange(4, at::kFloat).view({2, 1, 1, 2}),
+                             at::ones({2, 1, 1, 2})});
+  set.size_groups.push_back({at::arange(4, at::kFloat).view({2, 1, 2, 1}) + 10, at::zeros({2, 1, 2, 1}),
+                             at::ones({2, 1, 2, 1})});
+  set.group_of = {0, 1, 0, 1};
+  set.row_in_group = {0, 0, 1, 1};
+  set.input_ids_1 = at::arange(4, at::kLong).view({4, 1}).repeat({1, 77});
+  set.input_ids_2 = set.input_ids_1 + 100;
+  set.add_time_ids = at::arange(4, at::kFloat).view({4, 1}).repeat({1, 6});
+  set.caption_keys = {0, 1, 2, 3};
+  EXPECT_EQ(set.size(), 4);
+  const StepBatch b = set.batch({3, 1}, {0, 1});
+  EXPECT_EQ(b.latent_mean.sizes().vec(), (std::vector<int64_t>{2, 1, 2, 1}));
+  EXPECT_TRUE(at::equal(b.latent_mean.flatten(), at::tensor({12.0f, 13.0f, 10.0f, 11.0f})));
+  EXPECT_EQ(b.add_time_ids[0][0].item<float>(), 3.0f);
+  const StepBatch c = set.batch({2}, {0});
+  EXPECT_TRUE(at::equal(c.latent_logvar.flatten(), at::tensor({-2.0f, -3.0f})));
+  EXPECT_THROW(set.batch({0, 1}, {0, 1}), Error);  // two sizes in one batch
 }
 
 TEST(TrainingSet, ABatchHoldsTheRowsOfItsSamplesAtTheirPositions) {
