@@ -269,7 +269,7 @@ TEST(Preprocess, FaceDetectionAndMaxImages) {
   std::string log = testing::internal::GetCapturedStderr();
   EXPECT_EQ(report.samples, 2u);
   EXPECT_EQ(report.faces, 1u);
-  EXPECT_CONTAINS(log, "set/astronaut.png: 512x512, crop 512 at (0, 0), 1 face");
+  EXPECT_CONTAINS(log, "set/astronaut.png: 512x512, crop 512x512 at (0, 0), 1 face");
 }
 
 }  // namespace

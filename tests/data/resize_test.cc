@@ -57,10 +57,11 @@ TEST(ResizeGrid, ContactSheetThumbnailsEqualPillowsLanczos) {
     sheet.add(as_mat(dump.tensor_copy("photo." + size + "x3")), as_mat(dump.tensor_copy("photo." + size + "x1")), "x",
               "y");
     const cv::Mat page = sheet.render();
-    const int side = ContactSheet::kThumb, gap = 8;  // contact_sheet.cc's kGap: the first tile's corner
-    const cv::Mat rgb = page(cv::Rect(gap, gap, side, side)).clone();
+    // contact_sheet.cc's kGap: the first tile's corner; the thumbnail keeps the photo's shape.
+    const int side = ContactSheet::kThumb, gap = 8, w = c["out_width"].get<int>(), h = c["out_height"].get<int>();
+    const cv::Mat rgb = page(cv::Rect(gap, gap, w, h)).clone();
     cv::Mat grey;
-    cv::extractChannel(page(cv::Rect(gap + side + gap, gap, side, side)), grey, 0);
+    cv::extractChannel(page(cv::Rect(gap + side + gap, gap, w, h)), grey, 0);
     EXPECT_EQ(worst_difference(rgb, dump.tensor("thumb." + size + "x3")), 0) << size;
     EXPECT_EQ(worst_difference(grey, dump.tensor("thumb." + size + "x1").squeeze(2)), 0) << size;
     ++checked;

@@ -82,8 +82,11 @@ def main():
             inputs[key] = as_array(crop, c)
             tensors[key] = torch.from_numpy(inputs[key].copy())
             okey = f"thumb.{w}x{h}x{c}"
-            tensors[okey] = torch.from_numpy(as_array(as_image(inputs[key]).resize((THUMB, THUMB), Image.LANCZOS), c).copy())
-            thumbs.append(dict(input=key, output=okey, width=w, height=h, channels=c, out_width=THUMB, out_height=THUMB))
+            # Within a THUMB square, keeping the shape (contact_sheet.cc, Note [Aspect buckets]).
+            tw = THUMB if w >= h else max(1, (THUMB * w + h // 2) // h)
+            th = THUMB if h >= w else max(1, (THUMB * h + w // 2) // w)
+            tensors[okey] = torch.from_numpy(as_array(as_image(inputs[key]).resize((tw, th), Image.LANCZOS), c).copy())
+            thumbs.append(dict(input=key, output=okey, width=w, height=h, channels=c, out_width=tw, out_height=th))
     save_file(tensors, os.path.join(out, "grid.safetensors"))
     with open(os.path.join(out, "grid.json"), "w") as fh:
         json.dump(dict(pillow=PIL.__version__, cases=cases, thumbnails=thumbs), fh, indent=0)
