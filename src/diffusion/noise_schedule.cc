@@ -101,7 +101,7 @@ std::pair<at::Tensor, at::Tensor> NoiseSchedule::coefficients(const at::Tensor& 
   XLTUNE_CHECK(timesteps.dim() == 1 && timesteps.size(0) == like.size(0), "noise schedule: expected one timestep per ",
                "sample (", like.size(0), "), got ", timesteps.sizes());
   // diffusers casts alphas_cumprod to the sample's dtype before taking roots.
-  at::Tensor a = alphas_cumprod_.to(like.device()).to(like.scalar_type()).index_select(0, timesteps.to(like.device()));
+  at::Tensor a = table_on(like.device()).to(like.scalar_type()).index_select(0, timesteps.to(like.device()));
   std::vector<int64_t> shape(like.dim(), 1);
   shape[0] = like.size(0);
   return {a.pow(0.5).view(shape), (1 - a).pow(0.5).view(shape)};
@@ -122,9 +122,16 @@ at::Tensor NoiseSchedule::target(const at::Tensor& x0, const at::Tensor& noise, 
 }
 
 at::Tensor NoiseSchedule::snr(const at::Tensor& timesteps) const {
-  at::Tensor a = alphas_cumprod_.index_select(0, timesteps.cpu());
+  at::Tensor a = table_on(timesteps.device()).index_select(0, timesteps);
   at::Tensor alpha = a.pow(0.5), sigma = (1.0 - a).pow(0.5);
-  return (alpha / sigma).pow(2).to(timesteps.device());
+  return (alpha / sigma).pow(2);
+}
+
+const at::Tensor& NoiseSchedule::table_on(const at::Device& device) const {
+  if (device == alphas_cumprod_.device()) return alphas_cumprod_;
+  if (!alphas_cumprod_on_device_.defined() || alphas_cumprod_on_device_.device() != device)
+    alphas_cumprod_on_device_ = alphas_cumprod_.to(device);
+  return alphas_cumprod_on_device_;
 }
 
 }  // namespace xltune

@@ -52,8 +52,15 @@ class NoiseSchedule {
  private:
   // sqrt(a_t) and sqrt(1 - a_t) for each timestep, shaped to broadcast against `like`.
   std::pair<at::Tensor, at::Tensor> coefficients(const at::Tensor& like, const at::Tensor& timesteps) const;
+  // alphas_cumprod on `device`, copied there once: a training step on a GPU then indexes it
+  // where its timesteps are, with no copy of the table and no read of the timesteps by the host
+  // (issue 18: no host synchronisation inside the step). On the CPU it is the table itself and
+  // nothing is cached; a schedule that caches a GPU copy belongs to one thread (each rank's
+  // trainer and pipeline holds its own).
+  const at::Tensor& table_on(const at::Device& device) const;
   NoiseScheduleConfig config_;
   at::Tensor alphas_cumprod_;
+  mutable at::Tensor alphas_cumprod_on_device_;
 };
 
 }  // namespace xltune
