@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "core/error.h"
 #include "dist/bucketed_reducer.h"
 #include "dist/mpi_communicator.h"
@@ -24,12 +25,9 @@
 namespace xltune {
 namespace {
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+using bench::now;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench::median;
 
 int run(int argc, char** argv) {
   if (argc < 6) {
@@ -115,11 +113,4 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace xltune
 
-int main(int argc, char** argv) {
-  try {
-    return xltune::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "xltune_bench_allreduce: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return xltune::bench::main_of("xltune_bench_allreduce", xltune::run, argc, argv); }

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "core/check.h"
 #include "dist/communicator.h"
 #include "dist/world.h"
@@ -47,12 +48,9 @@
 namespace xltune {
 namespace {
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+using bench::now;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench::median;
 
 struct SweepOptions {
   std::string device = "auto";
@@ -219,11 +217,4 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace xltune
 
-int main(int argc, char** argv) {
-  try {
-    return xltune::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "xltune_bench_collectives: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return xltune::bench::main_of("xltune_bench_collectives", xltune::run, argc, argv); }

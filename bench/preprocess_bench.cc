@@ -11,13 +11,14 @@
 
 #include <opencv2/core.hpp>
 
+#include "bench_util.h"
 #include "core/error.h"
 #include "data/crop.h"
 #include "data/image_decode.h"
 #include "data/lanczos_resize.h"
 
 namespace {
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+using xltune::bench::now;
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -66,6 +66,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench_util.h"
 #include "core/check.h"
 #include "core/placement.h"
 #include "dist/communicator.h"
@@ -536,11 +537,4 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace xltune
 
-int main(int argc, char** argv) {
-  try {
-    return xltune::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "xltune_bench_step_ops: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return xltune::bench::main_of("xltune_bench_step_ops", xltune::run, argc, argv); }

@@ -12,12 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "core/error.h"
 #include "text/clip_loading.h"
 #include "text/clip_tokenizer.h"
 
 namespace {
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+using xltune::bench::now;
 }  // namespace
 
 int main(int argc, char** argv) {

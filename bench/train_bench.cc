@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "core/check.h"
 #include "core/error.h"
 #include "core/memory_stats.h"
@@ -61,12 +62,9 @@
 namespace xltune {
 namespace {
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+using bench::now;
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
+using bench::median;
 
 // Host and device time of each phase of the steps it hears (see the top of this file).
 class PhaseClock : public StepPhaseListener {
@@ -107,7 +105,7 @@ class PhaseClock : public StepPhaseListener {
     char buffer[160];
     for (const Phase& p : phases_) {
       std::snprintf(buffer, sizeof buffer, "%s\"%s\": {\"host_ms\": %.3f, \"device_ms\": %.3f}", out.size() > 1 ? ", " : "",
-                    p.name.c_str(), median_of(p.host_ms), median_of(p.device_ms));
+                    p.name.c_str(), median(p.host_ms), median(p.device_ms));
       out += buffer;
     }
     return out + "}";
@@ -234,7 +232,7 @@ int determinism_check(LoadModel load_model, bool lora, bool checkpointing, const
               "\"resolution\": %lld, \"batch\": %lld, \"checkpointing\": %s, \"steps\": %lld, \"ms\": %.2f, "
               "\"ms_second_run\": %.2f, \"placement\": \"%s\", \"ok\": %s}\n",
               lora ? "lora" : "full", static_cast<long long>(resolution), static_cast<long long>(batch),
-              checkpointing ? "true" : "false", static_cast<long long>(steps + 1), median_of(ms[0]), median_of(ms[1]),
+              checkpointing ? "true" : "false", static_cast<long long>(steps + 1), median(ms[0]), median(ms[1]),
               placement.describe().c_str(), ok ? "true" : "false");
   std::fflush(stdout);
   return ok ? 0 : 1;
@@ -311,11 +309,4 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace xltune
 
-int main(int argc, char** argv) {
-  try {
-    return xltune::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "xltune_bench_train: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return xltune::bench::main_of("xltune_bench_train", xltune::run, argc, argv); }

@@ -20,6 +20,7 @@
 
 #include <torch/cuda.h>
 
+#include "bench_util.h"
 #include "core/check.h"
 #include "core/error.h"
 #include "core/placement.h"
@@ -32,7 +33,7 @@
 
 namespace {
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+using xltune::bench::now;
 
 long peak_rss_kib() {
   struct rusage usage {};
