@@ -10,11 +10,12 @@
 
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
 
-std::string grid_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/resize_grid"; }
+std::string grid_dir() { return std::string(xltune::test_paths::testdata_dir()) + "/resize_grid"; }
 
 PilFilter filter_named(const std::string& name) {
   if (name == "bilinear") return PilFilter::kBilinear;

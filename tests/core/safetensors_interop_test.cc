@@ -1,6 +1,6 @@
 // The C++ half of tests/reference/safetensors_interop.py: reads what Python wrote, bit for bit,
 // and writes files for Python to check. Run by ctest between the two Python steps
-// (tests/CMakeLists.txt); XLTUNE_TESTDATA_DIR (a compile definition) names the folder.
+// (tests/CMakeLists.txt); test_paths::testdata_dir() names the folder.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -10,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
 #include "safetensors_test_util.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
@@ -17,7 +18,7 @@ namespace {
 using testing_util::pattern_tensor;
 using testing_util::same_bytes;
 
-std::string interop_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/interop"; }
+std::string interop_dir() { return std::string(xltune::test_paths::testdata_dir()) + "/interop"; }
 
 struct Manifest {
   NamedTensors tensors;

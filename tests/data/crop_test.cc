@@ -14,6 +14,7 @@
 #include "data/image_decode.h"
 #include "data/lanczos_resize.h"
 #include "data_test_util.h"
+#include "test_paths.h"
 
 namespace xltune {
 
@@ -99,7 +100,7 @@ TEST(CropRule, ShapedCropCutsOneSideToTheBucketsRatio) {
 }
 
 TEST(CropReference, MatchesThePythonTranscription) {
-  const std::string dir = std::string(XLTUNE_TESTDATA_DIR) + "/crop";
+  const std::string dir = std::string(xltune::test_paths::testdata_dir()) + "/crop";
   std::ifstream in(dir + "/crop_cases.json");
   ASSERT_TRUE(in.good()) << dir << "/crop_cases.json is missing: run tests/reference/reference_crop.py " << dir
                          << " first (ctest runs it as a fixture)";

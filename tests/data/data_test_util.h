@@ -20,12 +20,13 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "test_paths.h"
 
 namespace xltune::data_testing {
 
 inline std::string testdata_root() {
-  std::string root = std::string(XLTUNE_TESTDATA_DIR) + "/data";
-  ::mkdir(XLTUNE_TESTDATA_DIR, 0755);
+  std::string root = std::string(xltune::test_paths::testdata_dir()) + "/data";
+  ::mkdir(xltune::test_paths::testdata_dir(), 0755);
   ::mkdir(root.c_str(), 0755);
   return root;
 }
@@ -57,7 +58,7 @@ class TempDir {
   std::string path_;
 };
 
-inline std::string source_dir() { return XLTUNE_SOURCE_DIR; }
+inline std::string source_dir() { return xltune::test_paths::source_dir(); }
 
 // Every path under `dir`, relative, sorted ("a", "a/b.jpg"); links are listed, not followed.
 inline void list_tree(const std::string& dir, const std::string& rel, std::vector<std::string>* out) {

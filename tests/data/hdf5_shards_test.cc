@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "data_test_util.h"
 #include "test_util.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
@@ -233,8 +234,8 @@ TEST(Shards, WrongSampleSizeIsAnError) {
 
 // Writes testdata/shards/{set/, expected.json} for check_shards.py (run after this by ctest).
 TEST(ShardsInterop, WriteForPython) {
-  const std::string root = std::string(XLTUNE_TESTDATA_DIR) + "/shards";
-  ::mkdir(XLTUNE_TESTDATA_DIR, 0755);
+  const std::string root = std::string(xltune::test_paths::testdata_dir()) + "/shards";
+  ::mkdir(xltune::test_paths::testdata_dir(), 0755);
   ::mkdir(root.c_str(), 0755);
   const int r = 24, n = 5;
   ShardSetInfo info{r, "TOK", "<s0><s1>"};

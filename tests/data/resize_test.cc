@@ -12,11 +12,12 @@
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
 #include "data/contact_sheet.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
 
-std::string grid_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/resize_grid"; }
+std::string grid_dir() { return std::string(xltune::test_paths::testdata_dir()) + "/resize_grid"; }
 
 cv::Mat as_mat(const at::Tensor& t) {  // [H, W, C] uint8 -> a cv::Mat of its own
   const int c = static_cast<int>(t.size(2));

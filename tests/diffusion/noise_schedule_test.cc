@@ -12,13 +12,14 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "test_util.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
 
 using testing_util::max_abs_diff;
 
-std::string ref(const std::string& name) { return std::string(XLTUNE_TESTDATA_DIR) + "/train_refs/" + name; }
+std::string ref(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/train_refs/" + name; }
 
 TEST(NoiseScheduleParity, AlphasNoisingAndVelocityMatchDiffusers) {
   const auto cases = nlohmann::json::parse(read_file(ref("schedules.json")));

@@ -14,13 +14,14 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "test_util.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
 
 using testing_util::max_abs_diff;
 
-std::string ref_file(const std::string& name) { return std::string(XLTUNE_TESTDATA_DIR) + "/schedulers/" + name; }
+std::string ref_file(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/schedulers/" + name; }
 
 // The reference script's stand-in model, with the same ATen ops.
 at::Tensor model(const at::Tensor& x, const at::Tensor& t) { return at::tanh(x) * 0.7 + x * (t / 2000.0) - 0.05; }

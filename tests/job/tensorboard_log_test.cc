@@ -16,6 +16,7 @@
 #include "data/image_codec.h"
 #include "job/run_outputs.h"
 #include "test_util.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
@@ -120,7 +121,7 @@ nlohmann::json metrics_line(int64_t step, double loss) {
 // checkpoint was step 2), logging steps 3 and 4 with other losses; TensorBoard's
 // EventAccumulator must read steps 1 and 2 of the first file and 3 and 4 of the second.
 TEST(TensorBoardInterop, WritesWhatTensorBoardReads) {
-  const std::string dir = std::string(XLTUNE_TESTDATA_DIR) + "/tensorboard";
+  const std::string dir = std::string(xltune::test_paths::testdata_dir()) + "/tensorboard";
   fs::remove_all(dir);
   TensorBoardLog first(dir);
   first.start_at(1);

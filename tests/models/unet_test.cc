@@ -20,6 +20,7 @@
 #include "core/safetensors.h"
 #include "models/model_loading.h"
 #include "sdxl/random_model.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
@@ -27,7 +28,7 @@ namespace {
 using testing_util::max_abs_diff;
 using testing_util::scaled_diff;
 
-std::string ref_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/sdxl"; }
+std::string ref_dir() { return std::string(xltune::test_paths::testdata_dir()) + "/sdxl"; }
 
 struct UNetRun {
   at::Tensor output;

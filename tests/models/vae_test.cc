@@ -13,6 +13,7 @@
 #include "core/layers.h"
 #include "core/safetensors.h"
 #include "models/model_loading.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
@@ -20,7 +21,7 @@ namespace {
 using testing_util::max_abs_diff;
 using testing_util::scaled_diff;
 
-std::string ref_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/sdxl"; }
+std::string ref_dir() { return std::string(xltune::test_paths::testdata_dir()) + "/sdxl"; }
 
 class VaeParity : public ::testing::TestWithParam<std::string> {};
 

@@ -19,6 +19,7 @@
 #include "data/image_decode.h"
 #include "prep/key_list.h"
 #include "test_util.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
@@ -26,7 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing_util::max_abs_diff;
 
-std::string blip_dir(const std::string& name) { return std::string(XLTUNE_TESTDATA_DIR) + "/blip/" + name; }
+std::string blip_dir(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/blip/" + name; }
 
 double rel(const at::Tensor& a, const at::Tensor& b) { return max_abs_diff(a, b) / b.abs().max().item<double>(); }
 

@@ -19,6 +19,7 @@
 #include "prep/clipseg_masker.h"
 #include "prep/key_list.h"
 #include "test_util.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
@@ -26,7 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing_util::max_abs_diff;
 
-std::string clipseg_dir(const std::string& name) { return std::string(XLTUNE_TESTDATA_DIR) + "/clipseg/" + name; }
+std::string clipseg_dir(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/clipseg/" + name; }
 
 double rel(const at::Tensor& a, const at::Tensor& b) { return max_abs_diff(a, b) / b.abs().max().item<double>(); }
 
@@ -81,7 +82,7 @@ TEST(ClipSegFullSize, KeysAndShapesOfClipsegRd64Refined) {
 }
 
 TEST(ClipSegLoading, BadFoldersEndInOneMessage) {
-  const std::string base = std::string(XLTUNE_TESTDATA_DIR) + "/clipseg/bad";
+  const std::string base = std::string(xltune::test_paths::testdata_dir()) + "/clipseg/bad";
   fs::remove_all(base);
   auto copy = [&](const std::string& name) {
     const std::string d = base + "/" + name;

@@ -22,6 +22,7 @@
 #include "prep/swin2sr_upscaler.h"
 #include "prep/key_list.h"
 #include "test_util.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
@@ -29,7 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing_util::max_abs_diff;
 
-std::string swin2sr_dir(const std::string& name) { return std::string(XLTUNE_TESTDATA_DIR) + "/swin2sr/" + name; }
+std::string swin2sr_dir(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/swin2sr/" + name; }
 
 double rel(const at::Tensor& a, const at::Tensor& b) { return max_abs_diff(a, b) / b.abs().max().item<double>(); }
 
@@ -166,7 +167,7 @@ TEST(Swin2SrFullSize, KeysAndShapesOfRealworldX4) {
 }
 
 TEST(Swin2SrLoading, BadFoldersEndInOneMessage) {
-  const std::string base = std::string(XLTUNE_TESTDATA_DIR) + "/swin2sr/bad";
+  const std::string base = std::string(xltune::test_paths::testdata_dir()) + "/swin2sr/bad";
   fs::remove_all(base);
   auto copy = [&](const std::string& name) {
     const std::string d = base + "/" + name;

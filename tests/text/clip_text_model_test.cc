@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "text/clip_loading.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
@@ -24,7 +25,7 @@ namespace {
 using testing_util::max_abs_diff;
 using testing_util::scaled_diff;
 
-std::string clip_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/clip"; }
+std::string clip_dir() { return std::string(xltune::test_paths::testdata_dir()) + "/clip"; }
 
 class ClipTextParity : public ::testing::TestWithParam<std::string> {
  protected:

@@ -1,6 +1,6 @@
 // The CLIP tokenizer: unit checks here, and id-for-id parity with transformers' CLIPTokenizer
 // on the corpus of tests/reference/clip_tokenizer_cases.py (ClipTokenizerParity, run by ctest
-// after the reference scripts, which write into XLTUNE_TESTDATA_DIR).
+// after the reference scripts, which write into test_paths::testdata_dir()).
 #include "text/clip_tokenizer.h"
 
 #include <gmock/gmock.h>
@@ -11,13 +11,14 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
 
 // The vocabulary that launch/setup copies from open-clip-torch.
-std::string vocab_file() { return std::string(XLTUNE_SOURCE_DIR) + "/data/vocab/bpe_simple_vocab_16e6.txt.gz"; }
-std::string clip_dir() { return std::string(XLTUNE_TESTDATA_DIR) + "/clip"; }
+std::string vocab_file() { return std::string(xltune::test_paths::source_dir()) + "/data/vocab/bpe_simple_vocab_16e6.txt.gz"; }
+std::string clip_dir() { return std::string(xltune::test_paths::testdata_dir()) + "/clip"; }
 
 class ClipTokenizerTest : public ::testing::Test {
  protected:

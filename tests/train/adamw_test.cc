@@ -9,12 +9,13 @@
 
 #include "core/safetensors.h"
 #include "test_util.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
 
 TEST(AdamWParity, SixStepsOfTwoGroupsMatchTorch) {
-  SafetensorsFile dump(std::string(XLTUNE_TESTDATA_DIR) + "/train_refs/adamw.safetensors");
+  SafetensorsFile dump(std::string(xltune::test_paths::testdata_dir()) + "/train_refs/adamw.safetensors");
   at::Tensor p0 = dump.tensor("p0.initial").clone().requires_grad_(true);
   at::Tensor p1 = dump.tensor("p1.initial").clone().requires_grad_(true);
   AdamW opt({AdamWGroup{"a", AdamWHyper{1e-2, 0.9, 0.999, 1e-8, 1e-2}, {"p0"}, {p0}, false},

@@ -12,12 +12,13 @@
 #include "sdxl/sdxl_model.h"
 #include "text/clip_tokenizer.h"
 #include "train/export.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
 
 TEST(TrainInterop, OurOutputsForDiffusersToMatch) {
-  const std::string data = std::string(XLTUNE_TESTDATA_DIR) + "/train_cli";
+  const std::string data = std::string(xltune::test_paths::testdata_dir()) + "/train_cli";
   const std::string model = data + "/init/model", run = data + "/parity/lora";
   SdxlLoadOptions o;
   o.unet = o.text_encoders = o.vae = at::TensorOptions().dtype(at::kFloat);

@@ -7,12 +7,13 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "test_paths.h"
 
 namespace xltune {
 namespace {
 
 TEST(LrScheduleParity, EveryStepOfEveryScheduleMatchesDiffusers) {
-  const auto cases = nlohmann::json::parse(read_file(std::string(XLTUNE_TESTDATA_DIR) + "/train_refs/lr.json"));
+  const auto cases = nlohmann::json::parse(read_file(std::string(xltune::test_paths::testdata_dir()) + "/train_refs/lr.json"));
   ASSERT_EQ(cases.size(), 12u);
   for (auto it = cases.begin(); it != cases.end(); ++it) {
     const std::string key = it.key();

@@ -1,0 +1,11 @@
+// Where the tests find the repository (its data/) and the files the Python reference scripts
+// write (build/testdata). Defined in test_paths.cc alone: a path compiled into every test file
+// would differ between clones, and ccache would then miss on all of them (CMakeLists.txt).
+#pragma once
+
+namespace xltune::test_paths {
+
+const char* source_dir();
+const char* testdata_dir();
+
+}  // namespace xltune::test_paths
