@@ -66,6 +66,8 @@ SOURCES = {
 GPUS_PER_NODE = 8
 BUCKET_CANDIDATES_MB = (1, 4, 10, 25, 50, 100)
 DEFAULT_BUCKET_MB = 25  # Note [Gradient buckets]
+STEM = 0.3  # --zero_replicated_fraction's default (Note [Replicated stem under ZeRO-1])
+STEM_CANDIDATES = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 COLLECTIVES = ("all_reduce", "reduce_scatter", "all_gather")
 
 
@@ -228,30 +230,40 @@ def step(case, topo, links, mfu=0.35, bucket_mb=DEFAULT_BUCKET_MB, serial=False)
     params = v("lora_params") if case["mode"] == "lora" else v("full_params")
     sizes = bucket_params(int(params), bucket_mb)
     zero = case["reduce"] != "all_reduce"
-    coll = "reduce_scatter" if zero else "all_reduce"
+    # ZeRO-1 with a replicated stem (Note [Replicated stem under ZeRO-1]): the first `replicate` of
+    # the parameters in forward order (the last buckets in backward's) are all-reduced, not
+    # reduce-scattered, and need no all-gather.
+    rep = case["replicate"] if zero else 1.0
     g = case["grad_dtype"]
     # The last micro-batch's backward, from its start.
-    done, cum = 0.0, 0
+    done, cum, replicated = 0.0, 0, []
     for p in sizes:
+        replicated.append(cum + p / 2 > params * (1 - rep))
         cum += p
         ready = B * cum / params
+        coll = "all_reduce" if replicated[-1] else "reduce_scatter"
         done = max(ready, done) + collective_time(links, topo, coll, g, p * dsize(g), serial)
     reduce_exposed = max(0.0, done - B)
-    opt_params = params / W if zero else params
-    optimizer = opt_params * v("adamw_bytes_per_param") / (v("a40_mem_gbs") * 1e9 * v("mem_efficiency"))
+    per_param = v("adamw_bytes_per_param") / (v("a40_mem_gbs") * 1e9 * v("mem_efficiency"))
+    opt_params = params * rep + params * (1 - rep) / W
+    # The sharded update first (its all-gathers start as it ends), then the replicated one, which
+    # runs while the gathers are in flight (the Trainer steps ZeroOptimizer, then AdamW).
+    replicated_update = params * rep * per_param if zero else 0.0
+    optimizer = opt_params * per_param
     gather_exposed, gather_total = 0.0, 0.0
     if zero:
         gd = case["gather_dtype"]
-        gathers = [collective_time(links, topo, "all_gather", gd, p * dsize(gd), serial) for p in sizes]
+        gathers = [0.0 if r else collective_time(links, topo, "all_gather", gd, p * dsize(gd), serial)
+                   for p, r in zip(sizes, replicated)]
         gather_total = sum(gathers)
         if case["reduce"] == "zero_after":
-            gather_exposed = gather_total
+            gather_exposed = max(0.0, gather_total - replicated_update)
         else:  # overlapped with the next forward: forward order is backward's reversed
-            issued, fwd = 0.0, 0.0
+            issued, fwd = 0.0, replicated_update
             for p, t in zip(reversed(sizes), reversed(gathers)):
                 issued += t
                 fwd = max(fwd, issued) + F * p / params
-            gather_exposed = fwd - F
+            gather_exposed = max(0.0, fwd - F - replicated_update)
     exposed = reduce_exposed + gather_exposed
     compute = K * (F + B)
     total = compute + optimizer + exposed
@@ -259,7 +271,10 @@ def step(case, topo, links, mfu=0.35, bucket_mb=DEFAULT_BUCKET_MB, serial=False)
             "compute_efficiency": compute / (compute + exposed),  # issue 9's definition: no optimizer
             "reduce_exposed_ms": 1e3 * reduce_exposed, "gather_exposed_ms": 1e3 * gather_exposed,
             "gather_ms": 1e3 * gather_total, "compute_s": compute, "optimizer_ms": 1e3 * optimizer,
-            "backward_ms": 1e3 * B, "buckets": len(sizes)}
+            "backward_ms": 1e3 * B, "buckets": len(sizes),
+            "optimizer_state_gb": opt_params * 8 / 1e9,  # fp32 moments per GPU
+            # against a step that communicates nothing and updates 1/W of a ZeRO-1 optimizer's share
+            "ideal_ratio": (compute + params * per_param / (W if zero else 1)) / total}
 
 
 def best_bucket(case, topo, links, mfu, serial, candidates=BUCKET_CANDIDATES_MB):
@@ -271,15 +286,16 @@ def best_bucket(case, topo, links, mfu, serial, candidates=BUCKET_CANDIDATES_MB)
 
 # ---- cases ------------------------------------------------------------------------------------
 
-def case(mode, res, batch, accum=1, grad_dtype="fp32", reduce="all_reduce", gather_dtype="fp32"):
+def case(mode, res, batch, accum=1, grad_dtype="fp32", reduce="all_reduce", gather_dtype="fp32", replicate=0.0):
     return {"mode": mode, "res": res, "batch": batch, "accum": accum, "grad_dtype": grad_dtype, "reduce": reduce,
-            "gather_dtype": gather_dtype}
+            "gather_dtype": gather_dtype, "replicate": replicate}
 
 
 def label(c):
     r = {"all_reduce": "AR", "zero_after": "ZeRO gather after", "zero_overlap": "ZeRO gather overlap"}[c["reduce"]]
     grads = f"{c['grad_dtype']}" + (f"/{c['gather_dtype']}" if c["reduce"] != "all_reduce" else "")
-    return f"{c['mode']} {c['res']}² b{c['batch']}x{c['accum']} {grads} {r}"
+    stem = f" stem {c['replicate']:g}" if c["reduce"] != "all_reduce" and c["replicate"] > 0 else ""
+    return f"{c['mode']} {c['res']}² b{c['batch']}x{c['accum']} {grads} {r}{stem}"
 
 
 CASES = [
@@ -293,9 +309,11 @@ CASES = [
     case("full", 1024, 1, grad_dtype="fp32", reduce="zero_after", gather_dtype="fp32"),
     case("full", 1024, 1, grad_dtype="bf16", reduce="zero_after", gather_dtype="bf16"),
     case("full", 1024, 1, grad_dtype="bf16", reduce="zero_overlap", gather_dtype="bf16"),
+    case("full", 1024, 1, grad_dtype="bf16", reduce="zero_overlap", gather_dtype="bf16", replicate=STEM),
     case("full", 1024, 1, accum=4, grad_dtype="bf16"),
     case("full", 1024, 1, accum=4, grad_dtype="bf16", reduce="zero_after", gather_dtype="bf16"),
     case("full", 1024, 1, accum=4, grad_dtype="bf16", reduce="zero_overlap", gather_dtype="bf16"),
+    case("full", 1024, 1, accum=4, grad_dtype="bf16", reduce="zero_overlap", gather_dtype="bf16", replicate=STEM),
     case("full", 1024, 2, accum=2, grad_dtype="bf16"),
     case("full", 1024, 4, accum=1, grad_dtype="bf16"),
     case("full", 1024, 4, accum=1, grad_dtype="bf16", reduce="zero_overlap", gather_dtype="bf16"),
@@ -304,7 +322,8 @@ CASES = [
 # The cases whose bucket size is chosen by sweeping the candidates (accumulation leaves the choice
 # as it is: only the last backward communicates).
 BUCKET_CASES = [case("lora", 1024, 1), case("full", 1024, 1, grad_dtype="bf16"),
-                case("full", 1024, 1, grad_dtype="bf16", reduce="zero_overlap", gather_dtype="bf16")]
+                case("full", 1024, 1, grad_dtype="bf16", reduce="zero_overlap", gather_dtype="bf16"),
+                case("full", 1024, 1, grad_dtype="bf16", reduce="zero_overlap", gather_dtype="bf16", replicate=STEM)]
 
 # Issue 20's targets: (label, topology name, the cases that may meet it, minimum efficiency).
 TARGETS = [
@@ -371,6 +390,29 @@ def print_buckets(links, mfu, serial):
     print()
 
 
+def stem_sweep(c, t, links, mfu, serial):
+    """Efficiency and optimizer state per GPU for each replicated fraction of `c` on `t`."""
+    return [(f, step(dict(c, replicate=f), t, links, mfu, DEFAULT_BUCKET_MB, serial)) for f in STEM_CANDIDATES]
+
+
+def print_stems(links, mfu, serial):
+    print(f"ZeRO-1's replicated stem (--zero_replicated_fraction; Note [Replicated stem under ZeRO-1]) at "
+          f"{DEFAULT_BUCKET_MB} MB buckets: the fraction with the shortest step (the replicated part's update is "
+          "done on every rank: it trades the all-gather's wait for redundant work); step ms per fraction "
+          + "/".join(f"{f:g}" for f in STEM_CANDIDATES) + "; at the best: efficiency, the step against one that "
+          "communicates nothing with ZeRO-1's update (ideal), and the fp32 moments per GPU:")
+    for accum in (1, 4):
+        c = case("full", 1024, 1, accum=accum, grad_dtype="bf16", reduce="zero_overlap", gather_dtype="bf16")
+        print(f"  {label(c)}")
+        for t in topologies():
+            rows = stem_sweep(c, t, links, mfu, serial)
+            best_f, best = min(rows, key=lambda x: (round(x[1]["step_s"], 4), x[0]))
+            print(f"    {t['name']:24s} best {best_f:3g}: {100 * best['efficiency']:5.1f} %, ideal "
+                  f"{100 * best['ideal_ratio']:5.1f} %, {best['optimizer_state_gb']:5.1f} GB   ("
+                  + " ".join(f"{1e3 * r['step_s']:.0f}" for _, r in rows) + ")")
+    print()
+
+
 def target_rows(links, mfu, serial):
     """Per target and candidate case: the worst topology's figures at the code's buckets and at the
     best candidate bucket size."""
@@ -428,6 +470,7 @@ def main(argv=None):
     print_figures(links, measured, a.mfu)
     print_table(links, a.mfu, a.serial_hierarchy)
     print_buckets(links, a.mfu, a.serial_hierarchy)
+    print_stems(links, a.mfu, a.serial_hierarchy)
     print_targets(links, a.mfu, a.serial_hierarchy)
 
 

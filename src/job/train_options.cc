@@ -63,6 +63,13 @@ void validate_train_options(const TrainOptions& o) {
   XLTUNE_CHECK(o.zero_gather_dtype != at::kBFloat16 || (!o.is_lora && o.zero != ZeroMode::kOff),
                "--zero_gather_dtype bf16: the all-gather of ZeRO-1, which shards full fine-tuning's optimizer state; ",
                o.is_lora ? "with LoRA (--is_lora true)" : "with --zero off", " there is none: leave it out");
+  if (o.zero_replicated_fraction) {
+    const double f = *o.zero_replicated_fraction;
+    XLTUNE_CHECK(f >= 0 && f <= 1, "--zero_replicated_fraction: expected a fraction from 0 to 1, got ", f);
+    XLTUNE_CHECK(!o.is_lora && o.zero != ZeroMode::kOff,
+                 "--zero_replicated_fraction: a part of ZeRO-1, which shards full fine-tuning's optimizer state; ",
+                 o.is_lora ? "with LoRA (--is_lora true)" : "with --zero off", " there is none: leave it out");
+  }
   XLTUNE_CHECK(o.validation_steps >= 0, "--validation_steps: expected 0 (at the end only) or a number of steps, got ",
                o.validation_steps);
   XLTUNE_CHECK(o.num_validation_images >= 1 && o.num_validation_images <= 16,

@@ -85,6 +85,11 @@ struct TrainOptions {
   // or kUndefined ("auto"): bf16 for full fine-tuning on NCCL, fp32 otherwise (grad_reduce_dtype_for).
   at::ScalarType grad_reduce_dtype = at::ScalarType::Undefined;
   at::ScalarType zero_gather_dtype = at::kFloat;  // ZeRO-1's all-gather of the updated weights: fp32 or bf16
+  // ZeRO-1: the fraction of the UNet's parameters, first in forward order, kept replicated
+  // (Note [Replicated stem under ZeRO-1]); unset: kDefaultZeroReplicatedFraction, the shortest
+  // step bench/scaling_model.py finds for 8 A40s over PCIe at 1024² batch 1.
+  static constexpr double kDefaultZeroReplicatedFraction = 0.3;
+  std::optional<double> zero_replicated_fraction;
   // Validation images (job/validation.h): prompts (TOK becomes the trained tokens), every N steps
   // and at the end (0: at the end only), images per prompt, and how they are made.
   std::vector<std::string> validation_prompts;

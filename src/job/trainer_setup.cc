@@ -78,7 +78,8 @@ GradientPath make_gradient_path(Communicator& comm, at::Device device, const Tra
   buckets.reduce_dtype = path.reduce_dtype;
   path.reducer = std::make_shared<BucketedReducer>(*grads, buckets);
   if (!o.is_lora && o.zero != ZeroMode::kOff) {
-    path.optimizer_shards = OptimizerShards{grads, path.reduce_dtype, o.zero_gather_dtype};
+    const double replicated = o.zero_replicated_fraction.value_or(TrainOptions::kDefaultZeroReplicatedFraction);
+    path.optimizer_shards = OptimizerShards{grads, path.reduce_dtype, o.zero_gather_dtype, replicated};
     path.gather_dtype = o.zero_gather_dtype;
   }
   return path;

@@ -49,11 +49,14 @@ class Communicator;
 
 // ZeRO-1 for full fine-tuning on many ranks: the communicator whose ranks share the UNet's AdamW
 // state (Note [Sharded optimizer state]), and the dtypes of its reduce-scatter and all-gather
-// (Note [bf16 gradient reduction]). No communicator, or one rank: the state is replicated.
+// (Note [bf16 gradient reduction]), and the fraction of the UNet's parameters, first in forward
+// order, kept replicated (Note [Replicated stem under ZeRO-1]). No communicator, or one rank: the
+// state is replicated.
 struct OptimizerShards {
   Communicator* comm = nullptr;
   at::ScalarType reduce_dtype = at::kFloat;
   at::ScalarType gather_dtype = at::kFloat;
+  double replicated_fraction = 0.0;
 };
 class GradientReducer;
 

@@ -4,8 +4,8 @@ on every topology has an efficiency in (0, 1] and non-negative exposed communica
 bandwidth never exposes more, more nodes never less; bf16 never exposes more than fp32, the
 overlapped all-gather never more than the one after the step; gradient accumulation leaves the
 exposed communication as it is (only the last backward communicates) and raises the efficiency;
-one comm-bound case equals its closed form; the fit recovers a synthetic curve's latency and
-bandwidth; a measured PCIe curve replaces the assumed PCIe figures and a CPU one changes nothing.
+a replicated stem of 0 is plain ZeRO-1 and of 1 the all-reduce; one comm-bound case equals its
+closed form; the fit recovers a synthetic curve's latency and bandwidth; a measured PCIe curve replaces the assumed PCIe figures and a CPU one changes nothing.
   scaling_model_test.py BENCH_DIR"""
 import contextlib
 import io
@@ -86,6 +86,22 @@ for t in topos:
     check(abs(k4["exposed_ms"] - bf16["exposed_ms"]) < 1e-6, f"{t['name']}: accumulation changed the exposed communication")
     check(abs(k4["compute_s"] - 4 * bf16["compute_s"]) < 1e-12, f"{t['name']}: K = 4 does not compute 4 micro-batches")
     check(k4["efficiency"] >= bf16["efficiency"] - eps, f"{t['name']}: accumulation lowered the efficiency")
+
+# 3b. The replicated stem (Note [Replicated stem under ZeRO-1]): a fraction of 0 is plain ZeRO-1,
+# bit for bit; a fraction of 1 reduces exactly as the all-reduce does (every bucket all-reduced,
+# nothing gathered) and updates everything on every rank; the moments grow with the fraction.
+for t in topos:
+    zc = sm.case("full", 1024, 1, grad_dtype="bf16", reduce="zero_overlap", gather_dtype="bf16")
+    plain = sm.step(zc, t, links)
+    none = sm.step(dict(zc, replicate=0.0), t, links)
+    check(plain == none, f"{t['name']}: a stem of 0 is not plain ZeRO-1")
+    ar = sm.step(sm.case("full", 1024, 1, grad_dtype="bf16"), t, links)
+    everything = sm.step(dict(zc, replicate=1.0), t, links)
+    check(abs(everything["reduce_exposed_ms"] - ar["reduce_exposed_ms"]) < 1e-9 and everything["gather_ms"] == 0,
+          f"{t['name']}: a stem of 1 does not reduce as the all-reduce does")
+    check(abs(everything["optimizer_ms"] - ar["optimizer_ms"]) < 1e-9, f"{t['name']}: a stem of 1 shards an update")
+    sweep = [r["optimizer_state_gb"] for _, r in sm.stem_sweep(zc, t, links, 0.35, False)]
+    check(sweep == sorted(sweep), f"{t['name']}: moments per GPU not growing with the fraction {sweep}")
 
 # 4. A comm-bound case against its closed form: full 512² b1, bf16 all-reduce, 8 A40 PCIe, 25 MB
 # buckets. From the second bucket on the ring is slower than backward's gradients, so the

@@ -67,10 +67,16 @@ state = {r: json.loads(open(f"{d}/{r}/metrics.jsonl").readlines()[-1])["optimize
 zero = json.load(open(f"{d}/f2/run_config.json"))["optimizer"]["zero_1"]
 assert zero is True and json.load(open(f"{d}/f2whole/run_config.json"))["optimizer"]["zero_1"] is False
 assert state["f2whole"] == state["f1"], state
-# Rank 0 holds half the UNet's moments (and its chunks' padding), plus the token rows' whole.
-assert 0.49 * state["f1"] < state["f2"] < 0.51 * state["f1"], state
+# Rank 0 holds half the sharded UNet tensors' moments (and its chunks' padding), and the whole of
+# the replicated stem's (Note [Replicated stem under ZeRO-1]) and of the token rows'.
+groups = {g["name"].split(" (")[0]: g["parameters"]  # "unet (ZeRO-1: ...)" as "unet"
+          for g in json.load(open(f"{d}/f2/run_config.json"))["optimizer"]["groups"]}
+assert groups["unet_replicated"] > 0, groups
+expect = (sum(groups.values()) - groups["unet"] / 2) / sum(groups.values())
+assert 0.99 * expect < state["f2"] / state["f1"] < 1.01 * expect, (state, groups)
 print(f"ok   ZeRO-1 on 2 ranks: rank 0 holds {state['f2'] / state['f1']:.3f} of the optimizer state "
-      f"({state['f2']} of {state['f1']} bytes)")
+      f"({state['f2']} of {state['f1']} bytes; {expect:.3f} expected with "
+      f"{groups['unet_replicated'] / (groups['unet'] + groups['unet_replicated']):.3f} of the UNet replicated)")
 PY
 # Note [bf16 gradient reduction]: the same 2-rank full fine-tuning (ZeRO-1) with the gradients
 # reduce-scattered in bf16 (MPI sums an fp32 copy), then with the weights all-gathered in bf16 too,

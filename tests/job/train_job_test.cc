@@ -81,6 +81,24 @@ TEST(TrainJob, TwoRanksAsThreadsTrainWhatOneRankTrains) {
 // Full fine-tuning on two thread ranks shards the UNet's AdamW state (ZeRO-1, Note [One optimizer
 // interface]): each rank writes its shard beside the checkpoint, and the weights equal one
 // unsharded rank's up to the order of the sums (measured 5.4e-5 of a tensor's largest value).
+// The largest difference between two runs' tensors, of each tensor's largest value; both runs
+// must hold the same tensors.
+double largest_relative_difference(const std::map<std::string, at::Tensor>& a,
+                                   const std::map<std::string, at::Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (const auto& [name, t] : a) {
+    auto it = b.find(name);
+    if (it == b.end()) {
+      ADD_FAILURE() << name << " is in one run's state only";
+      continue;
+    }
+    const double largest = std::max(t.abs().max().item<double>(), 1e-30);
+    worst = std::max(worst, (t.to(at::kDouble) - it->second.to(at::kDouble)).abs().max().item<double>() / largest);
+  }
+  return worst;
+}
+
 TEST(TrainJob, FullFineTuningShardedOverTwoRanksTrainsWhatOneRankTrains) {
   ScopedTempDir dir;
   make_tiny_model(dir / "model");
@@ -89,6 +107,7 @@ TEST(TrainJob, FullFineTuningShardedOverTwoRanksTrainsWhatOneRankTrains) {
     TrainOptions o = tiny_run(dir, batch, out);
     o.is_lora = false;
     o.unet_learning_rate = 1e-4;
+    o.zero_replicated_fraction = 0.0;  // every tensor sharded (the default replicates the stem)
     return o;
   };
   SingleProcessCommunicator single;
@@ -99,17 +118,63 @@ TEST(TrainJob, FullFineTuningShardedOverTwoRanksTrainsWhatOneRankTrains) {
   EXPECT_TRUE(config["optimizer"]["zero_1"].get<bool>());
   EXPECT_TRUE(fs::exists(dir / "two/checkpoints/step-00000004/optimizer-r00000.safetensors"));
   EXPECT_TRUE(fs::exists(dir / "two/checkpoints/step-00000004/optimizer-r00001.safetensors"));
-  const std::map<std::string, at::Tensor> a = tensors_of(dir / "one/trainer_state.safetensors");
-  const std::map<std::string, at::Tensor> b = tensors_of(dir / "two/trainer_state.safetensors");
-  ASSERT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (const auto& [name, t] : a) {
-    ASSERT_TRUE(b.count(name)) << name;
-    const double largest = std::max(t.abs().max().item<double>(), 1e-30);
-    worst = std::max(worst, (t.to(at::kDouble) - b.at(name).to(at::kDouble)).abs().max().item<double>() / largest);
-  }
-  EXPECT_MEASURED_BELOW("full fine-tuning, one rank against two ZeRO-1 thread ranks (of each tensor's largest)", worst,
+  EXPECT_MEASURED_BELOW("full fine-tuning, one rank against two ZeRO-1 thread ranks (of each tensor's largest)",
+                        largest_relative_difference(tensors_of(dir / "one/trainer_state.safetensors"),
+                                                    tensors_of(dir / "two/trainer_state.safetensors")),
                         3e-4);
+}
+
+// Note [Replicated stem under ZeRO-1]: with the default fraction the first 30 % of the UNet's
+// parameters (in forward order) are replicated and the rest sharded; that trains what one rank
+// trains. A run then
+// moves between fractions on resume: stopped at step 3 with everything sharded (0), resumed with
+// nothing sharded (1), it ends where the run at the default fraction ends. Only the grouping of
+// the gradient norm's sums differs between the three setups.
+TEST(TrainJob, ZeroWithAReplicatedStemTrainsWhatOneRankTrainsAndResumesUnderAnyFraction) {
+  ScopedTempDir dir;
+  make_tiny_model(dir / "model");
+  make_photos(dir / "photos");
+  auto full = [&](int64_t batch, const std::string& out, std::optional<double> fraction) {
+    TrainOptions o = tiny_run(dir, batch, out);
+    o.is_lora = false;
+    o.unet_learning_rate = 1e-4;
+    o.zero_replicated_fraction = fraction;
+    return o;
+  };
+  SingleProcessCommunicator single;
+  ASSERT_EQ(run_train_job(full(4, "one", std::nullopt), nlohmann::ordered_json::object(), single).steps, 4);
+  const RankResults stem = run_on_thread_ranks(full(2, "stem", std::nullopt), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(stem.errors, kNoErrors);
+  const nlohmann::json config = nlohmann::json::parse(read_file(dir / "stem/run_config.json"));
+  EXPECT_TRUE(config["optimizer"]["zero_1"].get<bool>());
+  std::map<std::string, double> parameters;  // "unet (ZeRO-1: ...)" as "unet"
+  for (const auto& g : config["optimizer"]["groups"])
+    parameters[g["name"].get<std::string>().substr(0, g["name"].get<std::string>().find(" ("))] = g["parameters"];
+  ASSERT_TRUE(parameters.count("unet") && parameters.count("unet_replicated")) << config["optimizer"].dump();
+  const double replicated = parameters["unet_replicated"] / (parameters["unet"] + parameters["unet_replicated"]);
+  EXPECT_GE(replicated, TrainOptions::kDefaultZeroReplicatedFraction) << "the tensor that crosses it is replicated";
+  EXPECT_LT(replicated, 0.6) << "the split is by parameters, not by tensors";
+  EXPECT_TRUE(fs::exists(dir / "stem/checkpoints/step-00000004/optimizer-r00001.safetensors"));
+  const std::map<std::string, at::Tensor> one = tensors_of(dir / "one/trainer_state.safetensors");
+  const std::map<std::string, at::Tensor> two = tensors_of(dir / "stem/trainer_state.safetensors");
+  EXPECT_MEASURED_BELOW("full fine-tuning, one rank against two thread ranks with the stem replicated",
+                        largest_relative_difference(one, two), 3e-4);
+
+  FakeHooks signalled;
+  signalled.stop_from = 3;
+  const RankResults stopped = run_on_thread_ranks(full(2, "moved", 0.0), {FakeHooks{}, signalled});
+  ASSERT_EQ(stopped.errors, kNoErrors);
+  EXPECT_EQ(stopped.reports[0].steps, 3);
+  EXPECT_TRUE(fs::exists(dir / "moved/checkpoints/step-00000003/optimizer-r00001.safetensors"));
+  const RankResults resumed = run_on_thread_ranks(full(2, "moved", 1.0), {FakeHooks{}, FakeHooks{}});
+  ASSERT_EQ(resumed.errors, kNoErrors);
+  EXPECT_EQ(resumed.reports[0].steps, 4);
+  EXPECT_FALSE(nlohmann::json::parse(read_file(dir / "moved/run_config.json"))["optimizer"]["zero_1"].get<bool>())
+      << "a fraction of 1 leaves nothing to shard";
+  EXPECT_FALSE(fs::exists(dir / "moved/checkpoints/step-00000004/optimizer-r00001.safetensors"));
+  const std::map<std::string, at::Tensor> moved = tensors_of(dir / "moved/trainer_state.safetensors");
+  EXPECT_MEASURED_BELOW("all sharded to step 3, none after, against the default stem throughout",
+                        largest_relative_difference(two, moved), 3e-6);  // measured 6.7e-7
 }
 
 // A stop signal that reaches rank 1 alone, in step 3 of 4: the ranks agree on it in the step's
