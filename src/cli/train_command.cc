@@ -102,6 +102,12 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
       .add_choice("optimizer_state_dtype", &o.optimizer_state_dtype, {{"fp32", at::kFloat}, {"bf16", at::kBFloat16}},
            "fp32 or bf16 (AdamW moments in bf16 with stochastic rounding: half the memory, for full "
            "fine-tuning on one 48 GB GPU)")
+      .add_choice("adamw_kernel", &o.adamw_kernel,
+                  {{"auto", AdamWKernelChoice::kAuto}, {"foreach", AdamWKernelChoice::kForeach},
+                   {"fused", AdamWKernelChoice::kFused}},
+                  "AdamW's kernel: foreach (one multi-tensor op per line of the update; on the CPU the same bits "
+                  "as torch's single-tensor AdamW), fused (torch's fused AdamW, one pass, step counts on the "
+                  "device; the same update but for the last bits) or auto: fused on a GPU, foreach on the CPU")
       .add_choice("save_dtype", &o.save_dtype, {{"bf16", at::kBFloat16}, {"fp16", at::kHalf}, {"fp32", at::kFloat}}, "dtype of unet.safetensors (full fine-tuning): bf16, fp16 or fp32")
       .add("dump_steps", &o.dump_steps, "a folder for what enters every step (for checking against another trainer)")
       .add("log_every", &o.log_every, "progress line every N steps when the output is not a terminal")

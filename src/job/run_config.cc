@@ -52,7 +52,8 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
                       {"eps", g.hyper.eps}, {"weight_decay", g.hyper.weight_decay}, {"tensors", g.tensors},
                       {"parameters", g.parameters}, {"trained_steps", trained}});
   }
-  rc["optimizer"] = {{"name", "AdamW"}, {"state_dtype", o.optimizer_state_dtype == at::kBFloat16 ? "bf16" : "fp32"}, {"max_grad_norm", o.max_grad_norm},
+  rc["optimizer"] = {{"name", "AdamW"}, {"state_dtype", o.optimizer_state_dtype == at::kBFloat16 ? "bf16" : "fp32"},
+                     {"kernel", adamw_kernel_name(tc.adamw_kernel)}, {"max_grad_norm", o.max_grad_norm},
                      {"zero_1", trainer.optimizer_state_sharded()}, {"groups", groups}};
   // Note [EMA of the trained weights]: what the outputs and the validation images are made from.
   if (const ParameterEma* ema = trainer.ema()) {

@@ -18,6 +18,9 @@ namespace xltune {
 
 // --zero: ZeRO-1 for full fine-tuning on many ranks.
 enum class ZeroMode { kAuto, kOn, kOff };
+// --adamw_kernel: AdamW's foreach or fused kernel (train/adamw.h); auto: fused on a GPU, foreach
+// on the CPU (resolved by trainer_config_from, which knows the device).
+enum class AdamWKernelChoice { kAuto, kForeach, kFused };
 // --report_to (diffusers' name): where rank 0 logs the metrics besides metrics.jsonl.
 enum class ReportTo { kNone, kTensorBoard };
 
@@ -65,6 +68,7 @@ struct TrainOptions {
   // last bits, not what the step is.
   bool deterministic = false;
   at::ScalarType optimizer_state_dtype = at::kFloat;  // fp32 or bf16 (AdamW moments)
+  AdamWKernelChoice adamw_kernel = AdamWKernelChoice::kAuto;
   at::ScalarType save_dtype = at::kBFloat16;          // unet.safetensors of full fine-tuning
   std::string dump_steps;           // folder for the per-step dumps (empty: none)
   int64_t log_every = 10;           // progress line every N steps when not on a terminal

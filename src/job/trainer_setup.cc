@@ -35,6 +35,16 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
   tc.grad_spike_factor = o.grad_spike_factor;
   tc.gradient_checkpointing = o.gradient_checkpointing;
   tc.optimizer_state_dtype = o.optimizer_state_dtype;
+  // auto: the fused kernel where it is one pass over the values in place of ~9 launches a group (a
+  // GPU); on the CPU the foreach path, whose single-tensor kernels are torch's single-tensor AdamW
+  // bit for bit (the replay against diffusers is exact).
+  switch (o.adamw_kernel) {
+    case AdamWKernelChoice::kForeach: tc.adamw_kernel = AdamWKernel::kForeach; break;
+    case AdamWKernelChoice::kFused: tc.adamw_kernel = AdamWKernel::kFused; break;
+    case AdamWKernelChoice::kAuto:
+      tc.adamw_kernel = placement.device.is_cuda() ? AdamWKernel::kFused : AdamWKernel::kForeach;
+      break;
+  }
   tc.autocast_bf16 = placement.autocast_bf16;
   tc.use_ema = o.use_ema;
   tc.ema_decay = o.ema_decay;

@@ -3,14 +3,17 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <optional>
 
 #include "core/check.h"
 #include "core/keyed_random.h"
 
 namespace xltune {
 
-AdamW::AdamW(std::vector<AdamWGroup> groups, at::ScalarType state_dtype, uint64_t seed)
-    : groups_(std::move(groups)), state_dtype_(state_dtype), seed_(seed) {
+const char* adamw_kernel_name(AdamWKernel kernel) { return kernel == AdamWKernel::kFused ? "fused" : "foreach"; }
+
+AdamW::AdamW(std::vector<AdamWGroup> groups, at::ScalarType state_dtype, uint64_t seed, AdamWKernel kernel)
+    : groups_(std::move(groups)), state_dtype_(state_dtype), seed_(seed), kernel_(kernel) {
   XLTUNE_CHECK(state_dtype == at::kFloat || state_dtype == at::kBFloat16,
                "AdamW: optimizer state must be fp32 or bf16");
   size_t n = 0;
@@ -123,9 +126,10 @@ void AdamW::step(double lr_factor, int64_t training_step) {
   }
 }
 
-// The single-tensor arithmetic of the header, one _foreach_ op per line over the group's stepped
-// tensors (Note [One optimizer interface]): a multi-tensor kernel per line on a GPU; on the CPU
-// the ops loop over the tensors with the single-tensor kernels, so the values are the same bits.
+// The header's arithmetic over the group's stepped tensors with the optimizer's kernel: one
+// _foreach_ op per line (a multi-tensor kernel per line on a GPU; on the CPU the single-tensor
+// kernels, so the same bits as torch's single-tensor AdamW), or the fused kernel, whose step
+// counts are the tensors' device steps, advanced together by one _foreach_add_.
 void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
                    int64_t training_step) {
   const AdamWHyper& h = g.hyper;
@@ -143,7 +147,20 @@ void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>&
     grads.push_back(grad.scalar_type() == m.back().scalar_type() ? grad : grad.to(m.back().scalar_type()));
     steps.push_back(s.step);
   }
-  adamw_foreach_update(h, lr, params, grads, m, v, steps);
+  if (kernel_ == AdamWKernel::kFused) {
+    std::vector<at::Tensor> device_steps;
+    for (size_t flat : stepped) {
+      AdamWTensorState& s = state_[flat];
+      if (!s.device_step.defined())  // the step before this one (step() has counted this one)
+        s.device_step = at::full({}, static_cast<double>(s.step - 1),
+                                 at::TensorOptions().dtype(at::kFloat).device(g.params[flat - first].device()));
+      device_steps.push_back(s.device_step);
+    }
+    at::_foreach_add_(device_steps, 1);
+    adamw_fused_update(h, lr, params, grads, m, v, device_steps);
+  } else {
+    adamw_foreach_update(h, lr, params, grads, m, v, steps);
+  }
   if (!bf16) return;
   for (size_t k = 0; k < stepped.size(); ++k) {
     AdamWTensorState& s = state_[stepped[k]];
@@ -184,6 +201,42 @@ void adamw_foreach_update(const AdamWHyper& h, double lr, const std::vector<at::
   at::_foreach_addcdiv_(params, m_p, denom, minus_step_size);
 }
 
+void adamw_fused_update(const AdamWHyper& h, double lr, const std::vector<at::Tensor>& params,
+                        const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
+                        const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps) {
+  XLTUNE_CHECK(grads.size() == params.size() && m.size() == params.size() && v.size() == params.size() &&
+                   steps.size() == params.size(),
+               "AdamW: ", params.size(), " tensors, ", grads.size(), " gradients, ", steps.size(), " step counts");
+  if (params.empty()) return;
+  // The kernel takes params, grads and moments of one dtype and device, each dense (on CUDA it
+  // checks; on the CPU it reads their memory as the params' type, in order): anything else goes
+  // through a contiguous copy in the moments' dtype, written back after.
+  const at::ScalarType dtype = m.front().scalar_type();
+  std::vector<at::Tensor> work_p = params, work_g = grads, work_m = m, work_v = v;
+  std::vector<std::pair<at::Tensor, at::Tensor>> write_back;  // (where, from)
+  const auto fit = [&](at::Tensor& t, bool written) {
+    if (t.scalar_type() == dtype && t.is_contiguous()) return;
+    at::Tensor copy = t.to(dtype).contiguous();  // a copy: one of the two differs
+    if (written) write_back.emplace_back(t, copy);
+    t = copy;
+  };
+  for (size_t k = 0; k < params.size(); ++k) {
+    XLTUNE_CHECK(v[k].scalar_type() == dtype && grads[k].device() == params[k].device() &&
+                     m[k].device() == params[k].device() && v[k].device() == params[k].device(),
+                 "AdamW (fused): the moments of tensor ", k, " must share one dtype, and all its tensors one device");
+    XLTUNE_CHECK(steps[k].dim() == 0 && steps[k].scalar_type() == at::kFloat && steps[k].device() == params[k].device(),
+                 "AdamW (fused): tensor ", k, "'s step count must be a float32 0-dim tensor on its device");
+    fit(work_p[k], true);
+    fit(work_g[k], false);
+    fit(work_m[k], true);
+    fit(work_v[k], true);
+  }
+  at::_fused_adamw_(work_p, work_g, work_m, work_v, /*max_exp_avg_sqs=*/{}, steps, lr, h.beta1, h.beta2,
+                    h.weight_decay, h.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt,
+                    /*found_inf=*/std::nullopt);
+  for (auto& [where, from] : write_back) where.copy_(from);
+}
+
 void AdamW::zero_grad() {
   for (auto& g : groups_)
     for (auto& p : g.params) p.mutable_grad() = at::Tensor();
@@ -219,10 +272,14 @@ void AdamW::load_state_tensors(const std::map<std::string, at::Tensor>& tensors)
       AdamWTensorState& s = state_[flat];
       auto st = tensors.find(g.names[i] + ".adamw_step");
       s.step = st == tensors.end() ? 0 : st->second.item<int64_t>();
+      s.device_step = at::Tensor();
       if (s.step == 0) {
         s.exp_avg = s.exp_avg_sq = at::Tensor();
         continue;
       }
+      if (kernel_ == AdamWKernel::kFused)  // the fused kernel's count, exactly the host's
+        s.device_step = at::full({}, static_cast<double>(s.step),
+                                 at::TensorOptions().dtype(at::kFloat).device(g.params[i].device()));
       auto m = tensors.find(g.names[i] + ".exp_avg"), v = tensors.find(g.names[i] + ".exp_avg_sq");
       XLTUNE_CHECK(m != tensors.end() && v != tensors.end(), "checkpoint: no optimizer moments for ", g.names[i]);
       const at::Tensor& p = g.params[i];

@@ -7,10 +7,20 @@
 //   v      = beta2 v + (1 - beta2) g^2
 //   p     -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
 //
-// A group's tensors are updated together, one _foreach_ op per line above (a multi-tensor
-// kernel on a GPU; on the CPU the single-tensor kernels, so the same bits as a loop):
-// adamw_foreach_update, which ZeRO-1 runs on its shard too (train/zero_optimizer.h), so the
-// sharded and the replicated update are one arithmetic.
+// Two kernels compute it (AdamWKernel), chosen per optimizer (--adamw_kernel):
+// - kForeach: one _foreach_ op per line above over a group's tensors (a multi-tensor kernel per
+//   line on a GPU, ~9 launches a group; on the CPU the single-tensor kernels, so the same bits as
+//   torch's single-tensor AdamW, which the replay against diffusers relies on), with the bias
+//   corrections computed on the host from each tensor's step count: adamw_foreach_update.
+// - kFused: torch's fused AdamW (at::_fused_adamw_, as torch.optim.AdamW(fused=True)), one pass
+//   over each value for all lines at once: adamw_fused_update. It reads each tensor's step count
+//   from a float32 0-dim tensor on the tensor's device (AdamWTensorState::device_step), which the
+//   optimizer advances with one _foreach_add_ per group and step, so a step has no host-to-device
+//   copy and no per-tensor launches. Its arithmetic is fp32 like the foreach path's but grouped
+//   otherwise (the bias corrections in fp32 on the device), so it differs from torch's
+//   single-tensor AdamW in the last bits: the default on GPUs, not on the CPU.
+// ZeRO-1 runs the same functions on its shard (train/zero_optimizer.h), so the sharded and the
+// replicated update are one arithmetic for either kernel.
 //
 // Each tensor counts its own steps, so a group that is frozen for a while (new token rows
 // after the pivot) resumes its bias correction where it stopped, as torch's would; a tensor
@@ -34,6 +44,11 @@
 
 namespace xltune {
 
+// Which of the header's two kernels updates the groups (--adamw_kernel).
+enum class AdamWKernel { kForeach, kFused };
+// "foreach" or "fused" (--adamw_kernel's values, run_config.json's "optimizer.kernel").
+const char* adamw_kernel_name(AdamWKernel kernel);
+
 struct AdamWGroup {
   std::string name;  // "lora", "text_embeddings", "unet"
   AdamWHyper hyper;
@@ -45,13 +60,18 @@ struct AdamWGroup {
 struct AdamWTensorState {
   at::Tensor exp_avg, exp_avg_sq;  // allocated at the first update
   int64_t step = 0;
+  // With the fused kernel: `step` as a float32 0-dim tensor on the parameter's device, which the
+  // kernel reads (exact up to 2^24 steps). Made at the tensor's first fused update, advanced with
+  // the others of its group in one _foreach_add_, rebuilt from `step` by load_state_tensors.
+  at::Tensor device_step;
 };
 
 // Replicated state: every rank holds all of it and applies the same update (Note [One
 // optimizer interface]).
 class AdamW final : public Optimizer {
  public:
-  explicit AdamW(std::vector<AdamWGroup> groups, at::ScalarType state_dtype = at::kFloat, uint64_t seed = 0);
+  explicit AdamW(std::vector<AdamWGroup> groups, at::ScalarType state_dtype = at::kFloat, uint64_t seed = 0,
+                 AdamWKernel kernel = AdamWKernel::kForeach);
 
   // One update of every tensor of every unfrozen group that has a gradient, at learning rate
   // group.lr * lr_factor. `training_step` keys the stochastic rounding (bf16 state only).
@@ -73,6 +93,7 @@ class AdamW final : public Optimizer {
   const std::vector<AdamWGroup>& groups() const { return groups_; }
   const AdamWGroup& group(const std::string& name) const;
   at::ScalarType state_dtype() const { return state_dtype_; }
+  AdamWKernel kernel() const { return kernel_; }
   // The state of tensor i of group g (flattened index order: groups, then tensors).
   const AdamWTensorState& state(size_t flat_index) const { return state_.at(flat_index); }
   AdamWTensorState& mutable_state(size_t flat_index) { return state_.at(flat_index); }
@@ -100,6 +121,7 @@ class AdamW final : public Optimizer {
   std::vector<AdamWTensorState> state_;
   at::ScalarType state_dtype_;
   uint64_t seed_;
+  AdamWKernel kernel_;
 };
 
 // The lines of the header after `step += 1` for tensors k = 0 .. n-1 together, one _foreach_ op
@@ -109,6 +131,16 @@ class AdamW final : public Optimizer {
 void adamw_foreach_update(const AdamWHyper& hyper, double lr, const std::vector<at::Tensor>& params,
                           const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
                           const std::vector<at::Tensor>& v, const std::vector<int64_t>& steps);
+
+// The same update with torch's fused kernel (at::_fused_adamw_), for tensors k = 0 .. n-1 at once.
+// steps[k] is tensor k's step count *after* `step += 1`, a float32 0-dim tensor on its device (the
+// kernel reads it and does not advance it: the caller does, as torch.optim's _fused_adamw does); one
+// tensor may stand for several k. grads, m and v share one dtype and device (the kernel's
+// restriction); params of another dtype, or tensors that are not contiguous, are updated through
+// contiguous copies and written back.
+void adamw_fused_update(const AdamWHyper& hyper, double lr, const std::vector<at::Tensor>& params,
+                        const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
+                        const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps);
 
 // fp32 -> bf16 with stochastic rounding from `generator` (a clone of the tensor's device
 // generator, seeded): unbiased on average, exact where the value is a bf16 already.

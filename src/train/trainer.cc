@@ -162,7 +162,7 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
       auto zero = std::make_unique<ZeroOptimizer>(sharded.names, sharded.params, sharded.hyper,
                                                   *optimizer_shards.comm, config.optimizer_state_dtype, config.seed,
                                                   int64_t{25} << 20, int64_t{1} << 20, optimizer_shards.reduce_dtype,
-                                                  optimizer_shards.gather_dtype);
+                                                  optimizer_shards.gather_dtype, config.adamw_kernel);
       // Note [Sharded optimizer state]: each bucket's all-gather waited for just before the first
       // UNet block that reads it.
       zero->set_forward_order(block_of);
@@ -180,7 +180,8 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
   pivotal_ = std::make_unique<PivotalTuning>(rows_1, rows_2, std_1, std_2, config.pivot_step);
   groups.push_back(AdamWGroup{"text_embeddings", AdamWHyper{config.ti_lr, 0.9, 0.999, 1e-8, 1e-3},
                               {"text_encoders_0", "text_encoders_1"}, {rows_1, rows_2}, false});
-  optimizers_.push_back(std::make_unique<AdamW>(std::move(groups), config.optimizer_state_dtype, config.seed));
+  optimizers_.push_back(std::make_unique<AdamW>(std::move(groups), config.optimizer_state_dtype, config.seed,
+                                                config.adamw_kernel));
   if (config.pivot_step == 0) freeze_token_rows();
   reducer_->prepare(reduced_tensors());
   if (config.use_ema) ema_ = std::make_unique<ParameterEma>(unet_trained(), config.ema_decay);

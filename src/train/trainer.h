@@ -78,6 +78,9 @@ struct TrainerConfig {
   double grad_spike_factor = 0;  // Note [Skipped steps]; 0: only non-finite steps are skipped
   bool gradient_checkpointing = false;
   at::ScalarType optimizer_state_dtype = at::kFloat;
+  // The AdamW kernel of every optimizer (train/adamw.h): not part of the run's meaning, a resume
+  // may change it (the state is the same tensors either way).
+  AdamWKernel adamw_kernel = AdamWKernel::kForeach;
   // bf16 autocast for a fp32 UNet on CUDA (full fine-tuning): frozen weights are bf16 already.
   bool autocast_bf16 = false;
   // An EMA of the UNet's trained tensors, exported and validated instead of them (Note [EMA of

@@ -43,7 +43,8 @@ struct ZeroOptimizer::Bucket {
 
 ZeroOptimizer::ZeroOptimizer(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWHyper hyper,
                              Communicator& comm, at::ScalarType state_dtype, uint64_t seed, int64_t bucket_bytes,
-                             int64_t first_bucket_bytes, at::ScalarType reduce_dtype, at::ScalarType gather_dtype)
+                             int64_t first_bucket_bytes, at::ScalarType reduce_dtype, at::ScalarType gather_dtype,
+                             AdamWKernel kernel)
     : names_(std::move(names)),
       params_(std::move(params)),
       hyper_(hyper),
@@ -51,7 +52,8 @@ ZeroOptimizer::ZeroOptimizer(std::vector<std::string> names, std::vector<at::Ten
       state_dtype_(state_dtype),
       seed_(seed),
       reduce_dtype_(reduce_dtype),
-      gather_dtype_(gather_dtype) {
+      gather_dtype_(gather_dtype),
+      kernel_(kernel) {
   XLTUNE_CHECK(state_dtype == at::kFloat || state_dtype == at::kBFloat16, "ZeRO: moments in fp32 or bf16");
   XLTUNE_CHECK(reduce_dtype == at::kFloat || reduce_dtype == at::kBFloat16, "ZeRO: gradients reduced in fp32 or bf16");
   XLTUNE_CHECK(gather_dtype == at::kFloat || gather_dtype == at::kBFloat16,
@@ -269,11 +271,18 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
   wait_parameters();  // a step right after another, with no forward between (tests)
   at::NoGradGuard no_grad;
   ++steps_;
+  if (kernel_ == AdamWKernel::kFused) {
+    if (!device_step_.defined())  // the step before this one
+      device_step_ = at::full({}, static_cast<double>(steps_ - 1),
+                              at::TensorOptions().dtype(at::kFloat).device(buckets_.front()->param.device()));
+    device_step_.add_(1);
+  }
   const int64_t r = comm_.rank();
   const bool bf16 = state_dtype_ == at::kBFloat16;
   // AdamW's update of the chunks, a group of buckets (up to kUpdateGroupValues values) at once
   // (adamw_foreach_update: one multi-tensor kernel per line on a GPU, the single-tensor kernels
-  // on the CPU), element for element the replicated AdamW's. The group bounds the temporaries
+  // on the CPU; or adamw_fused_update, every bucket reading the one device step count), element
+  // for element the replicated AdamW's with the same kernel. The group bounds the temporaries
   // (the denominators; fp32 copies of bf16 moments) to a few hundred MB. With a bf16 all-gather
   // the update is of the fp32 master; the bucket's own chunk is then overwritten by its rounding,
   // like the others'. Each group's all-gathers start as soon as it is updated, in the order the
@@ -288,7 +297,10 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
       m.push_back(bf16 ? b.exp_avg.to(at::kFloat) : b.exp_avg);
       v.push_back(bf16 ? b.exp_avg_sq.to(at::kFloat) : b.exp_avg_sq);
     }
-    adamw_foreach_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<int64_t>(p.size(), steps_));
+    if (kernel_ == AdamWKernel::kFused)
+      adamw_fused_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<at::Tensor>(p.size(), device_step_));
+    else
+      adamw_foreach_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<int64_t>(p.size(), steps_));
     for (size_t i = first; i < end; ++i) {
       const size_t k = gather_order_[i];
       Bucket& b = *buckets_[k];
@@ -423,6 +435,10 @@ void ZeroOptimizer::load_full_moments(const std::map<std::string, at::Tensor>& m
   wait_parameters();
   at::NoGradGuard no_grad;
   steps_ = steps;
+  device_step_ = kernel_ == AdamWKernel::kFused
+                     ? at::full({}, static_cast<double>(steps),
+                                at::TensorOptions().dtype(at::kFloat).device(buckets_.front()->param.device()))
+                     : at::Tensor();
   const int64_t r = comm_.rank();
   for (auto& b : buckets_) {
     for (int which = 0; which < 2; ++which) {

@@ -10,8 +10,9 @@
 // - Step: as backward fills a bucket, its gradients are reduce-scattered (each rank receives the
 //   sum of its chunk) while backward goes on; finish() waits and divides by W; the gradient norm
 //   is the square root of the all-reduced sum of the ranks' chunk norms (plus the replicated
-//   tensors'); each rank updates its chunks with AdamW (adamw_foreach_update, the replicated
-//   AdamW's own multi-tensor arithmetic, element for element, over groups of buckets), then the
+//   tensors'); each rank updates its chunks with AdamW (adamw_foreach_update or, with the fused
+//   kernel, adamw_fused_update: the replicated AdamW's own arithmetic, element for element, over
+//   groups of buckets; train/adamw.h), then the
 //   chunks are all-gathered into every rank's parameter buckets. Both collectives run in place
 //   (the chunk is the rank's slice of its bucket), so sharding adds no buffer: per rank, weights
 //   4 B + gradients 4 B + moments (8 or 4 B) / W per parameter. The communication is one
@@ -38,7 +39,9 @@
 //   differs (the moments carry over exactly, bf16 -> fp32 -> bf16 loses nothing).
 // - Every trained tensor gets a gradient every step in full fine-tuning, so one step count per
 //   optimizer suffices (AdamW skips tensors without a gradient and counts steps per tensor);
-//   finish() refuses a step in which a tensor got none, naming it, rather than decay it.
+//   finish() refuses a step in which a tensor got none, naming it, rather than decay it. The fused
+//   kernel reads it from one float32 0-dim tensor on the device, given once per bucket, advanced
+//   once a step and rebuilt from the count by load_full_moments.
 // - bf16 collectives (Note [bf16 gradient reduction]): with `reduce_dtype` bf16 a full bucket is
 //   divided by W, cast into a bf16 buffer (made at launch, freed in finish()) and reduce-scattered
 //   in bf16; the rank's chunk of the mean is copied into its fp32 gradient chunk. With
@@ -81,7 +84,7 @@ class ZeroOptimizer final : public Optimizer {
   ZeroOptimizer(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWHyper hyper, Communicator& comm,
                 at::ScalarType state_dtype = at::kFloat, uint64_t seed = 0, int64_t bucket_bytes = int64_t{25} << 20,
                 int64_t first_bucket_bytes = int64_t{1} << 20, at::ScalarType reduce_dtype = at::kFloat,
-                at::ScalarType gather_dtype = at::kFloat);
+                at::ScalarType gather_dtype = at::kFloat, AdamWKernel kernel = AdamWKernel::kForeach);
   ~ZeroOptimizer();
   ZeroOptimizer(const ZeroOptimizer&) = delete;
   ZeroOptimizer& operator=(const ZeroOptimizer&) = delete;
@@ -129,6 +132,7 @@ class ZeroOptimizer final : public Optimizer {
 
   at::ScalarType reduce_dtype() const { return reduce_dtype_; }
   at::ScalarType gather_dtype() const { return gather_dtype_; }
+  AdamWKernel kernel() const { return kernel_; }
 
   // This rank's chunks: "zero.<k>.exp_avg", "zero.<k>.exp_avg_sq" (and "zero.<k>.master" with a
   // bf16 all-gather) per bucket k, "zero.steps";
@@ -174,6 +178,10 @@ class ZeroOptimizer final : public Optimizer {
   size_t gathered_ = 0;               // the all-gathers of gather_order_[0, gathered_) have landed
   bool overlap_gather_ = true;
   int64_t steps_ = 0;
+  AdamWKernel kernel_;
+  // With the fused kernel: steps_ as a float32 0-dim tensor on the buckets' device (made at the
+  // first fused step, advanced with steps_, rebuilt by load_full_moments).
+  at::Tensor device_step_;
 };
 
 }  // namespace xltune

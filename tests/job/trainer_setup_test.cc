@@ -53,6 +53,24 @@ TEST(TrainerSetup, EveryTrainingOptionReachesTheTrainerConfig) {
   EXPECT_EQ(trainer_config_from(o, 120, 60, 99, Placement{}).lora_alpha, 4.0);
 }
 
+// --adamw_kernel auto: foreach on the CPU (torch's single-tensor AdamW bit for bit), fused on a GPU;
+// a given kernel is taken as given.
+TEST(TrainerSetup, AdamWKernelAutoIsForeachOnTheCpuAndFusedOnAGpu) {
+  TrainOptions o;
+  EXPECT_EQ(o.adamw_kernel, AdamWKernelChoice::kAuto);
+  const Placement cpu = placement_for(at::kCPU, PlacementUse::kTrainLora);
+  const Placement gpu = placement_for(at::Device(at::kCUDA, 0), PlacementUse::kTrainLora);
+  EXPECT_EQ(trainer_config_from(o, 10, 5, 1, Placement{}).adamw_kernel, AdamWKernel::kForeach);
+  EXPECT_EQ(trainer_config_from(o, 10, 5, 1, cpu).adamw_kernel, AdamWKernel::kForeach);
+  EXPECT_EQ(trainer_config_from(o, 10, 5, 1, gpu).adamw_kernel, AdamWKernel::kFused);
+  o.adamw_kernel = AdamWKernelChoice::kFused;
+  EXPECT_EQ(trainer_config_from(o, 10, 5, 1, cpu).adamw_kernel, AdamWKernel::kFused);
+  o.adamw_kernel = AdamWKernelChoice::kForeach;
+  EXPECT_EQ(trainer_config_from(o, 10, 5, 1, gpu).adamw_kernel, AdamWKernel::kForeach);
+  EXPECT_STREQ(adamw_kernel_name(AdamWKernel::kFused), "fused");
+  EXPECT_STREQ(adamw_kernel_name(AdamWKernel::kForeach), "foreach");
+}
+
 TEST(TrainerSetup, TheRunMeaningIsTheTrainerConfigs) {
   TrainOptions o;
   o.lora_lr = 5e-4;

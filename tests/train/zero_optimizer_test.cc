@@ -3,15 +3,18 @@
 // the shards of W ranks become full moments that continue on another number of ranks, or in an
 // unsharded AdamW; bf16 moments are deterministic; a tensor without a gradient is refused; the
 // all-gathers left in flight by step() and waited for block by block give the same bits as
-// waiting in step(), each waited for before the block that reads it and not before.
+// waiting in step(), each waited for before the block that reads it and not before. With the fused
+// kernel the sharded update follows the replicated fused AdamW, and a restore continues bit for bit.
 #include "train/zero_optimizer.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <thread>
 
 #include "core/error.h"
@@ -64,7 +67,8 @@ using Grads = std::vector<at::Tensor>;
 struct Reference {
   Net net;
   AdamW adamw;
-  explicit Reference() : adamw({AdamWGroup{"unet", kHyper, net.names, net.params, false}}) {}
+  explicit Reference(AdamWKernel kernel = AdamWKernel::kForeach)
+      : adamw({AdamWGroup{"unet", kHyper, net.names, net.params, false}}, at::kFloat, 0, kernel) {}
   void step(int s, const std::vector<Grads>& rank_grads) {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < net.params.size(); ++i) {
@@ -126,11 +130,12 @@ void on_ranks(int world, const std::function<void(int)>& body) {
 // `world` ranks with their own nets and sharded optimizers (small buckets: several per run).
 std::vector<Rank> make_ranks(const std::vector<std::shared_ptr<Communicator>>& comms,
                              at::ScalarType state_dtype = at::kFloat, int64_t bucket_bytes = 100,
-                             int64_t first_bucket_bytes = 40) {
+                             int64_t first_bucket_bytes = 40, AdamWKernel kernel = AdamWKernel::kForeach) {
   std::vector<Rank> ranks(comms.size());
   for (size_t r = 0; r < comms.size(); ++r)
     ranks[r].zero = std::make_unique<ZeroOptimizer>(ranks[r].net.names, ranks[r].net.params, kHyper, *comms[r],
-                                                    state_dtype, 7, bucket_bytes, first_bucket_bytes);
+                                                    state_dtype, 7, bucket_bytes, first_bucket_bytes, at::kFloat,
+                                                    at::kFloat, kernel);
   return ranks;
 }
 
@@ -181,6 +186,66 @@ TEST(ZeroOptimizer, ShardedStepsEqualOneAdamWOnTheMeanGradient) {
       EXPECT_GE(ranks[0].zero->state_bytes(), all / world);
     }
   }
+}
+
+// The fused kernel on the shard (the chunks of several buckets, one device step count for all)
+// against the replicated AdamW with the fused kernel: the same elementwise arithmetic, but the
+// CPU kernel's vector and scalar loops split the values at other places (a chunk is not a tensor).
+// Measured on the CPU: 1.6e-8 of the largest value after 5 steps.
+TEST(ZeroOptimizer, FusedShardedStepsFollowTheFusedAdamW) {
+  auto comms = make_thread_group(2);
+  std::vector<Rank> ranks = make_ranks(comms, at::kFloat, 100, 40, AdamWKernel::kFused);
+  EXPECT_EQ(ranks[0].zero->kernel(), AdamWKernel::kFused);
+  Reference ref(AdamWKernel::kFused);
+  double worst = 0;
+  for (int s = 1; s <= 5; ++s) {
+    ref.step(s, step_ranks(ranks, s));
+    for (int r = 0; r < 2; ++r) {
+      const Net& net = ranks[static_cast<size_t>(r)].net;
+      for (size_t i = 0; i < net.params.size(); ++i)
+        worst = std::max(worst, testing_util::max_abs_diff(net.params[i], ref.net.params[i]) /
+                                    ref.net.params[i].abs().max().item<double>());
+    }
+  }
+  EXPECT_MEASURED_BELOW("ZeRO-1 fused vs AdamW fused, 2 ranks, 5 steps (relative to max |p|)", worst, 5e-8);
+  EXPECT_EQ(ranks[0].zero->steps(), 5);
+  EXPECT_EQ(ref.adamw.state(0).device_step.item<double>(), 5.0);
+}
+
+// A fused 2-rank run saved after 3 steps and restored into ranks that have stepped on their own
+// (their device step count is another number) continues exactly as the run that went on.
+TEST(ZeroOptimizer, FusedRestoreContinuesBitForBit) {
+  auto comms = make_thread_group(2);
+  std::vector<Rank> whole = make_ranks(comms, at::kFloat, 100, 40, AdamWKernel::kFused);
+  for (int s = 1; s <= 3; ++s) step_ranks(whole, s);
+  std::vector<std::pair<std::map<std::string, at::Tensor>, std::string>> shards;
+  for (auto& k : whole) {
+    std::map<std::string, at::Tensor> t;
+    for (auto& [name, v] : k.zero->shard_state()) t[name] = v.clone();
+    shards.emplace_back(std::move(t), k.zero->layout_json());
+  }
+  std::vector<at::Tensor> saved;
+  for (const auto& p : whole[0].net.params) saved.push_back(p.detach().clone());
+  for (int s = 4; s <= 6; ++s) step_ranks(whole, s);
+
+  auto comms_b = make_thread_group(2);
+  std::vector<Rank> resumed = make_ranks(comms_b, at::kFloat, 100, 40, AdamWKernel::kFused);
+  step_ranks(resumed, 1);  // device step 1: the restore must make it 3
+  int64_t steps = 0;
+  const std::map<std::string, at::Tensor> moments = ZeroOptimizer::full_moments_from_shards(shards, &steps);
+  ASSERT_EQ(steps, 3);
+  for (auto& k : resumed) {
+    {
+      at::NoGradGuard no_grad;
+      for (size_t i = 0; i < k.net.params.size(); ++i) k.net.params[i].copy_(saved[i]);
+    }
+    k.zero->load_full_moments(moments, steps);
+  }
+  for (int s = 4; s <= 6; ++s) step_ranks(resumed, s);
+  for (size_t r = 0; r < 2; ++r)
+    for (size_t i = 0; i < whole[r].net.params.size(); ++i)
+      EXPECT_TRUE(at::equal(resumed[r].net.params[i], whole[r].net.params[i]))
+          << "rank " << r << " " << whole[r].net.names[i];
 }
 
 TEST(ZeroOptimizer, GradientsAndParametersAreViewsOfTheBuckets) {
