@@ -237,6 +237,7 @@ struct Options {
   at::Device device = at::Device(at::kCPU);
   int64_t resolution = 64, batch = 1, warmup = 1;
   std::set<std::string> cases;
+  std::string kernel = "auto";  // AdamW's: auto (fused on a GPU, foreach on the CPU), foreach, fused
 };
 
 // SDXL base 1.0, random weights: the real architecture.
@@ -374,7 +375,9 @@ std::vector<CaseResult> run_mode(const Options& o, bool lora) {
   SingleProcessCommunicator comm;
   // Steps 1..warmup before the pivot, warmup + 1 counted; then warmup more (the first fills the
   // text cache) and one counted after it.
-  Trainer trainer(m, bench::synthetic_config(lora, o.warmup, false, placement), 0.13025, std::make_shared<AfterBackwardReducer>(comm));
+  TrainerConfig config = bench::synthetic_config(lora, o.warmup, false, placement);
+  if (o.kernel != "auto") config.adamw_kernel = o.kernel == "fused" ? AdamWKernel::kFused : AdamWKernel::kForeach;
+  Trainer trainer(m, config, 0.13025, std::make_shared<AfterBackwardReducer>(comm));
   std::vector<CaseResult> out;
   std::fprintf(stderr, "step_ops: %s: steps\n", mode.c_str());
   if (before) {
@@ -471,7 +474,8 @@ void print_json(const CaseResult& r, const Options& o) {
   const Counts total = sum_of(r, {});
   std::ostringstream s;
   s << "{\"case\": \"" << r.name << "\", \"model\": \"" << o.model << "\", \"device\": \"" << o.device.str()
-    << "\", \"resolution\": " << o.resolution << ", \"batch\": " << o.batch << ", \"step\": " << r.step
+    << "\", \"resolution\": " << o.resolution << ", \"batch\": " << o.batch << ", \"adamw_kernel\": \"" << o.kernel
+    << "\", \"step\": " << r.step
     << ", \"ops_total\": " << total.ops << ", \"ops_top_level\": " << total.top << ", \"ops_leaf\": " << total.leaf
     << ", \"by_phase\": {";
   for (size_t i = 0; i < r.phases.size(); ++i)
@@ -498,6 +502,9 @@ Options parse(int argc, char** argv) {
   if (argc > 4) o.batch = std::stoll(argv[4]);
   const std::string cases = argc > 5 ? argv[5] : "all";
   if (argc > 6) o.warmup = std::stoll(argv[6]);
+  if (argc > 7) o.kernel = argv[7];
+  XLTUNE_CHECK(o.kernel == "auto" || o.kernel == "foreach" || o.kernel == "fused",
+               "step_ops: KERNEL must be auto, foreach or fused, got '", o.kernel, "'");
   XLTUNE_CHECK(o.resolution >= 8 && o.resolution % 8 == 0, "step_ops: RESOLUTION must be a multiple of 8, got ",
                o.resolution);
   XLTUNE_CHECK(o.batch >= 1 && o.warmup >= 1, "step_ops: BATCH and WARMUP must be at least 1");
@@ -517,7 +524,8 @@ Options parse(int argc, char** argv) {
 
 int run(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help")) {
-    std::printf("usage: %s [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP]\n", argv[0]);
+    std::printf("usage: %s [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP] [KERNEL]\n",
+                argv[0]);
     return 0;
   }
   const Options o = parse(argc, argv);

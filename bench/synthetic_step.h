@@ -62,6 +62,8 @@ inline TrainerConfig synthetic_config(bool lora, int64_t steps, bool checkpointi
   c.schedule = LrSchedule{LrScheduleKind::kConstant, 0, c.max_train_steps};
   c.gradient_checkpointing = checkpointing;
   c.autocast_bf16 = placement.autocast_bf16;
+  // As `xltune train --adamw_kernel auto`: fused on a GPU, foreach (torch's single-tensor bits) on the CPU.
+  c.adamw_kernel = placement.device.is_cuda() ? AdamWKernel::kFused : AdamWKernel::kForeach;
   return c;
 }
 
