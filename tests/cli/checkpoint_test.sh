@@ -197,18 +197,27 @@ has "$dir/err" "resumed from $dir/w12/checkpoints/step-00000006"
 close "1 rank -> 2 ranks = uninterrupted" "$dir/l1" "$dir/w12"
 
 # Full fine-tuning on 2 ranks shards the optimizer state (ZeRO-1): one file per rank in the
-# checkpoint, listed in the manifest; it resumes on 1 rank (the shards joined) and a 1-rank
-# checkpoint resumes on 2 (split), as the uninterrupted runs.
+# checkpoint, listed in the manifest, holding the moments of every UNet tensor but the replicated
+# stem's (Note [Replicated stem under ZeRO-1]), which the shared file holds; it resumes on 1 rank
+# (the shards joined) and a 1-rank checkpoint resumes on 2 (split), as the uninterrupted runs.
 "$py" - "$dir/f2/checkpoints/step-00000020" <<'PY' || fail=1
 import json, os, struct, sys
 d = sys.argv[1]
 files = {f["name"] for f in json.load(open(os.path.join(d, "manifest.json")))["files"]}
 assert {"optimizer-r00000.safetensors", "optimizer-r00001.safetensors"} <= files, files
-with open(os.path.join(d, "trainer.safetensors"), "rb") as f:
-    n = struct.unpack("<Q", f.read(8))[0]
-    keys = json.loads(f.read(n))
-assert not [k for k in keys if k.startswith("unet.") and k.endswith(".exp_avg")], "UNet moments outside the shards"
-print("ok   2-rank full FT checkpoint: one optimizer shard per rank, in the manifest")
+def header(name):
+    with open(os.path.join(d, name), "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n))
+keys = header("trainer.safetensors")
+layout = json.loads(header("optimizer-r00000.safetensors")["__metadata__"]["zero_layout"])
+sharded = {name for bucket in layout["buckets"] for name, _ in bucket}
+replicated = {k[:-len(".exp_avg")] for k in keys if k.startswith("unet.") and k.endswith(".exp_avg")}
+weights = {k for k in keys if k.startswith("unet.") and k.endswith((".weight", ".bias"))}
+assert replicated and sharded and not replicated & sharded, (len(replicated), len(sharded))
+assert replicated | sharded == weights, "UNet tensors with moments in neither file: %s" % sorted(weights - replicated - sharded)[:3]
+print(f"ok   2-rank full FT checkpoint: one optimizer shard per rank, in the manifest; {len(sharded)} UNet tensors "
+      f"sharded, {len(replicated)} replicated (the stem) in the shared file")
 PY
 expect 1 "full FT, 2 ranks (ZeRO-1), stopped at step 15" env XLTUNE_FAULT_RANK_STEP=1:15 run2 "${full[@]}" \
   --train_batch_size 2 --output_dir "$dir/fz21"
