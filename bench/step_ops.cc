@@ -34,7 +34,11 @@
 //              differ in detail, e.g. convolution and attention);
 //   nodes      autograd nodes evaluated (backward);
 //   item()     calls of aten::_local_scalar_dense (what .item() dispatches): on a GPU, each one
-//              on a device tensor is a device-to-host read that waits for the GPU;
+//              on a device tensor is a device-to-host read that waits for the GPU; on the CPU
+//              a kernel also reads its 0-dim tensor arguments so (the fused AdamW's step
+//              counts, a multiplier), which a GPU's kernels read on the device;
+//   host reads the item() calls the step's own code makes (aten::item at top level), not a
+//              kernel's: what would wait for a GPU whatever the kernels are;
 //   nonzero    nonzero, masked_select, unique (output size depends on data: a sync on a GPU);
 //   syncs      what syncs on this device: item() and nonzero-like ops of non-CPU tensors,
 //              device-to-host copies, blocking host-to-device copies (always 0 on a CPU run).
@@ -82,11 +86,12 @@ namespace {
 // ---- Counting --------------------------------------------------------------------------------
 
 struct Counts {
-  int64_t ops = 0, top = 0, leaf = 0, nodes = 0, items = 0, nonzero = 0, syncs = 0;
+  int64_t ops = 0, top = 0, leaf = 0, nodes = 0, items = 0, host_reads = 0, nonzero = 0, syncs = 0;
   std::map<std::string, int64_t> top_names;  // top-level ops by name
 
   Counts& operator+=(const Counts& o) {
     ops += o.ops, top += o.top, leaf += o.leaf, nodes += o.nodes, items += o.items, nonzero += o.nonzero;
+    host_reads += o.host_reads;
     syncs += o.syncs;
     for (const auto& [name, n] : o.top_names) top_names[name] += n;
     return *this;
@@ -200,6 +205,8 @@ class OpCounter : public StepPhaseListener {
     ++c.ops;
     if (top) ++c.top, ++c.top_names[name];
     if (std::strcmp(name, "aten::_local_scalar_dense") == 0) ++c.items;
+    if (top && (std::strcmp(name, "aten::item") == 0 || std::strcmp(name, "aten::_local_scalar_dense") == 0))
+      ++c.host_reads;
     if (nonzero_like(name)) ++c.nonzero;
     if (sync) ++c.syncs;
     return nullptr;
@@ -421,12 +428,13 @@ void print_table(const CaseResult& r, const Options& o) {
               o.model.c_str(), o.device.str().c_str(), static_cast<long long>(o.resolution),
               static_cast<long long>(o.resolution / 8), static_cast<long long>(o.batch), static_cast<long long>(r.step),
               static_cast<long long>(o.warmup));
-  std::printf("%-10s %9s %10s %8s %7s %7s %8s %6s\n", "phase", "ops", "top-level", "leaf", "nodes", "item()",
-              "nonzero", "syncs");
+  std::printf("%-10s %9s %10s %8s %7s %7s %10s %8s %6s\n", "phase", "ops", "top-level", "leaf", "nodes", "item()",
+              "host reads", "nonzero", "syncs");
   auto row = [](const std::string& name, const Counts& c) {
-    std::printf("%-10s %9lld %10lld %8lld %7lld %7lld %8lld %6lld\n", name.c_str(), static_cast<long long>(c.ops),
-                static_cast<long long>(c.top), static_cast<long long>(c.leaf), static_cast<long long>(c.nodes),
-                static_cast<long long>(c.items), static_cast<long long>(c.nonzero), static_cast<long long>(c.syncs));
+    std::printf("%-10s %9lld %10lld %8lld %7lld %7lld %10lld %8lld %6lld\n", name.c_str(),
+                static_cast<long long>(c.ops), static_cast<long long>(c.top), static_cast<long long>(c.leaf),
+                static_cast<long long>(c.nodes), static_cast<long long>(c.items), static_cast<long long>(c.host_reads),
+                static_cast<long long>(c.nonzero), static_cast<long long>(c.syncs));
   };
   for (const auto& [name, c] : r.phases) row(name, c);
   const Counts total = sum_of(r, {}), outside = sum_of(r, kOutside), fb = sum_of(r, kForwardBackward);
@@ -444,22 +452,23 @@ void print_table(const CaseResult& r, const Options& o) {
        total.leaf - r.unet.leaf, r.name.rfind("lora", 0) == 0 ? "  goal top-level <= 3,000" : "");
   const Counts co = sum_of(r, kClipOptimizer), fo = sum_of(r, kForwardToOptimizer);
   line("clip+optimizer", co.top, co.ops, co.leaf, r.name.rfind("full", 0) == 0 ? "  goal <= 100" : "");
-  std::printf("item() calls from forward to the optimizer step: %lld (on a GPU each is a host sync when its tensor is on "
-              "the device; goal 0); in the whole step: %lld; syncs seen on %s: %lld\n",
-              static_cast<long long>(fo.items), static_cast<long long>(total.items), o.device.str().c_str(),
-              static_cast<long long>(total.syncs));
+  std::printf("item() calls from forward to the optimizer step: %lld, of which the step's own host reads: %lld (on a "
+              "GPU each is a host sync; goal 0; the rest are CPU kernels reading 0-dim CPU tensors); in the whole "
+              "step: %lld; syncs seen on %s: %lld\n",
+              static_cast<long long>(fo.items), static_cast<long long>(fo.host_reads),
+              static_cast<long long>(total.items), o.device.str().c_str(), static_cast<long long>(total.syncs));
   std::printf("most frequent top-level ops:\n");
   for (const auto& [name, c] : r.phases) std::printf("  %-9s %s\n", name.c_str(), most_frequent(c, 8).c_str());
 }
 
 std::string counts_json(const Counts& c) {
-  char b[256];
+  char b[320];
   std::snprintf(b, sizeof b,
                 "{\"ops\": %lld, \"top_level\": %lld, \"leaf\": %lld, \"autograd_nodes\": %lld, \"item\": %lld, "
-                "\"nonzero\": %lld, \"syncs\": %lld}",
+                "\"host_reads\": %lld, \"nonzero\": %lld, \"syncs\": %lld}",
                 static_cast<long long>(c.ops), static_cast<long long>(c.top), static_cast<long long>(c.leaf),
-                static_cast<long long>(c.nodes), static_cast<long long>(c.items), static_cast<long long>(c.nonzero),
-                static_cast<long long>(c.syncs));
+                static_cast<long long>(c.nodes), static_cast<long long>(c.items), static_cast<long long>(c.host_reads),
+                static_cast<long long>(c.nonzero), static_cast<long long>(c.syncs));
   return b;
 }
 
@@ -467,6 +476,7 @@ std::string difference_json(const Counts& a, const Counts& b) {
   Counts d;
   d.ops = a.ops - b.ops, d.top = a.top - b.top, d.leaf = a.leaf - b.leaf, d.nodes = a.nodes - b.nodes;
   d.items = a.items - b.items, d.nonzero = a.nonzero - b.nonzero, d.syncs = a.syncs - b.syncs;
+  d.host_reads = a.host_reads - b.host_reads;
   return counts_json(d);
 }
 
@@ -488,7 +498,8 @@ void print_json(const CaseResult& r, const Options& o) {
     << "\", \"beyond_frozen_unet\": " << difference_json(sum_of(r, kForwardBackward), r.unet)
     << ", \"everything_else\": " << difference_json(total, r.unet)
     << ", \"clip_optimizer\": " << counts_json(sum_of(r, kClipOptimizer))
-    << ", \"item_calls_forward_to_optimizer\": " << sum_of(r, kForwardToOptimizer).items << "}";
+    << ", \"item_calls_forward_to_optimizer\": " << sum_of(r, kForwardToOptimizer).items
+    << ", \"host_reads_forward_to_optimizer\": " << sum_of(r, kForwardToOptimizer).host_reads << "}";
   std::printf("%s\n", s.str().c_str());
 }
 

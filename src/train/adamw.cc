@@ -107,8 +107,17 @@ at::Tensor stochastic_round_to_bf16(const at::Tensor& x, at::Generator& generato
   return rounded.view(at::kFloat).to(at::kBFloat16);
 }
 
-void AdamW::step(double lr_factor, int64_t training_step) {
+void AdamW::step(double lr_factor, int64_t training_step, const at::Tensor& apply) {
   at::NoGradGuard no_grad;
+  XLTUNE_CHECK(pending_.empty(), "AdamW: step() before the last step was settled");
+  // The foreach kernel's bias corrections are host numbers from the host counts: it needs the
+  // verdict now. On the CPU that read costs nothing; on a GPU it is the step's one sync inside
+  // the update (the fused kernel, the default there, takes the verdict on the device).
+  at::Tensor on_device = apply;
+  if (apply.defined() && kernel_ == AdamWKernel::kForeach) {
+    if (apply.item<float>() == 0) return;
+    on_device = at::Tensor();
+  }
   size_t flat = 0;
   for (auto& g : groups_) {
     std::vector<size_t> stepped;  // flat indices of the tensors updated now
@@ -119,11 +128,24 @@ void AdamW::step(double lr_factor, int64_t training_step) {
         s.exp_avg = at::zeros_like(g.params[i], g.params[i].options().dtype(state_dtype_));
         s.exp_avg_sq = at::zeros_like(g.params[i], g.params[i].options().dtype(state_dtype_));
       }
-      s.step += 1;
+      // The fused kernel's count: the step before this one, made where it first runs.
+      if (kernel_ == AdamWKernel::kFused && !s.device_step.defined())
+        s.device_step = at::full({}, static_cast<double>(s.step),
+                                 at::TensorOptions().dtype(at::kFloat).device(g.params[i].device()));
+      if (on_device.defined())
+        pending_.push_back(flat);
+      else
+        s.step += 1;
       stepped.push_back(flat);
     }
-    if (!stepped.empty()) update(g, flat - g.params.size(), stepped, lr_factor, training_step);
+    if (!stepped.empty()) update(g, flat - g.params.size(), stepped, lr_factor, training_step, on_device);
   }
+}
+
+void AdamW::settle(bool applied) {
+  if (applied)
+    for (size_t flat : pending_) state_[flat].step += 1;
+  pending_.clear();
 }
 
 // The header's arithmetic over the group's stepped tensors with the optimizer's kernel: one
@@ -131,7 +153,7 @@ void AdamW::step(double lr_factor, int64_t training_step) {
 // kernels, so the same bits as torch's single-tensor AdamW), or the fused kernel, whose step
 // counts are the tensors' device steps, advanced together by one _foreach_add_.
 void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
-                   int64_t training_step) {
+                   int64_t training_step, const at::Tensor& apply) {
   const AdamWHyper& h = g.hyper;
   const double lr = h.lr * lr_factor;
   const bool bf16 = state_dtype_ == at::kBFloat16;
@@ -149,15 +171,14 @@ void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>&
   }
   if (kernel_ == AdamWKernel::kFused) {
     std::vector<at::Tensor> device_steps;
-    for (size_t flat : stepped) {
-      AdamWTensorState& s = state_[flat];
-      if (!s.device_step.defined())  // the step before this one (step() has counted this one)
-        s.device_step = at::full({}, static_cast<double>(s.step - 1),
-                                 at::TensorOptions().dtype(at::kFloat).device(g.params[flat - first].device()));
-      device_steps.push_back(s.device_step);
+    for (size_t flat : stepped) device_steps.push_back(state_[flat].device_step);
+    if (apply.defined()) {  // counts advance by the verdict; the kernel skips where it is 0
+      at::_foreach_add_(device_steps, apply);
+      adamw_fused_update(h, lr, params, grads, m, v, device_steps, 1 - apply);
+    } else {
+      at::_foreach_add_(device_steps, 1);
+      adamw_fused_update(h, lr, params, grads, m, v, device_steps);
     }
-    at::_foreach_add_(device_steps, 1);
-    adamw_fused_update(h, lr, params, grads, m, v, device_steps);
   } else {
     adamw_foreach_update(h, lr, params, grads, m, v, steps);
   }
@@ -203,7 +224,8 @@ void adamw_foreach_update(const AdamWHyper& h, double lr, const std::vector<at::
 
 void adamw_fused_update(const AdamWHyper& h, double lr, const std::vector<at::Tensor>& params,
                         const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
-                        const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps) {
+                        const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps,
+                        const at::Tensor& found_inf) {
   XLTUNE_CHECK(grads.size() == params.size() && m.size() == params.size() && v.size() == params.size() &&
                    steps.size() == params.size(),
                "AdamW: ", params.size(), " tensors, ", grads.size(), " gradients, ", steps.size(), " step counts");
@@ -233,7 +255,7 @@ void adamw_fused_update(const AdamWHyper& h, double lr, const std::vector<at::Te
   }
   at::_fused_adamw_(work_p, work_g, work_m, work_v, /*max_exp_avg_sqs=*/{}, steps, lr, h.beta1, h.beta2,
                     h.weight_decay, h.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt,
-                    /*found_inf=*/std::nullopt);
+                    found_inf.defined() ? std::optional<at::Tensor>(found_inf) : std::nullopt);
   for (auto& [where, from] : write_back) where.copy_(from);
 }
 

@@ -75,7 +75,12 @@ class AdamW final : public Optimizer {
 
   // One update of every tensor of every unfrozen group that has a gradient, at learning rate
   // group.lr * lr_factor. `training_step` keys the stochastic rounding (bf16 state only).
-  void step(double lr_factor, int64_t training_step) override;
+  // With `apply` (Optimizer::step): the fused kernel takes it on the device (found_inf = 1 -
+  // apply; the device step counts advance by apply); the foreach kernel, whose bias corrections
+  // are host numbers, reads it first (on a GPU a host sync: fused is the default there).
+  void step(double lr_factor, int64_t training_step, const at::Tensor& apply = {}) override;
+  // The host step counts of the last step(apply)'s tensors advance if it was applied.
+  void settle(bool applied) override;
   // Sets every gradient to undefined (as torch's zero_grad(set_to_none=True)).
   void zero_grad() override;
   bool set_frozen(const std::string& group, bool frozen) override;
@@ -113,8 +118,9 @@ class AdamW final : public Optimizer {
  private:
   // One group's update of the tensors at flat indices `stepped` (the group's tensors start at
   // flat index `first`).
+  // `apply`: as step()'s, for the fused kernel (undefined: taken).
   void update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
-              int64_t training_step);
+              int64_t training_step, const at::Tensor& apply);
   // The gradients of the unfrozen groups' tensors that have one, in group order.
   std::vector<at::Tensor> present_grads() const;
   std::vector<AdamWGroup> groups_;
@@ -122,6 +128,8 @@ class AdamW final : public Optimizer {
   at::ScalarType state_dtype_;
   uint64_t seed_;
   AdamWKernel kernel_;
+  // Flat indices a step(apply) updated on the device whose host counts wait for settle().
+  std::vector<size_t> pending_;
 };
 
 // The lines of the header after `step += 1` for tensors k = 0 .. n-1 together, one _foreach_ op
@@ -137,10 +145,13 @@ void adamw_foreach_update(const AdamWHyper& hyper, double lr, const std::vector<
 // kernel reads it and does not advance it: the caller does, as torch.optim's _fused_adamw does); one
 // tensor may stand for several k. grads, m and v share one dtype and device (the kernel's
 // restriction); params of another dtype, or tensors that are not contiguous, are updated through
-// contiguous copies and written back.
+// contiguous copies and written back. found_inf: undefined, or a float32 0-dim tensor on the
+// tensors' device; where it is 1 the kernel changes nothing (torch's GradScaler uses it the same
+// way; the caller then leaves the step counts as they were).
 void adamw_fused_update(const AdamWHyper& hyper, double lr, const std::vector<at::Tensor>& params,
                         const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
-                        const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps);
+                        const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps,
+                        const at::Tensor& found_inf = {});
 
 // fp32 -> bf16 with stochastic rounding from `generator` (a clone of the tensor's device
 // generator, seeded): unbiased on average, exact where the value is a bf16 already.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <vector>
 
@@ -26,11 +27,25 @@ double BadStepGuard::median_norm() const {
   return (*std::max_element(v.begin(), v.begin() + mid) + upper) / 2;
 }
 
+double BadStepGuard::spike_threshold() const {
+  if (spike_factor_ > 0 && static_cast<int64_t>(recent_.size()) >= kMinHistory) return spike_factor_ * median_norm();
+  return std::numeric_limits<double>::infinity();
+}
+
+at::Tensor BadStepGuard::verdict_on_device(const at::Tensor& grad_norm) const {
+  at::NoGradGuard no_grad;
+  const at::Tensor norm = grad_norm.to(at::kDouble);
+  at::Tensor take = at::isfinite(norm);
+  const double threshold = spike_threshold();
+  if (std::isfinite(threshold)) take = at::logical_and(take, at::le(norm, threshold));
+  return take.to(at::kFloat);
+}
+
 std::string BadStepGuard::verdict(double grad_norm) const {
   if (!std::isfinite(grad_norm)) return "non-finite gradient";
-  if (spike_factor_ > 0 && static_cast<int64_t>(recent_.size()) >= kMinHistory) {
+  if (const double threshold = spike_threshold(); std::isfinite(threshold)) {
     const double median = median_norm();
-    if (grad_norm > spike_factor_ * median) {
+    if (grad_norm > threshold) {
       std::ostringstream why;
       why << "gradient spike (norm " << grad_norm << " > " << spike_factor_ << " x median " << median << ")";
       return why.str();

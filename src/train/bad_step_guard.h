@@ -35,6 +35,13 @@ class BadStepGuard {
 
   // Why a step whose global gradient norm is `grad_norm` must be skipped; empty: take it.
   std::string verdict(double grad_norm) const;
+  // The same verdict computed on the device from the norm there (a 0-dim tensor): float32 0-dim,
+  // 1 to take the step, 0 to skip it, with no host read (Note [The step's verdict on the
+  // device], train/trainer.h). Equal to verdict(norm).empty() for the norm's value: the norm
+  // is compared in fp64 with the threshold the host computes from the accepted norms.
+  at::Tensor verdict_on_device(const at::Tensor& grad_norm) const;
+  // The largest norm a step with a finite norm may have to be taken (+inf: no spike test yet).
+  double spike_threshold() const;
   // Records the step's outcome.
   void accept(double grad_norm);
   void skip();

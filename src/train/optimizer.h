@@ -14,10 +14,12 @@
 //   add_grad_norms, scale_grads       clipping to one global norm over every optimizer's
 //                                     gradients; a sharded optimizer contributes the norm of all
 //                                     ranks' shards (a collective: every rank calls it)
-//   step, zero_grad                   the update at lr * factor, then gradients cleared; a
-//                                     sharded optimizer's step may return with its parameters
-//                                     still arriving (the all-gathers in flight, Note [Sharded
-//                                     optimizer state])
+//   step, settle, zero_grad           the update at lr * factor, taken where the step's verdict
+//                                     (a device tensor) says so, then its outcome on the host
+//                                     (Note [The step's verdict on the device]), then gradients
+//                                     cleared; a sharded optimizer's step may return with its
+//                                     parameters still arriving (the all-gathers in flight, Note
+//                                     [Sharded optimizer state])
 //   before_forward_block,             wait for them: for the parameters the forward's next block
 //   wait_parameters                   reads (the UNet calls it before each block), or for all
 //                                     (before anything else reads or writes the trained tensors:
@@ -80,7 +82,13 @@ class Optimizer {
   // Multiplies every gradient by `coef` (a 0-dim tensor).
   virtual void scale_grads(const at::Tensor& coef) = 0;
   // One update at each group's lr * lr_factor; `training_step` keys stochastic rounding.
-  virtual void step(double lr_factor, int64_t training_step) = 0;
+  // `apply`: undefined, the update is taken; else a float32 0-dim tensor on the training device,
+  // 1 or 0, and the update (weights, moments, the kernel's step counts) is taken only where it
+  // is 1, decided on the device (Note [The step's verdict on the device], train/trainer.h):
+  // the host's step counts wait for settle().
+  virtual void step(double lr_factor, int64_t training_step, const at::Tensor& apply = {}) = 0;
+  // After a step() with `apply`: whether it was 1 (the host has read it). Without, a no-op.
+  virtual void settle(bool applied) { (void)applied; }
   virtual void zero_grad() = 0;
   // The forward is about to run block `block` (UNetImpl::block_index_of's numbering): its
   // parameters must be in place when this returns; others may still be arriving.

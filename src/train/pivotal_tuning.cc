@@ -16,14 +16,16 @@ PivotalTuning::PivotalTuning(at::Tensor rows_1, at::Tensor rows_2, double std_ol
   XLTUNE_CHECK(pivot_step >= 0, "pivotal tuning: negative pivot step ", pivot_step);
 }
 
-void PivotalTuning::after_optimizer_step() {
+void PivotalTuning::after_optimizer_step(const at::Tensor& apply) {
   at::NoGradGuard no_grad;
   for (int i = 0; i < 2; ++i) {
     const at::Tensor& rows = i == 0 ? rows_1_ : rows_2_;
     // As the reference: off_ratio = std_old / rows.std(); rows *= off_ratio ** 0.1, with the
     // ratio a 0-dim tensor (fp32) raised on the device.
     at::Tensor ratio = at::full({}, std_old(i), rows.options()) / rows.std();
-    rows.mul_(ratio.pow(0.1));
+    at::Tensor factor = ratio.pow(0.1);
+    if (apply.defined()) factor = at::where(apply.to(at::kBool), factor, at::ones_like(factor));
+    rows.mul_(factor);
   }
 }
 

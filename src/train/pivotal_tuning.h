@@ -31,8 +31,10 @@ class PivotalTuning {
   int64_t pivot_step() const { return pivot_step_; }
   // Whether step (1-based) trains the rows.
   bool trains_rows(int64_t step) const { return step <= pivot_step_; }
-  // The norm-keeping scaling, after the optimizer step of a step that trained the rows.
-  void after_optimizer_step();
+  // The norm-keeping scaling, after the optimizer step of a step that trained the rows; where
+  // `apply` (Optimizer::step's verdict, a float32 0-dim device tensor) is 0 the rows stay as
+  // they are (a factor of exactly 1), with no host read. Undefined: applied.
+  void after_optimizer_step(const at::Tensor& apply = {});
   const at::Tensor& rows(int i) const { return i == 0 ? rows_1_ : rows_2_; }
   double std_old(int i) const { return i == 0 ? std_old_1_ : std_old_2_; }
 

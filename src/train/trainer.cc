@@ -451,17 +451,17 @@ double Trainer::validation_loss_term(const StepBatch& images, int64_t i, int64_t
   return ((pred.to(at::kFloat) - target).pow(2) * images.mask.slice(0, i, i + 1)).mean().item<double>();
 }
 
-double Trainer::clip_gradients() {
+at::Tensor Trainer::clip_gradients() {
   // Global norm over every trainable tensor, as torch.nn.utils.clip_grad_norm_: the norm of the
   // optimizers' norms (a sharded one's covers all ranks' shards).
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> norms;
   for (auto& o : optimizers_) o->add_grad_norms(norms);
-  if (norms.empty()) return 0;
+  if (norms.empty()) return at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(device_));
   at::Tensor total = at::linalg_vector_norm(at::stack(norms), 2);
   at::Tensor coef = at::clamp_max(config_.max_grad_norm / (total + 1e-6), 1.0);
   for (auto& o : optimizers_) o->scale_grads(coef);
-  return total.item<double>();
+  return total;
 }
 
 StepResult Trainer::step(int64_t step, const StepBatch& batch) {
@@ -535,14 +535,29 @@ StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batch
   for (auto& o : optimizers_) o->after_backward();
   mark("backward");
 
-  result.grad_norm = clip_gradients();
+  const at::Tensor grad_norm = clip_gradients();
   mark("clip");
+  // Note [The step's verdict on the device]: the update is queued with the verdict as a device
+  // tensor; the host learns it, with the norm and the loss, in one read after the update.
+  const at::Tensor apply = guard_.verdict_on_device(grad_norm);
+  const double factor = config_.schedule.factor_for_step(guard_.accepted_steps() + 1);
+  for (auto& o : optimizers_) o->step(factor, step, apply);
+  if (trains_rows) pivotal_->after_optimizer_step(apply);
+  mark("optimizer");
+
+  const at::Tensor read = at::stack({grad_norm.to(at::kDouble), apply.to(at::kDouble), loss_sum.to(at::kDouble)})
+                              .to(at::kCPU)
+                              .contiguous();
+  const double* values = read.data_ptr<double>();
+  result.grad_norm = values[0];
+  const bool applied = values[1] != 0;
+  result.loss = values[2];
   // Note [Skipped steps]: the norm is global, so every rank takes the same branch.
   result.skipped = guard_.verdict(result.grad_norm);
-  if (result.skipped.empty()) {
-    const double factor = config_.schedule.factor_for_step(guard_.accepted_steps() + 1);
-    for (auto& o : optimizers_) o->step(factor, step);
-    if (trains_rows) pivotal_->after_optimizer_step();
+  XLTUNE_CHECK(result.skipped.empty() == applied, "trainer: the device's verdict on step ", step, " (",
+               applied ? "take" : "skip", ") differs from the host's for norm ", result.grad_norm);
+  for (auto& o : optimizers_) o->settle(applied);
+  if (applied) {
     guard_.accept(result.grad_norm);
     if (ema_) {
       wait_parameters();  // the EMA reads the updated weights: no overlap of the all-gathers then
@@ -551,14 +566,11 @@ StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batch
   } else {
     guard_.skip();
   }
-  mark("optimizer");
-  const double factor = config_.schedule.factor_for_step(guard_.accepted_steps() + (result.skipped.empty() ? 0 : 1));
   for (auto& o : optimizers_) {
     o->zero_grad();
     o->add_learning_rates(factor, result.learning_rates);
   }
   result.skipped_in_a_row = guard_.skipped_in_a_row();
-  result.loss = loss_sum.item<double>();
   return result;
 }
 

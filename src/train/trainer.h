@@ -24,6 +24,27 @@
 // accumulate in place (the reducers' buckets); only the last backward communicates
 // (set_gradient_sync). The samples keep their positions in the global batch, so the keyed draws
 // make 1 rank x b x K, K ranks x b and 1 rank x K b the same step, up to summation order.
+//
+// Note [The step's verdict on the device]
+// Whether a step is taken (Note [Skipped steps]) depends on its gradient norm, which the GPU
+// computes after backward. Reading it there (an item()) would stop the host until the GPU has
+// finished backward and leave the GPU idle while the host then issues the update (issue 18:
+// no host sync between the forward and the optimizer step). So the verdict stays on the device:
+//   - clip_gradients returns the norm as a 0-dim device tensor;
+//   - BadStepGuard::verdict_on_device turns it into apply (1 take, 0 skip): finite, and not
+//     above the spike threshold, which the host computes from earlier steps' norms, all known;
+//   - every Optimizer::step takes apply: the fused AdamW kernel as found_inf = 1 - apply (it
+//     then writes nothing) with its device step counts advanced by apply; the pivotal rows'
+//     rescale multiplies by exactly 1 where apply is 0. The learning rate is the schedule's at
+//     accepted steps + 1, a host number since the host knows every earlier verdict;
+//   - after the update is queued, one read brings the norm, apply and the loss to the host
+//     (one device-to-host copy, the step's only sync, with nothing left to issue after it but
+//     the EMA); the host recomputes the verdict from the norm (its reason for the log), checks
+//     it equals the device's, settles the optimizers' host step counts, and updates the guard
+//     and the EMA.
+// The foreach AdamW kernel computes its bias corrections on the host, so it reads apply itself
+// (free on the CPU, where it is the default; a sync on a GPU, where fused is the default).
+// Taken steps compute exactly what they computed before: the verdict only gates.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -215,8 +236,8 @@ class Trainer {
   at::Tensor loss_of(const at::Tensor& pred, const at::Tensor& target, const at::Tensor& mask,
                      const at::Tensor& t) const;
   // Clips every trainable gradient to max_grad_norm, as torch.nn.utils.clip_grad_norm_; returns
-  // the global norm before clipping.
-  double clip_gradients();
+  // the global norm before clipping, a float32 0-dim tensor on the training device (not read).
+  at::Tensor clip_gradients();
   // The gradients the GradientReducer averages (every optimizer's reduced_tensors).
   std::vector<at::Tensor> reduced_tensors() const;
 

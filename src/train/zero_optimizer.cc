@@ -267,16 +267,33 @@ std::optional<RankOptimizerState> ZeroOptimizer::rank_state() const {
   return RankOptimizerState{shard_state(), {{"zero_layout", layout_json()}}};
 }
 
-void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
+void ZeroOptimizer::step(double lr_factor, int64_t training_step, const at::Tensor& apply) {
   wait_parameters();  // a step right after another, with no forward between (tests)
   at::NoGradGuard no_grad;
-  ++steps_;
+  XLTUNE_CHECK(!pending_step_, "ZeRO: step() before the last step was settled");
+  // As AdamW::step: the foreach kernel reads the verdict (every rank the same value: it comes
+  // from the global norm), the fused one takes it on the device.
+  at::Tensor on_device = apply;
+  if (apply.defined() && kernel_ == AdamWKernel::kForeach) {
+    if (apply.item<float>() == 0) return;
+    on_device = at::Tensor();
+  }
+  at::Tensor found_inf;
   if (kernel_ == AdamWKernel::kFused) {
     if (!device_step_.defined())  // the step before this one
-      device_step_ = at::full({}, static_cast<double>(steps_ - 1),
+      device_step_ = at::full({}, static_cast<double>(steps_),
                               at::TensorOptions().dtype(at::kFloat).device(buckets_.front()->param.device()));
-    device_step_.add_(1);
+    if (on_device.defined()) {
+      device_step_.add_(on_device);
+      found_inf = 1 - on_device;
+    } else {
+      device_step_.add_(1);
+    }
   }
+  if (on_device.defined())
+    pending_step_ = true;
+  else
+    ++steps_;
   const int64_t r = comm_.rank();
   const bool bf16 = state_dtype_ == at::kBFloat16;
   // AdamW's update of the chunks, a group of buckets (up to kUpdateGroupValues values) at once
@@ -298,7 +315,8 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
       v.push_back(bf16 ? b.exp_avg_sq.to(at::kFloat) : b.exp_avg_sq);
     }
     if (kernel_ == AdamWKernel::kFused)
-      adamw_fused_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<at::Tensor>(p.size(), device_step_));
+      adamw_fused_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<at::Tensor>(p.size(), device_step_),
+                         found_inf);
     else
       adamw_foreach_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<int64_t>(p.size(), steps_));
     for (size_t i = first; i < end; ++i) {
@@ -335,6 +353,11 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step) {
     }
   }
   if (!overlap_gather_) wait_parameters();
+}
+
+void ZeroOptimizer::settle(bool applied) {
+  if (pending_step_ && applied) ++steps_;
+  pending_step_ = false;
 }
 
 void ZeroOptimizer::take_parameters(const std::map<std::string, at::Tensor>& masters) {

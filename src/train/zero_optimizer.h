@@ -101,8 +101,11 @@ class ZeroOptimizer final : public Optimizer {
   // AdamW on this rank's chunks at hyper.lr * lr_factor, then the all-gather of parameters;
   // `training_step` keys the stochastic rounding of bf16 moments.
   // The all-gathers are then in flight (unless set_gather_overlap(false)): wait_parameters() or
-  // before_forward_block() before reading or writing the parameters.
-  void step(double lr_factor, int64_t training_step) override;
+  // before_forward_block() before reading or writing the parameters. `apply`: as AdamW::step's
+  // (fused: on the device, every rank's shard with the same verdict; foreach: read first, and a
+  // step not taken launches no all-gather).
+  void step(double lr_factor, int64_t training_step, const at::Tensor& apply = {}) override;
+  void settle(bool applied) override;
   void zero_grad() override;
   // Waits for the all-gathers of the buckets up to the last one (in launch order) that holds a
   // tensor of forward block `block` or an earlier one (set_forward_order).
@@ -178,6 +181,7 @@ class ZeroOptimizer final : public Optimizer {
   size_t gathered_ = 0;               // the all-gathers of gather_order_[0, gathered_) have landed
   bool overlap_gather_ = true;
   int64_t steps_ = 0;
+  bool pending_step_ = false;  // a step(apply) whose count waits for settle()
   AdamWKernel kernel_;
   // With the fused kernel: steps_ as a float32 0-dim tensor on the buckets' device (made at the
   // first fused step, advanced with steps_, rebuilt by load_full_moments).

@@ -31,4 +31,21 @@ for kind in ("lora", "full"):
     before, after = cases[f"{kind}_before_pivot"], cases[f"{kind}_after_pivot"]
     assert before["by_phase"]["text"]["ops"] > 10 * after["by_phase"]["text"]["ops"], \
         f"{kind}: the text encoders should run before the pivot and be cached after it"
+# Note [The step's verdict on the device]: between the forward and the optimizer step the step's
+# own code reads nothing back with the fused AdamW (a GPU's default); the foreach kernel reads
+# the verdict once (its bias corrections are host numbers). Item() calls of CPU kernels reading
+# 0-dim CPU tensors are not the step's reads (a GPU kernel reads them on the device).
+for name, row in cases.items():
+    assert row["host_reads_forward_to_optimizer"] <= 1, f"{name} (foreach): {row['host_reads_forward_to_optimizer']}"
+fused = subprocess.run([binary, model, "cpu", "64", "1", "all", "1", "fused"], capture_output=True, text=True)
+if fused.returncode != 0:
+    sys.exit(f"step_ops fused failed ({fused.returncode}):\n{fused.stderr[-2000:]}")
+fused_cases = [json.loads(line) for line in fused.stdout.splitlines() if line.startswith("{")]
+assert {row["case"] for row in fused_cases} == want, f"fused cases {[r['case'] for r in fused_cases]}"
+for row in fused_cases:
+    assert row["adamw_kernel"] == "fused", row["adamw_kernel"]
+    assert row["host_reads_forward_to_optimizer"] == 0, \
+        f"{row['case']} (fused): {row['host_reads_forward_to_optimizer']} host reads between forward and optimizer"
+    assert row["by_phase"]["optimizer"]["item"] > 0, \
+        f"{row['case']}: the CPU fused kernel's own step-count reads should be seen (a blind counter sees none)"
 print("ok:", ", ".join(f"{n} {cases[n]['ops_top_level']} top-level ops" for n in sorted(cases)))

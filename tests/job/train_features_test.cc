@@ -188,48 +188,76 @@ TEST(TrainJob, GradientAccumulationTrainsWhatALargerBatchTrains) {
 
 // Note [Skipped steps]: rank 1's samples of step 2 are NaN. Both ranks skip that step's update:
 // the checkpoint of step 2 holds the weights and optimizer state of step 1 bit for bit, the metrics
-// name the step and its cause, and training goes on with finite weights.
+// name the step and its cause, and training goes on with finite weights. For each way the
+// verdict reaches the update (Note [The step's verdict on the device]): the foreach AdamW reads
+// it, the fused one takes it on the device (LoRA, and full fine-tuning's ZeRO-1 shards with the
+// replicated stem beside them).
 TEST(TrainJob, ANonFiniteStepOnOneRankIsSkippedOnBoth) {
   ScopedTempDir dir;
   make_tiny_model(dir / "model");
   make_photos(dir / "photos");
-  TrainOptions o = tiny_run(dir, 2, "nan");
-  o.checkpointing_steps = 1;
-  o.checkpoints_total_limit = 0;
-  FakeHooks bad;
-  bad.nan_from = bad.nan_to = 2;
-  const RankResults r = run_on_thread_ranks(o, {FakeHooks{}, bad});
-  ASSERT_EQ(r.errors, kNoErrors);
-  EXPECT_EQ(r.reports[0].skipped_steps, 1);
-  EXPECT_EQ(r.reports[0].steps, 4);
-  const auto step1 = tensors_of(dir / ("nan/checkpoints/" + checkpoint_name(1) + "/trainer.safetensors"));
-  const auto step2 = tensors_of(dir / ("nan/checkpoints/" + checkpoint_name(2) + "/trainer.safetensors"));
-  const auto step3 = tensors_of(dir / ("nan/checkpoints/" + checkpoint_name(3) + "/trainer.safetensors"));
-  ASSERT_EQ(step1.size(), step2.size());
-  int64_t compared = 0, moved = 0;
-  for (const auto& [name, t] : step1) {
-    if (name.rfind("bad_step_guard.", 0) == 0) continue;
-    EXPECT_TRUE(at::equal(t, step2.at(name))) << name << " changed in the skipped step";
-    ++compared;
-    if (!at::equal(step2.at(name), step3.at(name))) ++moved;
+  struct Setup {
+    std::string out;
+    bool lora;
+    AdamWKernelChoice kernel;
+  };
+  for (const Setup& setup : {Setup{"lora_foreach", true, AdamWKernelChoice::kForeach},
+                             Setup{"lora_fused", true, AdamWKernelChoice::kFused},
+                             Setup{"zero_fused", false, AdamWKernelChoice::kFused}}) {
+    SCOPED_TRACE(setup.out);
+    TrainOptions o = tiny_run(dir, 2, setup.out);
+    o.checkpointing_steps = 1;
+    o.checkpoints_total_limit = 0;
+    o.adamw_kernel = setup.kernel;
+    if (!setup.lora) {
+      o.is_lora = false;
+      o.unet_learning_rate = 1e-4;
+    }
+    FakeHooks bad;
+    bad.nan_from = bad.nan_to = 2;
+    const RankResults r = run_on_thread_ranks(o, {FakeHooks{}, bad});
+    ASSERT_EQ(r.errors, kNoErrors);
+    EXPECT_EQ(r.reports[0].skipped_steps, 1);
+    EXPECT_EQ(r.reports[0].steps, 4);
+    const fs::path out = dir / setup.out, checkpoints = out / "checkpoints";
+    std::vector<std::string> files = {"trainer.safetensors"};
+    if (!setup.lora) files.insert(files.end(), {"optimizer-r00000.safetensors", "optimizer-r00001.safetensors"});
+    int64_t compared = 0, moved = 0;
+    for (const std::string& file : files) {
+      const auto step1 = tensors_of(checkpoints / checkpoint_name(1) / file);
+      const auto step2 = tensors_of(checkpoints / checkpoint_name(2) / file);
+      const auto step3 = tensors_of(checkpoints / checkpoint_name(3) / file);
+      ASSERT_EQ(step1.size(), step2.size()) << file;
+      for (const auto& [name, t] : step1) {
+        if (name.rfind("bad_step_guard.", 0) == 0) continue;
+        EXPECT_TRUE(at::equal(t, step2.at(name))) << file << ": " << name << " changed in the skipped step";
+        ++compared;
+        if (!at::equal(step2.at(name), step3.at(name))) ++moved;
+      }
+    }
+    EXPECT_GT(compared, 10);
+    EXPECT_GT(moved, 0) << "step 3 trained again";
+    const auto step2 = tensors_of(checkpoints / checkpoint_name(2) / "trainer.safetensors");
+    EXPECT_EQ(step2.at("bad_step_guard.skipped_total").item<int64_t>(), 1);
+    EXPECT_EQ(step2.at("bad_step_guard.accepted").item<int64_t>(), 1);
+    for (const auto& [name, t] : tensors_of(out / "trainer_state.safetensors"))
+      EXPECT_TRUE(at::isfinite(t).all().item<bool>()) << name;
+    const nlohmann::json config = nlohmann::json::parse(read_file(out / "run_config.json"));
+    EXPECT_EQ(config["optimizer"]["zero_1"].get<bool>(), !setup.lora);
+    EXPECT_EQ(config["optimizer"]["kernel"].get<std::string>(),
+              setup.kernel == AdamWKernelChoice::kFused ? "fused" : "foreach");
+    const std::string metrics = read_file(out / "metrics.jsonl");
+    size_t skipped_lines = 0;
+    std::istringstream lines(metrics);
+    for (std::string line; std::getline(lines, line);) {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (!j.contains("skipped")) continue;
+      ++skipped_lines;
+      EXPECT_EQ(j["step"].get<int64_t>(), 2);
+      EXPECT_EQ(j["skipped"].get<std::string>(), "non-finite gradient");
+    }
+    EXPECT_EQ(skipped_lines, 1u);
   }
-  EXPECT_GT(compared, 10);
-  EXPECT_GT(moved, 0) << "step 3 trained again";
-  EXPECT_EQ(step2.at("bad_step_guard.skipped_total").item<int64_t>(), 1);
-  EXPECT_EQ(step2.at("bad_step_guard.accepted").item<int64_t>(), 1);
-  for (const auto& [name, t] : tensors_of(dir / "nan/trainer_state.safetensors"))
-    EXPECT_TRUE(at::isfinite(t).all().item<bool>()) << name;
-  const std::string metrics = read_file(dir / "nan/metrics.jsonl");
-  size_t skipped_lines = 0;
-  std::istringstream lines(metrics);
-  for (std::string line; std::getline(lines, line);) {
-    const nlohmann::json j = nlohmann::json::parse(line);
-    if (!j.contains("skipped")) continue;
-    ++skipped_lines;
-    EXPECT_EQ(j["step"].get<int64_t>(), 2);
-    EXPECT_EQ(j["skipped"].get<std::string>(), "non-finite gradient");
-  }
-  EXPECT_EQ(skipped_lines, 1u);
 }
 
 // --max_skipped_steps skips in a row end the run with the reason; the last checkpoint verifies.

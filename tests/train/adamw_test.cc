@@ -86,12 +86,21 @@ struct OddSizes {
         opt({AdamWGroup{"a", AdamWHyper{1e-2, 0.9, 0.999, 1e-8, 1e-2}, {"p0", "p1"}, {p[0], p[1]}, false},
              AdamWGroup{"b", AdamWHyper{3e-3, 0.9, 0.999, 1e-8, 5e-2}, {"p2"}, {p[2]}, false}},
             state_dtype, 3, kernel) {}
-  void run(int first, int last, const std::function<bool(int)>& b_frozen = nullptr) {
+  // skipped(step): the step runs with a verdict of 0 on the device (Note [The step's verdict on
+  // the device]); skipped steps count toward nothing, as the trainer's don't.
+  void run(int first, int last, const std::function<bool(int)>& b_frozen = nullptr,
+           const std::function<bool(int)>& skipped = nullptr, bool verdicts = false) {
     for (int step = first; step <= last; ++step) {
       at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1000 + step);
       for (auto& p : params) p.mutable_grad() = at::randn(p.sizes(), g);
       opt.set_frozen("b", b_frozen && b_frozen(step));
-      opt.step(step % 3 == 0 ? 0.5 : 1.0, step);
+      const bool skip = skipped && skipped(step);
+      if (verdicts || skip) {
+        opt.step(step % 3 == 0 ? 0.5 : 1.0, step, at::full({}, skip ? 0.0f : 1.0f, at::kFloat));
+        opt.settle(!skip);
+      } else {
+        opt.step(step % 3 == 0 ? 0.5 : 1.0, step);
+      }
       opt.zero_grad();
     }
   }
@@ -174,6 +183,33 @@ TEST(AdamWFused, RestoreRebuildsTheDeviceStepCountsExactly) {
     resumed.run(11, 20, b_frozen);
     for (size_t i = 0; i < whole.params.size(); ++i)
       EXPECT_TRUE(at::equal(resumed.params[i], whole.params[i])) << "tensor " << i << " dtype " << dtype;
+  }
+}
+
+// Note [The step's verdict on the device]: a step whose verdict is 0 changes nothing (weights,
+// moments, the host's and the device's step counts), for either kernel and state dtype, and a
+// verdict of 1 is the plain step: a run with steps 4 and 7 skipped ends bit for bit where the
+// run that never had those steps ends (their gradients drawn and discarded).
+TEST(AdamW, AStepWithAVerdictOfZeroChangesNothing) {
+  const auto skipped = [](int step) { return step == 4 || step == 7; };
+  const auto b_frozen = [](int step) { return step <= 2; };
+  for (AdamWKernel kernel : {AdamWKernel::kForeach, AdamWKernel::kFused}) {
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      SCOPED_TRACE(std::string(adamw_kernel_name(kernel)) + (dtype == at::kFloat ? " fp32" : " bf16"));
+      OddSizes with_verdicts(kernel, dtype), without(kernel, dtype);
+      with_verdicts.run(1, 10, b_frozen, skipped, /*verdicts=*/true);
+      for (int step = 1; step <= 10; ++step)
+        if (!skipped(step)) without.run(step, step, b_frozen);
+      for (size_t i = 0; i < without.params.size(); ++i)
+        EXPECT_TRUE(at::equal(with_verdicts.params[i], without.params[i])) << "tensor " << i;
+      for (size_t k = 0; k < without.opt.tensor_count(); ++k) {
+        const AdamWTensorState &a = with_verdicts.opt.state(k), &b = without.opt.state(k);
+        EXPECT_EQ(a.step, b.step) << k;
+        EXPECT_EQ(a.step, k < 2 ? 8 : 6) << k;
+        EXPECT_TRUE(at::equal(a.exp_avg, b.exp_avg) && at::equal(a.exp_avg_sq, b.exp_avg_sq)) << k;
+        if (kernel == AdamWKernel::kFused) EXPECT_EQ(a.device_step.item<double>(), static_cast<double>(b.step)) << k;
+      }
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <vector>
 
 namespace xltune {
 namespace {
@@ -31,6 +32,35 @@ TEST(BadStepGuard, SkipsASpikeAboveTheFactorTimesTheRecentMedian) {
   for (int i = 0; i < 100; ++i) guard.accept(2.0);
   EXPECT_DOUBLE_EQ(guard.median_norm(), 2.0);
   EXPECT_NE(guard.verdict(10.5), "");
+}
+
+// Note [The step's verdict on the device]: the device's verdict is the host's for every norm,
+// at the spike threshold's edge too (the norm compared in fp64, as the host compares it).
+TEST(BadStepGuard, TheVerdictOnTheDeviceIsTheHosts) {
+  BadStepGuard guard(5.0);
+  const float edge = 27.5f;  // 5 x the median 5.5 of 1 .. 10, a float exactly
+  const std::vector<float> norms = {0.0f,
+                                    1.0f,
+                                    1e30f,
+                                    edge,
+                                    std::nextafter(edge, 100.0f),
+                                    std::nextafter(edge, 0.0f),
+                                    std::numeric_limits<float>::infinity(),
+                                    -std::numeric_limits<float>::infinity(),
+                                    std::numeric_limits<float>::quiet_NaN()};
+  for (int history : {0, 10}) {
+    for (float norm : norms) {
+      const at::Tensor on_device = guard.verdict_on_device(at::full({}, norm, at::kFloat));
+      EXPECT_EQ(on_device.scalar_type(), at::kFloat);
+      EXPECT_EQ(on_device.dim(), 0);
+      EXPECT_EQ(on_device.item<float>() == 1.0f, guard.verdict(norm).empty())
+          << "norm " << norm << " after " << history << " accepted steps";
+      EXPECT_TRUE(on_device.item<float>() == 0.0f || on_device.item<float>() == 1.0f);
+    }
+    for (int i = 1; i <= 10; ++i) guard.accept(i);
+  }
+  EXPECT_DOUBLE_EQ(guard.spike_threshold(), 5 * 5.5);
+  EXPECT_TRUE(std::isinf(BadStepGuard().spike_threshold()));
 }
 
 TEST(BadStepGuard, CountsSkipsInARowAndResumesExactly) {
