@@ -26,7 +26,7 @@ namespace {
 // W x, plus the LoRA adapter's term when there is one.
 at::Tensor project(nn::Linear& linear, const std::shared_ptr<LoraAdapter>& lora, const at::Tensor& x) {
   at::Tensor y = linear(x);
-  return lora ? y + lora->delta(x) : y;
+  return lora ? lora->add_to(y, x) : y;
 }
 }  // namespace
 

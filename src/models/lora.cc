@@ -1,6 +1,7 @@
 #include "models/lora.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <map>
 
@@ -15,6 +16,61 @@ namespace xltune {
 at::Tensor LoraAdapter::delta(const at::Tensor& x) const {
   at::Tensor h = at::linear(at::linear(x.to(down.scalar_type()), down), up);
   return (scale == 1.0 ? h : h * scale).to(x.scalar_type());
+}
+
+namespace {
+
+// Note [LoRA's own backward]: out = y + cast(scale * (cast(x) A^T) B^T), one node.
+class LoraAdd : public torch::autograd::Function<LoraAdd> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& y, const at::Tensor& x,
+                            const at::Tensor& down, const at::Tensor& up, double scale) {
+    const at::Tensor xa = x.scalar_type() == down.scalar_type() ? x : x.to(down.scalar_type());
+    const at::Tensor h = at::linear(xa, down);
+    at::Tensor d = at::linear(h, up);
+    if (scale != 1.0) d = d * scale;
+    if (d.scalar_type() != y.scalar_type()) d = d.to(y.scalar_type());
+    ctx->save_for_backward({xa, h, down, up});
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+    return y + d;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &xa = saved[0], &h = saved[1], &down = saved[2], &up = saved[3];
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const auto x_dtype = static_cast<at::ScalarType>(ctx->saved_data["x_dtype"].toInt());
+    const at::Tensor& gy = grads[0];
+    // Back through the casts and the scale, then the two linears on 2-D views, as autograd's
+    // ToCopyBackward, MulBackward, UnsafeViewBackward and MmBackward compute them.
+    at::Tensor g = gy.scalar_type() == up.scalar_type() ? gy : gy.to(up.scalar_type());
+    if (scale != 1.0) g = g * scale;
+    const at::Tensor g2 = g.reshape({-1, up.size(0)});
+    const at::Tensor h2 = h.reshape({-1, down.size(0)});
+    const at::Tensor x2 = xa.reshape({-1, down.size(1)});
+    // A weight used transposed gets its gradient as (g^T input), contiguous like the weight
+    // (mm_mat2_backward's branch for a column-major operand): AccumulateGrad keeps it, no copy.
+    const at::Tensor grad_up = at::mm(g2.t(), h2);
+    const at::Tensor gh = at::mm(g2, up);
+    const at::Tensor grad_down = at::mm(gh.t(), x2);
+    at::Tensor grad_x;
+    if (ctx->needs_input_grad(1)) {
+      grad_x = at::mm(gh, down).view(xa.sizes());
+      if (grad_x.scalar_type() != x_dtype) grad_x = grad_x.to(x_dtype);
+    }
+    return {gy, grad_x, grad_down, grad_up, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor LoraAdapter::add_to(const at::Tensor& y, const at::Tensor& x) const {
+  const bool records = at::GradMode::is_enabled() &&
+                       (x.requires_grad() || y.requires_grad() || down.requires_grad() || up.requires_grad());
+  if (!records) return y + delta(x);
+  return LoraAdd::apply(y, x, down, up, scale);
 }
 
 const std::vector<std::string>& lora_projections() {

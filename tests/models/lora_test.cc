@@ -107,3 +107,60 @@ TEST(Lora, WeightsThatDoNotFitAreNamed) {
 
 }  // namespace
 }  // namespace xltune
+
+namespace xltune {
+namespace {
+
+// Note [LoRA's own backward]: the one-node adapter gives the composition's values and gradients
+// bit for bit: fp32 and bf16 inputs (the UNet's dtype on a GPU, the adapter in fp32), a scale of 1
+// (alpha = rank, the default) and another, an input that needs a gradient and one that does not.
+TEST(Lora, TheAdaptersOwnBackwardIsAutogradsBitForBit) {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(21);
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    for (double scale : {1.0, 0.375}) {
+      for (bool x_grad : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << "dtype " << dtype << " scale " << scale << " x_grad " << x_grad);
+        LoraAdapter a;
+        a.down = at::randn({4, 24}, g).requires_grad_(true);
+        a.up = at::randn({40, 4}, g).requires_grad_(true);
+        a.scale = scale;
+        const at::Tensor w = at::randn({40, 24}, g).to(dtype);
+        const at::Tensor x0 = at::randn({2, 7, 24}, g).to(dtype);
+        const at::Tensor gy = at::randn({2, 7, 40}, g).to(dtype);
+        struct Grads {
+          at::Tensor out, x, down, up;
+        };
+        const auto run = [&](bool own) {
+          at::Tensor x = x0.clone().requires_grad_(x_grad);
+          const at::Tensor y = at::linear(x, w);
+          const at::Tensor out = own ? a.add_to(y, x) : y + a.delta(x);
+          out.backward(gy);
+          // The gradients as AccumulateGrad keeps them: their layout too (a transposed one is copied).
+          Grads r{out.detach(), x_grad ? x.grad() : at::Tensor(), a.down.grad(), a.up.grad()};
+          a.down.mutable_grad() = at::Tensor();
+          a.up.mutable_grad() = at::Tensor();
+          return r;
+        };
+        const Grads composed = run(false), own = run(true);
+        EXPECT_TRUE(at::equal(own.out, composed.out));
+        EXPECT_TRUE(at::equal(own.down, composed.down));
+        EXPECT_TRUE(at::equal(own.up, composed.up));
+        EXPECT_EQ(own.down.strides(), composed.down.strides());
+        EXPECT_EQ(own.up.strides(), composed.up.strides());
+        if (x_grad) EXPECT_TRUE(at::equal(own.x, composed.x));
+        EXPECT_GT(own.up.abs().max().item<double>(), 0);
+        EXPECT_EQ(own.down.scalar_type(), at::kFloat);
+      }
+    }
+  }
+  // Without gradients it is the composition too (generation, validation).
+  LoraAdapter a;
+  a.down = at::randn({4, 24}, g);
+  a.up = at::randn({40, 4}, g);
+  const at::Tensor x = at::randn({3, 24}, g), y = at::randn({3, 40}, g);
+  at::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(a.add_to(y, x), y + a.delta(x)));
+}
+
+}  // namespace
+}  // namespace xltune
