@@ -5,6 +5,7 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <array>
 
 #include "core/check.h"
 #include "core/keyed_random.h"
@@ -364,6 +365,24 @@ std::pair<at::Tensor, at::Tensor> Trainer::text_conditioning(const StepBatch& ba
   return {at::stack(contexts), at::stack(pooleds)};
 }
 
+std::array<at::Tensor, 3> draws_to_device(const std::array<at::Tensor, 3>& draws, at::Device device, bool stage) {
+  if (!stage) return draws;
+  const at::Tensor &latent_sample = draws[0], &noise = draws[1], &timesteps = draws[2];
+  XLTUNE_CHECK(latent_sample.scalar_type() == at::kFloat && noise.scalar_type() == at::kFloat &&
+                   timesteps.scalar_type() == at::kLong && timesteps.dim() == 1,
+               "trainer: draws must be fp32 latent sample and noise and int64 timesteps");
+  const int64_t n = latent_sample.numel(), e = noise.numel(), k = timesteps.numel();
+  // Pinned: the copy below returns at once and runs on the stream (the caching host allocator
+  // keeps the buffer until it has), where pageable memory would make the host wait for the GPU.
+  at::Tensor staged = at::empty({n + e + k}, at::TensorOptions().dtype(at::kFloat).pinned_memory(device.is_cuda()));
+  staged.narrow(0, 0, n).copy_(latent_sample.reshape({-1}));
+  staged.narrow(0, n, e).copy_(noise.reshape({-1}));
+  staged.narrow(0, n + e, k).copy_(timesteps);  // below 2^24: exact in fp32
+  const at::Tensor moved = staged.to(device, /*non_blocking=*/true);
+  return {moved.narrow(0, 0, n).view(latent_sample.sizes()), moved.narrow(0, n, e).view(noise.sizes()),
+          moved.narrow(0, n + e, k).to(at::kLong)};
+}
+
 Trainer::StepDraws Trainer::draw(int64_t step, const StepBatch& batch) const {
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   const int64_t b = batch.latent_mean.size(0);
@@ -473,11 +492,12 @@ at::Tensor Trainer::forward_backward(int64_t step, const StepBatch& batch, bool 
   const int64_t b = batch.latent_mean.size(0);
   XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
                " positions for a batch of ", b);
-  // Draws (Note [Keyed draws]), on the CPU, then to the device.
+  // Draws (Note [Keyed draws]), on the CPU, then to the device in one copy.
   const StepDraws d = draw(step, batch);
-  at::Tensor noise = d.noise.to(device_), t = d.timesteps.to(device_);
-  at::Tensor x0 =
-      (batch.latent_mean + at::exp(0.5 * batch.latent_logvar) * d.latent_sample.to(device_)) * scaling_factor_;
+  const std::array<at::Tensor, 3> on_device =
+      draws_to_device({d.latent_sample, d.noise, d.timesteps}, device_, !device_.is_cpu());
+  const at::Tensor &latent_sample = on_device[0], &noise = on_device[1], &t = on_device[2];
+  at::Tensor x0 = (batch.latent_mean + at::exp(0.5 * batch.latent_logvar) * latent_sample) * scaling_factor_;
   mark("draws");
 
   auto [context, pooled] = text_conditioning(batch, trains_rows, &result.text_encoders_ran);

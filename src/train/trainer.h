@@ -49,6 +49,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <optional>
@@ -140,6 +141,12 @@ class StepPhaseListener {
   virtual ~StepPhaseListener() = default;
   virtual void mark(const char* phase) = 0;
 };
+
+// The step's draws made on the CPU (latent sample, noise: fp32; timesteps: int64 [b], each below
+// 2^24) on `device`, with one host-to-device copy: one host buffer (pinned on CUDA), copied
+// without blocking the host, split on the device, the timesteps back to int64 there. Without
+// `stage` (the trainer's choice on the CPU) they are returned as they are. The same bits either way.
+std::array<at::Tensor, 3> draws_to_device(const std::array<at::Tensor, 3>& draws, at::Device device, bool stage);
 
 class Trainer {
  public:

@@ -5,9 +5,11 @@
 #include "train/trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <map>
 
 #include "core/error.h"
@@ -268,6 +270,22 @@ TEST(Trainer, ValidationLossTermsChangeNothingOfTraining) {
   ASSERT_EQ(state.size(), untouched.size());
   for (size_t i = 0; i < state.size(); ++i) EXPECT_TRUE(at::equal(state[i].second, untouched[i].second)) << state[i].first;
   for (size_t s = 1; s < measured.size(); ++s) EXPECT_NE(measured[s], measured[s - 1]) << "after step " << s;
+}
+
+// The draws travel to the device in one staged copy (pinned on CUDA); staged on the CPU here, the
+// values, shapes and dtypes come back as they went, the timesteps through fp32 exactly.
+TEST(Trainer, DrawsStagedInOneBufferArriveAsTheyWere) {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(4);
+  const at::Tensor latent_sample = at::randn({2, 4, 3, 5}, g), noise = at::randn({2, 4, 3, 5}, g);
+  const at::Tensor timesteps = at::tensor({999, 0}, at::kLong);
+  const std::array<at::Tensor, 3> staged = draws_to_device({latent_sample, noise, timesteps}, at::kCPU, true);
+  EXPECT_TRUE(at::equal(staged[0], latent_sample));
+  EXPECT_TRUE(at::equal(staged[1], noise));
+  EXPECT_TRUE(at::equal(staged[2], timesteps));
+  EXPECT_EQ(staged[2].scalar_type(), at::kLong);
+  EXPECT_EQ(staged[0].sizes(), latent_sample.sizes());
+  EXPECT_EQ(staged[1].data_ptr<float>(), staged[0].data_ptr<float>() + latent_sample.numel()) << "one buffer";
+  EXPECT_THROW(draws_to_device({latent_sample, noise, timesteps.to(at::kFloat)}, at::kCPU, true), std::exception);
 }
 
 TEST(Trainer, StepsOutsideTheRunAreRefused) {
