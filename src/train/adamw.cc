@@ -157,38 +157,59 @@ void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>&
   const AdamWHyper& h = g.hyper;
   const double lr = h.lr * lr_factor;
   const bool bf16 = state_dtype_ == at::kBFloat16;
-  std::vector<at::Tensor> params, grads, m, v;
-  std::vector<int64_t> steps;
-  for (size_t flat : stepped) {
-    const at::Tensor& p = g.params[flat - first];
-    const AdamWTensorState& s = state_[flat];
-    params.push_back(p);
-    m.push_back(bf16 ? s.exp_avg.to(at::kFloat) : s.exp_avg);
-    v.push_back(bf16 ? s.exp_avg_sq.to(at::kFloat) : s.exp_avg_sq);
-    const at::Tensor& grad = p.grad();
-    grads.push_back(grad.scalar_type() == m.back().scalar_type() ? grad : grad.to(m.back().scalar_type()));
-    steps.push_back(s.step);
-  }
+  at::Tensor found_inf;
   if (kernel_ == AdamWKernel::kFused) {
     std::vector<at::Tensor> device_steps;
     for (size_t flat : stepped) device_steps.push_back(state_[flat].device_step);
     if (apply.defined()) {  // counts advance by the verdict; the kernel skips where it is 0
       at::_foreach_add_(device_steps, apply);
-      adamw_fused_update(h, lr, params, grads, m, v, device_steps, 1 - apply);
+      found_inf = 1 - apply;
     } else {
       at::_foreach_add_(device_steps, 1);
-      adamw_fused_update(h, lr, params, grads, m, v, device_steps);
     }
-  } else {
-    adamw_foreach_update(h, lr, params, grads, m, v, steps);
   }
-  if (!bf16) return;
-  for (size_t k = 0; k < stepped.size(); ++k) {
-    AdamWTensorState& s = state_[stepped[k]];
-    at::Generator gen = at::globalContext().defaultGenerator(params[k].device()).clone();
-    gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), stepped[k], DrawKind::kRounding));
-    s.exp_avg.copy_(stochastic_round_to_bf16(m[k], gen));
-    s.exp_avg_sq.copy_(stochastic_round_to_bf16(v[k], gen));
+  // Note [AdamW's temporaries]: bf16 moments are updated through fp32 copies and the foreach
+  // kernel makes its denominators, both as large as the tensors they update: a whole group at
+  // once would need 2-3 x 4 B per parameter on top of the state (20-30 GB for SDXL's UNet, which
+  // a 48 GB A40 with bf16 state does not have). So the group goes in chunks of at most
+  // update_chunk_values_ values (a tensor larger than that alone); the fused kernel on fp32
+  // state works in place and takes the group at once. Per value the arithmetic is the same.
+  const bool temporaries = bf16 || kernel_ == AdamWKernel::kForeach;
+  size_t begin = 0;
+  while (begin < stepped.size()) {
+    const auto numel = [&](size_t k) { return g.params[stepped[k] - first].numel(); };
+    size_t end = begin + 1;  // the chunk's first tensor, whatever its size
+    for (int64_t values = numel(begin);
+         end < stepped.size() && (!temporaries || values + numel(end) <= update_chunk_values_); ++end)
+      values += numel(end);
+    std::vector<at::Tensor> params, grads, m, v, device_steps;
+    std::vector<int64_t> steps;
+    for (size_t k = begin; k < end; ++k) {
+      const at::Tensor& p = g.params[stepped[k] - first];
+      const AdamWTensorState& s = state_[stepped[k]];
+      params.push_back(p);
+      m.push_back(bf16 ? s.exp_avg.to(at::kFloat) : s.exp_avg);
+      v.push_back(bf16 ? s.exp_avg_sq.to(at::kFloat) : s.exp_avg_sq);
+      const at::Tensor& grad = p.grad();
+      grads.push_back(grad.scalar_type() == m.back().scalar_type() ? grad : grad.to(m.back().scalar_type()));
+      steps.push_back(s.step);
+      if (kernel_ == AdamWKernel::kFused) device_steps.push_back(s.device_step);
+    }
+    if (kernel_ == AdamWKernel::kFused)
+      adamw_fused_update(h, lr, params, grads, m, v, device_steps, found_inf);
+    else
+      adamw_foreach_update(h, lr, params, grads, m, v, steps);
+    if (bf16) {
+      for (size_t k = begin; k < end; ++k) {
+        AdamWTensorState& s = state_[stepped[k]];
+        at::Generator gen = at::globalContext().defaultGenerator(params[k - begin].device()).clone();
+        gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), stepped[k], DrawKind::kRounding));
+        s.exp_avg.copy_(stochastic_round_to_bf16(m[k - begin], gen));
+        s.exp_avg_sq.copy_(stochastic_round_to_bf16(v[k - begin], gen));
+      }
+    }
+    ++chunks_;
+    begin = end;
   }
 }
 

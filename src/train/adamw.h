@@ -99,6 +99,12 @@ class AdamW final : public Optimizer {
   const AdamWGroup& group(const std::string& name) const;
   at::ScalarType state_dtype() const { return state_dtype_; }
   AdamWKernel kernel() const { return kernel_; }
+  // Note [AdamW's temporaries] (adamw.cc): the most values updated in one call when the update
+  // makes temporaries (bf16 state, or the foreach kernel); a tensor larger than it goes alone.
+  static constexpr int64_t kUpdateChunkValues = int64_t{1} << 25;
+  void set_update_chunk_values(int64_t values) { update_chunk_values_ = values; }
+  // Kernel calls (chunks) made by the updates so far.
+  int64_t update_chunks() const { return chunks_; }
   // The state of tensor i of group g (flattened index order: groups, then tensors).
   const AdamWTensorState& state(size_t flat_index) const { return state_.at(flat_index); }
   AdamWTensorState& mutable_state(size_t flat_index) { return state_.at(flat_index); }
@@ -130,6 +136,8 @@ class AdamW final : public Optimizer {
   AdamWKernel kernel_;
   // Flat indices a step(apply) updated on the device whose host counts wait for settle().
   std::vector<size_t> pending_;
+  int64_t update_chunk_values_ = kUpdateChunkValues;
+  int64_t chunks_ = 0;
 };
 
 // The lines of the header after `step += 1` for tensors k = 0 .. n-1 together, one _foreach_ op

@@ -213,5 +213,31 @@ TEST(AdamW, AStepWithAVerdictOfZeroChangesNothing) {
   }
 }
 
+// Note [AdamW's temporaries]: an update in chunks of a bounded number of values is the update
+// of the whole group, bit for bit, for both kernels and state dtypes (a limit of 1000 values puts
+// the 7- and 1000-value tensors of group a in separate chunks and the 4097-value tensor of b
+// alone, larger than the limit). The fused kernel on fp32 state makes no temporaries: one call
+// per group whatever the limit.
+TEST(AdamW, AnUpdateInBoundedChunksIsTheWholeGroupsBitForBit) {
+  for (AdamWKernel kernel : {AdamWKernel::kForeach, AdamWKernel::kFused}) {
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      SCOPED_TRACE(std::string(adamw_kernel_name(kernel)) + (dtype == at::kFloat ? " fp32" : " bf16"));
+      OddSizes whole(kernel, dtype), chunked(kernel, dtype);
+      chunked.opt.set_update_chunk_values(1000);
+      whole.run(1, 6);
+      chunked.run(1, 6);
+      for (size_t i = 0; i < whole.params.size(); ++i)
+        EXPECT_TRUE(at::equal(chunked.params[i], whole.params[i])) << "tensor " << i;
+      for (size_t k = 0; k < whole.opt.tensor_count(); ++k) {
+        EXPECT_TRUE(at::equal(chunked.opt.state(k).exp_avg, whole.opt.state(k).exp_avg)) << k;
+        EXPECT_TRUE(at::equal(chunked.opt.state(k).exp_avg_sq, whole.opt.state(k).exp_avg_sq)) << k;
+      }
+      EXPECT_EQ(whole.opt.update_chunks(), 6 * 2) << "one call per group and step under the default limit";
+      const bool temporaries = dtype == at::kBFloat16 || kernel == AdamWKernel::kForeach;
+      EXPECT_EQ(chunked.opt.update_chunks(), 6 * (temporaries ? 3 : 2));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace xltune
