@@ -5,7 +5,7 @@ smaller), the correctness checks, and every case that failed, timed out or was s
 
   compare.py RESULTS.jsonl [MORE.jsonl ...]
 
-Reads JSON lines. bench/gpu/run tags each with "kind" (env, train, unet, check, status), "case"
+Reads JSON lines. bench/gpu/run tags each with "kind" (env, train, unet, ops, check, status), "case"
 (e.g. lora-1024-b1, 1x128-plain) and, where one case runs twice, "run" (diffusers-alone: the
 diffusers case again at the end, the GPU and the CPUs its own); lines without tags (the
 benchmarks' own output) are joined by their fields. Other lines are ignored.
@@ -129,6 +129,18 @@ def main(argv):
             measured[kind].setdefault(key, {})[r.get("run") or r.get("impl", "?")] = r
     table("training steps (s/step, peak GiB)", measured["train"])
     table("UNet forward+backward (s, peak GiB)", measured["unet"])
+
+    ops = [r for r in rows if kind_of(r) == "ops" and "by_phase" in r]
+    if ops:
+        print("\nops and host syncs of one step (bench/step_ops)")
+        for r in ops:
+            phases = r["by_phase"]
+            window = ("forward", "backward", "clip", "optimizer")
+            syncs = sum(phases.get(p, {}).get("syncs", 0) for p in window)
+            print(f"  {r.get('case')} on {r.get('device')} ({r.get('adamw_kernel')}): {r.get('ops_top_level')} top-level "
+                  f"ops, everything else {r.get('everything_else', {}).get('top_level')}; syncs forward->optimizer "
+                  f"{syncs}, after it {phases.get('after', {}).get('syncs')}; host reads forward->optimizer "
+                  f"{r.get('host_reads_forward_to_optimizer')}")
 
     checks = [r for r in rows if kind_of(r) == "check"]
     if checks:
