@@ -1,9 +1,10 @@
 // Ops and host synchronisations in one training step (issue 18, item 1): how much the host
 // issues per step, counted on the CPU, so that the work of issue 18 can be measured without a GPU.
 //
-//   xltune_bench_step_ops [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP]
+//   xltune_bench_step_ops [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP] [KERNEL] [STATE]
 //
-// Defaults: sdxl-base cpu 64 1 all 1. sdxl-base: SDXL base 1.0's real UNet and both text
+// Defaults: sdxl-base cpu 64 1 all 1 auto fp32. KERNEL: AdamW's, auto, foreach or fused. STATE:
+// AdamW's moments, fp32 or bf16. sdxl-base: SDXL base 1.0's real UNet and both text
 // encoders built from their configs with random weights (Note [Random model weights]); a
 // MODEL_DIR (xltune init-model) is quicker for trying the bench itself. Op counts depend on the
 // structure, not the resolution, so 64 px (8x8 latents) is enough. CASES: a comma list of
@@ -245,6 +246,7 @@ struct Options {
   int64_t resolution = 64, batch = 1, warmup = 1;
   std::set<std::string> cases;
   std::string kernel = "auto";  // AdamW's: auto (fused on a GPU, foreach on the CPU), foreach, fused
+  std::string state = "fp32";   // AdamW's moments: fp32 or bf16 (stochastic rounding)
 };
 
 // SDXL base 1.0, random weights: the real architecture.
@@ -384,6 +386,7 @@ std::vector<CaseResult> run_mode(const Options& o, bool lora) {
   // text cache) and one counted after it.
   TrainerConfig config = bench::synthetic_config(lora, o.warmup, false, placement);
   if (o.kernel != "auto") config.adamw_kernel = o.kernel == "fused" ? AdamWKernel::kFused : AdamWKernel::kForeach;
+  if (o.state == "bf16") config.optimizer_state_dtype = at::kBFloat16;
   Trainer trainer(m, config, 0.13025, std::make_shared<AfterBackwardReducer>(comm));
   std::vector<CaseResult> out;
   std::fprintf(stderr, "step_ops: %s: steps\n", mode.c_str());
@@ -485,6 +488,7 @@ void print_json(const CaseResult& r, const Options& o) {
   std::ostringstream s;
   s << "{\"case\": \"" << r.name << "\", \"model\": \"" << o.model << "\", \"device\": \"" << o.device.str()
     << "\", \"resolution\": " << o.resolution << ", \"batch\": " << o.batch << ", \"adamw_kernel\": \"" << o.kernel
+    << "\", \"state_dtype\": \"" << o.state
     << "\", \"step\": " << r.step
     << ", \"ops_total\": " << total.ops << ", \"ops_top_level\": " << total.top << ", \"ops_leaf\": " << total.leaf
     << ", \"by_phase\": {";
@@ -514,6 +518,8 @@ Options parse(int argc, char** argv) {
   const std::string cases = argc > 5 ? argv[5] : "all";
   if (argc > 6) o.warmup = std::stoll(argv[6]);
   if (argc > 7) o.kernel = argv[7];
+  if (argc > 8) o.state = argv[8];
+  XLTUNE_CHECK(o.state == "fp32" || o.state == "bf16", "step_ops: STATE must be fp32 or bf16, got '", o.state, "'");
   XLTUNE_CHECK(o.kernel == "auto" || o.kernel == "foreach" || o.kernel == "fused",
                "step_ops: KERNEL must be auto, foreach or fused, got '", o.kernel, "'");
   XLTUNE_CHECK(o.resolution >= 8 && o.resolution % 8 == 0, "step_ops: RESOLUTION must be a multiple of 8, got ",
@@ -535,7 +541,7 @@ Options parse(int argc, char** argv) {
 
 int run(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help")) {
-    std::printf("usage: %s [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP] [KERNEL]\n",
+    std::printf("usage: %s [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP] [KERNEL] [STATE]\n",
                 argv[0]);
     return 0;
   }

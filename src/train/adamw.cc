@@ -97,14 +97,18 @@ int64_t AdamW::parameter_count() const {
   return n;
 }
 
-at::Tensor stochastic_round_to_bf16(const at::Tensor& x, at::Generator& generator) {
+at::Tensor stochastic_round_with_noise(const at::Tensor& x, const at::Tensor& noise) {
   at::Tensor bits = x.contiguous().view(at::kInt);
-  at::Tensor noise = at::randint(0, 1 << 16, bits.sizes(), generator, bits.options());
   // Adding below bf16's last kept bit and truncating rounds up with probability equal to the
   // dropped fraction. Only finite values: an overflow of the exponent field into inf is not a
   // concern for Adam moments.
-  at::Tensor rounded = (bits + noise).bitwise_and(static_cast<int32_t>(0xFFFF0000u));
+  at::Tensor rounded = (bits + noise.view(bits.sizes())).bitwise_and(static_cast<int32_t>(0xFFFF0000u));
   return rounded.view(at::kFloat).to(at::kBFloat16);
+}
+
+at::Tensor stochastic_round_to_bf16(const at::Tensor& x, at::Generator& generator) {
+  const at::Tensor bits = x.contiguous();
+  return stochastic_round_with_noise(bits, at::randint(0, 1 << 16, bits.sizes(), generator, bits.options().dtype(at::kInt)));
 }
 
 void AdamW::step(double lr_factor, int64_t training_step, const at::Tensor& apply) {
@@ -152,6 +156,59 @@ void AdamW::settle(bool applied) {
 // _foreach_ op per line (a multi-tensor kernel per line on a GPU; on the CPU the single-tensor
 // kernels, so the same bits as torch's single-tensor AdamW), or the fused kernel, whose step
 // counts are the tensors' device steps, advanced together by one _foreach_add_.
+// Note [AdamW's bf16 moments in one pass]: the chunk's bf16 moments are widened to fp32 with one
+// cat and one cast each (the update works on views of the two flat buffers) and rounded back with
+// one stochastic-rounding pass over each buffer and one _foreach_copy_, where a pass per tensor
+// took about a dozen kernels a tensor. The random bits are the per-tensor pass's: each tensor's
+// generator keyed by (seed, step, tensor index) fills its slice of the noise buffers with
+// random_ (what randint does), m's bits then v's, so the rounded moments are the same bits.
+AdamW::BfMoments AdamW::stage_bf16_moments(const std::vector<size_t>& stepped, size_t begin, size_t end) const {
+  BfMoments out;
+  std::vector<at::Tensor> m16, v16;
+  for (size_t k = begin; k < end; ++k) {
+    const AdamWTensorState& s = state_[stepped[k]];
+    m16.push_back(s.exp_avg.reshape({-1}));
+    v16.push_back(s.exp_avg_sq.reshape({-1}));
+    out.offsets.push_back(out.values);
+    out.values += s.exp_avg.numel();
+  }
+  out.m_flat = at::cat(m16).to(at::kFloat);
+  out.v_flat = at::cat(v16).to(at::kFloat);
+  for (size_t k = begin; k < end; ++k) {
+    const at::Tensor& like = state_[stepped[k]].exp_avg;
+    const int64_t offset = out.offsets[k - begin];
+    out.m.push_back(out.m_flat.narrow(0, offset, like.numel()).view(like.sizes()));
+    out.v.push_back(out.v_flat.narrow(0, offset, like.numel()).view(like.sizes()));
+  }
+  return out;
+}
+
+void AdamW::round_bf16_moments(const BfMoments& staged, const std::vector<size_t>& stepped, size_t begin, size_t end,
+                               int64_t training_step) {
+  const auto int_options = at::TensorOptions().dtype(at::kInt).device(staged.m_flat.device());
+  at::Tensor noise_m = at::empty({staged.values}, int_options), noise_v = at::empty({staged.values}, int_options);
+  std::vector<at::Tensor> targets_m, targets_v;
+  for (size_t k = begin; k < end; ++k) {
+    AdamWTensorState& s = state_[stepped[k]];
+    const int64_t offset = staged.offsets[k - begin], n = s.exp_avg.numel();
+    at::Generator gen = at::globalContext().defaultGenerator(staged.m_flat.device()).clone();
+    gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), stepped[k], DrawKind::kRounding));
+    noise_m.narrow(0, offset, n).random_(0, 1 << 16, gen);
+    noise_v.narrow(0, offset, n).random_(0, 1 << 16, gen);
+    targets_m.push_back(s.exp_avg);
+    targets_v.push_back(s.exp_avg_sq);
+  }
+  const auto round_into = [&](const at::Tensor& flat, const at::Tensor& noise, const std::vector<at::Tensor>& targets) {
+    at::Tensor rounded = stochastic_round_with_noise(flat, noise);
+    std::vector<at::Tensor> parts;
+    for (size_t k = 0; k < targets.size(); ++k)
+      parts.push_back(rounded.narrow(0, staged.offsets[k], targets[k].numel()).view(targets[k].sizes()));
+    at::_foreach_copy_(targets, parts);
+  };
+  round_into(staged.m_flat, noise_m, targets_m);
+  round_into(staged.v_flat, noise_v, targets_v);
+}
+
 void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
                    int64_t training_step, const at::Tensor& apply) {
   const AdamWHyper& h = g.hyper;
@@ -188,26 +245,25 @@ void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>&
       const at::Tensor& p = g.params[stepped[k] - first];
       const AdamWTensorState& s = state_[stepped[k]];
       params.push_back(p);
-      m.push_back(bf16 ? s.exp_avg.to(at::kFloat) : s.exp_avg);
-      v.push_back(bf16 ? s.exp_avg_sq.to(at::kFloat) : s.exp_avg_sq);
+      if (!bf16) {
+        m.push_back(s.exp_avg);
+        v.push_back(s.exp_avg_sq);
+      }
       const at::Tensor& grad = p.grad();
-      grads.push_back(grad.scalar_type() == m.back().scalar_type() ? grad : grad.to(m.back().scalar_type()));
+      grads.push_back(grad.scalar_type() == at::kFloat ? grad : grad.to(at::kFloat));
       steps.push_back(s.step);
       if (kernel_ == AdamWKernel::kFused) device_steps.push_back(s.device_step);
+    }
+    BfMoments staged;
+    if (bf16) {
+      staged = stage_bf16_moments(stepped, begin, end);
+      m = staged.m, v = staged.v;
     }
     if (kernel_ == AdamWKernel::kFused)
       adamw_fused_update(h, lr, params, grads, m, v, device_steps, found_inf);
     else
       adamw_foreach_update(h, lr, params, grads, m, v, steps);
-    if (bf16) {
-      for (size_t k = begin; k < end; ++k) {
-        AdamWTensorState& s = state_[stepped[k]];
-        at::Generator gen = at::globalContext().defaultGenerator(params[k - begin].device()).clone();
-        gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), stepped[k], DrawKind::kRounding));
-        s.exp_avg.copy_(stochastic_round_to_bf16(m[k - begin], gen));
-        s.exp_avg_sq.copy_(stochastic_round_to_bf16(v[k - begin], gen));
-      }
-    }
+    if (bf16) round_bf16_moments(staged, stepped, begin, end, training_step);
     ++chunks_;
     begin = end;
   }

@@ -124,6 +124,17 @@ class AdamW final : public Optimizer {
  private:
   // One group's update of the tensors at flat indices `stepped` (the group's tensors start at
   // flat index `first`).
+  // Note [AdamW's bf16 moments in one pass] (adamw.cc): a chunk's bf16 moments as two flat fp32
+  // buffers, m and v the per-tensor views of them the update writes; then rounded back.
+  struct BfMoments {
+    at::Tensor m_flat, v_flat;
+    std::vector<at::Tensor> m, v;
+    std::vector<int64_t> offsets;  // of each tensor in the flat buffers
+    int64_t values = 0;
+  };
+  BfMoments stage_bf16_moments(const std::vector<size_t>& stepped, size_t begin, size_t end) const;
+  void round_bf16_moments(const BfMoments& staged, const std::vector<size_t>& stepped, size_t begin, size_t end,
+                          int64_t training_step);
   // `apply`: as step()'s, for the fused kernel (undefined: taken).
   void update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
               int64_t training_step, const at::Tensor& apply);
@@ -164,5 +175,7 @@ void adamw_fused_update(const AdamWHyper& hyper, double lr, const std::vector<at
 // fp32 -> bf16 with stochastic rounding from `generator` (a clone of the tensor's device
 // generator, seeded): unbiased on average, exact where the value is a bf16 already.
 at::Tensor stochastic_round_to_bf16(const at::Tensor& x, at::Generator& generator);
+// The same rounding with the random bits given: `noise`, int32 in [0, 2^16), one per value of x.
+at::Tensor stochastic_round_with_noise(const at::Tensor& x, const at::Tensor& noise);
 
 }  // namespace xltune

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 
+#include "core/keyed_random.h"
 #include "core/safetensors.h"
 #include "test_util.h"
 #include "test_paths.h"
@@ -237,6 +238,48 @@ TEST(AdamW, AnUpdateInBoundedChunksIsTheWholeGroupsBitForBit) {
       EXPECT_EQ(chunked.opt.update_chunks(), 6 * (temporaries ? 3 : 2));
     }
   }
+}
+
+// Note [AdamW's bf16 moments in one pass]: the flat rounding pass gives the bits of rounding each
+// tensor on its own with its keyed generator, m then v (the per-tensor pass it replaces, written
+// out here with the public pieces), step after step, params and moments.
+TEST(AdamW, Bf16MomentsRoundedInOnePassAreThePerTensorRoundingsBits) {
+  OddSizes flat(AdamWKernel::kForeach, at::kBFloat16);
+  std::vector<at::Tensor> p, m16, v16;
+  for (const auto& t : OddSizes::initial()) {
+    p.push_back(t.detach().clone());
+    m16.push_back(at::zeros_like(t, t.options().dtype(at::kBFloat16)));
+    v16.push_back(at::zeros_like(t, t.options().dtype(at::kBFloat16)));
+  }
+  const AdamWHyper ha{1e-2, 0.9, 0.999, 1e-8, 1e-2}, hb{3e-3, 0.9, 0.999, 1e-8, 5e-2};
+  for (int step = 1; step <= 5; ++step) {
+    flat.run(step, step);
+    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1000 + step);
+    std::vector<at::Tensor> grads;
+    for (const auto& t : p) grads.push_back(at::randn(t.sizes(), g));
+    const double factor = step % 3 == 0 ? 0.5 : 1.0;
+    at::NoGradGuard no_grad;
+    for (const auto& [hyper, members] : {std::pair{ha, std::vector<size_t>{0, 1}}, std::pair{hb, std::vector<size_t>{2}}}) {
+      std::vector<at::Tensor> ps, gs, ms, vs;
+      for (size_t k : members) {
+        ps.push_back(p[k]), gs.push_back(grads[k]);
+        ms.push_back(m16[k].to(at::kFloat)), vs.push_back(v16[k].to(at::kFloat));
+      }
+      adamw_foreach_update(hyper, hyper.lr * factor, ps, gs, ms, vs, std::vector<int64_t>(members.size(), step));
+      for (size_t i = 0; i < members.size(); ++i) {
+        at::Generator gen = at::globalContext().defaultGenerator(at::kCPU).clone();
+        gen.set_current_seed(draw_key(3, static_cast<uint64_t>(step), members[i], DrawKind::kRounding));
+        m16[members[i]] = stochastic_round_to_bf16(ms[i], gen);
+        v16[members[i]] = stochastic_round_to_bf16(vs[i], gen);
+      }
+    }
+  }
+  for (size_t k = 0; k < p.size(); ++k) {
+    EXPECT_TRUE(at::equal(flat.params[k].detach(), p[k])) << "tensor " << k;
+    EXPECT_TRUE(at::equal(flat.opt.state(k).exp_avg, m16[k])) << "m of tensor " << k;
+    EXPECT_TRUE(at::equal(flat.opt.state(k).exp_avg_sq, v16[k])) << "v of tensor " << k;
+  }
+  EXPECT_GT(testing_util::max_abs_diff(p[2], OddSizes::initial()[2]), 1e-3) << "it trained";
 }
 
 }  // namespace
