@@ -211,9 +211,6 @@ void AdamW::round_bf16_moments(const BfMoments& staged, const std::vector<size_t
 
 void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
                    int64_t training_step, const at::Tensor& apply) {
-  const AdamWHyper& h = g.hyper;
-  const double lr = h.lr * lr_factor;
-  const bool bf16 = state_dtype_ == at::kBFloat16;
   at::Tensor found_inf;
   if (kernel_ == AdamWKernel::kFused) {
     std::vector<at::Tensor> device_steps;
@@ -231,42 +228,46 @@ void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>&
   // a 48 GB A40 with bf16 state does not have). So the group goes in chunks of at most
   // update_chunk_values_ values (a tensor larger than that alone); the fused kernel on fp32
   // state works in place and takes the group at once. Per value the arithmetic is the same.
-  const bool temporaries = bf16 || kernel_ == AdamWKernel::kForeach;
-  size_t begin = 0;
-  while (begin < stepped.size()) {
-    const auto numel = [&](size_t k) { return g.params[stepped[k] - first].numel(); };
-    size_t end = begin + 1;  // the chunk's first tensor, whatever its size
+  const bool temporaries = state_dtype_ == at::kBFloat16 || kernel_ == AdamWKernel::kForeach;
+  const auto numel = [&](size_t k) { return g.params[stepped[k] - first].numel(); };
+  for (size_t begin = 0, end = 0; begin < stepped.size(); begin = end) {
+    end = begin + 1;  // the chunk's first tensor, whatever its size
     for (int64_t values = numel(begin);
          end < stepped.size() && (!temporaries || values + numel(end) <= update_chunk_values_); ++end)
       values += numel(end);
-    std::vector<at::Tensor> params, grads, m, v, device_steps;
-    std::vector<int64_t> steps;
-    for (size_t k = begin; k < end; ++k) {
-      const at::Tensor& p = g.params[stepped[k] - first];
-      const AdamWTensorState& s = state_[stepped[k]];
-      params.push_back(p);
-      if (!bf16) {
-        m.push_back(s.exp_avg);
-        v.push_back(s.exp_avg_sq);
-      }
-      const at::Tensor& grad = p.grad();
-      grads.push_back(grad.scalar_type() == at::kFloat ? grad : grad.to(at::kFloat));
-      steps.push_back(s.step);
-      if (kernel_ == AdamWKernel::kFused) device_steps.push_back(s.device_step);
-    }
-    BfMoments staged;
-    if (bf16) {
-      staged = stage_bf16_moments(stepped, begin, end);
-      m = staged.m, v = staged.v;
-    }
-    if (kernel_ == AdamWKernel::kFused)
-      adamw_fused_update(h, lr, params, grads, m, v, device_steps, found_inf);
-    else
-      adamw_foreach_update(h, lr, params, grads, m, v, steps);
-    if (bf16) round_bf16_moments(staged, stepped, begin, end, training_step);
-    ++chunks_;
-    begin = end;
+    update_chunk(g, first, stepped, begin, end, g.hyper.lr * lr_factor, training_step, found_inf);
   }
+}
+
+void AdamW::update_chunk(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, size_t begin,
+                         size_t end, double lr, int64_t training_step, const at::Tensor& found_inf) {
+  const bool bf16 = state_dtype_ == at::kBFloat16;
+  std::vector<at::Tensor> params, grads, m, v, device_steps;
+  std::vector<int64_t> steps;
+  for (size_t k = begin; k < end; ++k) {
+    const at::Tensor& p = g.params[stepped[k] - first];
+    const AdamWTensorState& s = state_[stepped[k]];
+    params.push_back(p);
+    if (!bf16) {
+      m.push_back(s.exp_avg);
+      v.push_back(s.exp_avg_sq);
+    }
+    const at::Tensor& grad = p.grad();
+    grads.push_back(grad.scalar_type() == at::kFloat ? grad : grad.to(at::kFloat));
+    steps.push_back(s.step);
+    if (kernel_ == AdamWKernel::kFused) device_steps.push_back(s.device_step);
+  }
+  BfMoments staged;
+  if (bf16) {
+    staged = stage_bf16_moments(stepped, begin, end);
+    m = staged.m, v = staged.v;
+  }
+  if (kernel_ == AdamWKernel::kFused)
+    adamw_fused_update(g.hyper, lr, params, grads, m, v, device_steps, found_inf);
+  else
+    adamw_foreach_update(g.hyper, lr, params, grads, m, v, steps);
+  if (bf16) round_bf16_moments(staged, stepped, begin, end, training_step);
+  ++chunks_;
 }
 
 void adamw_foreach_update(const AdamWHyper& h, double lr, const std::vector<at::Tensor>& params,

@@ -138,6 +138,9 @@ class AdamW final : public Optimizer {
   // `apply`: as step()'s, for the fused kernel (undefined: taken).
   void update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
               int64_t training_step, const at::Tensor& apply);
+  // The kernel's call on stepped[begin, end) (Note [AdamW's temporaries]) at learning rate lr.
+  void update_chunk(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, size_t begin, size_t end,
+                    double lr, int64_t training_step, const at::Tensor& found_inf);
   // The gradients of the unfrozen groups' tensors that have one, in group order.
   std::vector<at::Tensor> present_grads() const;
   std::vector<AdamWGroup> groups_;

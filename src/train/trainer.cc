@@ -565,9 +565,18 @@ StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batch
   if (trains_rows) pivotal_->after_optimizer_step(apply);
   mark("optimizer");
 
-  const at::Tensor read = at::stack({grad_norm.to(at::kDouble), apply.to(at::kDouble), loss_sum.to(at::kDouble)})
-                              .to(at::kCPU)
-                              .contiguous();
+  settle(step, grad_norm, apply, loss_sum, result);
+  for (auto& o : optimizers_) {
+    o->zero_grad();
+    o->add_learning_rates(factor, result.learning_rates);
+  }
+  return result;
+}
+
+void Trainer::settle(int64_t step, const at::Tensor& grad_norm, const at::Tensor& apply, const at::Tensor& loss,
+                     StepResult& result) {
+  const at::Tensor read =
+      at::stack({grad_norm.to(at::kDouble), apply.to(at::kDouble), loss.to(at::kDouble)}).to(at::kCPU).contiguous();
   const double* values = read.data_ptr<double>();
   result.grad_norm = values[0];
   const bool applied = values[1] != 0;
@@ -586,12 +595,7 @@ StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batch
   } else {
     guard_.skip();
   }
-  for (auto& o : optimizers_) {
-    o->zero_grad();
-    o->add_learning_rates(factor, result.learning_rates);
-  }
   result.skipped_in_a_row = guard_.skipped_in_a_row();
-  return result;
 }
 
 }  // namespace xltune

@@ -245,6 +245,11 @@ class Trainer {
   // Clips every trainable gradient to max_grad_norm, as torch.nn.utils.clip_grad_norm_; returns
   // the global norm before clipping, a float32 0-dim tensor on the training device (not read).
   at::Tensor clip_gradients();
+  // The step's one host read, after its update is queued (Note [The step's verdict on the
+  // device]): the norm, the verdict and the loss into `result`, the optimizers settled, the guard
+  // and the EMA updated.
+  void settle(int64_t step, const at::Tensor& grad_norm, const at::Tensor& apply, const at::Tensor& loss,
+              StepResult& result);
   // The gradients the GradientReducer averages (every optimizer's reduced_tensors).
   std::vector<at::Tensor> reduced_tensors() const;
 

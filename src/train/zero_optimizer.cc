@@ -267,25 +267,22 @@ std::optional<RankOptimizerState> ZeroOptimizer::rank_state() const {
   return RankOptimizerState{shard_state(), {{"zero_layout", layout_json()}}};
 }
 
-void ZeroOptimizer::step(double lr_factor, int64_t training_step, const at::Tensor& apply) {
-  wait_parameters();  // a step right after another, with no forward between (tests)
-  at::NoGradGuard no_grad;
+bool ZeroOptimizer::count_step(const at::Tensor& apply, at::Tensor* found_inf) {
   XLTUNE_CHECK(!pending_step_, "ZeRO: step() before the last step was settled");
   // As AdamW::step: the foreach kernel reads the verdict (every rank the same value: it comes
   // from the global norm), the fused one takes it on the device.
   at::Tensor on_device = apply;
   if (apply.defined() && kernel_ == AdamWKernel::kForeach) {
-    if (apply.item<float>() == 0) return;
+    if (apply.item<float>() == 0) return false;
     on_device = at::Tensor();
   }
-  at::Tensor found_inf;
   if (kernel_ == AdamWKernel::kFused) {
     if (!device_step_.defined())  // the step before this one
       device_step_ = at::full({}, static_cast<double>(steps_),
                               at::TensorOptions().dtype(at::kFloat).device(buckets_.front()->param.device()));
     if (on_device.defined()) {
       device_step_.add_(on_device);
-      found_inf = 1 - on_device;
+      *found_inf = 1 - on_device;
     } else {
       device_step_.add_(1);
     }
@@ -294,6 +291,14 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step, const at::Tens
     pending_step_ = true;
   else
     ++steps_;
+  return true;
+}
+
+void ZeroOptimizer::step(double lr_factor, int64_t training_step, const at::Tensor& apply) {
+  wait_parameters();  // a step right after another, with no forward between (tests)
+  at::NoGradGuard no_grad;
+  at::Tensor found_inf;
+  if (!count_step(apply, &found_inf)) return;  // the foreach kernel read a verdict of 0
   const int64_t r = comm_.rank();
   const bool bf16 = state_dtype_ == at::kBFloat16;
   // AdamW's update of the chunks, a group of buckets (up to kUpdateGroupValues values) at once

@@ -182,6 +182,10 @@ class ZeroOptimizer final : public Optimizer {
   bool overlap_gather_ = true;
   int64_t steps_ = 0;
   bool pending_step_ = false;  // a step(apply) whose count waits for settle()
+  // step()'s counting: the host count (or pending_step_) and the fused kernel's device count by
+  // the verdict, `found_inf` set for the fused kernel; false when the foreach kernel read a
+  // verdict of 0 (nothing to update).
+  bool count_step(const at::Tensor& apply, at::Tensor* found_inf);
   AdamWKernel kernel_;
   // With the fused kernel: steps_ as a float32 0-dim tensor on the buckets' device (made at the
   // first fused step, advanced with steps_, rebuilt by load_full_moments).
