@@ -142,11 +142,7 @@ TEST(ZeroOptimizer, Bf16AllGatherKeepsFp32MastersAndIdenticalBf16Replicas) {
   // weights as a checkpoint holds them are overwritten).
   auto comms3 = make_thread_group(3);
   std::vector<Rank> three = make_ranks(comms3);
-  for (auto& k : three) {
-    at::NoGradGuard no_grad;
-    for (size_t i = 0; i < k.net.params.size(); ++i) k.net.params[i].copy_(ranks[0].net.params[i]);
-    k.zero->load_full_moments(full, steps);
-  }
+  resume_ranks(three, ranks[0].net.params, full, steps);
   for (auto& k : three) EXPECT_LT(max_param_diff(k.net, masters.net), kTol);
   // And on 2 ranks with a bf16 all-gather: masters from the shards, working weights rounded.
   auto comms2 = make_thread_group(2);

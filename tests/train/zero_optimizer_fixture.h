@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -149,6 +150,19 @@ inline std::vector<Grads> step_ranks(std::vector<Rank>& ranks, int s) {
     k.zero->wait_parameters();  // the all-gathers were left in flight
   });
   return fresh;
+}
+
+// A resume: every rank's weights copied from `weights`, its shard of `moments` (full, merged:
+// ZeroOptimizer::full_moments_from_shards) loaded with the step count `steps`.
+inline void resume_ranks(std::vector<Rank>& ranks, const std::vector<at::Tensor>& weights,
+                         const std::map<std::string, at::Tensor>& moments, int64_t steps) {
+  for (auto& k : ranks) {
+    {
+      at::NoGradGuard no_grad;
+      for (size_t i = 0; i < k.net.params.size(); ++i) k.net.params[i].copy_(weights[i]);
+    }
+    k.zero->load_full_moments(moments, steps);
+  }
 }
 
 inline double max_param_diff(const Net& a, const Net& b) {

@@ -96,13 +96,7 @@ TEST(ZeroOptimizer, FusedRestoreContinuesBitForBit) {
   int64_t steps = 0;
   const std::map<std::string, at::Tensor> moments = ZeroOptimizer::full_moments_from_shards(shards, &steps);
   ASSERT_EQ(steps, 3);
-  for (auto& k : resumed) {
-    {
-      at::NoGradGuard no_grad;
-      for (size_t i = 0; i < k.net.params.size(); ++i) k.net.params[i].copy_(saved[i]);
-    }
-    k.zero->load_full_moments(moments, steps);
-  }
+  resume_ranks(resumed, saved, moments, steps);
   for (int s = 4; s <= 6; ++s) step_ranks(resumed, s);
   for (size_t r = 0; r < 2; ++r)
     for (size_t i = 0; i < whole[r].net.params.size(); ++i)
@@ -145,11 +139,7 @@ TEST(ZeroOptimizer, ShardsResumeOnAnotherNumberOfRanksAndUnsharded) {
 
   auto comms3 = make_thread_group(3);
   std::vector<Rank> three = make_ranks(comms3);
-  for (auto& k : three) {
-    at::NoGradGuard no_grad;
-    for (size_t i = 0; i < k.net.params.size(); ++i) k.net.params[i].copy_(two[0].net.params[i]);
-    k.zero->load_full_moments(moments, steps);
-  }
+  resume_ranks(three, two[0].net.params, moments, steps);
   // Step 3 on 3 ranks has 3 ranks' batches: the reference continues from the same moments.
   std::map<std::string, at::Tensor> state = moments;
   for (const auto& name : ref.net.names) state[name + ".adamw_step"] = at::full({}, steps, at::kLong);
