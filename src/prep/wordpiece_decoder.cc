@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <unordered_map>
+#include <vector>
 
 #include "core/atomic_file.h"
 #include "core/check.h"
@@ -38,6 +39,45 @@ std::string cleanup(std::string s) {
   return s;
 }
 
+// tokenizer.json's added tokens: (id, text, special).
+struct AddedToken {
+  int64_t id;
+  std::string text;
+  bool special;
+};
+std::vector<AddedToken> added_tokens(const std::string& dir) {
+  std::vector<AddedToken> out;
+  if (!fs::is_regular_file(dir + "/tokenizer.json")) return out;
+  const Json j = read_json(dir + "/tokenizer.json");
+  if (!j.contains("added_tokens") || !j["added_tokens"].is_array()) return out;
+  for (const Json& t : j["added_tokens"])
+    if (t.is_object() && t.contains("id") && t["id"].is_number_integer() && t.contains("content") &&
+        t["content"].is_string())
+      out.push_back({t["id"].get<int64_t>(), t["content"].get<std::string>(), t.value("special", false)});
+  return out;
+}
+
+// The texts of the special tokens: BERT's five, and those tokenizer_config.json and
+// special_tokens_map.json name (their *_token keys, the additional and extra lists, the added
+// tokens marked special).
+std::vector<std::string> special_token_texts(const std::string& dir) {
+  std::vector<std::string> named{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+  for (const char* file : {"/tokenizer_config.json", "/special_tokens_map.json"}) {
+    if (!fs::is_regular_file(dir + file)) continue;
+    const Json j = read_json(dir + file);
+    if (!j.is_object()) continue;
+    for (const char* key : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"})
+      if (j.contains(key)) named.push_back(token_text(j[key]));
+    for (const char* key : {"additional_special_tokens", "extra_special_tokens"})
+      if (j.contains(key) && j[key].is_array())
+        for (const Json& t : j[key]) named.push_back(token_text(t));
+    if (j.contains("added_tokens_decoder") && j["added_tokens_decoder"].is_object())
+      for (auto it = j["added_tokens_decoder"].begin(); it != j["added_tokens_decoder"].end(); ++it)
+        if (it.value().is_object() && it.value().value("special", false)) named.push_back(token_text(it.value()));
+  }
+  return named;
+}
+
 }  // namespace
 
 WordPieceDecoder WordPieceDecoder::from_folder(const std::string& dir) {
@@ -54,36 +94,14 @@ WordPieceDecoder WordPieceDecoder::from_folder(const std::string& dir) {
     }
   }
   XLTUNE_CHECK(!d.tokens_.empty(), vocab, ": empty vocabulary");
-  auto add = [&](int64_t id, const std::string& text, bool special) {
-    XLTUNE_CHECK(id >= 0 && id < (int64_t{1} << 24), dir, ": token id ", id, " out of range");
-    if (static_cast<size_t>(id) >= d.tokens_.size()) d.tokens_.resize(static_cast<size_t>(id) + 1);
-    d.tokens_[static_cast<size_t>(id)] = text;
-    ids[text] = id;
-    if (special) d.special_.insert(id);
-  };
-  if (fs::is_regular_file(dir + "/tokenizer.json")) {
-    const Json j = read_json(dir + "/tokenizer.json");
-    if (j.contains("added_tokens") && j["added_tokens"].is_array())
-      for (const Json& t : j["added_tokens"])
-        if (t.is_object() && t.contains("id") && t["id"].is_number_integer() && t.contains("content") &&
-            t["content"].is_string())
-          add(t["id"].get<int64_t>(), t["content"].get<std::string>(), t.value("special", false));
+  for (const AddedToken& t : added_tokens(dir)) {
+    XLTUNE_CHECK(t.id >= 0 && t.id < (int64_t{1} << 24), dir, ": token id ", t.id, " out of range");
+    if (static_cast<size_t>(t.id) >= d.tokens_.size()) d.tokens_.resize(static_cast<size_t>(t.id) + 1);
+    d.tokens_[static_cast<size_t>(t.id)] = t.text;
+    ids[t.text] = t.id;
+    if (t.special) d.special_.insert(t.id);
   }
-  std::vector<std::string> named{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
-  for (const char* file : {"/tokenizer_config.json", "/special_tokens_map.json"}) {
-    if (!fs::is_regular_file(dir + file)) continue;
-    const Json j = read_json(dir + file);
-    if (!j.is_object()) continue;
-    for (const char* key : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"})
-      if (j.contains(key)) named.push_back(token_text(j[key]));
-    for (const char* key : {"additional_special_tokens", "extra_special_tokens"})
-      if (j.contains(key) && j[key].is_array())
-        for (const Json& t : j[key]) named.push_back(token_text(t));
-    if (j.contains("added_tokens_decoder") && j["added_tokens_decoder"].is_object())
-      for (auto it = j["added_tokens_decoder"].begin(); it != j["added_tokens_decoder"].end(); ++it)
-        if (it.value().is_object() && it.value().value("special", false)) named.push_back(token_text(it.value()));
-  }
-  for (const std::string& n : named) {
+  for (const std::string& n : special_token_texts(dir)) {
     auto it = ids.find(n);
     if (!n.empty() && it != ids.end()) d.special_.insert(it->second);
   }
