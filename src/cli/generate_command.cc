@@ -60,7 +60,11 @@ int generate_command(const std::vector<std::string>& args) {
       .add("out", &o.out, "folder for the PNGs")
       .add("device", &o.device, "auto, cpu, cuda or cuda:N")
       .add("save_latents", &o.save_latents, "also write OUT/latents.safetensors (the final latents)")
-      .add("threads", &o.threads, "CPU threads (0: libtorch's default)");
+      .add("threads", &o.threads, "CPU threads (0: libtorch's default)")
+      .add_choice("attention", &o.attention, attention_kernel_choices(),
+                  "the attention kernel: auto (libtorch picks per shape: flash or memory-efficient on a GPU, flash on the CPU; "
+           "each shape's choice is logged once), or flash, efficient, cudnn or math to force that one (a shape it "
+           "cannot run is an error naming it)");
   po::options_description all;
   all.add(inputs.description()).add(own.description());
   po::variables_map vm;

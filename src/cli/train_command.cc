@@ -99,6 +99,10 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
            "only deterministic kernels (deterministic algorithms, CUBLAS_WORKSPACE_CONFIG=:4096:8, NCCL_ALGO=Ring, no "
            "cuDNN benchmark): two runs, and a run and its resume, are bit-identical on GPUs as on CPUs (same GPU "
            "model, libraries and GPU count); slower. The CPU's kernels are deterministic either way")
+      .add_choice("attention", &o.attention, attention_kernel_choices(),
+                  "the attention kernel: auto (libtorch picks per shape: flash or memory-efficient on a GPU, flash on the CPU; "
+           "each shape's choice is logged once), or flash, efficient, cudnn or math to force that one (a shape it "
+           "cannot run is an error naming it)")
       .add_choice("optimizer_state_dtype", &o.optimizer_state_dtype, {{"fp32", at::kFloat}, {"bf16", at::kBFloat16}},
            "fp32 or bf16 (AdamW moments in bf16 with stochastic rounding: half the memory, for full "
            "fine-tuning on one 48 GB GPU)")

@@ -79,6 +79,7 @@ void apply_placement(const Placement& p) {
     ctx.setDeterministicAlgorithms(p.deterministic, /*warn_only=*/false);
   if (ctx.deterministicCuDNN() != p.deterministic) ctx.setDeterministicCuDNN(p.deterministic);
   if (ctx.benchmarkCuDNN() != p.cudnn_benchmark) ctx.setBenchmarkCuDNN(p.cudnn_benchmark);
+  set_attention_kernel(p.attention);
 }
 
 std::string Placement::describe() const {
@@ -88,6 +89,7 @@ std::string Placement::describe() const {
   if (tf32) s += ", TF32";
   if (cudnn_benchmark) s += ", cuDNN benchmark";
   if (deterministic) s += ", deterministic";
+  if (attention != AttentionKernel::kAuto) s += std::string(", attention ") + attention_kernel_name(attention);
   return s;
 }
 

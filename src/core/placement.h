@@ -25,6 +25,8 @@
 //   deterministic
 //              --deterministic: only deterministic kernels (Note [Deterministic mode])
 //   threads    --threads: CPU threads for libtorch's intra-op pool (0: its default)
+//   attention  --attention: the kernel of scaled-dot-product attention, auto (libtorch's choice
+//              per shape, logged) or one forced (Note [Attention kernels], core/attention_kernel.h)
 //
 // LoRA adapters and token rows always train in fp32 (their optimizer's masters); the Trainer
 // makes them.
@@ -35,6 +37,8 @@
 #include <c10/core/ScalarType.h>
 
 #include <string>
+
+#include "core/attention_kernel.h"
 
 namespace xltune {
 
@@ -55,6 +59,7 @@ struct Placement {
   bool cudnn_benchmark = false;
   bool deterministic = false;
   int threads = 0;
+  AttentionKernel attention = AttentionKernel::kAuto;
 
   at::TensorOptions frozen_options() const { return at::TensorOptions().dtype(frozen).device(device); }
   at::TensorOptions unet_options() const { return at::TensorOptions().dtype(unet).device(device); }
@@ -100,7 +105,7 @@ Placement decide_placement(const std::string& device_option, int local_rank, Pla
 void set_deterministic_environment();
 
 // The process-wide parts: libtorch's thread count, TF32, cuDNN's benchmark, deterministic
-// algorithms (each set to what the placement says). Call once, before the models load; with
+// algorithms, the attention kernels enabled (each set to what the placement says). Call once, before the models load; with
 // `deterministic` on a GPU, after set_deterministic_environment() (an error otherwise).
 void apply_placement(const Placement& placement);
 

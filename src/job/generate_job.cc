@@ -257,7 +257,8 @@ GenerateReport run_generate_job(const GenerateOptions& o, Communicator& comm) {
   XLTUNE_CHECK(o.mask.empty() || !o.image.empty(), "--mask needs --image (inpainting repaints the image's masked part)");
   GenerateReport report;
   report.seed = generation_seed(o, comm);
-  const Placement placement = decide_placement(o.device, comm.local_rank(), PlacementUse::kGenerate, o.threads);
+  Placement placement = decide_placement(o.device, comm.local_rank(), PlacementUse::kGenerate, o.threads);
+  placement.attention = o.attention;
   apply_placement(placement);
   const at::Device device = placement.device;
   const SdxlModel configs = read_sdxl_configs(o.model, o.model_config);

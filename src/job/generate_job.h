@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/attention_kernel.h"
 #include "dist/communicator.h"
 
 namespace xltune {
@@ -36,6 +37,7 @@ struct GenerateOptions {
   std::string device = "auto";
   bool save_latents = false;
   int threads = 0;
+  AttentionKernel attention = AttentionKernel::kAuto;  // Note [Attention kernels]
 };
 
 struct GenerateReport {

@@ -11,6 +11,7 @@
 
 #include <c10/core/ScalarType.h>
 
+#include "core/attention_kernel.h"
 #include "data/preprocess.h"
 #include "train/lr_schedule.h"
 
@@ -67,6 +68,7 @@ struct TrainOptions {
   // [Deterministic mode], core/placement.h). Not part of the run's meaning: it changes a step's
   // last bits, not what the step is.
   bool deterministic = false;
+  AttentionKernel attention = AttentionKernel::kAuto;  // Note [Attention kernels]
   at::ScalarType optimizer_state_dtype = at::kFloat;  // fp32 or bf16 (AdamW moments)
   AdamWKernelChoice adamw_kernel = AdamWKernelChoice::kAuto;
   at::ScalarType save_dtype = at::kBFloat16;          // unet.safetensors of full fine-tuning

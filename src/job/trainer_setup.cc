@@ -10,8 +10,9 @@
 namespace xltune {
 
 Placement training_placement(const TrainOptions& o, int local_rank) {
-  const Placement p = decide_placement(o.device, local_rank, o.is_lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull,
-                                       o.threads, o.deterministic);
+  Placement p = decide_placement(o.device, local_rank, o.is_lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull,
+                                 o.threads, o.deterministic);
+  p.attention = o.attention;
   apply_placement(p);
   return p;
 }

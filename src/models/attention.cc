@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include "core/attention_kernel.h"
 #include "core/recompute.h"
 
 namespace xltune {
@@ -34,7 +35,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& context
   const at::Tensor& kv = context.defined() ? context : x;
   const int64_t b = x.size(0);
   auto split = [&](const at::Tensor& t) { return t.view({b, -1, heads, t.size(-1) / heads}).transpose(1, 2); };
-  at::Tensor out = at::scaled_dot_product_attention(split(project(to_q, lora_q, x)), split(project(to_k, lora_k, kv)),
+  at::Tensor out = attention(split(project(to_q, lora_q, x)), split(project(to_k, lora_k, kv)),
                                                     split(project(to_v, lora_v, kv)));
   return project(to_out, lora_out, out.transpose(1, 2).reshape({b, -1, out.size(1) * out.size(3)}));
 }

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "core/attention_kernel.h"
 #include "core/check.h"
 
 namespace xltune {
@@ -90,9 +91,7 @@ ClipAttentionImpl::ClipAttentionImpl(const ClipTextConfig& c, const at::TensorOp
 at::Tensor ClipAttentionImpl::forward(const at::Tensor& x) {
   const int64_t b = x.size(0), l = x.size(1), d = x.size(2);
   auto split_heads = [&](const at::Tensor& t) { return t.view({b, l, heads, d / heads}).transpose(1, 2); };
-  at::Tensor out = at::scaled_dot_product_attention(split_heads(q_proj(x)), split_heads(k_proj(x)),
-                                                    split_heads(v_proj(x)), /*attn_mask=*/{}, /*dropout_p=*/0.0,
-                                                    /*is_causal=*/causal);
+  at::Tensor out = attention(split_heads(q_proj(x)), split_heads(k_proj(x)), split_heads(v_proj(x)), causal);
   return out_proj(out.transpose(1, 2).reshape({b, l, d}));
 }
 

@@ -40,6 +40,17 @@ expect 0 "generate --help" "$xltune" generate --help && has "$dir/out" "--schedu
 expect 0 "txt2img, 3 outputs" gen --prompt "a photo of TOK" --num_outputs 3 --out "$dir/base"
 for f in out-0.png out-1.png out-2.png grid.png; do [ -s "$dir/base/$f" ] || { echo "FAIL: no $f"; fail=1; }; done
 has "$dir/out" "made 3 images (seed 1)"
+# --attention math (Note [Attention kernels]): the same images, to rounding (the kernels differ in
+# their last bits), and the log names the kernel of each shape.
+expect 0 "--attention math" gen --prompt "a photo of TOK" --num_outputs 1 --attention math --out "$dir/math"
+has "$dir/err" "on cpu: math"
+"$py" - "$dir/base/out-0.png" "$dir/math/out-0.png" <<'PY' && echo "ok   --attention math: the same image to rounding" || { echo "FAIL: --attention math gave another image"; fail=1; }
+import sys
+import numpy as np
+from PIL import Image
+a, b = (np.asarray(Image.open(p), dtype=np.int16) for p in sys.argv[1:3])
+sys.exit(0 if np.abs(a - b).max() <= 2 else 1)
+PY
 
 # What training hands over: a LoRA + pivotal tuning run of 4 steps, and a full fine-tuning one.
 "$py" - "$root/data/samples" "$dir" <<'PY' || exit 1

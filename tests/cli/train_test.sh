@@ -81,6 +81,16 @@ expect 0 "--deterministic true again" train --seed 1 --max_train_steps 3 --deter
 cmp -s "$dir/det/trainer_state.safetensors" "$dir/det2/trainer_state.safetensors" \
   && echo "ok   --deterministic true: the same run again, identical trainer_state.safetensors" \
   || { echo "FAIL: --deterministic true gave another trainer state"; fail=1; }
+# --attention (Note [Attention kernels]): auto logs each shape's kernel once (flash on the CPU);
+# math forced trains and says so; a kernel the CPU lacks is one error naming the option and shape.
+has "$dir/err" "fp32 grad on cpu: flash"
+expect 0 "--attention math" train --seed 1 --max_train_steps 2 --attention math --output_dir "$dir/attn"
+has "$dir/err" "VAE fp32, attention math" && has "$dir/err" "fp32 grad on cpu: math"
+metrics "$dir/attn" "c['resolved']['attention'] == 'math' and c['options']['attention'] == 'math'"
+expect 1 "--attention efficient on the CPU" train --seed 1 --max_train_steps 2 --attention efficient \
+  --output_dir "$dir/attn2" && has "$dir/err" "--attention efficient: no enabled attention kernel runs ["
+expect 2 "--attention unknown" train --attention fastest --output_dir "$dir/x" \
+  && has "$dir/err" "expected auto, flash, efficient, cudnn, math"
 expect 2 "--deterministic not a boolean" train --deterministic sometimes --output_dir "$dir/x" && has "$dir/err" "deterministic"
 expect 0 "another seed" train --seed 2 --max_train_steps 5 --output_dir "$dir/c"
 cmp -s "$dir/a/lora.safetensors" "$dir/c/lora.safetensors" && { echo "FAIL: seed 2 = seed 1"; fail=1; } || echo "ok   another seed, other weights"
