@@ -2,9 +2,11 @@
 // issues per step, counted on the CPU, so that the work of issue 18 can be measured without a GPU.
 //
 //   xltune_bench_step_ops [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP] [KERNEL] [STATE]
+//                         [FUSE]
 //
-// Defaults: sdxl-base cpu 64 1 all 1 auto fp32. KERNEL: AdamW's, auto, foreach or fused. STATE:
-// AdamW's moments, fp32 or bf16. sdxl-base: SDXL base 1.0's real UNet and both text
+// Defaults: sdxl-base cpu 64 1 all 1 auto fp32 auto. KERNEL: AdamW's, auto, foreach or fused. STATE:
+// AdamW's moments, fp32 or bf16. FUSE: LoRA's shared down-projections (--lora_fused_projections),
+// auto (on on a GPU), on or off. sdxl-base: SDXL base 1.0's real UNet and both text
 // encoders built from their configs with random weights (Note [Random model weights]); a
 // MODEL_DIR (xltune init-model) is quicker for trying the bench itself. Op counts depend on the
 // structure, not the resolution, so 64 px (8x8 latents) is enough. CASES: a comma list of
@@ -247,6 +249,7 @@ struct Options {
   std::set<std::string> cases;
   std::string kernel = "auto";  // AdamW's: auto (fused on a GPU, foreach on the CPU), foreach, fused
   std::string state = "fp32";   // AdamW's moments: fp32 or bf16 (stochastic rounding)
+  std::string fuse = "auto";    // LoRA's shared down-projections: auto (on on a GPU), on, off
 };
 
 // SDXL base 1.0, random weights: the real architecture.
@@ -387,6 +390,7 @@ std::vector<CaseResult> run_mode(const Options& o, bool lora) {
   TrainerConfig config = bench::synthetic_config(lora, o.warmup, false, placement);
   if (o.kernel != "auto") config.adamw_kernel = o.kernel == "fused" ? AdamWKernel::kFused : AdamWKernel::kForeach;
   if (o.state == "bf16") config.optimizer_state_dtype = at::kBFloat16;
+  if (o.fuse != "auto") config.lora_fused_projections = o.fuse == "on";
   Trainer trainer(m, config, 0.13025, std::make_shared<AfterBackwardReducer>(comm));
   std::vector<CaseResult> out;
   std::fprintf(stderr, "step_ops: %s: steps\n", mode.c_str());
@@ -483,12 +487,16 @@ std::string difference_json(const Counts& a, const Counts& b) {
   return counts_json(d);
 }
 
+// Whether the LoRA cases group their adapters (FUSE; auto as synthetic_config resolves it).
+bool lora_fused(const Options& o) { return o.fuse == "auto" ? o.device.is_cuda() : o.fuse == "on"; }
+
 void print_json(const CaseResult& r, const Options& o) {
   const Counts total = sum_of(r, {});
   std::ostringstream s;
   s << "{\"case\": \"" << r.name << "\", \"model\": \"" << o.model << "\", \"device\": \"" << o.device.str()
     << "\", \"resolution\": " << o.resolution << ", \"batch\": " << o.batch << ", \"adamw_kernel\": \"" << o.kernel
-    << "\", \"state_dtype\": \"" << o.state
+    << "\", \"state_dtype\": \"" << o.state << "\", \"lora_fused_projections\": "
+    << (lora_fused(o) ? "true" : "false")
     << "\", \"step\": " << r.step
     << ", \"ops_total\": " << total.ops << ", \"ops_top_level\": " << total.top << ", \"ops_leaf\": " << total.leaf
     << ", \"by_phase\": {";
@@ -519,6 +527,9 @@ Options parse(int argc, char** argv) {
   if (argc > 6) o.warmup = std::stoll(argv[6]);
   if (argc > 7) o.kernel = argv[7];
   if (argc > 8) o.state = argv[8];
+  if (argc > 9) o.fuse = argv[9];
+  XLTUNE_CHECK(o.fuse == "auto" || o.fuse == "on" || o.fuse == "off", "step_ops: FUSE must be auto, on or off, got '",
+               o.fuse, "'");
   XLTUNE_CHECK(o.state == "fp32" || o.state == "bf16", "step_ops: STATE must be fp32 or bf16, got '", o.state, "'");
   XLTUNE_CHECK(o.kernel == "auto" || o.kernel == "foreach" || o.kernel == "fused",
                "step_ops: KERNEL must be auto, foreach or fused, got '", o.kernel, "'");
@@ -541,7 +552,7 @@ Options parse(int argc, char** argv) {
 
 int run(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help")) {
-    std::printf("usage: %s [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP] [KERNEL] [STATE]\n",
+    std::printf("usage: %s [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP] [KERNEL] [STATE] [FUSE]\n",
                 argv[0]);
     return 0;
   }

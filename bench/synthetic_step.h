@@ -64,6 +64,8 @@ inline TrainerConfig synthetic_config(bool lora, int64_t steps, bool checkpointi
   c.autocast_bf16 = placement.autocast_bf16;
   // As `xltune train --adamw_kernel auto`: fused on a GPU, foreach (torch's single-tensor bits) on the CPU.
   c.adamw_kernel = placement.device.is_cuda() ? AdamWKernel::kFused : AdamWKernel::kForeach;
+  // As --lora_fused_projections auto (Note [LoRA's shared down-projection]).
+  c.lora_fused_projections = lora && placement.device.is_cuda();
   return c;
 }
 

@@ -67,8 +67,8 @@ void add_seed_options(OptionTable& inputs, TrainOptions& o) {
   add_preprocess_options(inputs, o.prep);
 }
 
-// What xltune adds.
-void add_own_options(OptionTable& own, TrainOptions& o) {
+// What xltune adds: the model, the step's arithmetic and the loss.
+void add_model_and_step_options(OptionTable& own, TrainOptions& o) {
   own.add("model", &o.model, "SDXL model: a diffusers folder or a single-file .safetensors checkpoint (required)")
       .add("model_config", &o.model_config, "single-file --model: a folder with unet/ and vae/ config.json "
                                             "(default: SDXL base 1.0's)")
@@ -93,8 +93,12 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
            "this many skipped steps in a row end the run with an error (the last checkpoint stays intact)")
       .add("caption_dropout_rate", &o.caption_dropout_rate,
            "share of samples trained on the empty prompt instead of their caption (0: none), drawn per sample "
-           "and step from the seed")
-      .add("device", &o.device, "auto, cpu, cuda or cuda:N")
+           "and step from the seed");
+}
+
+// Where and with which kernels the step runs: none of it changes what the step is.
+void add_device_options(OptionTable& own, TrainOptions& o) {
+  own.add("device", &o.device, "auto, cpu, cuda or cuda:N")
       .add("deterministic", &o.deterministic,
            "only deterministic kernels (deterministic algorithms, CUBLAS_WORKSPACE_CONFIG=:4096:8, NCCL_ALGO=Ring, no "
            "cuDNN benchmark): two runs, and a run and its resume, are bit-identical on GPUs as on CPUs (same GPU "
@@ -112,7 +116,16 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
                   "AdamW's kernel: foreach (one multi-tensor op per line of the update; on the CPU the same bits "
                   "as torch's single-tensor AdamW), fused (torch's fused AdamW, one pass, step counts on the "
                   "device; the same update but for the last bits) or auto: fused on a GPU, foreach on the CPU")
-      .add_choice("save_dtype", &o.save_dtype, {{"bf16", at::kBFloat16}, {"fp16", at::kHalf}, {"fp32", at::kFloat}}, "dtype of unet.safetensors (full fine-tuning): bf16, fp16 or fp32")
+      .add_choice("lora_fused_projections", &o.lora_fused_projections,
+                  {{"auto", LoraFusedChoice::kAuto}, {"on", LoraFusedChoice::kOn}, {"off", LoraFusedChoice::kOff}},
+                  "LoRA: the down-projections of the adapters that read one input (attn1's q, k, v; attn2's k, v) "
+                  "as one GEMM, and their gradients as two: fewer, wider ops, the same step but for the last bits. "
+                  "auto: on on a GPU, off on the CPU (where the replay against diffusers + peft is exact)");
+}
+
+// Outputs, checkpoints, many ranks, validation.
+void add_run_options(OptionTable& own, TrainOptions& o) {
+  own.add_choice("save_dtype", &o.save_dtype, {{"bf16", at::kBFloat16}, {"fp16", at::kHalf}, {"fp32", at::kFloat}}, "dtype of unet.safetensors (full fine-tuning): bf16, fp16 or fp32")
       .add("dump_steps", &o.dump_steps, "a folder for what enters every step (for checking against another trainer)")
       .add("log_every", &o.log_every, "progress line every N steps when the output is not a terminal")
       .add("threads", &o.threads, "CPU threads (0: libtorch's default)")
@@ -165,6 +178,13 @@ void add_own_options(OptionTable& own, TrainOptions& o) {
       .add("collective_timeout", &o.collective_timeout,
            "many ranks: seconds a collective may wait for the others before the job ends, naming the rank and "
            "the step (a rank died or hangs; 0: no limit)");
+}
+
+// What xltune adds, in --help's order.
+void add_own_options(OptionTable& own, TrainOptions& o) {
+  add_model_and_step_options(own, o);
+  add_device_options(own, o);
+  add_run_options(own, o);
 }
 
 // The command line, then --config FILE for what it leaves out; nullopt: --help was printed.

@@ -22,6 +22,9 @@ enum class ZeroMode { kAuto, kOn, kOff };
 // --adamw_kernel: AdamW's foreach or fused kernel (train/adamw.h); auto: fused on a GPU, foreach
 // on the CPU (resolved by trainer_config_from, which knows the device).
 enum class AdamWKernelChoice { kAuto, kForeach, kFused };
+// --lora_fused_projections: Note [LoRA's shared down-projection] (models/lora.h); auto: on on a GPU,
+// off on the CPU (the replay against diffusers + peft stays exact there).
+enum class LoraFusedChoice { kAuto, kOn, kOff };
 // --report_to (diffusers' name): where rank 0 logs the metrics besides metrics.jsonl.
 enum class ReportTo { kNone, kTensorBoard };
 
@@ -71,6 +74,7 @@ struct TrainOptions {
   AttentionKernel attention = AttentionKernel::kAuto;  // Note [Attention kernels]
   at::ScalarType optimizer_state_dtype = at::kFloat;  // fp32 or bf16 (AdamW moments)
   AdamWKernelChoice adamw_kernel = AdamWKernelChoice::kAuto;
+  LoraFusedChoice lora_fused_projections = LoraFusedChoice::kAuto;
   at::ScalarType save_dtype = at::kBFloat16;          // unet.safetensors of full fine-tuning
   std::string dump_steps;           // folder for the per-step dumps (empty: none)
   int64_t log_every = 10;           // progress line every N steps when not on a terminal

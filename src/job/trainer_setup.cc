@@ -46,6 +46,8 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
       tc.adamw_kernel = placement.device.is_cuda() ? AdamWKernel::kFused : AdamWKernel::kForeach;
       break;
   }
+  tc.lora_fused_projections = o.lora_fused_projections == LoraFusedChoice::kOn ||
+                              (o.lora_fused_projections == LoraFusedChoice::kAuto && placement.device.is_cuda());
   tc.autocast_bf16 = placement.autocast_bf16;
   tc.use_ema = o.use_ema;
   tc.ema_decay = o.ema_decay;

@@ -35,8 +35,21 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& context
   const at::Tensor& kv = context.defined() ? context : x;
   const int64_t b = x.size(0);
   auto split = [&](const at::Tensor& t) { return t.view({b, -1, heads, t.size(-1) / heads}).transpose(1, 2); };
-  at::Tensor out = attention(split(project(to_q, lora_q, x)), split(project(to_k, lora_k, kv)),
-                                                    split(project(to_v, lora_v, kv)));
+  at::Tensor q, k, v;
+  if (lora_fused && lora_q && lora_k && lora_v) {
+    // Note [LoRA's shared down-projection]: q, k and v of one input, or k and v of the context.
+    if (!context.defined()) {
+      auto qkv = add_lora_group({to_q(x), to_k(x), to_v(x)}, x, {lora_q.get(), lora_k.get(), lora_v.get()});
+      q = qkv[0], k = qkv[1], v = qkv[2];
+    } else {
+      q = project(to_q, lora_q, x);
+      auto kv_out = add_lora_group({to_k(kv), to_v(kv)}, kv, {lora_k.get(), lora_v.get()});
+      k = kv_out[0], v = kv_out[1];
+    }
+  } else {
+    q = project(to_q, lora_q, x), k = project(to_k, lora_k, kv), v = project(to_v, lora_v, kv);
+  }
+  at::Tensor out = attention(split(q), split(k), split(v));
   return project(to_out, lora_out, out.transpose(1, 2).reshape({b, -1, out.size(1) * out.size(3)}));
 }
 

@@ -21,6 +21,8 @@ class AttentionImpl : public torch::nn::Module {
   nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, to_out{nullptr};
   // Optional LoRA adapters of the four projections (Note [LoRA in Attention], models/lora.h).
   std::shared_ptr<LoraAdapter> lora_q, lora_k, lora_v, lora_out;
+  // The adapters of one input as one group (Note [LoRA's shared down-projection]).
+  bool lora_fused = false;
   int64_t heads;
 };
 TORCH_MODULE(Attention);

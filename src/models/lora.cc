@@ -64,7 +64,104 @@ class LoraAdd : public torch::autograd::Function<LoraAdd> {
   }
 };
 
+// Note [LoRA's shared down-projection]: out_i = y_i + cast(scale_i (cast(x) A^T)_i B_i^T), with
+// A = cat(A_1 .. A_n), one node for the n adapters of one input.
+class LoraGroupAdd : public torch::autograd::Function<LoraGroupAdd> {
+ public:
+  // The lists as at::TensorList: apply() counts each of their tensors as an input (a
+  // variable_list would be one opaque argument, its tensors given no gradient).
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                                                at::TensorList ys, at::TensorList downs, at::TensorList ups,
+                                                std::vector<double> scales) {
+    const at::Tensor xa = x.scalar_type() == downs[0].scalar_type() ? x : x.to(downs[0].scalar_type());
+    const at::Tensor down = at::cat(downs);
+    const at::Tensor h = at::linear(xa, down);
+    torch::autograd::variable_list outs;
+    int64_t offset = 0;
+    for (size_t i = 0; i < ys.size(); ++i) {
+      const int64_t r = downs[i].size(0);
+      at::Tensor d = at::linear(h.narrow(-1, offset, r), ups[i]);
+      offset += r;
+      if (scales[i] != 1.0) d = d * scales[i];
+      if (d.scalar_type() != ys[i].scalar_type()) d = d.to(ys[i].scalar_type());
+      outs.push_back(ys[i] + d);
+    }
+    torch::autograd::variable_list saved{xa, h, down};
+    saved.insert(saved.end(), ups.begin(), ups.end());
+    ctx->save_for_backward(saved);
+    ctx->saved_data["scales"] = c10::List<double>(scales);
+    ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+    return outs;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &xa = saved[0], &h = saved[1], &down = saved[2];
+    const auto scales = ctx->saved_data["scales"].toDoubleList();
+    const auto x_dtype = static_cast<at::ScalarType>(ctx->saved_data["x_dtype"].toInt());
+    const size_t n = grads.size();
+    const at::Tensor h2 = h.reshape({-1, down.size(0)});
+    const at::Tensor x2 = xa.reshape({-1, down.size(1)});
+    torch::autograd::variable_list grad_ups, ghs;
+    int64_t offset = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const at::Tensor& up = saved[3 + i];
+      const int64_t r = up.size(1);
+      at::Tensor g = grads[i].scalar_type() == up.scalar_type() ? grads[i] : grads[i].to(up.scalar_type());
+      if (scales[i] != 1.0) g = g * scales[i];
+      const at::Tensor g2 = g.reshape({-1, up.size(0)});
+      grad_ups.push_back(at::mm(g2.t(), h2.narrow(1, offset, r)));
+      ghs.push_back(at::mm(g2, up));
+      offset += r;
+    }
+    // One GEMM for the gradients of every A (row blocks of one contiguous tensor, each laid out as
+    // its A: AccumulateGrad keeps them), one for x's.
+    const at::Tensor gh = at::cat(ghs, 1);
+    const at::Tensor grad_down = at::mm(gh.t(), x2);
+    at::Tensor grad_x;
+    if (ctx->needs_input_grad(0)) {
+      grad_x = at::mm(gh, down).view(xa.sizes());
+      if (grad_x.scalar_type() != x_dtype) grad_x = grad_x.to(x_dtype);
+    }
+    torch::autograd::variable_list out{grad_x};
+    for (size_t i = 0; i < n; ++i) out.push_back(grads[i]);
+    offset = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t r = saved[3 + i].size(1);
+      out.push_back(grad_down.narrow(0, offset, r));
+      offset += r;
+    }
+    out.insert(out.end(), grad_ups.begin(), grad_ups.end());
+    out.emplace_back();  // scales
+    return out;
+  }
+};
+
 }  // namespace
+
+std::vector<at::Tensor> add_lora_group(const std::vector<at::Tensor>& ys, const at::Tensor& x,
+                                       const std::vector<const LoraAdapter*>& adapters) {
+  XLTUNE_CHECK(!adapters.empty() && ys.size() == adapters.size(), "LoRA: ", ys.size(), " outputs for ",
+               adapters.size(), " adapters");
+  bool records = at::GradMode::is_enabled() && x.requires_grad();
+  for (size_t i = 0; i < ys.size(); ++i)
+    records = records || (at::GradMode::is_enabled() && (ys[i].requires_grad() || adapters[i]->down.requires_grad() ||
+                                                         adapters[i]->up.requires_grad()));
+  if (!records || adapters.size() == 1) {
+    std::vector<at::Tensor> out;
+    for (size_t i = 0; i < ys.size(); ++i) out.push_back(adapters[i]->add_to(ys[i], x));
+    return out;
+  }
+  torch::autograd::variable_list downs, ups;
+  std::vector<double> scales;
+  for (const LoraAdapter* a : adapters) {
+    downs.push_back(a->down);
+    ups.push_back(a->up);
+    scales.push_back(a->scale);
+  }
+  return LoraGroupAdd::apply(x, at::TensorList(ys), at::TensorList(downs), at::TensorList(ups), scales);
+}
 
 at::Tensor LoraAdapter::add_to(const at::Tensor& y, const at::Tensor& x) const {
   const bool records = at::GradMode::is_enabled() &&
@@ -179,6 +276,10 @@ UNetLora attach_lora_weights(UNetImpl& unet, const std::vector<LoraTensors>& wei
                 name_list(problems, 4), " (a LoRA trained for another model?)");
   }
   return lora;
+}
+
+void fuse_lora_projections(UNetImpl& unet, bool fused) {
+  for (auto& [path, attn] : attentions_of(unet)) attn->lora_fused = fused;
 }
 
 void detach_lora(UNetImpl& unet) {

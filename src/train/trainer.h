@@ -103,6 +103,9 @@ struct TrainerConfig {
   // The AdamW kernel of every optimizer (train/adamw.h): not part of the run's meaning, a resume
   // may change it (the state is the same tensors either way).
   AdamWKernel adamw_kernel = AdamWKernel::kForeach;
+  // LoRA's adapters of one input as one GEMM (Note [LoRA's shared down-projection]): like the
+  // kernel, not part of the run's meaning (the last bits of a step, not what it is).
+  bool lora_fused_projections = false;
   // bf16 autocast for a fp32 UNet on CUDA (full fine-tuning): frozen weights are bf16 already.
   bool autocast_bf16 = false;
   // An EMA of the UNet's trained tensors, exported and validated instead of them (Note [EMA of

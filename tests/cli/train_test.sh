@@ -91,6 +91,14 @@ expect 1 "--attention efficient on the CPU" train --seed 1 --max_train_steps 2 -
   --output_dir "$dir/attn2" && has "$dir/err" "--attention efficient: no enabled attention kernel runs ["
 expect 2 "--attention unknown" train --attention fastest --output_dir "$dir/x" \
   && has "$dir/err" "expected auto, flash, efficient, cudnn, math"
+# --lora_fused_projections (Note [LoRA's shared down-projection]): auto is off on the CPU; on trains
+# the same run to rounding and says so in run_config.json.
+metrics "$dir/attn" "c['resolved']['lora_fused_projections'] is False"
+expect 0 "--lora_fused_projections on" train --seed 1 --max_train_steps 2 --lora_fused_projections on \
+  --output_dir "$dir/fused"
+metrics "$dir/fused" "c['resolved']['lora_fused_projections'] is True and c['options']['lora_fused_projections'] == 'on'"
+expect 2 "--lora_fused_projections unknown" train --lora_fused_projections maybe --output_dir "$dir/x" \
+  && has "$dir/err" "lora_fused_projections"
 expect 2 "--deterministic not a boolean" train --deterministic sometimes --output_dir "$dir/x" && has "$dir/err" "deterministic"
 expect 0 "another seed" train --seed 2 --max_train_steps 5 --output_dir "$dir/c"
 cmp -s "$dir/a/lora.safetensors" "$dir/c/lora.safetensors" && { echo "FAIL: seed 2 = seed 1"; fail=1; } || echo "ok   another seed, other weights"

@@ -71,6 +71,21 @@ TEST(TrainerSetup, AdamWKernelAutoIsForeachOnTheCpuAndFusedOnAGpu) {
   EXPECT_STREQ(adamw_kernel_name(AdamWKernel::kForeach), "foreach");
 }
 
+// --lora_fused_projections auto: off on the CPU (the replay against diffusers + peft is exact), on on
+// a GPU (Note [LoRA's shared down-projection]); on and off as given.
+TEST(TrainerSetup, LoraFusedProjectionsAutoIsOffOnTheCpuAndOnOnAGpu) {
+  TrainOptions o;
+  EXPECT_EQ(o.lora_fused_projections, LoraFusedChoice::kAuto);
+  const Placement cpu = placement_for(at::kCPU, PlacementUse::kTrainLora);
+  const Placement gpu = placement_for(at::Device(at::kCUDA, 0), PlacementUse::kTrainLora);
+  EXPECT_FALSE(trainer_config_from(o, 10, 5, 1, cpu).lora_fused_projections);
+  EXPECT_TRUE(trainer_config_from(o, 10, 5, 1, gpu).lora_fused_projections);
+  o.lora_fused_projections = LoraFusedChoice::kOn;
+  EXPECT_TRUE(trainer_config_from(o, 10, 5, 1, cpu).lora_fused_projections);
+  o.lora_fused_projections = LoraFusedChoice::kOff;
+  EXPECT_FALSE(trainer_config_from(o, 10, 5, 1, gpu).lora_fused_projections);
+}
+
 TEST(TrainerSetup, TheRunMeaningIsTheTrainerConfigs) {
   TrainOptions o;
   o.lora_lr = 5e-4;
