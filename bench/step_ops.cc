@@ -497,7 +497,7 @@ void print_json(const CaseResult& r, const Options& o) {
     << "\", \"resolution\": " << o.resolution << ", \"batch\": " << o.batch << ", \"adamw_kernel\": \"" << o.kernel
     << "\", \"state_dtype\": \"" << o.state << "\", \"lora_fused_projections\": "
     << (lora_fused(o) ? "true" : "false")
-    << "\", \"step\": " << r.step
+    << ", \"step\": " << r.step
     << ", \"ops_total\": " << total.ops << ", \"ops_top_level\": " << total.top << ", \"ops_leaf\": " << total.leaf
     << ", \"by_phase\": {";
   for (size_t i = 0; i < r.phases.size(); ++i)

@@ -64,6 +64,13 @@ class LoraAdd : public torch::autograd::Function<LoraAdd> {
   }
 };
 
+// The ranks of a group's adapters: each A's rows (dim 0), each B's columns (dim 1).
+std::vector<int64_t> ranks_of(at::TensorList tensors, int64_t dim = 0) {
+  std::vector<int64_t> ranks;
+  for (const at::Tensor& t : tensors) ranks.push_back(t.size(dim));
+  return ranks;
+}
+
 // Note [LoRA's shared down-projection]: out_i = y_i + cast(scale_i (cast(x) A^T)_i B_i^T), with
 // A = cat(A_1 .. A_n), one node for the n adapters of one input.
 class LoraGroupAdd : public torch::autograd::Function<LoraGroupAdd> {
@@ -76,12 +83,11 @@ class LoraGroupAdd : public torch::autograd::Function<LoraGroupAdd> {
     const at::Tensor xa = x.scalar_type() == downs[0].scalar_type() ? x : x.to(downs[0].scalar_type());
     const at::Tensor down = at::cat(downs);
     const at::Tensor h = at::linear(xa, down);
+    // One split for the n slices (n narrows would be n ops on the host).
+    const std::vector<at::Tensor> hs = at::split_with_sizes(h, ranks_of(downs), -1);
     torch::autograd::variable_list outs;
-    int64_t offset = 0;
     for (size_t i = 0; i < ys.size(); ++i) {
-      const int64_t r = downs[i].size(0);
-      at::Tensor d = at::linear(h.narrow(-1, offset, r), ups[i]);
-      offset += r;
+      at::Tensor d = at::linear(hs[i], ups[i]);
       if (scales[i] != 1.0) d = d * scales[i];
       if (d.scalar_type() != ys[i].scalar_type()) d = d.to(ys[i].scalar_type());
       outs.push_back(ys[i] + d);
@@ -101,19 +107,18 @@ class LoraGroupAdd : public torch::autograd::Function<LoraGroupAdd> {
     const auto scales = ctx->saved_data["scales"].toDoubleList();
     const auto x_dtype = static_cast<at::ScalarType>(ctx->saved_data["x_dtype"].toInt());
     const size_t n = grads.size();
-    const at::Tensor h2 = h.reshape({-1, down.size(0)});
+    const std::vector<at::Tensor> ups(saved.begin() + 3, saved.end());
+    const std::vector<int64_t> ranks = ranks_of(ups, 1);
+    const std::vector<at::Tensor> h2s = at::split_with_sizes(h.reshape({-1, down.size(0)}), ranks, 1);
     const at::Tensor x2 = xa.reshape({-1, down.size(1)});
     torch::autograd::variable_list grad_ups, ghs;
-    int64_t offset = 0;
     for (size_t i = 0; i < n; ++i) {
-      const at::Tensor& up = saved[3 + i];
-      const int64_t r = up.size(1);
+      const at::Tensor& up = ups[i];
       at::Tensor g = grads[i].scalar_type() == up.scalar_type() ? grads[i] : grads[i].to(up.scalar_type());
       if (scales[i] != 1.0) g = g * scales[i];
       const at::Tensor g2 = g.reshape({-1, up.size(0)});
-      grad_ups.push_back(at::mm(g2.t(), h2.narrow(1, offset, r)));
+      grad_ups.push_back(at::mm(g2.t(), h2s[i]));
       ghs.push_back(at::mm(g2, up));
-      offset += r;
     }
     // One GEMM for the gradients of every A (row blocks of one contiguous tensor, each laid out as
     // its A: AccumulateGrad keeps them), one for x's.
@@ -126,12 +131,7 @@ class LoraGroupAdd : public torch::autograd::Function<LoraGroupAdd> {
     }
     torch::autograd::variable_list out{grad_x};
     for (size_t i = 0; i < n; ++i) out.push_back(grads[i]);
-    offset = 0;
-    for (size_t i = 0; i < n; ++i) {
-      const int64_t r = saved[3 + i].size(1);
-      out.push_back(grad_down.narrow(0, offset, r));
-      offset += r;
-    }
+    for (at::Tensor& grad : at::split_with_sizes(grad_down, ranks, 0)) out.push_back(std::move(grad));
     out.insert(out.end(), grad_ups.begin(), grad_ups.end());
     out.emplace_back();  // scales
     return out;

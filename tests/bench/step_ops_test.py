@@ -48,4 +48,17 @@ for row in fused_cases:
         f"{row['case']} (fused): {row['host_reads_forward_to_optimizer']} host reads between forward and optimizer"
     assert row["by_phase"]["optimizer"]["item"] > 0, \
         f"{row['case']}: the CPU fused kernel's own step-count reads should be seen (a blind counter sees none)"
+# Note [LoRA's shared down-projection]: FUSE on groups attn1's q, k, v and attn2's k, v into one
+# autograd node each, so a LoRA step evaluates fewer nodes and dispatches fewer ops; off is the CPU's
+# default (the JSON says which ran).
+grouped = subprocess.run([binary, model, "cpu", "64", "1", "lora_after_pivot", "1", "fused", "fp32", "on"],
+                         capture_output=True, text=True)
+if grouped.returncode != 0:
+    sys.exit(f"step_ops FUSE on failed ({grouped.returncode}):\n{grouped.stderr[-2000:]}")
+on = [json.loads(line) for line in grouped.stdout.splitlines() if line.startswith("{")][0]
+off = next(row for row in fused_cases if row["case"] == "lora_after_pivot")
+assert on["lora_fused_projections"] is True and off["lora_fused_projections"] is False, (on, off)
+nodes_on, nodes_off = on["by_phase"]["backward"]["autograd_nodes"], off["by_phase"]["backward"]["autograd_nodes"]
+assert nodes_on < nodes_off, f"FUSE on: {nodes_on} autograd nodes, off: {nodes_off}"
+assert on["ops_top_level"] < off["ops_top_level"], f"FUSE on: {on['ops_top_level']} top-level ops, off: {off['ops_top_level']}"
 print("ok:", ", ".join(f"{n} {cases[n]['ops_top_level']} top-level ops" for n in sorted(cases)))
