@@ -7,6 +7,11 @@
 //   xltune_bench_unet gpu UNET_CONFIG plain|recompute BATCH SIZE REPEATS
 //                                                           bf16 fwd+bwd on CUDA (bench/gpu/run):
 //                                                           median ms and peak GPU memory
+//   xltune_bench_unet gpu-graph UNET_CONFIG plain|recompute BATCH SIZE REPEATS
+//                                                           the same fwd+bwd eager, then captured
+//                                                           as one CUDA graph and replayed: the
+//                                                           GPU's own time, with no host between
+//                                                           its kernels (issue 18, item 5)
 // SIZE is the latent side (UNet) or image side (VAE). Prints one JSON line.
 #include <ATen/ATen.h>
 #include <sys/resource.h>
@@ -28,7 +33,10 @@
 
 // CPU builds of libtorch ship part of c10/cuda's headers, so CMake says whether CUDA is there.
 #ifdef XLTUNE_BENCH_CUDA_STATS
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace {
@@ -57,6 +65,58 @@ Inputs make_inputs(const xltune::UNetConfig& c, int64_t batch, int64_t size,
   return in;
 }
 
+// The eager fwd+bwd of gpu_probe captured as one CUDA graph (warmed up on a side stream first, as
+// capture needs), then replayed: the median ms of a replay against the eager median. The gap is
+// what the host costs the step today; what capturing the training step (issue 18, item 5) can
+// win at most on this part of it.
+int graph_probe(xltune::UNet& unet, const Inputs& in, int repeats, double eager_s, char** argv) {
+#ifdef XLTUNE_BENCH_CUDA_STATS
+  const auto fwd_bwd_once = [&] {
+    at::Tensor out = unet->forward(in.sample, in.timestep, in.context, in.text_embeds, in.time_ids);
+    out.to(at::kFloat).square().mean().backward();
+  };
+  c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool();
+  torch::cuda::synchronize();
+  {
+    c10::cuda::CUDAStreamGuard on_side(side);
+    for (int r = 0; r < 2; ++r) {
+      for (auto& p : unet->parameters()) p.mutable_grad() = at::Tensor();
+      fwd_bwd_once();
+    }
+  }
+  torch::cuda::synchronize();
+  for (auto& p : unet->parameters()) p.mutable_grad() = at::Tensor();
+  at::cuda::CUDAGraph graph;
+  {
+    c10::cuda::CUDAStreamGuard on_side(side);
+    graph.capture_begin();
+    fwd_bwd_once();  // the gradients are allocated in the graph's pool; each replay rewrites them
+    graph.capture_end();
+  }
+  torch::cuda::synchronize();
+  std::vector<double> times;
+  for (int r = 0; r <= repeats; ++r) {
+    const double start = now();
+    graph.replay();
+    torch::cuda::synchronize();
+    if (r > 0) times.push_back(now() - start);
+  }
+  std::sort(times.begin(), times.end());
+  const double peak_gib = static_cast<double>(c10::cuda::CUDACachingAllocator::getDeviceStats(0)
+                                                  .allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+                                                  .peak) / (1 << 30);
+  std::printf("{\"impl\": \"xltune\", \"batch\": %s, \"latent\": %s, \"checkpointing\": \"%s\", \"graph\": true, "
+              "\"ms\": %.2f, \"eager_ms\": %.2f, \"eager_over_graph\": %.3f, \"peak_gib\": %.3f}\n",
+              argv[4], argv[5], argv[3], times[times.size() / 2] * 1e3, eager_s * 1e3,
+              eager_s / times[times.size() / 2], peak_gib);
+  return 0;
+#else
+  (void)unet, (void)in, (void)repeats, (void)eager_s, (void)argv;
+  XLTUNE_CHECK(false, "gpu-graph: this build has no CUDA");
+  return 1;
+#endif
+}
+
 // Full-size UNet on the GPU: random bf16 weights (no download), all trainable.
 int gpu_probe(char** argv) {
   const bool recompute = std::string(argv[3]) == "recompute";
@@ -76,6 +136,7 @@ int gpu_probe(char** argv) {
 #ifdef XLTUNE_BENCH_CUDA_STATS
   c10::cuda::CUDACachingAllocator::resetPeakStats(0);
 #endif
+  const bool graph = std::string(argv[1]) == "gpu-graph";
   std::vector<double> times;
   try {
     for (int r = 0; r <= repeats; ++r) {
@@ -93,6 +154,7 @@ int gpu_probe(char** argv) {
     return 0;
   }
   std::sort(times.begin(), times.end());
+  if (graph) return graph_probe(unet, in, repeats, times[times.size() / 2], argv);
   double peak_gib = -1;
 #ifdef XLTUNE_BENCH_CUDA_STATS
   peak_gib = static_cast<double>(c10::cuda::CUDACachingAllocator::getDeviceStats(0)
@@ -122,8 +184,8 @@ int main(int argc, char** argv) {
   const std::string mode = argv[1];
   at::set_num_threads(2);
   try {
-    if (mode == "gpu") {
-      XLTUNE_CHECK(argc == 7, "usage: gpu CONFIG plain|recompute BATCH SIZE REPEATS");
+    if (mode == "gpu" || mode == "gpu-graph") {
+      XLTUNE_CHECK(argc == 7, "usage: gpu|gpu-graph CONFIG plain|recompute BATCH SIZE REPEATS");
       return gpu_probe(argv);
     }
     if (mode == "memory") {

@@ -68,6 +68,10 @@ def main():
         table.data = table.data.float()  # trained in fp32 (the encoders' other weights stay frozen bf16)
         table.requires_grad_(True)
         tables.append(table)
+        # The rows' output in the encoder's dtype, as xltune's encoders take it: an fp32 embedding
+        # into bf16 layers stops at the first layer_norm ("expected scalar type Float but found
+        # BFloat16"), which the CPU rehearsal (fp32 throughout) never meets.
+        te.get_input_embeddings().register_forward_hook(lambda _m, _i, out: out.to(frozen))
     unet.requires_grad_(False)
     if lora:
         from peft import LoraConfig
