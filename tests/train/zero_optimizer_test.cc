@@ -69,7 +69,9 @@ TEST(ZeroOptimizer, FusedShardedStepsFollowTheFusedAdamW) {
                                     ref.net.params[i].abs().max().item<double>());
     }
   }
-  EXPECT_MEASURED_BELOW("ZeRO-1 fused vs AdamW fused, 2 ranks, 5 steps (relative to max |p|)", worst, 5e-8);
+  // Two fp32 ulps at the largest |p|, as AdamWFused's bound: measured 6.6e-8 on an AMD EPYC.
+  EXPECT_MEASURED_BELOW("ZeRO-1 fused vs AdamW fused, 2 ranks, 5 steps (relative to max |p|)", worst,
+                        2.0 / (1 << 23));
   EXPECT_EQ(ranks[0].zero->steps(), 5);
   EXPECT_EQ(ref.adamw.state(0).device_step.item<double>(), 5.0);
 }
