@@ -43,6 +43,17 @@ namespace {
 
 using xltune::bench::now;
 
+// The CUDA allocator's peak of allocated bytes on device 0, in GiB (-1 without CUDA).
+double peak_allocated_gib() {
+#ifdef XLTUNE_BENCH_CUDA_STATS
+  return static_cast<double>(c10::cuda::CUDACachingAllocator::getDeviceStats(0)
+                                 .allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+                                 .peak) / (1 << 30);
+#else
+  return -1;
+#endif
+}
+
 long peak_rss_kib() {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
@@ -102,9 +113,7 @@ int graph_probe(xltune::UNet& unet, const Inputs& in, int repeats, double eager_
     if (r > 0) times.push_back(now() - start);
   }
   std::sort(times.begin(), times.end());
-  const double peak_gib = static_cast<double>(c10::cuda::CUDACachingAllocator::getDeviceStats(0)
-                                                  .allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
-                                                  .peak) / (1 << 30);
+  const double peak_gib = peak_allocated_gib();
   std::printf("{\"impl\": \"xltune\", \"batch\": %s, \"latent\": %s, \"checkpointing\": \"%s\", \"graph\": true, "
               "\"ms\": %.2f, \"eager_ms\": %.2f, \"eager_over_graph\": %.3f, \"peak_gib\": %.3f}\n",
               argv[4], argv[5], argv[3], times[times.size() / 2] * 1e3, eager_s * 1e3,
@@ -155,12 +164,7 @@ int gpu_probe(char** argv) {
   }
   std::sort(times.begin(), times.end());
   if (graph) return graph_probe(unet, in, repeats, times[times.size() / 2], argv);
-  double peak_gib = -1;
-#ifdef XLTUNE_BENCH_CUDA_STATS
-  peak_gib = static_cast<double>(c10::cuda::CUDACachingAllocator::getDeviceStats(0)
-                                     .allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
-                                     .peak) / (1 << 30);
-#endif
+  const double peak_gib = peak_allocated_gib();
   std::printf("{\"impl\": \"xltune\", \"batch\": %lld, \"latent\": %lld, \"checkpointing\": \"%s\", "
               "\"ms\": %.2f, \"peak_gib\": %.3f}\n",
               static_cast<long long>(batch), static_cast<long long>(size), argv[3], times[times.size() / 2] * 1e3, peak_gib);

@@ -144,11 +144,11 @@ std::vector<at::Tensor> add_lora_group(const std::vector<at::Tensor>& ys, const 
                                        const std::vector<const LoraAdapter*>& adapters) {
   XLTUNE_CHECK(!adapters.empty() && ys.size() == adapters.size(), "LoRA: ", ys.size(), " outputs for ",
                adapters.size(), " adapters");
-  bool records = at::GradMode::is_enabled() && x.requires_grad();
+  bool any_requires_grad = x.requires_grad();
   for (size_t i = 0; i < ys.size(); ++i)
-    records = records || (at::GradMode::is_enabled() && (ys[i].requires_grad() || adapters[i]->down.requires_grad() ||
-                                                         adapters[i]->up.requires_grad()));
-  if (!records || adapters.size() == 1) {
+    any_requires_grad = any_requires_grad || ys[i].requires_grad() || adapters[i]->down.requires_grad() ||
+                        adapters[i]->up.requires_grad();
+  if (!(at::GradMode::is_enabled() && any_requires_grad) || adapters.size() == 1) {
     std::vector<at::Tensor> out;
     for (size_t i = 0; i < ys.size(); ++i) out.push_back(adapters[i]->add_to(ys[i], x));
     return out;

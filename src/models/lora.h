@@ -50,7 +50,8 @@ struct LoraAdapter {
 // to_v the same context) can take their down-projections as one GEMM: x cat(A_q, A_k, A_v)^T,
 // then each up-projection on its slice, and in backward one GEMM for the gradients of all the
 // A's and one for x's (instead of one per adapter and two additions). One autograd node for the
-// group: about 30 fewer ops per attention block (issue 18), and GEMMs three times wider. The
+// group: about 11 fewer top-level ops per transformer block, measured on SDXL base (issue 18,
+// bench/figures/step_ops.md), and GEMMs two or three times wider. The
 // sums run in another order (a GEMM over the concatenation; x's gradient summed inside one GEMM
 // rather than added), so the values differ from the per-adapter ones in the last bits: on by
 // default on a GPU (--lora_fused_projections auto), off on the CPU, where the replay against
