@@ -120,7 +120,11 @@ void add_device_options(OptionTable& own, TrainOptions& o) {
                   {{"auto", LoraFusedChoice::kAuto}, {"on", LoraFusedChoice::kOn}, {"off", LoraFusedChoice::kOff}},
                   "LoRA: the down-projections of the adapters that read one input (attn1's q, k, v; attn2's k, v) "
                   "as one GEMM, and their gradients as two: fewer, wider ops, the same step but for the last bits. "
-                  "auto: on on a GPU, off on the CPU (where the replay against diffusers + peft is exact)");
+                  "auto: on on a GPU, off on the CPU (where the replay against diffusers + peft is exact)")
+      .add("cuda_graph", &o.cuda_graph,
+           "capture the training step as one CUDA graph per batch shape and replay it: the host issues a step's "
+           "~17,000 kernels with one call. Steps after the pivot, on one GPU, with the fused AdamW kernel and fp32 "
+           "optimizer state; other steps run as usual (the reason is logged once). Needs a CUDA device");
 }
 
 // Outputs, checkpoints, many ranks, validation.

@@ -175,6 +175,8 @@ void BucketedReducer::poll() {
   }
 }
 
+bool BucketedReducer::communicates() const { return comm_.size() > 1 || options_.reduce_one_rank; }
+
 void BucketedReducer::finish() {
   if (buckets_.empty()) return;
   backward_end_ = now();

@@ -61,6 +61,7 @@ class BucketedReducer final : public GradientReducer {
   void before_backward() override;
   void set_gradient_sync(bool sync) override { sync_ = sync; }
   void finish() override;
+  bool communicates() const override;
 
   std::vector<int64_t> bucket_bytes() const;
   // The last step's buckets: when each was launched and seen complete, and when backward ended.

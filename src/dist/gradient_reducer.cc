@@ -6,6 +6,8 @@
 
 namespace xltune {
 
+bool AfterBackwardReducer::communicates() const { return comm_.size() > 1; }
+
 void AfterBackwardReducer::finish() {
   const int world = comm_.size();
   if (world == 1 || trainable_.empty()) return;

@@ -71,6 +71,9 @@ class GradientReducer {
   // After backward: each trainable tensor's .grad() holds the average over ranks, or is
   // undefined when the tensor got a gradient on no rank (Note [Tensors without a gradient]).
   virtual void finish() = 0;
+  // Whether finish() (or backward's hooks) exchange anything with other ranks: a step whose
+  // reducer does is not captured as a CUDA graph (Note [The step as a CUDA graph]).
+  virtual bool communicates() const = 0;
 };
 
 // One all-reduce per gradient after backward: correct for any communicator, no overlap.
@@ -79,6 +82,7 @@ class AfterBackwardReducer final : public GradientReducer {
   explicit AfterBackwardReducer(Communicator& comm) : comm_(comm) {}
   void prepare(const std::vector<at::Tensor>& trainable) override { trainable_ = trainable; }
   void finish() override;
+  bool communicates() const override;
 
  private:
   Communicator& comm_;

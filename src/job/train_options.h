@@ -75,6 +75,9 @@ struct TrainOptions {
   at::ScalarType optimizer_state_dtype = at::kFloat;  // fp32 or bf16 (AdamW moments)
   AdamWKernelChoice adamw_kernel = AdamWKernelChoice::kAuto;
   LoraFusedChoice lora_fused_projections = LoraFusedChoice::kAuto;
+  // Note [The step as a CUDA graph] (train/trainer.h): capture the step once per batch shape and
+  // replay it. Off by default until a GPU run has measured it (bench/gpu/run).
+  bool cuda_graph = false;
   at::ScalarType save_dtype = at::kBFloat16;          // unet.safetensors of full fine-tuning
   std::string dump_steps;           // folder for the per-step dumps (empty: none)
   int64_t log_every = 10;           // progress line every N steps when not on a terminal

@@ -13,6 +13,9 @@ Placement training_placement(const TrainOptions& o, int local_rank) {
   Placement p = decide_placement(o.device, local_rank, o.is_lora ? PlacementUse::kTrainLora : PlacementUse::kTrainFull,
                                  o.threads, o.deterministic);
   p.attention = o.attention;
+  // Before anything loads: a CUDA graph needs a CUDA device (Note [The step as a CUDA graph]).
+  XLTUNE_CHECK(!o.cuda_graph || p.device.is_cuda(), "--cuda_graph true needs a CUDA device; this run trains on ",
+               p.device.str());
   apply_placement(p);
   return p;
 }
@@ -48,6 +51,7 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
   }
   tc.lora_fused_projections = o.lora_fused_projections == LoraFusedChoice::kOn ||
                               (o.lora_fused_projections == LoraFusedChoice::kAuto && placement.device.is_cuda());
+  tc.step_graph = o.cuda_graph ? TrainerConfig::StepGraph::kCuda : TrainerConfig::StepGraph::kOff;
   tc.autocast_bf16 = placement.autocast_bf16;
   tc.use_ema = o.use_ema;
   tc.ema_decay = o.ema_decay;

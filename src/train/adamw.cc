@@ -144,6 +144,39 @@ void AdamW::step(double lr_factor, int64_t training_step, const at::Tensor& appl
     }
     if (!stepped.empty()) update(g, flat - g.params.size(), stepped, lr_factor, training_step, on_device);
   }
+  last_pending_ = pending_;
+}
+
+std::string AdamW::capture_blocker() const {
+  if (kernel_ != AdamWKernel::kFused) return "the foreach AdamW kernel reads the verdict and step counts on the host";
+  if (state_dtype_ != at::kFloat) return "bf16 optimizer state draws its rounding bits per step on the host";
+  size_t flat = 0;
+  for (const auto& g : groups_)
+    for (size_t i = 0; i < g.params.size(); ++i, ++flat)
+      if (!g.frozen && (!state_[flat].exp_avg.defined() || !state_[flat].device_step.defined()))
+        return "a trained tensor has no AdamW state yet";
+  return "";
+}
+
+void AdamW::use_device_learning_rates() {
+  device_lr_.clear();
+  for (const auto& g : groups_) {
+    const at::Device device = g.params.empty() ? at::Device(at::kCPU) : g.params.front().device();
+    // CUDA's kernel reads a float32 learning rate; the CPU's reads the tensor as a double, so a
+    // float64 one there keeps the host's value and the static step is the eager step bit for bit.
+    device_lr_.push_back(at::zeros({}, at::TensorOptions().dtype(device.is_cpu() ? at::kDouble : at::kFloat).device(device)));
+  }
+}
+
+void AdamW::stage_learning_rates(double lr_factor) {
+  XLTUNE_CHECK(!device_lr_.empty(), "AdamW: stage_learning_rates without use_device_learning_rates");
+  for (size_t k = 0; k < groups_.size(); ++k) device_lr_[k].fill_(groups_[k].hyper.lr * lr_factor);
+  staged_lr_factor_ = lr_factor;
+}
+
+void AdamW::replayed_step() {
+  XLTUNE_CHECK(pending_.empty(), "AdamW: a replayed step before the last step was settled");
+  pending_ = last_pending_;
 }
 
 void AdamW::settle(bool applied) {
@@ -211,6 +244,13 @@ void AdamW::round_bf16_moments(const BfMoments& staged, const std::vector<size_t
 
 void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
                    int64_t training_step, const at::Tensor& apply) {
+  at::Tensor device_lr;
+  if (!device_lr_.empty()) {
+    XLTUNE_CHECK(kernel_ == AdamWKernel::kFused && lr_factor == staged_lr_factor_, "AdamW: device learning rates ",
+                 "need the fused kernel and the factor staged (", staged_lr_factor_, ") equal to the step's (", lr_factor,
+                 ")");
+    device_lr = device_lr_.at(static_cast<size_t>(&g - groups_.data()));
+  }
   at::Tensor found_inf;
   if (kernel_ == AdamWKernel::kFused) {
     std::vector<at::Tensor> device_steps;
@@ -235,12 +275,13 @@ void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>&
     for (int64_t values = numel(begin);
          end < stepped.size() && (!temporaries || values + numel(end) <= update_chunk_values_); ++end)
       values += numel(end);
-    update_chunk(g, first, stepped, begin, end, g.hyper.lr * lr_factor, training_step, found_inf);
+    update_chunk(g, first, stepped, begin, end, g.hyper.lr * lr_factor, device_lr, training_step, found_inf);
   }
 }
 
 void AdamW::update_chunk(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, size_t begin,
-                         size_t end, double lr, int64_t training_step, const at::Tensor& found_inf) {
+                         size_t end, double lr, const at::Tensor& device_lr, int64_t training_step,
+                         const at::Tensor& found_inf) {
   const bool bf16 = state_dtype_ == at::kBFloat16;
   std::vector<at::Tensor> params, grads, m, v, device_steps;
   std::vector<int64_t> steps;
@@ -262,7 +303,9 @@ void AdamW::update_chunk(const AdamWGroup& g, size_t first, const std::vector<si
     staged = stage_bf16_moments(stepped, begin, end);
     m = staged.m, v = staged.v;
   }
-  if (kernel_ == AdamWKernel::kFused)
+  if (kernel_ == AdamWKernel::kFused && device_lr.defined())
+    adamw_fused_update(g.hyper, device_lr, params, grads, m, v, device_steps, found_inf);
+  else if (kernel_ == AdamWKernel::kFused)
     adamw_fused_update(g.hyper, lr, params, grads, m, v, device_steps, found_inf);
   else
     adamw_foreach_update(g.hyper, lr, params, grads, m, v, steps);
@@ -300,7 +343,10 @@ void adamw_foreach_update(const AdamWHyper& h, double lr, const std::vector<at::
   at::_foreach_addcdiv_(params, m_p, denom, minus_step_size);
 }
 
-void adamw_fused_update(const AdamWHyper& h, double lr, const std::vector<at::Tensor>& params,
+namespace {
+
+// adamw_fused_update's two forms: the learning rate `lr`, or `lr_tensor` when defined.
+void fused_update(const AdamWHyper& h, double lr, const at::Tensor& lr_tensor, const std::vector<at::Tensor>& params,
                         const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
                         const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps,
                         const at::Tensor& found_inf) {
@@ -331,10 +377,35 @@ void adamw_fused_update(const AdamWHyper& h, double lr, const std::vector<at::Te
     fit(work_m[k], true);
     fit(work_v[k], true);
   }
-  at::_fused_adamw_(work_p, work_g, work_m, work_v, /*max_exp_avg_sqs=*/{}, steps, lr, h.beta1, h.beta2,
-                    h.weight_decay, h.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt,
-                    found_inf.defined() ? std::optional<at::Tensor>(found_inf) : std::nullopt);
+  const std::optional<at::Tensor> inf = found_inf.defined() ? std::optional<at::Tensor>(found_inf) : std::nullopt;
+  if (lr_tensor.defined()) {
+    XLTUNE_CHECK(lr_tensor.dim() == 0 && lr_tensor.device() == params[0].device() &&
+                     (lr_tensor.scalar_type() == at::kFloat || (lr_tensor.is_cpu() && lr_tensor.scalar_type() == at::kDouble)),
+                 "AdamW (fused): the learning rate must be a 0-dim tensor on the tensors' device, float32 (or float64 ",
+                 "on the CPU)");
+    at::_fused_adamw_(work_p, work_g, work_m, work_v, /*max_exp_avg_sqs=*/{}, steps, lr_tensor, h.beta1, h.beta2,
+                      h.weight_decay, h.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, inf);
+  } else {
+    at::_fused_adamw_(work_p, work_g, work_m, work_v, /*max_exp_avg_sqs=*/{}, steps, lr, h.beta1, h.beta2,
+                      h.weight_decay, h.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, inf);
+  }
   for (auto& [where, from] : write_back) where.copy_(from);
+}
+
+}  // namespace
+
+void adamw_fused_update(const AdamWHyper& h, double lr, const std::vector<at::Tensor>& params,
+                        const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
+                        const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps,
+                        const at::Tensor& found_inf) {
+  fused_update(h, lr, at::Tensor(), params, grads, m, v, steps, found_inf);
+}
+
+void adamw_fused_update(const AdamWHyper& h, const at::Tensor& lr, const std::vector<at::Tensor>& params,
+                        const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
+                        const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps,
+                        const at::Tensor& found_inf) {
+  fused_update(h, 0.0, lr, params, grads, m, v, steps, found_inf);
 }
 
 void AdamW::zero_grad() {

@@ -84,6 +84,16 @@ class AdamW final : public Optimizer {
   // Sets every gradient to undefined (as torch's zero_grad(set_to_none=True)).
   void zero_grad() override;
   bool set_frozen(const std::string& group, bool frozen) override;
+  // Note [The step as a CUDA graph] (train/trainer.h): the fused kernel on fp32 state, once
+  // every unfrozen tensor has its state (a captured first update would zero the moments on every
+  // replay), can be captured. Device learning rates: a 0-dim tensor per group, the fused kernel's
+  // tensor-lr form: float32 on CUDA (its kernel's type: the eager and captured steps of a
+  // --cuda_graph run then share it, and may differ from a run without in the last bits), float64
+  // on the CPU (its kernel reads a double: the same bits as the host-lr form).
+  std::string capture_blocker() const override;
+  void use_device_learning_rates() override;
+  void stage_learning_rates(double lr_factor) override;
+  void replayed_step() override;
 
   std::vector<at::Tensor> reduced_tensors() const override;
   // One norm per unfrozen tensor that has a gradient, as torch.nn.utils.clip_grad_norm_ takes them.
@@ -139,8 +149,9 @@ class AdamW final : public Optimizer {
   void update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
               int64_t training_step, const at::Tensor& apply);
   // The kernel's call on stepped[begin, end) (Note [AdamW's temporaries]) at learning rate lr.
+  // `device_lr`: undefined, or the group's device learning rate (then `lr` is its value).
   void update_chunk(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, size_t begin, size_t end,
-                    double lr, int64_t training_step, const at::Tensor& found_inf);
+                    double lr, const at::Tensor& device_lr, int64_t training_step, const at::Tensor& found_inf);
   // The gradients of the unfrozen groups' tensors that have one, in group order.
   std::vector<at::Tensor> present_grads() const;
   std::vector<AdamWGroup> groups_;
@@ -150,6 +161,9 @@ class AdamW final : public Optimizer {
   AdamWKernel kernel_;
   // Flat indices a step(apply) updated on the device whose host counts wait for settle().
   std::vector<size_t> pending_;
+  std::vector<size_t> last_pending_;  // the last step(apply)'s pending_, for replayed_step()
+  std::vector<at::Tensor> device_lr_;  // per group, with use_device_learning_rates()
+  double staged_lr_factor_ = 0;
   int64_t update_chunk_values_ = kUpdateChunkValues;
   int64_t chunks_ = 0;
 };
@@ -171,6 +185,12 @@ void adamw_foreach_update(const AdamWHyper& hyper, double lr, const std::vector<
 // tensors' device; where it is 1 the kernel changes nothing (torch's GradScaler uses it the same
 // way; the caller then leaves the step counts as they were).
 void adamw_fused_update(const AdamWHyper& hyper, double lr, const std::vector<at::Tensor>& params,
+                        const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
+                        const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps,
+                        const at::Tensor& found_inf = {});
+// The same with the learning rate read from `lr`, a 0-dim tensor on the tensors' device (a
+// captured step's input): float32, or float64 on the CPU.
+void adamw_fused_update(const AdamWHyper& hyper, const at::Tensor& lr, const std::vector<at::Tensor>& params,
                         const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
                         const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps,
                         const at::Tensor& found_inf = {});

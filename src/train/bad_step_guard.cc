@@ -41,6 +41,12 @@ at::Tensor BadStepGuard::verdict_on_device(const at::Tensor& grad_norm) const {
   return take.to(at::kFloat);
 }
 
+at::Tensor BadStepGuard::verdict_on_device(const at::Tensor& grad_norm, const at::Tensor& threshold) const {
+  at::NoGradGuard no_grad;
+  const at::Tensor norm = grad_norm.to(at::kDouble);
+  return at::logical_and(at::isfinite(norm), at::le(norm, threshold)).to(at::kFloat);
+}
+
 std::string BadStepGuard::verdict(double grad_norm) const {
   if (!std::isfinite(grad_norm)) return "non-finite gradient";
   if (const double threshold = spike_threshold(); std::isfinite(threshold)) {

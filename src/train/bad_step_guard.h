@@ -40,6 +40,10 @@ class BadStepGuard {
   // device], train/trainer.h). Equal to verdict(norm).empty() for the norm's value: the norm
   // is compared in fp64 with the threshold the host computes from the accepted norms.
   at::Tensor verdict_on_device(const at::Tensor& grad_norm) const;
+  // The same with the threshold read from `threshold`, a float64 0-dim tensor on the norm's
+  // device that holds spike_threshold() (a captured step's input: Note [The step as a CUDA
+  // graph], train/trainer.h). The same verdict: norm <= +inf holds for every finite norm.
+  at::Tensor verdict_on_device(const at::Tensor& grad_norm, const at::Tensor& threshold) const;
   // The largest norm a step with a finite norm may have to be taken (+inf: no spike test yet).
   double spike_threshold() const;
   // Records the step's outcome.

@@ -27,8 +27,11 @@
 //   state_tensors, load_state         the checkpoint's shared file, by tensor name, so a run can
 //                                     move between a sharded and a replicated optimizer
 //   rank_state                        what each rank writes beside it (a sharded optimizer's shard)
-//
-// Issue 18 adds fused and graph-captured paths behind the same calls.
+//   capture_blocker,                  a step captured as a CUDA graph (Note [The step as a CUDA
+//   use_device_learning_rates,        graph], train/trainer.h): why this optimizer cannot be in
+//   stage_learning_rates,             one; learning rates read from device tensors, written
+//   replayed_step                     before each replay; a replay's host bookkeeping (what
+//                                     step() does on the host besides issuing kernels)
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -39,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/check.h"
 #include "core/safetensors.h"
 
 namespace xltune {
@@ -115,6 +119,17 @@ class Optimizer {
   virtual void load_state(const std::map<std::string, at::Tensor>& tensors) = 0;
   // What this rank writes to its own file, if anything.
   virtual std::optional<RankOptimizerState> rank_state() const { return std::nullopt; }
+
+  // Note [The step as a CUDA graph] (train/trainer.h). Why step() cannot be captured now (empty:
+  // it can): its kernels would have to read nothing the host changes between steps.
+  virtual std::string capture_blocker() const { return "this optimizer has no captured path"; }
+  // From now on step() reads each group's learning rate from a device tensor, which
+  // stage_learning_rates(factor) sets to lr * factor (outside the capture, before each step).
+  virtual void use_device_learning_rates() {}
+  virtual void stage_learning_rates(double lr_factor) { (void)lr_factor; }
+  // A replay of a captured step(apply) happened: the host side of that step(), as if called
+  // again with the same arguments (settle() follows as usual).
+  virtual void replayed_step() { XLTUNE_FAIL("this optimizer has no captured path"); }
 };
 
 }  // namespace xltune

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
+#include "train/step_capture.h"
 #include "train/zero_optimizer.h"
 
 namespace xltune {
@@ -97,6 +98,16 @@ bool Trainer::full_finetune_trains(const std::string& name) {
   // fnmatch without FNM_PATHNAME: '*' matches dots too, as Python's fnmatch does.
   return fnmatch("*.norm*.weight", name.c_str(), 0) != 0 && fnmatch("*time*", name.c_str(), 0) != 0;
 }
+
+// Note [The step as a CUDA graph]: one batch shape's static inputs and outputs, and its graph.
+struct Trainer::GraphedStep {
+  std::vector<int64_t> key;  // the shapes of the inputs
+  int64_t eager_steps = 0;   // run on the capture stream so far (kCuda) before capture
+  at::Tensor latent_mean, latent_logvar, add_time_ids, mask, latent_sample, noise, timesteps, context, pooled;
+  at::Tensor spike_threshold;           // float64 []
+  at::Tensor loss, grad_norm, apply, x0;  // the body's outputs
+  std::unique_ptr<StepCapture> capture;   // kCuda only
+};
 
 Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_scaling_factor,
                  std::shared_ptr<GradientReducer> reducer, OptimizerShards optimizer_shards)
@@ -187,6 +198,14 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
   if (config.pivot_step == 0) freeze_token_rows();
   reducer_->prepare(reduced_tensors());
   if (config.use_ema) ema_ = std::make_unique<ParameterEma>(unet_trained(), config.ema_decay);
+  if (config.step_graph == TrainerConfig::StepGraph::kCuda)
+    XLTUNE_CHECK(device_.is_cuda(), "--cuda_graph true needs a CUDA device; this run trains on ", device_.str());
+  // Note [The step as a CUDA graph]: every step then reads the learning rates from the device, so
+  // the eager steps and the replays use one form of the kernel.
+  if (config.step_graph != TrainerConfig::StepGraph::kOff && config.adamw_kernel == AdamWKernel::kFused) {
+    for (auto& o : optimizers_) o->use_device_learning_rates();
+    device_learning_rates_ = true;
+  }
   if (sharded_) {  // last: the destructor unhooks it
     model.unet->set_before_block([this](int block) {
       for (auto& o : optimizers_) o->before_forward_block(block);
@@ -306,6 +325,7 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
   }
   guard_.load_state(tensors, completed_steps);
   if (ema_) ema_->load_state(tensors);
+  graphed_.reset();  // the optimizer state is new tensors: a graph would update the old ones
   if (completed_steps >= pivotal_->pivot_step()) freeze_token_rows();
   text_cache_ = TextConditioningCache();
 }
@@ -494,6 +514,15 @@ StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batch
   mark("begin");
   const bool trains_rows = pivotal_->trains_rows(step);
   if (!trains_rows) freeze_token_rows();
+  if (config_.step_graph != TrainerConfig::StepGraph::kOff) {
+    const std::string blocker = graph_blocker(micro_batches, trains_rows);
+    if (blocker.empty()) return graphed_step(step, micro_batches.front());
+    graphed_.reset();  // a replay repeats the host side of its capture's step: none may come between
+    if (blocker != graph_blocker_logged_) {
+      log_info("step ", step, " runs eagerly, not from a CUDA graph: ", blocker);
+      graph_blocker_logged_ = blocker;
+    }
+  }
 
   StepResult result;
   reducer_->before_backward();
@@ -521,11 +550,127 @@ StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batch
   // tensor; the host learns it, with the norm and the loss, in one read after the update.
   const at::Tensor apply = guard_.verdict_on_device(grad_norm);
   const double factor = config_.schedule.factor_for_step(guard_.accepted_steps() + 1);
-  for (auto& o : optimizers_) o->step(factor, step, apply);
+  for (auto& o : optimizers_) {
+    if (device_learning_rates_) o->stage_learning_rates(factor);
+    o->step(factor, step, apply);
+  }
   if (trains_rows) pivotal_->after_optimizer_step(apply);
   mark("optimizer");
 
   settle(step, grad_norm, apply, loss_sum, result);
+  for (auto& o : optimizers_) {
+    o->zero_grad();
+    o->add_learning_rates(factor, result.learning_rates);
+  }
+  return result;
+}
+
+std::string Trainer::graph_blocker(const std::vector<StepBatch>& micro_batches, bool trains_rows) const {
+  if (micro_batches.size() != 1) return "gradient accumulation (micro-batches)";
+  if (trains_rows) return "the token rows train until the pivot (their encoders run in the step)";
+  if (reducer_->communicates()) return "the gradients are reduced over ranks";
+  if (config_.autocast_bf16) return "bf16 autocast";
+  if (!device_learning_rates_) return "the foreach AdamW kernel";
+  for (const auto& o : optimizers_)
+    if (std::string why = o->capture_blocker(); !why.empty()) return why;
+  return "";
+}
+
+void Trainer::graph_body(int64_t step, double lr_factor) {
+  GraphedStep& g = *graphed_;
+  const at::Tensor x0 = (g.latent_mean + at::exp(0.5 * g.latent_logvar) * g.latent_sample) * scaling_factor_;
+  mark("draws");
+  mark("text");
+  const at::Tensor x_t = schedule_.add_noise(x0, g.noise, g.timesteps);
+  const at::Tensor target = schedule_.target(x0, g.noise, g.timesteps);
+  const at::ScalarType dt = model_.unet->conv_in->weight.scalar_type();
+  const at::Tensor pred =
+      model_.unet->forward(x_t.to(dt), g.timesteps, g.context.to(dt), g.pooled.to(dt), g.add_time_ids.to(dt));
+  const at::Tensor loss = loss_of(pred, target, g.mask, g.timesteps);
+  mark("forward");
+  loss.backward();
+  reducer_->finish();
+  for (auto& o : optimizers_) o->after_backward();
+  mark("backward");
+  const at::Tensor grad_norm = clip_gradients();
+  mark("clip");
+  const at::Tensor apply = guard_.verdict_on_device(grad_norm, g.spike_threshold);
+  for (auto& o : optimizers_) o->step(lr_factor, step, apply);
+  mark("optimizer");
+  g.loss = loss.detach(), g.grad_norm = grad_norm, g.apply = apply, g.x0 = x0.detach();
+}
+
+StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
+  const int64_t b = batch.latent_mean.size(0);
+  XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
+               " positions for a batch of ", b);
+  StepResult result;
+  const StepDraws d = draw(step, batch);
+  const std::array<at::Tensor, 3> draws =
+      draws_to_device({d.latent_sample, d.noise, d.timesteps}, device_, !device_.is_cpu());
+  auto [context, pooled] = text_conditioning(batch, /*trains_rows=*/false, &result.text_encoders_ran);
+  const std::vector<at::Tensor> inputs = {batch.latent_mean, batch.latent_logvar, batch.add_time_ids, batch.mask,
+                                          draws[0], draws[1], draws[2], context, pooled};
+  std::vector<int64_t> key;
+  for (const auto& t : inputs) {
+    key.push_back(t.dim());
+    for (int64_t n : t.sizes()) key.push_back(n);
+  }
+  if (!graphed_ || graphed_->key != key) {  // a new shape: its own buffers, warm-up and graph
+    graphed_ = std::make_unique<GraphedStep>();
+    GraphedStep& g = *graphed_;
+    g.key = key;
+    at::Tensor* slots[] = {&g.latent_mean, &g.latent_logvar, &g.add_time_ids, &g.mask, &g.latent_sample,
+                           &g.noise,       &g.timesteps,     &g.context,      &g.pooled};
+    for (size_t k = 0; k < inputs.size(); ++k) *slots[k] = at::empty_like(inputs[k], at::MemoryFormat::Contiguous);
+    g.spike_threshold = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_));
+    if (config_.step_graph == TrainerConfig::StepGraph::kCuda) g.capture = StepCapture::make(device_);
+  }
+  GraphedStep& g = *graphed_;
+  {
+    at::NoGradGuard no_grad;
+    at::Tensor* slots[] = {&g.latent_mean, &g.latent_logvar, &g.add_time_ids, &g.mask, &g.latent_sample,
+                           &g.noise,       &g.timesteps,     &g.context,      &g.pooled};
+    for (size_t k = 0; k < inputs.size(); ++k) slots[k]->copy_(inputs[k], /*non_blocking=*/true);
+    g.spike_threshold.fill_(guard_.spike_threshold());
+  }
+  const double factor = config_.schedule.factor_for_step(guard_.accepted_steps() + 1);
+  for (auto& o : optimizers_) o->stage_learning_rates(factor);
+  reducer_->before_backward();
+  reducer_->set_gradient_sync(true);
+  for (auto& o : optimizers_) {
+    o->before_backward();
+    o->set_gradient_sync(true);
+  }
+  const auto body = [this, step, factor] { graph_body(step, factor); };
+  ++graphed_steps_;
+  if (!g.capture) {
+    body();  // kStatic
+  } else if (g.eager_steps < kGraphWarmupSteps) {
+    g.capture->run_eager(body);
+    ++g.eager_steps;
+  } else if (!g.capture->captured()) {
+    capturing_ = true;
+    try {
+      g.capture->capture_and_replay(body);
+    } catch (...) {
+      capturing_ = false;
+      throw;
+    }
+    capturing_ = false;
+    ++graph_captures_;
+    log_info("step ", step, ": the step is captured as a CUDA graph (batch ", b, ", latents ",
+             xltune::str(g.latent_mean.sizes()), "); later steps of this shape replay it");
+  } else {
+    g.capture->replay();
+    for (auto& o : optimizers_) o->replayed_step();
+    ++graph_replays_;
+    for (const char* phase : {"draws", "text", "forward", "backward", "clip", "optimizer"}) mark(phase);
+  }
+  settle(step, g.grad_norm, g.apply, g.loss, result);
+  result.x0 = g.x0.clone();  // the next step rewrites g.x0
+  result.noise = d.noise;
+  result.timesteps = d.timesteps;
   for (auto& o : optimizers_) {
     o->zero_grad();
     o->add_learning_rates(factor, result.learning_rates);

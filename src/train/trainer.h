@@ -45,6 +45,34 @@
 // The foreach AdamW kernel computes its bias corrections on the host, so it reads apply itself
 // (free on the CPU, where it is the default; a sync on a GPU, where fused is the default).
 // Taken steps compute exactly what they computed before: the verdict only gates.
+//
+// Note [The step as a CUDA graph]
+// On a GPU the eager step is host-bound: issuing its ~17,000 ops takes as long as the GPU takes
+// to run them (bench/figures/gpu-h200.md). A CUDA graph issues them all with one call. A graph
+// replays the kernels it captured with the arguments and addresses they had then, so everything
+// a step reads that changes from step to step must be a device tensor at a fixed address,
+// written before the replay; and the host's side of the step (its bookkeeping) must happen
+// without the ops that capture recorded. With --cuda_graph true (TrainerConfig::step_graph):
+//   - the step's inputs are static tensors, one set per shape of the batch (GraphedStep): the
+//     latent mean and log-variance, time ids, mask, the draws (n, eps, t; drawn on the host as
+//     always, Note [Keyed draws]) and the text conditioning, all copied in before the step;
+//   - the body (graph_body) is the eager step's device work from the latents to the optimizer:
+//     noising, the UNet, the loss, backward, clipping, the verdict against a device threshold
+//     (BadStepGuard::spike_threshold written into a tensor) and AdamW reading device learning
+//     rates (Optimizer::stage_learning_rates); its outputs (loss, norm, verdict, x0) stay at the
+//     addresses capture gave them, and settle() reads them as it reads the eager step's;
+//   - the gradients are undefined when the body is captured, so backward allocates them in the
+//     graph's pool and each replay rewrites them there;
+//   - a replay's host side: Optimizer::replayed_step (the step counts that settle() advances).
+// Which steps: after the pivot (the token rows frozen: their encoders run outside, from the text
+// cache), one micro-batch, a reducer that exchanges nothing (one rank), replicated AdamW on the
+// fused kernel with fp32 state, no autocast. Any other step runs eagerly, its reason logged once.
+// A new batch shape gets its own buffers and graph: kGraphWarmupSteps eager steps on the capture
+// stream first (capture needs the libraries' lazy set-up done), then capture and replays. The
+// eager steps and the replays compute the same step: step_graph kStatic runs the same body
+// from the same static tensors without capturing, which is how the CPU tests the plumbing
+// (tests/train/trainer_test.cc, TrainerStepGraph.*); on a GPU bench/gpu/run compares the captured
+// run's losses with the eager run's.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -106,6 +134,11 @@ struct TrainerConfig {
   // LoRA's adapters of one input as one GEMM (Note [LoRA's shared down-projection]): like the
   // kernel, not part of the run's meaning (the last bits of a step, not what it is).
   bool lora_fused_projections = false;
+  // Note [The step as a CUDA graph]: kOff, every step eager; kCuda, captured where the step allows
+  // (a CUDA device); kStatic, the same static-input step run eagerly (the CPU's stand-in, for the
+  // tests). Not part of the run's meaning.
+  enum class StepGraph { kOff, kCuda, kStatic };
+  StepGraph step_graph = StepGraph::kOff;
   // bf16 autocast for a fp32 UNet on CUDA (full fine-tuning): frozen weights are bf16 already.
   bool autocast_bf16 = false;
   // An EMA of the UNet's trained tensors, exported and validated instead of them (Note [EMA of
@@ -211,6 +244,13 @@ class Trainer {
   // group, dist/thread_group.h, exchanges a collective when the ranks wait for it).
   void wait_parameters() const;
 
+  // Note [The step as a CUDA graph]: steps run from the static inputs (eagerly, captured or
+  // replayed), steps replayed from a captured graph, and captures, so far.
+  int64_t graphed_steps() const { return graphed_steps_; }
+  int64_t graph_replays() const { return graph_replays_; }
+  int64_t graph_captures() const { return graph_captures_; }
+  static constexpr int64_t kGraphWarmupSteps = 2;
+
   // Note [Validation loss] (src/job/validation_loss.h): the plain masked MSE (no min-SNR weight,
   // no offset noise) of sample `i` of `images` at the fixed timestep validation_timesteps()[k],
   // with n and epsilon from generators keyed by (seed, k, i) (DrawKind::kValidationLatentSample,
@@ -229,7 +269,7 @@ class Trainer {
 
  private:
   void mark(const char* phase) {
-    if (phases_ != nullptr) phases_->mark(phase);
+    if (phases_ != nullptr && !capturing_) phases_->mark(phase);  // a listener's events are not captured
   }
   std::pair<at::Tensor, at::Tensor> text_conditioning(const StepBatch& batch, bool trains_rows, bool* ran);
   void freeze_token_rows();
@@ -275,6 +315,18 @@ class Trainer {
   std::vector<std::pair<std::string, at::Tensor>> unet_trained() const;
   TextConditioningCache text_cache_;
   bool rows_frozen_ = false;
+  // Note [The step as a CUDA graph].
+  struct GraphedStep;
+  std::unique_ptr<GraphedStep> graphed_;
+  std::string graph_blocker_logged_;
+  int64_t graphed_steps_ = 0, graph_replays_ = 0, graph_captures_ = 0;
+  bool device_learning_rates_ = false;
+  bool capturing_ = false;
+  // Why this step runs eagerly under --cuda_graph (empty: it can be captured).
+  std::string graph_blocker(const std::vector<StepBatch>& micro_batches, bool trains_rows) const;
+  StepResult graphed_step(int64_t step, const StepBatch& batch);
+  // The device work of a step from the static inputs to the optimizer (the captured part).
+  void graph_body(int64_t step, double lr_factor);
   BadStepGuard guard_;
   at::Device device_;
 };

@@ -99,6 +99,12 @@ expect 0 "--lora_fused_projections on" train --seed 1 --max_train_steps 2 --lora
 metrics "$dir/fused" "c['resolved']['lora_fused_projections'] is True and c['options']['lora_fused_projections'] == 'on'"
 expect 2 "--lora_fused_projections unknown" train --lora_fused_projections maybe --output_dir "$dir/x" \
   && has "$dir/err" "lora_fused_projections"
+# --cuda_graph (Note [The step as a CUDA graph]): off by default, recorded; on the CPU one error
+# naming the option, before any model is loaded.
+metrics "$dir/attn" "c['resolved']['cuda_graph'] is False and c['options']['cuda_graph'] is False"
+expect 1 "--cuda_graph true on the CPU" train --seed 1 --max_train_steps 2 --cuda_graph true --output_dir "$dir/graph" \
+  && has "$dir/err" "--cuda_graph true needs a CUDA device; this run trains on cpu" \
+  && { grep -q "loading the UNet" "$dir/err" && { echo "FAIL: the model was loaded first"; fail=1; } || true; }
 expect 2 "--deterministic not a boolean" train --deterministic sometimes --output_dir "$dir/x" && has "$dir/err" "deterministic"
 expect 0 "another seed" train --seed 2 --max_train_steps 5 --output_dir "$dir/c"
 cmp -s "$dir/a/lora.safetensors" "$dir/c/lora.safetensors" && { echo "FAIL: seed 2 = seed 1"; fail=1; } || echo "ok   another seed, other weights"

@@ -333,5 +333,90 @@ TEST(Trainer, LoraSharedDownProjectionsTrainTheSameToRounding) {
               worst);
 }
 
+// Note [The step as a CUDA graph]: the static-input step (what a CUDA graph captures; run eagerly
+// here, the CPU's stand-in) trains exactly as the eager step, bit for bit: learning rates from
+// the device through a warm-up schedule, a skipped step (a NaN in the batch), the spike
+// threshold once there is history, a change of batch shape, the state a checkpoint holds.
+NamedTensors run_graphed(const TinyModel& tiny, const TrainerConfig& c, std::vector<StepResult>& results,
+                         int64_t* graphed_steps) {
+  SdxlModel m = tiny.load();
+  Trainer t(m, c, 0.13025, reducer());
+  for (int s = 1; s <= c.max_train_steps; ++s) {
+    StepBatch batch = tiny_batch(s == 9 ? 1 : 2, 0, 100 + s);  // step 9: another shape
+    if (s == 6) batch.latent_mean[0][0][0][0] = std::nan("");
+    results.push_back(t.step(s, batch));
+  }
+  *graphed_steps = t.graphed_steps();
+  return t.checkpoint_tensors();
+}
+
+TEST(TrainerStepGraph, StaticStepsTrainAsTheEagerStepsBitForBit) {
+  TinyModel tiny;
+  for (bool fused_projections : {false, true}) {
+    TrainerConfig eager = tiny_config();
+    eager.max_train_steps = 14;
+    eager.pivot_step = 2;
+    eager.schedule = LrSchedule{LrScheduleKind::kLinear, 5, 14};
+    eager.grad_spike_factor = 3;
+    eager.adamw_kernel = AdamWKernel::kFused;
+    eager.lora_fused_projections = fused_projections;
+    TrainerConfig graphed = eager;
+    graphed.step_graph = TrainerConfig::StepGraph::kStatic;
+    std::vector<StepResult> a, b;
+    int64_t eager_graphed = -1, graphed_steps = -1;
+    const NamedTensors ta = run_graphed(tiny, eager, a, &eager_graphed);
+    const NamedTensors tb = run_graphed(tiny, graphed, b, &graphed_steps);
+    EXPECT_EQ(eager_graphed, 0);
+    EXPECT_EQ(graphed_steps, 12) << "every step after the pivot";
+    ASSERT_EQ(ta.size(), tb.size());
+    for (size_t i = 0; i < ta.size(); ++i) {
+      ASSERT_EQ(ta[i].first, tb[i].first);
+      EXPECT_TRUE(at::equal(ta[i].second, tb[i].second)) << ta[i].first << " fused " << fused_projections;
+    }
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t s = 0; s < a.size(); ++s) {
+      const auto same = [](double x, double y) { return x == y || (std::isnan(x) && std::isnan(y)); };
+      EXPECT_PRED2(same, a[s].loss, b[s].loss) << "step " << s + 1;
+      EXPECT_PRED2(same, a[s].grad_norm, b[s].grad_norm) << "step " << s + 1;
+      EXPECT_EQ(a[s].skipped, b[s].skipped) << "step " << s + 1;
+      EXPECT_EQ(a[s].learning_rates, b[s].learning_rates) << "step " << s + 1;
+      EXPECT_TRUE(at::equal(a[s].x0.nan_to_num(7), b[s].x0.nan_to_num(7))) << "step " << s + 1;
+      EXPECT_TRUE(at::equal(a[s].noise, b[s].noise)) << "step " << s + 1;
+    }
+    EXPECT_EQ(a[5].skipped, "non-finite gradient");
+  }
+}
+
+// Steps the graph cannot hold run eagerly: the foreach kernel (host bias corrections), micro-
+// batches, and every step before the pivot.
+TEST(TrainerStepGraph, StepsTheGraphCannotHoldRunEagerly) {
+  TinyModel tiny;
+  TrainerConfig c = tiny_config();
+  c.step_graph = TrainerConfig::StepGraph::kStatic;
+  c.adamw_kernel = AdamWKernel::kForeach;
+  c.pivot_step = 1;
+  SdxlModel m = tiny.load();
+  Trainer foreach_kernel(m, c, 0.13025, reducer());
+  for (int s = 1; s <= 4; ++s) foreach_kernel.step(s, tiny_batch(2, 0, 100 + s));
+  EXPECT_EQ(foreach_kernel.graphed_steps(), 0);
+
+  c.adamw_kernel = AdamWKernel::kFused;
+  SdxlModel m2 = tiny.load();
+  Trainer fused(m2, c, 0.13025, reducer());
+  fused.step(1, tiny_batch(2, 0, 101));
+  EXPECT_EQ(fused.graphed_steps(), 0) << "before the pivot";
+  fused.step(2, std::vector<StepBatch>{tiny_batch(1, 0, 102), tiny_batch(1, 1, 102)});
+  EXPECT_EQ(fused.graphed_steps(), 0) << "two micro-batches";
+  fused.step(3, tiny_batch(2, 0, 103));
+  fused.step(4, tiny_batch(2, 0, 104));
+  EXPECT_EQ(fused.graphed_steps(), 2);
+  EXPECT_EQ(fused.graph_replays(), 0) << "nothing is captured on the CPU";
+
+  TrainerConfig cuda = tiny_config();
+  cuda.step_graph = TrainerConfig::StepGraph::kCuda;
+  SdxlModel m3 = tiny.load();
+  EXPECT_THROW(Trainer(m3, cuda, 0.13025, reducer()), Error) << "a CUDA graph on the CPU";
+}
+
 }  // namespace
 }  // namespace xltune

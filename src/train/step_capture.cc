@@ -1,0 +1,86 @@
+#include "train/step_capture.h"
+
+#include "core/check.h"
+
+#ifdef XLTUNE_HAVE_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace xltune {
+
+#ifdef XLTUNE_HAVE_CUDA
+namespace {
+
+class CudaStepCapture final : public StepCapture {
+ public:
+  explicit CudaStepCapture(c10::Device device)
+      : device_(device), side_(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index())) {}
+
+  void run_eager(const std::function<void()>& body) override { on_side(body, /*capture=*/false); }
+
+  void capture_and_replay(const std::function<void()>& body) override {
+    XLTUNE_CHECK(!graph_, "step capture: the step is captured already");
+    graph_ = std::make_unique<at::cuda::CUDAGraph>();
+    on_side(body, /*capture=*/true);
+    replay();
+  }
+
+  void replay() override {
+    XLTUNE_CHECK(graph_ != nullptr, "step capture: replay before capture");
+    c10::cuda::CUDAGuard on_device(device_);
+    graph_->replay();
+  }
+
+  bool captured() const override { return graph_ != nullptr; }
+
+ private:
+  // The side stream waits for the current stream's work, runs (or captures) `body`, and the
+  // current stream waits for it in turn: callers see one stream's order.
+  void on_side(const std::function<void()>& body, bool capture) {
+    c10::cuda::CUDAGuard on_device(device_);
+    c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(device_.index());
+    at::cuda::CUDAEvent before;
+    before.record(current);
+    before.block(side_);
+    {
+      c10::cuda::CUDAStreamGuard on_side_stream(side_);
+      if (capture) {
+        graph_->capture_begin();
+        try {
+          body();
+        } catch (...) {
+          graph_.reset();  // ends nothing cleanly; the run ends with the error
+          throw;
+        }
+        graph_->capture_end();
+      } else {
+        body();
+      }
+    }
+    at::cuda::CUDAEvent after;
+    after.record(side_);
+    after.block(current);
+  }
+
+  c10::Device device_;
+  c10::cuda::CUDAStream side_;
+  std::unique_ptr<at::cuda::CUDAGraph> graph_;
+};
+
+}  // namespace
+
+std::unique_ptr<StepCapture> StepCapture::make(c10::Device device) {
+  XLTUNE_CHECK(device.is_cuda(), "step capture: CUDA graphs need a CUDA device, not ", device.str());
+  return std::make_unique<CudaStepCapture>(device);
+}
+#else
+std::unique_ptr<StepCapture> StepCapture::make(c10::Device device) {
+  XLTUNE_FAIL("step capture: this xltune was built without CUDA, so it cannot capture the step on ", device.str(),
+              " (--cuda_graph off, or build against a CUDA libtorch)");
+}
+#endif
+
+}  // namespace xltune
