@@ -1,7 +1,8 @@
 // The C++ half of bench/train.py and of bench/gpu/run's training cases: optimization steps of
 // the real Trainer (train/trainer.h) on synthetic batches, before and after the pivot.
 //
-//   xltune_bench_train MODEL_DIR|sdxl-base DEVICE lora|full RESOLUTION BATCH STEPS [checkpointing|plain] [nccl|deterministic]
+//   xltune_bench_train MODEL_DIR|sdxl-base DEVICE lora|full RESOLUTION BATCH STEPS [checkpointing|plain]
+//                      [nccl|deterministic|graph|graph-deterministic]
 //
 // MODEL_DIR: a diffusers folder (xltune init-model --preset small); sdxl-base: SDXL base 1.0's
 // UNet and both text encoders built from their configs with random weights (no download; for
@@ -31,6 +32,16 @@
 // bit-equal between the two. The JSON line gives the median ms per step of each (what determinism
 // costs is this against the plain case's before_pivot ms) and whether they agree; the exit status
 // is 1 when they do not.
+//
+// graph, graph-deterministic: instead, Note [The step as a CUDA graph] (train/trainer.h) measured
+// and checked: two runs from the same start, one with the static-input step run eagerly
+// (TrainerConfig::StepGraph::kStatic) and one captured (kCuda; on the CPU kStatic again, the
+// plumbing only). Each: step 1 before the pivot, kGraphWarmupSteps eager steps, the capture, then
+// STEPS timed steps (replays). The JSON line gives the median ms per timed step of each, their
+// ratio, the peak GiB of each, the replays counted and the largest relative loss difference. ok:
+// every timed step a replay (on CUDA), and the losses within kGraphRelTolerance (graph; the GPU's
+// backward is not deterministic) or bit-equal (graph-deterministic, under --deterministic's
+// placement: the captured kernels are the eager ones). Exit status 1 when not ok.
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #ifdef XLTUNE_HAVE_CUDA
@@ -238,9 +249,66 @@ int determinism_check(LoadModel load_model, bool lora, bool checkpointing, const
   return ok ? 0 : 1;
 }
 
+// The "graph" and "graph-deterministic" modes (see the top of this file).
+template <typename LoadModel>
+int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Placement& placement, int64_t resolution,
+                int64_t batch, int64_t steps, bool bit_equal) {
+  constexpr double kGraphRelTolerance = 1e-3;
+  const at::Device device = placement.device;
+  const StepBatch b = bench::synthetic_batch(batch, resolution / 8, device);
+  const int64_t untimed = 1 + Trainer::kGraphWarmupSteps + 1;  // before the pivot, warm-up, capture
+  std::vector<double> losses[2], ms[2];
+  double peak_gib[2] = {0, 0};
+  int64_t replays = 0;
+  for (int run = 0; run < 2; ++run) {
+    SdxlModel m = load_model();
+    SingleProcessCommunicator single;
+    TrainerConfig c = bench::synthetic_config(lora, steps, checkpointing, placement);
+    c.pivot_step = 1;
+    c.max_train_steps = untimed + steps;
+    c.adamw_kernel = AdamWKernel::kFused;
+    c.step_graph = run == 1 && device.is_cuda() ? TrainerConfig::StepGraph::kCuda : TrainerConfig::StepGraph::kStatic;
+    Trainer t(m, c, 0.13025, std::make_shared<AfterBackwardReducer>(single));
+    for (int64_t s = 1; s <= c.max_train_steps; ++s) {
+      if (s == untimed + 1) reset_peak_memory(device);
+      const double t0 = now();
+      const StepResult r = t.step(s, b);
+      if (device.is_cuda()) torch::cuda::synchronize();
+      if (s > untimed) ms[run].push_back((now() - t0) * 1e3);
+      losses[run].push_back(r.loss);
+    }
+    peak_gib[run] = static_cast<double>(peak_memory_bytes(device)) / (1 << 30);
+    if (run == 1) replays = t.graph_replays();
+  }
+  double worst_rel = 0;
+  bool within = true;
+  for (size_t s = 0; s < losses[0].size(); ++s) {
+    const double a = losses[0][s], g = losses[1][s];
+    const double diff = std::abs(a - g), scale = std::max(std::abs(a), std::abs(g));
+    const double rel = diff == 0 ? 0.0 : (scale > 0 ? diff / scale : diff);
+    if (!(rel <= worst_rel)) worst_rel = rel;  // a NaN sticks
+    if (bit_equal ? !(a == g) : !(rel <= kGraphRelTolerance)) within = false;
+  }
+  const bool ok = within && (!device.is_cuda() || replays == steps);
+  char rel[32] = "null";
+  if (std::isfinite(worst_rel)) std::snprintf(rel, sizeof rel, "%.3g", worst_rel);
+  std::printf("{\"impl\": \"xltune\", \"check\": \"%s\", \"mode\": \"%s\", \"resolution\": %lld, \"batch\": %lld, "
+              "\"checkpointing\": %s, \"steps\": %lld, \"ms_eager\": %.2f, \"ms_graph\": %.2f, "
+              "\"eager_over_graph\": %.3f, \"peak_gib_eager\": %.3f, \"peak_gib_graph\": %.3f, \"replays\": %lld, "
+              "\"max_rel_loss_diff\": %s, \"rel_tolerance\": %s, \"placement\": \"%s\", \"ok\": %s}\n",
+              bit_equal ? "graph-deterministic: captured = eager, bit for bit" : "graph: captured step vs eager",
+              lora ? "lora" : "full", static_cast<long long>(resolution), static_cast<long long>(batch),
+              checkpointing ? "true" : "false", static_cast<long long>(steps), median(ms[0]), median(ms[1]),
+              median(ms[0]) / median(ms[1]), peak_gib[0], peak_gib[1], static_cast<long long>(replays), rel,
+              bit_equal ? "0" : "0.001", placement.describe().c_str(), ok ? "true" : "false");
+  std::fflush(stdout);
+  return ok ? 0 : 1;
+}
+
 int run(int argc, char** argv) {
   if (argc < 7) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing|plain] [nccl|deterministic]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing|plain] "
+                 "[nccl|deterministic|graph|graph-deterministic]\n", argv[0]);
     return 2;
   }
   const std::string model_arg = argv[1], mode = argv[3];
@@ -248,7 +316,9 @@ int run(int argc, char** argv) {
   const int64_t resolution = std::stoll(argv[4]), batch = std::stoll(argv[5]), steps = std::stoll(argv[6]);
   const bool checkpointing = argc > 7 && std::string(argv[7]) == "checkpointing";
   const bool nccl = argc > 8 && std::string(argv[8]) == "nccl";
-  const bool deterministic = argc > 8 && std::string(argv[8]) == "deterministic";
+  const std::string check = argc > 8 ? argv[8] : "";
+  const bool graph = check == "graph" || check == "graph-deterministic";
+  const bool deterministic = check == "deterministic" || check == "graph-deterministic";
   const bool lora = mode == "lora";
   if (deterministic) set_deterministic_environment();  // before anything starts CUDA or cuBLAS
   // As `xltune train` places the models (Note [One placement]).
@@ -265,6 +335,8 @@ int run(int argc, char** argv) {
     return load_sdxl(model_arg, o);
   };
   if (nccl) return nccl_check(load_model, lora, device, resolution, batch, steps);
+  if (graph)
+    return graph_check(load_model, lora, checkpointing, placement, resolution, batch, steps, deterministic);
   if (deterministic) return determinism_check(load_model, lora, checkpointing, placement, resolution, batch, steps);
   SdxlModel m = load_model();
   const int64_t after_load = peak_memory_bytes(device);

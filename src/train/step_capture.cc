@@ -3,16 +3,27 @@
 #include "core/check.h"
 
 #ifdef XLTUNE_HAVE_CUDA
-#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace xltune {
 
 #ifdef XLTUNE_HAVE_CUDA
 namespace {
+
+// `waiter` waits for the work queued on `first` so far (ATen's CUDAEvent would pull in headers
+// of libraries this unit does not use).
+void order_after(const c10::cuda::CUDAStream& first, const c10::cuda::CUDAStream& waiter) {
+  cudaEvent_t event = nullptr;
+  cudaError_t rc = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+  if (rc == cudaSuccess) rc = cudaEventRecord(event, first.stream());
+  if (rc == cudaSuccess) rc = cudaStreamWaitEvent(waiter.stream(), event, 0);
+  if (event != nullptr) cudaEventDestroy(event);  // released once the wait is done
+  XLTUNE_CHECK(rc == cudaSuccess, "step capture: ordering two CUDA streams: ", cudaGetErrorString(rc));
+}
 
 class CudaStepCapture final : public StepCapture {
  public:
@@ -42,9 +53,7 @@ class CudaStepCapture final : public StepCapture {
   void on_side(const std::function<void()>& body, bool capture) {
     c10::cuda::CUDAGuard on_device(device_);
     c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(device_.index());
-    at::cuda::CUDAEvent before;
-    before.record(current);
-    before.block(side_);
+    order_after(current, side_);
     {
       c10::cuda::CUDAStreamGuard on_side_stream(side_);
       if (capture) {
@@ -60,9 +69,7 @@ class CudaStepCapture final : public StepCapture {
         body();
       }
     }
-    at::cuda::CUDAEvent after;
-    after.record(side_);
-    after.block(current);
+    order_after(side_, current);
   }
 
   c10::Device device_;

@@ -198,14 +198,7 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
   if (config.pivot_step == 0) freeze_token_rows();
   reducer_->prepare(reduced_tensors());
   if (config.use_ema) ema_ = std::make_unique<ParameterEma>(unet_trained(), config.ema_decay);
-  if (config.step_graph == TrainerConfig::StepGraph::kCuda)
-    XLTUNE_CHECK(device_.is_cuda(), "--cuda_graph true needs a CUDA device; this run trains on ", device_.str());
-  // Note [The step as a CUDA graph]: every step then reads the learning rates from the device, so
-  // the eager steps and the replays use one form of the kernel.
-  if (config.step_graph != TrainerConfig::StepGraph::kOff && config.adamw_kernel == AdamWKernel::kFused) {
-    for (auto& o : optimizers_) o->use_device_learning_rates();
-    device_learning_rates_ = true;
-  }
+  set_up_step_graph();
   if (sharded_) {  // last: the destructor unhooks it
     model.unet->set_before_block([this](int block) {
       for (auto& o : optimizers_) o->before_forward_block(block);
@@ -563,6 +556,17 @@ StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batch
     o->add_learning_rates(factor, result.learning_rates);
   }
   return result;
+}
+
+void Trainer::set_up_step_graph() {
+  if (config_.step_graph == TrainerConfig::StepGraph::kCuda)
+    XLTUNE_CHECK(device_.is_cuda(), "--cuda_graph true needs a CUDA device; this run trains on ", device_.str());
+  // Note [The step as a CUDA graph]: every step then reads the learning rates from the device, so
+  // the eager steps and the replays use one form of the kernel.
+  if (config_.step_graph != TrainerConfig::StepGraph::kOff && config_.adamw_kernel == AdamWKernel::kFused) {
+    for (auto& o : optimizers_) o->use_device_learning_rates();
+    device_learning_rates_ = true;
+  }
 }
 
 std::string Trainer::graph_blocker(const std::vector<StepBatch>& micro_batches, bool trains_rows) const {

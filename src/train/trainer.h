@@ -322,6 +322,7 @@ class Trainer {
   int64_t graphed_steps_ = 0, graph_replays_ = 0, graph_captures_ = 0;
   bool device_learning_rates_ = false;
   bool capturing_ = false;
+  void set_up_step_graph();
   // Why this step runs eagerly under --cuda_graph (empty: it can be captured).
   std::string graph_blocker(const std::vector<StepBatch>& micro_batches, bool trains_rows) const;
   StepResult graphed_step(int64_t step, const StepBatch& batch);
