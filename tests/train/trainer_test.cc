@@ -352,8 +352,10 @@ NamedTensors run_graphed(const TinyModel& tiny, const TrainerConfig& c, std::vec
 
 TEST(TrainerStepGraph, StaticStepsTrainAsTheEagerStepsBitForBit) {
   TinyModel tiny;
-  for (bool fused_projections : {false, true}) {
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool fused_projections = variant > 0;
     TrainerConfig eager = tiny_config();
+    eager.use_ema = variant == 2;  // the EMA follows the settled step, outside what is captured
     eager.max_train_steps = 14;
     eager.pivot_step = 2;
     eager.schedule = LrSchedule{LrScheduleKind::kLinear, 5, 14};
@@ -385,6 +387,34 @@ TEST(TrainerStepGraph, StaticStepsTrainAsTheEagerStepsBitForBit) {
     }
     EXPECT_EQ(a[5].skipped, "non-finite gradient");
   }
+}
+
+// A run of static-input steps resumed from its checkpoint tensors continues exactly: the restore
+// drops the step's static buffers (its optimizer state is new tensors) and the device learning
+// rates and step counts come back with it.
+TEST(TrainerStepGraph, ResumedStaticStepsContinueExactly) {
+  TinyModel tiny;
+  TrainerConfig c = tiny_config();
+  c.max_train_steps = 6;
+  c.pivot_step = 1;
+  c.schedule = LrSchedule{LrScheduleKind::kLinear, 2, 6};
+  c.adamw_kernel = AdamWKernel::kFused;
+  c.step_graph = TrainerConfig::StepGraph::kStatic;
+  SdxlModel m = tiny.load();
+  Trainer whole(m, c, 0.13025, reducer());
+  for (int s = 1; s <= 6; ++s) whole.step(s, tiny_batch(2, 0, 100 + s));
+  SdxlModel m2 = tiny.load();
+  Trainer first(m2, c, 0.13025, reducer());
+  for (int s = 1; s <= 3; ++s) first.step(s, tiny_batch(2, 0, 100 + s));
+  std::map<std::string, at::Tensor> saved;
+  for (const auto& [name, t] : first.checkpoint_tensors()) saved[name] = t.clone();
+  for (int s = 4; s <= 4; ++s) first.step(s, tiny_batch(2, 0, 100 + s));  // moves on, then goes back
+  first.restore(saved, 3);
+  for (int s = 4; s <= 6; ++s) first.step(s, tiny_batch(2, 0, 100 + s));
+  const NamedTensors a = whole.checkpoint_tensors(), b = first.checkpoint_tensors();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i].second, b[i].second)) << a[i].first;
+  EXPECT_EQ(first.graphed_steps(), 3 + 1 + 3 - 1) << "steps 2..4, then 4..6 again";
 }
 
 // Steps the graph cannot hold run eagerly: the foreach kernel (host bias corrections), micro-
