@@ -1,12 +1,16 @@
 // The C++ half of bench/unet.py, and the peak-memory probe of the gradient-checkpointing test.
 //
-//   xltune_bench_unet time UNET_DIR BATCH SIZE REPEATS      fwd+bwd of a saved UNet (best of REPEATS)
+//   xltune_bench_unet time UNET_DIR BATCH SIZE REPEATS [channels-last]
+//                                                           fwd+bwd of a saved UNet (best of REPEATS)
 //   xltune_bench_unet vae VAE_DIR BATCH SIZE REPEATS        VAE encode
 //   xltune_bench_unet memory UNET_CONFIG plain|recompute BATCH SIZE
 //                                                           peak resident memory of one fwd+bwd
-//   xltune_bench_unet gpu UNET_CONFIG plain|recompute BATCH SIZE REPEATS
+//   xltune_bench_unet gpu UNET_CONFIG plain|recompute|channels-last BATCH SIZE REPEATS
 //                                                           bf16 fwd+bwd on CUDA (bench/gpu/run):
-//                                                           median ms and peak GPU memory
+//                                                           median ms and peak GPU memory;
+//                                                           channels-last: the convolutions' weights
+//                                                           and the latents in NHWC (issue 18: does
+//                                                           cuDNN's NHWC path measure faster?)
 //   xltune_bench_unet gpu-graph UNET_CONFIG plain|recompute BATCH SIZE REPEATS
 //                                                           the same fwd+bwd eager, then captured
 //                                                           as one CUDA graph and replayed: the
@@ -126,6 +130,15 @@ int graph_probe(xltune::UNet& unet, const Inputs& in, int repeats, double eager_
 #endif
 }
 
+// The 4-D weights and the latents in channels-last (NHWC) memory format: cuDNN's tensor-core
+// convolutions prefer it, and the format propagates through the convolutions that follow.
+void to_channels_last(xltune::UNet& unet, Inputs& in) {
+  at::NoGradGuard no_grad;
+  for (auto& p : unet->parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  in.sample = in.sample.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 // Full-size UNet on the GPU: random bf16 weights (no download), all trainable.
 int gpu_probe(char** argv) {
   const bool recompute = std::string(argv[3]) == "recompute";
@@ -142,6 +155,7 @@ int gpu_probe(char** argv) {
   }
   unet->set_gradient_checkpointing(recompute);
   Inputs in = make_inputs(c, batch, size, o);
+  if (std::string(argv[3]) == "channels-last") to_channels_last(unet, in);
 #ifdef XLTUNE_BENCH_CUDA_STATS
   c10::cuda::CUDACachingAllocator::resetPeakStats(0);
 #endif
@@ -189,7 +203,7 @@ int main(int argc, char** argv) {
   at::set_num_threads(2);
   try {
     if (mode == "gpu" || mode == "gpu-graph") {
-      XLTUNE_CHECK(argc == 7, "usage: gpu|gpu-graph CONFIG plain|recompute BATCH SIZE REPEATS");
+      XLTUNE_CHECK(argc == 7, "usage: gpu|gpu-graph CONFIG plain|recompute|channels-last BATCH SIZE REPEATS");
       return gpu_probe(argv);
     }
     if (mode == "memory") {
@@ -214,6 +228,7 @@ int main(int argc, char** argv) {
     if (mode == "time") {
       xltune::UNet unet = xltune::load_unet(argv[2]);
       Inputs in = make_inputs(unet->config(), batch, size);
+      if (argc > 6 && std::string(argv[6]) == "channels-last") to_channels_last(unet, in);
       fwd_bwd(unet, in);  // warm-up
       for (int r = 0; r < repeats; ++r) {
         for (auto& p : unet->parameters()) p.mutable_grad() = at::Tensor();
