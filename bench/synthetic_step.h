@@ -66,6 +66,8 @@ inline TrainerConfig synthetic_config(bool lora, int64_t steps, bool checkpointi
   c.adamw_kernel = placement.device.is_cuda() ? AdamWKernel::kFused : AdamWKernel::kForeach;
   // As --lora_fused_projections auto (Note [LoRA's shared down-projection]).
   c.lora_fused_projections = lora && placement.device.is_cuda();
+  // As --lora_product_dtype auto (Note [LoRA's product in bf16]).
+  c.lora_product_dtype = placement.device.is_cuda() && placement.unet == at::kBFloat16 ? at::kBFloat16 : at::kFloat;
   return c;
 }
 

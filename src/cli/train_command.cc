@@ -121,6 +121,12 @@ void add_device_options(OptionTable& own, TrainOptions& o) {
                   "LoRA: the down-projections of the adapters that read one input (attn1's q, k, v; attn2's k, v) "
                   "as one GEMM, and their gradients as two: fewer, wider ops, the same step but for the last bits. "
                   "auto: on on a GPU, off on the CPU (where the replay against diffusers + peft is exact)")
+      .add_choice("lora_product_dtype", &o.lora_product_dtype,
+                  {{"auto", LoraProductChoice::kAuto}, {"fp32", LoraProductChoice::kFp32}, {"bf16", LoraProductChoice::kBf16}},
+                  "LoRA: the dtype its product runs in: fp32 (the adapters' own; the input cast to it and kept for "
+                  "backward) or bf16 (A and B cast from their fp32 masters each step, the input as it is, the "
+                  "gradients back in fp32: autocast's mixed precision; less memory, the tensor cores). auto: bf16 on "
+                  "a GPU, fp32 on the CPU (where the replay against diffusers + peft is exact)")
       .add("cuda_graph", &o.cuda_graph,
            "capture the training step as one CUDA graph per batch shape and replay it: the host issues a step's "
            "~17,000 kernels with one call. Steps after the pivot, on one GPU, with the fused AdamW kernel and fp32 "

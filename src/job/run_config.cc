@@ -43,6 +43,7 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
       {"deterministic", run.placement.deterministic},  // Note [Deterministic mode]
       {"attention", attention_kernel_name(run.placement.attention)},  // Note [Attention kernels]
       {"lora_fused_projections", tc.is_lora && tc.lora_fused_projections},  // Note [LoRA's shared down-projection]
+      {"lora_product_dtype", !tc.is_lora ? "none" : tc.lora_product_dtype == at::kBFloat16 ? "bf16" : "fp32"},  // Note [LoRA's product in bf16]
       {"cuda_graph", tc.step_graph == TrainerConfig::StepGraph::kCuda},  // Note [The step as a CUDA graph]
       {"trainable_parameters", trainer.trainable_parameter_count()},
       {"grad_reduce_dtype", traveling_dtype_name(run.grad_reduce_dtype)},

@@ -25,6 +25,9 @@ enum class AdamWKernelChoice { kAuto, kForeach, kFused };
 // --lora_fused_projections: Note [LoRA's shared down-projection] (models/lora.h); auto: on on a GPU,
 // off on the CPU (the replay against diffusers + peft stays exact there).
 enum class LoraFusedChoice { kAuto, kOn, kOff };
+// --lora_product_dtype: Note [LoRA's product in bf16] (models/lora.h); auto: bf16 on a GPU whose
+// UNet is bf16, fp32 otherwise.
+enum class LoraProductChoice { kAuto, kFp32, kBf16 };
 // --report_to (diffusers' name): where rank 0 logs the metrics besides metrics.jsonl.
 enum class ReportTo { kNone, kTensorBoard };
 
@@ -75,6 +78,7 @@ struct TrainOptions {
   at::ScalarType optimizer_state_dtype = at::kFloat;  // fp32 or bf16 (AdamW moments)
   AdamWKernelChoice adamw_kernel = AdamWKernelChoice::kAuto;
   LoraFusedChoice lora_fused_projections = LoraFusedChoice::kAuto;
+  LoraProductChoice lora_product_dtype = LoraProductChoice::kAuto;
   // Note [The step as a CUDA graph] (train/trainer.h): capture the step once per batch shape and
   // replay it. Off by default until a GPU run has measured it (bench/gpu/run).
   bool cuda_graph = false;

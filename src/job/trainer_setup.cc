@@ -51,6 +51,13 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
   }
   tc.lora_fused_projections = o.lora_fused_projections == LoraFusedChoice::kOn ||
                               (o.lora_fused_projections == LoraFusedChoice::kAuto && placement.device.is_cuda());
+  switch (o.lora_product_dtype) {
+    case LoraProductChoice::kFp32: tc.lora_product_dtype = at::kFloat; break;
+    case LoraProductChoice::kBf16: tc.lora_product_dtype = at::kBFloat16; break;
+    case LoraProductChoice::kAuto:  // bf16 where the input already is (a GPU's bf16 UNet), else fp32
+      tc.lora_product_dtype = placement.device.is_cuda() && placement.unet == at::kBFloat16 ? at::kBFloat16 : at::kFloat;
+      break;
+  }
   tc.step_graph = o.cuda_graph ? TrainerConfig::StepGraph::kCuda : TrainerConfig::StepGraph::kOff;
   tc.autocast_bf16 = placement.autocast_bf16;
   tc.use_ema = o.use_ema;

@@ -14,18 +14,25 @@
 namespace xltune {
 
 at::Tensor LoraAdapter::delta(const at::Tensor& x) const {
-  at::Tensor h = at::linear(at::linear(x.to(down.scalar_type()), down), up);
+  const at::ScalarType dt = product_dtype();
+  at::Tensor h = at::linear(at::linear(x.to(dt), down.to(dt)), up.to(dt));
   return (scale == 1.0 ? h : h * scale).to(x.scalar_type());
 }
 
 namespace {
 
-// Note [LoRA's own backward]: out = y + cast(scale * (cast(x) A^T) B^T), one node.
+// `t` in `dtype`: itself when it is in it already (no op).
+at::Tensor in_dtype(const at::Tensor& t, at::ScalarType dtype) { return t.scalar_type() == dtype ? t : t.to(dtype); }
+
+// Note [LoRA's own backward]: out = y + cast(scale * (cast(x) A^T) B^T), one node; the product in
+// `product`'s dtype (Note [LoRA's product in bf16]), A's when it is A's own.
 class LoraAdd : public torch::autograd::Function<LoraAdd> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& y, const at::Tensor& x,
-                            const at::Tensor& down, const at::Tensor& up, double scale) {
-    const at::Tensor xa = x.scalar_type() == down.scalar_type() ? x : x.to(down.scalar_type());
+                            const at::Tensor& down_master, const at::Tensor& up_master, double scale,
+                            int64_t product) {
+    const auto dt = static_cast<at::ScalarType>(product);
+    const at::Tensor xa = in_dtype(x, dt), down = in_dtype(down_master, dt), up = in_dtype(up_master, dt);
     const at::Tensor h = at::linear(xa, down);
     at::Tensor d = at::linear(h, up);
     if (scale != 1.0) d = d * scale;
@@ -33,6 +40,7 @@ class LoraAdd : public torch::autograd::Function<LoraAdd> {
     ctx->save_for_backward({xa, h, down, up});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+    ctx->saved_data["w_dtype"] = static_cast<int64_t>(down_master.scalar_type());
     return y + d;
   }
 
@@ -52,15 +60,17 @@ class LoraAdd : public torch::autograd::Function<LoraAdd> {
     const at::Tensor x2 = xa.reshape({-1, down.size(1)});
     // A weight used transposed gets its gradient as (g^T input), contiguous like the weight
     // (mm_mat2_backward's branch for a column-major operand): AccumulateGrad keeps it, no copy.
-    const at::Tensor grad_up = at::mm(g2.t(), h2);
+    // In the product's dtype, back to the masters' (fp32) for AdamW.
+    const auto w_dtype = static_cast<at::ScalarType>(ctx->saved_data["w_dtype"].toInt());
+    const at::Tensor grad_up = in_dtype(at::mm(g2.t(), h2), w_dtype);
     const at::Tensor gh = at::mm(g2, up);
-    const at::Tensor grad_down = at::mm(gh.t(), x2);
+    const at::Tensor grad_down = in_dtype(at::mm(gh.t(), x2), w_dtype);
     at::Tensor grad_x;
     if (ctx->needs_input_grad(1)) {
       grad_x = at::mm(gh, down).view(xa.sizes());
       if (grad_x.scalar_type() != x_dtype) grad_x = grad_x.to(x_dtype);
     }
-    return {gy, grad_x, grad_down, grad_up, at::Tensor()};
+    return {gy, grad_x, grad_down, grad_up, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -78,10 +88,13 @@ class LoraGroupAdd : public torch::autograd::Function<LoraGroupAdd> {
   // The lists as at::TensorList: apply() counts each of their tensors as an input (a
   // variable_list would be one opaque argument, its tensors given no gradient).
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                                                at::TensorList ys, at::TensorList downs, at::TensorList ups,
-                                                std::vector<double> scales) {
-    const at::Tensor xa = x.scalar_type() == downs[0].scalar_type() ? x : x.to(downs[0].scalar_type());
-    const at::Tensor down = at::cat(downs);
+                                                at::TensorList ys, at::TensorList downs, at::TensorList up_masters,
+                                                std::vector<double> scales, int64_t product) {
+    const auto dt = static_cast<at::ScalarType>(product);
+    const at::Tensor xa = in_dtype(x, dt);
+    const at::Tensor down = in_dtype(at::cat(downs), dt);
+    std::vector<at::Tensor> ups;
+    for (const at::Tensor& up : up_masters) ups.push_back(in_dtype(up, dt));
     const at::Tensor h = at::linear(xa, down);
     // One split for the n slices (n narrows would be n ops on the host).
     const std::vector<at::Tensor> hs = at::split_with_sizes(h, ranks_of(downs), -1);
@@ -97,6 +110,7 @@ class LoraGroupAdd : public torch::autograd::Function<LoraGroupAdd> {
     ctx->save_for_backward(saved);
     ctx->saved_data["scales"] = c10::List<double>(scales);
     ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+    ctx->saved_data["w_dtype"] = static_cast<int64_t>(downs[0].scalar_type());
     return outs;
   }
 
@@ -106,6 +120,7 @@ class LoraGroupAdd : public torch::autograd::Function<LoraGroupAdd> {
     const at::Tensor &xa = saved[0], &h = saved[1], &down = saved[2];
     const auto scales = ctx->saved_data["scales"].toDoubleList();
     const auto x_dtype = static_cast<at::ScalarType>(ctx->saved_data["x_dtype"].toInt());
+    const auto w_dtype = static_cast<at::ScalarType>(ctx->saved_data["w_dtype"].toInt());
     const size_t n = grads.size();
     const std::vector<at::Tensor> ups(saved.begin() + 3, saved.end());
     const std::vector<int64_t> ranks = ranks_of(ups, 1);
@@ -117,13 +132,13 @@ class LoraGroupAdd : public torch::autograd::Function<LoraGroupAdd> {
       at::Tensor g = grads[i].scalar_type() == up.scalar_type() ? grads[i] : grads[i].to(up.scalar_type());
       if (scales[i] != 1.0) g = g * scales[i];
       const at::Tensor g2 = g.reshape({-1, up.size(0)});
-      grad_ups.push_back(at::mm(g2.t(), h2s[i]));
+      grad_ups.push_back(in_dtype(at::mm(g2.t(), h2s[i]), w_dtype));  // back to the masters' dtype
       ghs.push_back(at::mm(g2, up));
     }
     // One GEMM for the gradients of every A (row blocks of one contiguous tensor, each laid out as
     // its A: AccumulateGrad keeps them), one for x's.
     const at::Tensor gh = at::cat(ghs, 1);
-    const at::Tensor grad_down = at::mm(gh.t(), x2);
+    const at::Tensor grad_down = in_dtype(at::mm(gh.t(), x2), w_dtype);
     at::Tensor grad_x;
     if (ctx->needs_input_grad(0)) {
       grad_x = at::mm(gh, down).view(xa.sizes());
@@ -134,6 +149,7 @@ class LoraGroupAdd : public torch::autograd::Function<LoraGroupAdd> {
     for (at::Tensor& grad : at::split_with_sizes(grad_down, ranks, 0)) out.push_back(std::move(grad));
     out.insert(out.end(), grad_ups.begin(), grad_ups.end());
     out.emplace_back();  // scales
+    out.emplace_back();  // product
     return out;
   }
 };
@@ -156,18 +172,20 @@ std::vector<at::Tensor> add_lora_group(const std::vector<at::Tensor>& ys, const 
   torch::autograd::variable_list downs, ups;
   std::vector<double> scales;
   for (const LoraAdapter* a : adapters) {
+    XLTUNE_CHECK(a->product_dtype() == adapters[0]->product_dtype(), "LoRA: one group's adapters need one product dtype");
     downs.push_back(a->down);
     ups.push_back(a->up);
     scales.push_back(a->scale);
   }
-  return LoraGroupAdd::apply(x, at::TensorList(ys), at::TensorList(downs), at::TensorList(ups), scales);
+  return LoraGroupAdd::apply(x, at::TensorList(ys), at::TensorList(downs), at::TensorList(ups), scales,
+                             static_cast<int64_t>(adapters[0]->product_dtype()));
 }
 
 at::Tensor LoraAdapter::add_to(const at::Tensor& y, const at::Tensor& x) const {
   const bool records = at::GradMode::is_enabled() &&
                        (x.requires_grad() || y.requires_grad() || down.requires_grad() || up.requires_grad());
   if (!records) return y + delta(x);
-  return LoraAdd::apply(y, x, down, up, scale);
+  return LoraAdd::apply(y, x, down, up, scale, static_cast<int64_t>(product_dtype()));
 }
 
 const std::vector<std::string>& lora_projections() {
@@ -199,6 +217,10 @@ void UNetLora::initialize(uint64_t seed) {
     a.down.copy_(values);
     a.up.zero_();
   }
+}
+
+void UNetLora::set_product_dtype(at::ScalarType dtype) {
+  for (const auto& s : sites_) s.adapter->product = dtype;
 }
 
 namespace {

@@ -12,6 +12,16 @@
 // are fp32 whatever the UNet's dtype (bf16 on a GPU): the input is cast to fp32 for the
 // adapter and the adapter's output back to the UNet's dtype, as diffusers' LoRA layers do.
 //
+// Note [LoRA's product in bf16]
+// On a GPU that fp32 product costs twice: each adapter's input is copied to fp32 (and that copy
+// kept for backward: about 1.7 GB at 1024² on SDXL), and its GEMMs run in fp32, far below the
+// tensor cores' bf16 rate. With a product dtype (LoraAdapter::product, --lora_product_dtype;
+// auto: bf16 on a GPU whose UNet is bf16, A's dtype on the CPU, where the replay against
+// diffusers + peft stays exact) the fp32 masters A and B are cast to it in the forward (they are
+// small: rank x width), the product runs on the input as it is, and the gradients of A and B come
+// back to fp32 for AdamW: the mixed precision of autocast, which diffusers' scripts train LoRA
+// under. The values differ from the fp32 product by bf16's rounding (tests/models/lora_test.cc).
+//
 // Note [LoRA's own backward]
 // Left to autograd, y + scale * up(down(x)) records seven nodes per adapter (the casts, each
 // linear's reshape, mm and transposes, the scale, the add), and SDXL has 560 adapters: about
@@ -37,6 +47,9 @@ struct LoraAdapter {
   at::Tensor down;  // A [rank, in]
   at::Tensor up;    // B [out, rank]
   double scale = 1.0;  // alpha / rank
+  // The dtype the product runs in (Note [LoRA's product in bf16]); Undefined: A's.
+  at::ScalarType product = at::ScalarType::Undefined;
+  at::ScalarType product_dtype() const { return product == at::ScalarType::Undefined ? down.scalar_type() : product; }
   // scale * up(down(x)), in x's dtype.
   at::Tensor delta(const at::Tensor& x) const;
   // y + delta(x), the adapted projection's output from the frozen one's (y = W x + b). While
@@ -89,6 +102,8 @@ class UNetLora {
   // A ~ N(0, 1/rank^2) (std 1/rank, diffusers' LoRALinearLayer and the reference), one keyed
   // generator per site (Note [Keyed draws]); B = 0, so training starts from the base model.
   void initialize(uint64_t seed);
+  // Every adapter's product dtype (Note [LoRA's product in bf16]); Undefined: A's.
+  void set_product_dtype(at::ScalarType dtype);
 
  private:
   friend UNetLora attach_lora(UNetImpl& unet, int64_t rank, double alpha, const at::TensorOptions& options);

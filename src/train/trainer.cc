@@ -132,6 +132,7 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
                         at::TensorOptions().dtype(at::kFloat).device(device_));
     lora_.initialize(config.seed);
     fuse_lora_projections(*model.unet, config.lora_fused_projections);
+    lora_.set_product_dtype(config.lora_product_dtype);
     AdamWGroup g{"lora", AdamWHyper{config.lora_lr, 0.9, 0.999, 1e-8, 1e-4}, {}, {}, false};
     for (const auto& site : lora_.sites()) {
       const std::string base = "unet." + site.module + "." + site.projection;

@@ -134,6 +134,9 @@ struct TrainerConfig {
   // LoRA's adapters of one input as one GEMM (Note [LoRA's shared down-projection]): like the
   // kernel, not part of the run's meaning (the last bits of a step, not what it is).
   bool lora_fused_projections = false;
+  // The dtype of LoRA's product (Note [LoRA's product in bf16]); Undefined: the adapters' own
+  // (fp32). Like the kernel, not part of the run's meaning.
+  at::ScalarType lora_product_dtype = at::ScalarType::Undefined;
   // Note [The step as a CUDA graph]: kOff, every step eager; kCuda, captured where the step allows
   // (a CUDA device); kStatic, the same static-input step run eagerly (the CPU's stand-in, for the
   // tests). Not part of the run's meaning.

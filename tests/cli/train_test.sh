@@ -99,6 +99,11 @@ expect 0 "--lora_fused_projections on" train --seed 1 --max_train_steps 2 --lora
 metrics "$dir/fused" "c['resolved']['lora_fused_projections'] is True and c['options']['lora_fused_projections'] == 'on'"
 expect 2 "--lora_fused_projections unknown" train --lora_fused_projections maybe --output_dir "$dir/x" \
   && has "$dir/err" "lora_fused_projections"
+# --lora_product_dtype (Note [LoRA's product in bf16]): auto is fp32 on the CPU; bf16 trains and says so.
+metrics "$dir/attn" "c['resolved']['lora_product_dtype'] == 'fp32'"
+expect 0 "--lora_product_dtype bf16" train --seed 1 --max_train_steps 2 --lora_product_dtype bf16 --output_dir "$dir/bf16"
+metrics "$dir/bf16" "c['resolved']['lora_product_dtype'] == 'bf16' and c['options']['lora_product_dtype'] == 'bf16'"
+expect 2 "--lora_product_dtype fp16" train --lora_product_dtype fp16 --output_dir "$dir/x" && has "$dir/err" "lora_product_dtype"
 # --cuda_graph (Note [The step as a CUDA graph]): off by default, recorded; on the CPU one error
 # naming the option, before any model is loaded.
 metrics "$dir/attn" "c['resolved']['cuda_graph'] is False and c['options']['cuda_graph'] is False"

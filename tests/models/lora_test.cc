@@ -109,6 +109,66 @@ TEST(Lora, WeightsThatDoNotFitAreNamed) {
                                    ::testing::HasSubstr("down_blocks.7.attn1.to_q (no such attention projection)"))));
 }
 
+// Note [LoRA's product in bf16]: the product in bf16 from fp32 masters is the fp32 product to
+// bf16's rounding, for one adapter and for a group, on a bf16 input (a GPU's UNet) and an fp32 one;
+// A's and B's gradients come back in fp32, x's in x's dtype; without gradients the same values.
+TEST(Lora, ABf16ProductIsTheFp32ProductToBf16Rounding) {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(31);
+  double worst = 0;
+  for (at::ScalarType x_dtype : {at::kBFloat16, at::kFloat}) {
+    for (int64_t n : {1, 3}) {
+      SCOPED_TRACE(::testing::Message() << "input " << x_dtype << " adapters " << n);
+      std::vector<LoraAdapter> adapters(n);
+      std::vector<at::Tensor> ws, gys;
+      for (int64_t i = 0; i < n; ++i) {
+        adapters[i].down = at::randn({4, 24}, g).requires_grad_(true);
+        adapters[i].up = at::randn({40, 4}, g).requires_grad_(true);
+        adapters[i].scale = 0.5;
+        ws.push_back(at::randn({40, 24}, g).to(x_dtype));
+        gys.push_back(at::randn({2, 7, 40}, g).to(x_dtype));
+      }
+      const at::Tensor x0 = at::randn({2, 7, 24}, g).to(x_dtype);
+      const auto run = [&](at::ScalarType product) {
+        at::Tensor x = x0.clone().requires_grad_(true);
+        std::vector<at::Tensor> ys, outs;
+        std::vector<const LoraAdapter*> group;
+        for (int64_t i = 0; i < n; ++i) {
+          adapters[i].product = product;
+          ys.push_back(at::linear(x, ws[i]));
+          group.push_back(&adapters[i]);
+        }
+        outs = n == 1 ? std::vector<at::Tensor>{adapters[0].add_to(ys[0], x)} : add_lora_group(ys, x, group);
+        torch::autograd::backward(outs, gys);
+        std::vector<at::Tensor> r{x.grad()};
+        for (auto& o : outs) r.push_back(o.detach());
+        for (auto& a : adapters) {
+          EXPECT_EQ(a.down.grad().scalar_type(), at::kFloat);
+          EXPECT_EQ(a.up.grad().scalar_type(), at::kFloat);
+          r.push_back(a.down.grad()), r.push_back(a.up.grad());
+          a.down.mutable_grad() = at::Tensor();
+          a.up.mutable_grad() = at::Tensor();
+        }
+        at::NoGradGuard no_grad;
+        r.push_back(adapters[0].add_to(at::linear(x0, ws[0]), x0));
+        return r;
+      };
+      const std::vector<at::Tensor> fp32 = run(at::ScalarType::Undefined), bf16 = run(at::kBFloat16);
+      ASSERT_EQ(fp32.size(), bf16.size());
+      EXPECT_EQ(bf16[0].scalar_type(), x_dtype);
+      for (size_t i = 0; i < fp32.size(); ++i) {
+        EXPECT_EQ(bf16[i].scalar_type(), fp32[i].scalar_type()) << "result " << i;
+        const double scale = fp32[i].to(at::kFloat).abs().max().item<double>();
+        ASSERT_GT(scale, 0) << "result " << i;
+        const double err = (bf16[i].to(at::kFloat) - fp32[i].to(at::kFloat)).abs().max().item<double>() / scale;
+        EXPECT_LT(err, 3e-2) << "result " << i;  // a few times the largest measured
+        EXPECT_GT(err, 0) << "result " << i << ": the product did not run in bf16";
+        worst = std::max(worst, err);
+      }
+    }
+  }
+  std::printf("[ measured ] LoRA product in bf16 against fp32: largest relative difference %.3g\n", worst);
+}
+
 }  // namespace
 }  // namespace xltune
 
