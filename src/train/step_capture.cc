@@ -4,6 +4,7 @@
 
 #ifdef XLTUNE_HAVE_CUDA
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
@@ -36,6 +37,9 @@ class CudaStepCapture final : public StepCapture {
     XLTUNE_CHECK(!graph_, "step capture: the step is captured already");
     graph_ = std::make_unique<at::cuda::CUDAGraph>();
     on_side(body, /*capture=*/true);
+    // The graph's private pool now holds a step's memory; the blocks the eager warm-ups cached
+    // for the side stream would stay reserved beside it for nothing.
+    c10::cuda::CUDACachingAllocator::emptyCache();
     replay();
   }
 
