@@ -2,11 +2,14 @@
 // issues per step, counted on the CPU, so that the work of issue 18 can be measured without a GPU.
 //
 //   xltune_bench_step_ops [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP] [KERNEL] [STATE]
-//                         [FUSE]
+//                         [FUSE] [GRAPH]
 //
-// Defaults: sdxl-base cpu 64 1 all 1 auto fp32 auto. KERNEL: AdamW's, auto, foreach or fused. STATE:
+// Defaults: sdxl-base cpu 64 1 all 1 auto fp32 auto off. KERNEL: AdamW's, auto, foreach or fused. STATE:
 // AdamW's moments, fp32 or bf16. FUSE: LoRA's shared down-projections (--lora_fused_projections),
-// auto (on on a GPU), on or off. sdxl-base: SDXL base 1.0's real UNet and both text
+// auto (on on a GPU), on or off. GRAPH: on runs the steps as --cuda_graph true does (Note [The
+// step as a CUDA graph]): on CUDA with WARMUP >= 4 the counted step after the pivot is a replay,
+// and the ops it counts are what the host still dispatches around it; on the CPU the same
+// static-input step, run eagerly. sdxl-base: SDXL base 1.0's real UNet and both text
 // encoders built from their configs with random weights (Note [Random model weights]); a
 // MODEL_DIR (xltune init-model) is quicker for trying the bench itself. Op counts depend on the
 // structure, not the resolution, so 64 px (8x8 latents) is enough. CASES: a comma list of
@@ -250,6 +253,7 @@ struct Options {
   std::string kernel = "auto";  // AdamW's: auto (fused on a GPU, foreach on the CPU), foreach, fused
   std::string state = "fp32";   // AdamW's moments: fp32 or bf16 (stochastic rounding)
   std::string fuse = "auto";    // LoRA's shared down-projections: auto (on on a GPU), on, off
+  std::string graph = "off";    // Note [The step as a CUDA graph]: on (CUDA: captured; CPU: static, run eagerly), off
 };
 
 // SDXL base 1.0, random weights: the real architecture.
@@ -391,6 +395,8 @@ std::vector<CaseResult> run_mode(const Options& o, bool lora) {
   if (o.kernel != "auto") config.adamw_kernel = o.kernel == "fused" ? AdamWKernel::kFused : AdamWKernel::kForeach;
   if (o.state == "bf16") config.optimizer_state_dtype = at::kBFloat16;
   if (o.fuse != "auto") config.lora_fused_projections = o.fuse == "on";
+  if (o.graph == "on")
+    config.step_graph = o.device.is_cuda() ? TrainerConfig::StepGraph::kCuda : TrainerConfig::StepGraph::kStatic;
   Trainer trainer(m, config, 0.13025, std::make_shared<AfterBackwardReducer>(comm));
   std::vector<CaseResult> out;
   std::fprintf(stderr, "step_ops: %s: steps\n", mode.c_str());
@@ -496,7 +502,7 @@ void print_json(const CaseResult& r, const Options& o) {
   s << "{\"case\": \"" << r.name << "\", \"model\": \"" << o.model << "\", \"device\": \"" << o.device.str()
     << "\", \"resolution\": " << o.resolution << ", \"batch\": " << o.batch << ", \"adamw_kernel\": \"" << o.kernel
     << "\", \"state_dtype\": \"" << o.state << "\", \"lora_fused_projections\": "
-    << (lora_fused(o) ? "true" : "false")
+    << (lora_fused(o) ? "true" : "false") << ", \"step_graph\": \"" << o.graph << "\""
     << ", \"step\": " << r.step
     << ", \"ops_total\": " << total.ops << ", \"ops_top_level\": " << total.top << ", \"ops_leaf\": " << total.leaf
     << ", \"by_phase\": {";
@@ -528,6 +534,8 @@ Options parse(int argc, char** argv) {
   if (argc > 7) o.kernel = argv[7];
   if (argc > 8) o.state = argv[8];
   if (argc > 9) o.fuse = argv[9];
+  if (argc > 10) o.graph = argv[10];
+  XLTUNE_CHECK(o.graph == "on" || o.graph == "off", "step_ops: GRAPH must be on or off, got '", o.graph, "'");
   XLTUNE_CHECK(o.fuse == "auto" || o.fuse == "on" || o.fuse == "off", "step_ops: FUSE must be auto, on or off, got '",
                o.fuse, "'");
   XLTUNE_CHECK(o.state == "fp32" || o.state == "bf16", "step_ops: STATE must be fp32 or bf16, got '", o.state, "'");
@@ -552,7 +560,8 @@ Options parse(int argc, char** argv) {
 
 int run(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help")) {
-    std::printf("usage: %s [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP] [KERNEL] [STATE] [FUSE]\n",
+    std::printf("usage: %s [sdxl-base|MODEL_DIR] [cpu|cuda] [RESOLUTION] [BATCH] [CASES] [WARMUP] [KERNEL] [STATE] [FUSE] "
+                "[GRAPH]\n",
                 argv[0]);
     return 0;
   }
