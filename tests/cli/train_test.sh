@@ -35,7 +35,8 @@ expect 0 "train --help" "$xltune" train --help
 for o in input_images seed resolution train_batch_size num_train_epochs max_train_steps is_lora unet_learning_rate \
   ti_lr lora_lr lr_scheduler lr_warmup_steps token_string caption_prefix mask_target_prompts crop_based_on_salience \
   use_face_detection_instead clipseg_temperature verbose checkpointing_steps model output_dir lora_rank lora_alpha \
-  shards config gradient_checkpointing dump_steps report_to deterministic; do has "$dir/out" "--$o"; done
+  shards config gradient_checkpointing dump_steps report_to deterministic cuda_graph lora_product_dtype; do
+  has "$dir/out" "--$o"; done
 
 # A LoRA run with the defaults except the step count: outputs, defaults recorded, progress.
 expect 0 "LoRA run" train --seed 1 --max_train_steps 5 --output_dir "$dir/a"
