@@ -107,6 +107,10 @@ struct Trainer::GraphedStep {
   at::Tensor spike_threshold;           // float64 []
   at::Tensor loss, grad_norm, apply, x0;  // the body's outputs
   std::unique_ptr<StepCapture> capture;   // kCuda only
+  // The inputs, in graphed_step's order.
+  std::array<at::Tensor*, 9> inputs() {
+    return {&latent_mean, &latent_logvar, &add_time_ids, &mask, &latent_sample, &noise, &timesteps, &context, &pooled};
+  }
 };
 
 Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_scaling_factor,
@@ -614,7 +618,7 @@ StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
   const std::array<at::Tensor, 3> draws =
       draws_to_device({d.latent_sample, d.noise, d.timesteps}, device_, !device_.is_cpu());
   auto [context, pooled] = text_conditioning(batch, /*trains_rows=*/false, &result.text_encoders_ran);
-  const std::vector<at::Tensor> inputs = {batch.latent_mean, batch.latent_logvar, batch.add_time_ids, batch.mask,
+  const std::array<at::Tensor, 9> inputs = {batch.latent_mean, batch.latent_logvar, batch.add_time_ids, batch.mask,
                                           draws[0], draws[1], draws[2], context, pooled};
   std::vector<int64_t> key;
   for (const auto& t : inputs) {
@@ -625,8 +629,7 @@ StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
     graphed_ = std::make_unique<GraphedStep>();
     GraphedStep& g = *graphed_;
     g.key = key;
-    at::Tensor* slots[] = {&g.latent_mean, &g.latent_logvar, &g.add_time_ids, &g.mask, &g.latent_sample,
-                           &g.noise,       &g.timesteps,     &g.context,      &g.pooled};
+    const std::array<at::Tensor*, 9> slots = g.inputs();
     for (size_t k = 0; k < inputs.size(); ++k) *slots[k] = at::empty_like(inputs[k], at::MemoryFormat::Contiguous);
     g.spike_threshold = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_));
     if (config_.step_graph == TrainerConfig::StepGraph::kCuda) g.capture = StepCapture::make(device_);
@@ -634,8 +637,7 @@ StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
   GraphedStep& g = *graphed_;
   {
     at::NoGradGuard no_grad;
-    at::Tensor* slots[] = {&g.latent_mean, &g.latent_logvar, &g.add_time_ids, &g.mask, &g.latent_sample,
-                           &g.noise,       &g.timesteps,     &g.context,      &g.pooled};
+    const std::array<at::Tensor*, 9> slots = g.inputs();
     for (size_t k = 0; k < inputs.size(); ++k) slots[k]->copy_(inputs[k], /*non_blocking=*/true);
     g.spike_threshold.fill_(guard_.spike_threshold());
   }

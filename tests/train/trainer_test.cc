@@ -19,6 +19,7 @@
 #include "diffusion/noise_schedule.h"
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
+#include "train/step_capture.h"
 #include "train/train_test_util.h"
 
 namespace xltune {
@@ -475,6 +476,13 @@ TEST(TrainerStepGraph, StepsTheGraphCannotHoldRunEagerly) {
   cuda.step_graph = TrainerConfig::StepGraph::kCuda;
   SdxlModel m3 = tiny.load();
   EXPECT_THROW(Trainer(m3, cuda, 0.13025, reducer()), Error) << "a CUDA graph on the CPU";
+  // The capture itself: a CPU device (or a build without CUDA) is one error naming the way out.
+  try {
+    StepCapture::make(at::Device(at::kCPU));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cpu"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
