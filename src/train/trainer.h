@@ -56,7 +56,8 @@
 //   - the step's inputs are static tensors, one set per shape of the batch (GraphedStep): the
 //     latent mean and log-variance, time ids, mask, the draws (n, eps, t; drawn on the host as
 //     always, Note [Keyed draws]) and the text conditioning, all copied in before the step;
-//   - the body (graph_body) is the eager step's device work from the latents to the optimizer:
+//   - the body (graph_body, train/trainer_graph.cc) is the eager step's device work from the
+//     latents to the optimizer:
 //     noising, the UNet, the loss, backward, clipping, the verdict against a device threshold
 //     (BadStepGuard::spike_threshold written into a tensor) and AdamW reading device learning
 //     rates (Optimizer::stage_learning_rates); its outputs (loss, norm, verdict, x0) stay at the
