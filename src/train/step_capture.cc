@@ -8,6 +8,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
+
+#include <map>
+#include <utility>
 #endif
 
 namespace xltune {
@@ -31,44 +34,50 @@ class CudaStepCapture final : public StepCapture {
   explicit CudaStepCapture(c10::Device device)
       : device_(device), side_(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index())) {}
 
-  void run_eager(const std::function<void()>& body) override { on_side(body, /*capture=*/false); }
+  void run_eager(const std::function<void()>& body) override { on_side(body, nullptr); }
 
-  void capture_and_replay(const std::function<void()>& body) override {
-    XLTUNE_CHECK(!graph_, "step capture: the step is captured already");
-    graph_ = std::make_unique<at::cuda::CUDAGraph>();
-    on_side(body, /*capture=*/true);
-    // The graph's private pool now holds a step's memory; the blocks the eager warm-ups cached
-    // for the side stream would stay reserved beside it for nothing.
+  void capture_and_replay(int64_t id, const std::function<void()>& body) override {
+    XLTUNE_CHECK(graphs_.count(id) == 0, "step capture: graph ", id, " is captured already");
+    auto graph = std::make_unique<at::cuda::CUDAGraph>();
+    on_side(body, graph.get());
+    if (graphs_.empty()) pool_ = graph->pool();  // the pool the later captures share
+    graphs_.emplace(id, std::move(graph));
+    // The pool now holds a step's memory; the blocks the eager warm-ups cached for the side
+    // stream would stay reserved beside it for nothing.
     c10::cuda::CUDACachingAllocator::emptyCache();
-    replay();
+    replay(id);
   }
 
-  void replay() override {
-    XLTUNE_CHECK(graph_ != nullptr, "step capture: replay before capture");
+  void replay(int64_t id) override {
+    auto it = graphs_.find(id);
+    XLTUNE_CHECK(it != graphs_.end(), "step capture: replay of graph ", id, " before its capture");
     c10::cuda::CUDAGuard on_device(device_);
-    graph_->replay();
+    it->second->replay();
   }
 
-  bool captured() const override { return graph_ != nullptr; }
+  bool captured(int64_t id) const override { return graphs_.count(id) != 0; }
+
+  void drop(int64_t id) override {
+    graphs_.erase(id);
+    // With no graph left the pool goes with the last one; the next capture starts a new one.
+    if (graphs_.empty()) pool_ = Pool{0, 0};
+  }
 
  private:
-  // The side stream waits for the current stream's work, runs (or captures) `body`, and the
-  // current stream waits for it in turn: callers see one stream's order.
-  void on_side(const std::function<void()>& body, bool capture) {
+  using Pool = decltype(std::declval<at::cuda::CUDAGraph&>().pool());
+
+  // The side stream waits for the current stream's work, runs `body` (captured into `graph`,
+  // when given), and the current stream waits for it in turn: callers see one stream's order.
+  void on_side(const std::function<void()>& body, at::cuda::CUDAGraph* graph) {
     c10::cuda::CUDAGuard on_device(device_);
     c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(device_.index());
     order_after(current, side_);
     {
       c10::cuda::CUDAStreamGuard on_side_stream(side_);
-      if (capture) {
-        graph_->capture_begin();
-        try {
-          body();
-        } catch (...) {
-          graph_.reset();  // ends nothing cleanly; the run ends with the error
-          throw;
-        }
-        graph_->capture_end();
+      if (graph != nullptr) {
+        graph->capture_begin(pool_);  // {0, 0} for the first graph: a new pool
+        body();  // on an error the graph is destroyed unfinished; the run ends with the error
+        graph->capture_end();
       } else {
         body();
       }
@@ -78,7 +87,8 @@ class CudaStepCapture final : public StepCapture {
 
   c10::Device device_;
   c10::cuda::CUDAStream side_;
-  std::unique_ptr<at::cuda::CUDAGraph> graph_;
+  std::map<int64_t, std::unique_ptr<at::cuda::CUDAGraph>> graphs_;
+  Pool pool_{0, 0};
 };
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
 #include "train/graphed_step.h"
+#include "train/step_capture.h"
 #include "train/zero_optimizer.h"
 
 namespace xltune {
@@ -309,7 +310,7 @@ void Trainer::restore(const std::map<std::string, at::Tensor>& tensors, int64_t 
   }
   guard_.load_state(tensors, completed_steps);
   if (ema_) ema_->load_state(tensors);
-  graphed_.reset();  // the optimizer state is new tensors: a graph would update the old ones
+  drop_step_graphs();  // the optimizer state is new tensors: a graph would update the old ones
   if (completed_steps >= pivotal_->pivot_step()) freeze_token_rows();
   text_cache_ = TextConditioningCache();
 }
@@ -501,7 +502,7 @@ StepResult Trainer::step(int64_t step, const std::vector<StepBatch>& micro_batch
   if (config_.step_graph != TrainerConfig::StepGraph::kOff) {
     const std::string blocker = graph_blocker(micro_batches, trains_rows);
     if (blocker.empty()) return graphed_step(step, micro_batches.front());
-    graphed_.reset();  // a replay repeats the host side of its capture's step: none may come between
+    drop_step_graphs();  // a replay repeats the host side of its capture's step: none may come between
     if (blocker != graph_blocker_logged_) {
       log_info("step ", step, " runs eagerly, not from a CUDA graph: ", blocker);
       graph_blocker_logged_ = blocker;

@@ -68,12 +68,17 @@
 // Which steps: after the pivot (the token rows frozen: their encoders run outside, from the text
 // cache), one micro-batch, a reducer that exchanges nothing (one rank), replicated AdamW on the
 // fused kernel with fp32 state, no autocast. Any other step runs eagerly, its reason logged once.
-// A new batch shape gets its own buffers and graph: kGraphWarmupSteps eager steps on the capture
-// stream first (capture needs the libraries' lazy set-up done), then capture and replays. The
-// eager steps and the replays compute the same step: step_graph kStatic runs the same body
-// from the same static tensors without capturing, which is how the CPU tests the plumbing
-// (tests/train/trainer_test.cc, TrainerStepGraph.*); on a GPU bench/gpu/run compares the captured
-// run's losses with the eager run's.
+// Each batch shape (aspect buckets: one per bucket; a last, smaller batch) gets its own buffers
+// and graph, kept for when the shape comes back: kGraphWarmupSteps eager steps on the capture
+// stream first (capture needs the libraries' lazy set-up done, cuDNN's choice of kernels
+// included), then capture and replays. The graphs share one memory pool (train/step_capture.h
+// says why that is safe), so many shapes cost about one step's memory; beyond max_graphed_shapes
+// the shape used longest ago is dropped. An eager step or a restore drops them all (a replay
+// repeats the host side of its capture's step: none may come between). The eager steps and the
+// replays compute the same step: step_graph kStatic runs the same body from the same static
+// tensors without capturing, through the same warm-up, capture and replay counts, which is how the
+// CPU tests the plumbing (tests/train/trainer_test.cc, TrainerStepGraph.*); on a GPU bench/gpu/run
+// compares the captured run's losses with the eager run's.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -97,6 +102,7 @@
 namespace xltune {
 
 class Communicator;
+class StepCapture;
 
 // ZeRO-1 for full fine-tuning on many ranks: the communicator whose ranks share the UNet's AdamW
 // state (Note [Sharded optimizer state]), and the dtypes of its reduce-scatter and all-gather
@@ -143,6 +149,8 @@ struct TrainerConfig {
   // tests). Not part of the run's meaning.
   enum class StepGraph { kOff, kCuda, kStatic };
   StepGraph step_graph = StepGraph::kOff;
+  // How many batch shapes keep their graph at once; a new one beyond drops the one used longest ago.
+  int64_t max_graphed_shapes = 16;
   // bf16 autocast for a fp32 UNet on CUDA (full fine-tuning): frozen weights are bf16 already.
   bool autocast_bf16 = false;
   // An EMA of the UNet's trained tensors, exported and validated instead of them (Note [EMA of
@@ -249,10 +257,12 @@ class Trainer {
   void wait_parameters() const;
 
   // Note [The step as a CUDA graph]: steps run from the static inputs (eagerly, captured or
-  // replayed), steps replayed from a captured graph, and captures, so far.
+  // replayed), steps replayed from a captured graph, and captures, so far (with kStatic: the
+  // steps that would have been replays and captures); the batch shapes held now.
   int64_t graphed_steps() const { return graphed_steps_; }
   int64_t graph_replays() const { return graph_replays_; }
   int64_t graph_captures() const { return graph_captures_; }
+  int64_t graphed_shapes() const { return static_cast<int64_t>(graphs_.size()); }
   static constexpr int64_t kGraphWarmupSteps = 2;
 
   // Note [Validation loss] (src/job/validation_loss.h): the plain masked MSE (no min-SNR weight,
@@ -321,8 +331,11 @@ class Trainer {
   bool rows_frozen_ = false;
   // Note [The step as a CUDA graph].
   struct GraphedStep;
-  std::unique_ptr<GraphedStep> graphed_;
+  std::map<std::vector<int64_t>, std::unique_ptr<GraphedStep>> graphs_;  // by their inputs' shapes
+  std::unique_ptr<StepCapture> capture_;                                 // kCuda
+  int64_t next_graph_id_ = 0;
   std::string graph_blocker_logged_;
+  bool graph_eviction_logged_ = false;
   int64_t graphed_steps_ = 0, graph_replays_ = 0, graph_captures_ = 0;
   bool device_learning_rates_ = false;
   bool capturing_ = false;
@@ -330,8 +343,13 @@ class Trainer {
   // Why this step runs eagerly under --cuda_graph (empty: it can be captured).
   std::string graph_blocker(const std::vector<StepBatch>& micro_batches, bool trains_rows) const;
   StepResult graphed_step(int64_t step, const StepBatch& batch);
+  // The static inputs of this shape (`key`: the inputs' shapes), made like `inputs` when new.
+  GraphedStep& graphed_step_for(const std::vector<int64_t>& key, const std::array<at::Tensor, 9>& inputs);
+  // Warm-up, capture or replay of `g`'s step, as far as it has come.
+  void run_graphed(GraphedStep& g, int64_t step, double lr_factor);
   // The device work of a step from the static inputs to the optimizer (the captured part).
-  void graph_body(int64_t step, double lr_factor);
+  void graph_body(GraphedStep& g, int64_t step, double lr_factor);
+  void drop_step_graphs();
   BadStepGuard guard_;
   at::Device device_;
 };

@@ -1,6 +1,7 @@
 // The Trainer's captured step: Note [The step as a CUDA graph] (train/trainer.h).
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <array>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "core/log.h"
 #include "dist/gradient_reducer.h"
 #include "train/graphed_step.h"
+#include "train/step_capture.h"
 #include "train/trainer.h"
 
 namespace xltune {
@@ -35,8 +37,7 @@ std::string Trainer::graph_blocker(const std::vector<StepBatch>& micro_batches, 
   return "";
 }
 
-void Trainer::graph_body(int64_t step, double lr_factor) {
-  GraphedStep& g = *graphed_;
+void Trainer::graph_body(GraphedStep& g, int64_t step, double lr_factor) {
   const at::Tensor x0 = (g.latent_mean + at::exp(0.5 * g.latent_logvar) * g.latent_sample) * scaling_factor_;
   mark("draws");
   mark("text");
@@ -59,6 +60,70 @@ void Trainer::graph_body(int64_t step, double lr_factor) {
   g.loss = loss.detach(), g.grad_norm = grad_norm, g.apply = apply, g.x0 = x0.detach();
 }
 
+void Trainer::drop_step_graphs() {
+  if (capture_)
+    for (const auto& item : graphs_) capture_->drop(item.second->id);
+  graphs_.clear();
+}
+
+Trainer::GraphedStep& Trainer::graphed_step_for(const std::vector<int64_t>& key,
+                                                const std::array<at::Tensor, 9>& inputs) {
+  auto it = graphs_.find(key);
+  if (it != graphs_.end()) return *it->second;
+  if (static_cast<int64_t>(graphs_.size()) >= std::max<int64_t>(config_.max_graphed_shapes, 1)) {
+    auto oldest = graphs_.begin();
+    for (auto i = graphs_.begin(); i != graphs_.end(); ++i)
+      if (i->second->last_step < oldest->second->last_step) oldest = i;
+    if (!graph_eviction_logged_)
+      log_info("more than ", config_.max_graphed_shapes, " batch shapes: the step graph of the shape used longest ago is ",
+               "dropped for each new one (and captured again when it comes back)");
+    graph_eviction_logged_ = true;
+    if (capture_) capture_->drop(oldest->second->id);
+    graphs_.erase(oldest);
+  }
+  auto g = std::make_unique<GraphedStep>();  // a new shape: its own buffers, warm-up and graph
+  g->key = key;
+  g->id = next_graph_id_++;
+  const std::array<at::Tensor*, 9> slots = g->inputs();
+  for (size_t k = 0; k < inputs.size(); ++k) *slots[k] = at::empty_like(inputs[k], at::MemoryFormat::Contiguous);
+  g->spike_threshold = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_));
+  return *graphs_.emplace(key, std::move(g)).first->second;
+}
+
+void Trainer::run_graphed(GraphedStep& g, int64_t step, double lr_factor) {
+  const auto body = [this, &g, step, lr_factor] { graph_body(g, step, lr_factor); };
+  const bool cuda = config_.step_graph == TrainerConfig::StepGraph::kCuda;
+  if (cuda && !capture_) capture_ = StepCapture::make(device_);
+  ++graphed_steps_;
+  if (g.eager_steps < kGraphWarmupSteps) {
+    cuda ? capture_->run_eager(body) : body();
+    ++g.eager_steps;
+  } else if (!g.captured) {
+    capturing_ = cuda;
+    try {
+      cuda ? capture_->capture_and_replay(g.id, body) : body();
+    } catch (...) {
+      capturing_ = false;
+      throw;
+    }
+    capturing_ = false;
+    g.captured = true;
+    ++graph_captures_;
+    if (cuda)
+      log_info("step ", step, ": the step is captured as a CUDA graph (batch ", g.latent_mean.size(0), ", latents ",
+               xltune::str(g.latent_mean.sizes()), "); later steps of this shape replay it");
+  } else {
+    if (cuda) {
+      capture_->replay(g.id);
+      for (auto& o : optimizers_) o->replayed_step();
+      for (const char* phase : {"draws", "text", "forward", "backward", "clip", "optimizer"}) mark(phase);
+    } else {
+      body();  // kStatic: what a replay computes, from the same static tensors
+    }
+    ++graph_replays_;
+  }
+}
+
 StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
   const int64_t b = batch.latent_mean.size(0);
   XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
@@ -75,16 +140,8 @@ StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
     key.push_back(t.dim());
     for (int64_t n : t.sizes()) key.push_back(n);
   }
-  if (!graphed_ || graphed_->key != key) {  // a new shape: its own buffers, warm-up and graph
-    graphed_ = std::make_unique<GraphedStep>();
-    GraphedStep& g = *graphed_;
-    g.key = key;
-    const std::array<at::Tensor*, 9> slots = g.inputs();
-    for (size_t k = 0; k < inputs.size(); ++k) *slots[k] = at::empty_like(inputs[k], at::MemoryFormat::Contiguous);
-    g.spike_threshold = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_));
-    if (config_.step_graph == TrainerConfig::StepGraph::kCuda) g.capture = StepCapture::make(device_);
-  }
-  GraphedStep& g = *graphed_;
+  GraphedStep& g = graphed_step_for(key, inputs);
+  g.last_step = step;
   {
     at::NoGradGuard no_grad;
     const std::array<at::Tensor*, 9> slots = g.inputs();
@@ -99,33 +156,9 @@ StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
     o->before_backward();
     o->set_gradient_sync(true);
   }
-  const auto body = [this, step, factor] { graph_body(step, factor); };
-  ++graphed_steps_;
-  if (!g.capture) {
-    body();  // kStatic
-  } else if (g.eager_steps < kGraphWarmupSteps) {
-    g.capture->run_eager(body);
-    ++g.eager_steps;
-  } else if (!g.capture->captured()) {
-    capturing_ = true;
-    try {
-      g.capture->capture_and_replay(body);
-    } catch (...) {
-      capturing_ = false;
-      throw;
-    }
-    capturing_ = false;
-    ++graph_captures_;
-    log_info("step ", step, ": the step is captured as a CUDA graph (batch ", b, ", latents ",
-             xltune::str(g.latent_mean.sizes()), "); later steps of this shape replay it");
-  } else {
-    g.capture->replay();
-    for (auto& o : optimizers_) o->replayed_step();
-    ++graph_replays_;
-    for (const char* phase : {"draws", "text", "forward", "backward", "clip", "optimizer"}) mark(phase);
-  }
+  run_graphed(g, step, factor);
   settle(step, g.grad_norm, g.apply, g.loss, result);
-  result.x0 = g.x0.clone();  // the next step rewrites g.x0
+  result.x0 = g.x0.clone();  // the next step of this shape rewrites g.x0
   result.noise = d.noise;
   result.timesteps = d.timesteps;
   for (auto& o : optimizers_) {

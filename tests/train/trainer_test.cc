@@ -419,6 +419,64 @@ TEST(TrainerStepGraph, StaticStepsTrainAsTheEagerStepsBitForBit) {
   }
 }
 
+// Batch shapes that come back (aspect buckets) keep their graphs: each shape warms up, is
+// captured once and replays from then on, however the shapes alternate; beyond
+// max_graphed_shapes the shape used longest ago is dropped and starts over when it returns. With
+// kStatic the counts are those a GPU run would have, and every step is the eager step's bits.
+struct ShapeRun {
+  NamedTensors tensors;
+  std::vector<double> losses;
+  int64_t graphed = 0, captures = 0, replays = 0, shapes = 0;
+};
+ShapeRun run_shapes(const TinyModel& tiny, const TrainerConfig& c, const std::vector<int64_t>& batch_sizes) {
+  SdxlModel m = tiny.load();
+  Trainer t(m, c, 0.13025, reducer());
+  ShapeRun out;
+  for (size_t s = 1; s <= batch_sizes.size(); ++s)
+    out.losses.push_back(t.step(static_cast<int64_t>(s), tiny_batch(batch_sizes[s - 1], 0, 200 + s)).loss);
+  out.tensors = t.checkpoint_tensors();
+  out.graphed = t.graphed_steps(), out.captures = t.graph_captures(), out.replays = t.graph_replays();
+  out.shapes = t.graphed_shapes();
+  return out;
+}
+
+TEST(TrainerStepGraph, ShapesThatComeBackReplayTheirOwnGraph) {
+  TinyModel tiny;
+  struct Case {
+    std::vector<int64_t> sizes;  // the batch size of each step (the shape); steps 1-2 before the pivot
+    int64_t max_shapes, captures, replays, shapes;
+  };
+  const std::vector<Case> cases = {
+      // b=2 at steps 3 5 7 9 10 13 15, b=1 at 4 6 8 11 12 14 16: each warm, warm, capture, 4 replays.
+      {{2, 2, 2, 1, 2, 1, 2, 1, 2, 2, 1, 1, 2, 1, 2, 1}, 16, 2, 8, 2},
+      // Two graphs at most: b=1 (steps 3-6) warm, warm, capture, replay; b=2 (7-9) warm, warm,
+      // capture; b=3 (10) drops b=1 (last used at 6) and warms; b=2 (11) replays; b=1 (12) drops
+      // b=3 (10 < 11) and warms; b=3 (13) drops b=2 and warms.
+      {{2, 2, 1, 1, 1, 1, 2, 2, 2, 3, 2, 1, 3}, 2, 2, 2, 2},
+  };
+  for (const Case& k : cases) {
+    TrainerConfig eager = tiny_config();
+    eager.max_train_steps = static_cast<int64_t>(k.sizes.size());
+    eager.pivot_step = 2;
+    eager.schedule = LrSchedule{LrScheduleKind::kLinear, 3, eager.max_train_steps};
+    eager.adamw_kernel = AdamWKernel::kFused;
+    TrainerConfig graphed = eager;
+    graphed.step_graph = TrainerConfig::StepGraph::kStatic;
+    graphed.max_graphed_shapes = k.max_shapes;
+    const ShapeRun a = run_shapes(tiny, eager, k.sizes), b = run_shapes(tiny, graphed, k.sizes);
+    SCOPED_TRACE("at most " + std::to_string(k.max_shapes) + " shapes");
+    EXPECT_EQ(a.graphed, 0);
+    EXPECT_EQ(b.graphed, eager.max_train_steps - 2) << "every step after the pivot";
+    EXPECT_EQ(b.captures, k.captures);
+    EXPECT_EQ(b.replays, k.replays);
+    EXPECT_EQ(b.shapes, k.shapes);
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (size_t i = 0; i < a.tensors.size(); ++i)
+      EXPECT_TRUE(at::equal(a.tensors[i].second, b.tensors[i].second)) << a.tensors[i].first;
+    EXPECT_EQ(a.losses, b.losses);
+  }
+}
+
 // A run of static-input steps resumed from its checkpoint tensors continues exactly: the restore
 // drops the step's static buffers (its optimizer state is new tensors) and the device learning
 // rates and step counts come back with it.
@@ -470,7 +528,7 @@ TEST(TrainerStepGraph, StepsTheGraphCannotHoldRunEagerly) {
   fused.step(3, tiny_batch(2, 0, 103));
   fused.step(4, tiny_batch(2, 0, 104));
   EXPECT_EQ(fused.graphed_steps(), 2);
-  EXPECT_EQ(fused.graph_replays(), 0) << "nothing is captured on the CPU";
+  EXPECT_EQ(fused.graph_replays(), 0) << "two warm-up steps, no replay yet";
 
   TrainerConfig cuda = tiny_config();
   cuda.step_graph = TrainerConfig::StepGraph::kCuda;
