@@ -177,6 +177,19 @@ void BucketedReducer::poll() {
 
 bool BucketedReducer::communicates() const { return comm_.size() > 1 || options_.reduce_one_rank; }
 
+std::string BucketedReducer::capture_blocker() const {
+  if (observing_) return "the gradient buckets are rebuilt in backward's order after the first step";
+  return "";
+}
+
+void BucketedReducer::replayed_backward(const std::vector<bool>& footprint) {
+  if (buckets_.empty()) return;
+  XLTUNE_CHECK(footprint.size() == tensors_.size(), "reducer: a footprint of ", footprint.size(), " tensors for ",
+               tensors_.size());
+  XLTUNE_CHECK(!sync_, "reducer: a replayed backward runs with the gradient sync off");
+  got_grad_ = footprint;
+}
+
 void BucketedReducer::finish() {
   if (buckets_.empty()) return;
   backward_end_ = now();

@@ -21,6 +21,10 @@
 //   copies the bf16 mean into the fp32 bucket (Options::reduce_dtype bf16: Note [bf16 gradient
 //   reduction]; the bucket is divided by the world size and cast into a bf16 buffer, made at
 //   launch and freed in finish(), just before the all-reduce).
+// - A captured backward (Note [The step as a CUDA graph], train/trainer.h) runs with the sync
+//   off, so its hooks launch nothing; finish() then launches every bucket after it, eagerly, and
+//   a replay (whose hooks do not run) hands over the footprint its capture left
+//   (replayed_backward). The overlap with backward is lost there; the host's issuing is not.
 // - Arithmetic for SDXL: LoRA rank 32 = 46.4 M fp32 = 186 MB = 1 + 8 buckets; the full UNet's
 //   2,547 M trained parameters = 10.2 GB = 1 + 389 buckets (bench/scaling_model.py uses these).
 #pragma once
@@ -62,6 +66,11 @@ class BucketedReducer final : public GradientReducer {
   void set_gradient_sync(bool sync) override { sync_ = sync; }
   void finish() override;
   bool communicates() const override;
+  // Capturable once the buckets have their final order (the first step's rebuild done): their
+  // views are .grad at the same addresses every step, and finish() launches what the hooks did not.
+  std::string capture_blocker() const override;
+  std::vector<bool> backward_footprint() const override { return got_grad_; }
+  void replayed_backward(const std::vector<bool>& footprint) override;
 
   std::vector<int64_t> bucket_bytes() const;
   // The last step's buckets: when each was launched and seen complete, and when backward ended.

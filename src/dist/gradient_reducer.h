@@ -50,6 +50,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <string>
 #include <vector>
 
 namespace xltune {
@@ -72,8 +73,21 @@ class GradientReducer {
   // undefined when the tensor got a gradient on no rank (Note [Tensors without a gradient]).
   virtual void finish() = 0;
   // Whether finish() (or backward's hooks) exchange anything with other ranks: a step whose
-  // reducer does is not captured as a CUDA graph (Note [The step as a CUDA graph]).
+  // reducer does is captured in two segments, finish() running between them (Note [The step as a
+  // CUDA graph], train/trainer.h).
   virtual bool communicates() const = 0;
+
+  // Note [The step as a CUDA graph]: why backward cannot be captured now with this reducer's
+  // finish() run eagerly after it (empty: it can). The captured backward must run with the
+  // gradient sync off (set_gradient_sync(false): its hooks only note which tensors it reached)
+  // into gradients whose addresses do not change between steps.
+  virtual std::string capture_blocker() const { return ""; }
+  // Which trainable tensors (in prepare()'s order) this rank's last backward reached; empty where
+  // the reducer does not track it.
+  virtual std::vector<bool> backward_footprint() const { return {}; }
+  // A replayed backward (whose hooks do not run) reached the tensors of `footprint`, the
+  // backward_footprint() its capture left: as if its hooks had fired with the sync off.
+  virtual void replayed_backward(const std::vector<bool>& footprint) { (void)footprint; }
 };
 
 // One all-reduce per gradient after backward: correct for any communicator, no overlap.
@@ -83,6 +97,11 @@ class AfterBackwardReducer final : public GradientReducer {
   void prepare(const std::vector<at::Tensor>& trainable) override { trainable_ = trainable; }
   void finish() override;
   bool communicates() const override;
+  // Its all-reduce works on .grad as backward leaves it: memory a captured backward allocates
+  // anew (and a replay's is nobody's .grad), so with other ranks there is nothing to hand it.
+  std::string capture_blocker() const override {
+    return communicates() ? "the after-backward reducer reduces .grad, which a replayed backward does not set" : "";
+  }
 
  private:
   Communicator& comm_;

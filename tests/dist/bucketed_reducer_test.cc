@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <memory>
 #include <optional>
@@ -65,9 +66,12 @@ std::vector<at::Tensor> expected_mean(int world, int step, bool recompute, int t
   return sum;
 }
 
-// `options` null: the AfterBackwardReducer instead of the bucketed one.
+// `options` null: the AfterBackwardReducer instead of the bucketed one. `replayed`: as a step
+// captured in segments runs it (Note [The step as a CUDA graph], train/trainer.h): backward with
+// the sync off, its footprint taken at step 2 (the capture); from step 3 on a replay, whose
+// gradients land in the buckets' views with no hook run, and replayed_backward(footprint).
 void run_ranks(int world, std::optional<BucketedReducer::Options> options, bool recompute, int steps,
-               int touch_rank = -1) {
+               int touch_rank = -1, bool replayed = false) {
   auto comms = make_thread_group(world);
   std::vector<std::vector<std::vector<at::Tensor>>> grads(world);  // rank, step, tensor
   std::vector<std::vector<int64_t>> buckets(world);
@@ -80,9 +84,23 @@ void run_ranks(int world, std::optional<BucketedReducer::Options> options, bool 
       else owned = std::make_unique<AfterBackwardReducer>(*comms[r]);
       GradientReducer& reducer = *owned;
       reducer.prepare(net.params);
+      std::vector<bool> footprint;
       for (int s = 1; s <= steps; ++s) {
         reducer.before_backward();
-        net.loss(input_of(r, s), recompute, r == touch_rank).backward();
+        reducer.set_gradient_sync(!replayed);
+        const at::Tensor loss = net.loss(input_of(r, s), recompute, r == touch_rank);
+        if (replayed && s >= 3) {
+          const std::vector<at::Tensor> g =
+              torch::autograd::grad({loss}, net.params, {}, std::nullopt, false, /*allow_unused=*/true);
+          at::NoGradGuard no_grad;
+          for (size_t i = 0; i < g.size(); ++i)
+            if (g[i].defined()) net.params[i].mutable_grad().add_(g[i]);  // into the bucket's view
+          reducer.replayed_backward(footprint);
+        } else {
+          loss.backward();
+          if (replayed && s == 2) footprint = reducer.backward_footprint();
+        }
+        reducer.set_gradient_sync(true);
         reducer.finish();
         std::vector<at::Tensor> g;
         for (auto& p : net.params) g.push_back(p.grad().defined() ? p.grad().clone() : at::Tensor());
@@ -128,6 +146,14 @@ TEST(BucketedReducer, SmallBucketsAndARebuiltOrderGiveTheSameMeans) {
 TEST(BucketedReducer, ATensorReachedOnOneRankGetsTheMeanAndOneReachedNowhereNone) {
   run_ranks(2, BucketedReducer::Options{}, false, 2, /*touch_rank=*/1);
   run_ranks(2, BucketedReducer::Options{160, 64, true}, false, 3, /*touch_rank=*/0);
+}
+
+// A backward replayed from a CUDA graph runs no hook: the footprint its capture left stands in
+// for them, so the means, and which tensors got a gradient anywhere, are the eager step's.
+TEST(BucketedReducer, AReplayedBackwardReducesAsTheCapturedOneDid) {
+  EXPECT_EQ(BucketedReducer(*make_thread_group(1)[0]).backward_footprint().size(), 0u);
+  run_ranks(2, BucketedReducer::Options{160, 64, true}, false, 5, /*touch_rank=*/1, /*replayed=*/true);
+  run_ranks(3, BucketedReducer::Options{}, false, 4, /*touch_rank=*/-1, /*replayed=*/true);
 }
 
 TEST(AfterBackwardReducer, TheSameRuleForTensorsWithoutAGradient) {
