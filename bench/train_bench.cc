@@ -2,7 +2,7 @@
 // the real Trainer (train/trainer.h) on synthetic batches, before and after the pivot.
 //
 //   xltune_bench_train MODEL_DIR|sdxl-base DEVICE lora|full RESOLUTION BATCH STEPS [checkpointing|plain]
-//                      [nccl|deterministic|graph|graph-deterministic]
+//                      [nccl|deterministic|graph|graph-deterministic|graph-reduced]
 //
 // MODEL_DIR: a diffusers folder (xltune init-model --preset small); sdxl-base: SDXL base 1.0's
 // UNet and both text encoders built from their configs with random weights (no download; for
@@ -43,6 +43,11 @@
 // within kGraphRelTolerance (graph; the GPU's backward is not deterministic) or bit-equal
 // (graph-deterministic, under --deterministic's placement: the captured kernels are the eager
 // ones). Exit status 1 when not ok.
+//
+// graph-reduced: graph-deterministic with the gradients through the bucketed reducer over one
+// rank (NCCL on a CUDA build with it; the in-process communicator otherwise): the step captured in
+// two segments with the all-reduce run between them, as several GPUs run it. Bit-equal to the
+// same step run eagerly.
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #ifdef XLTUNE_HAVE_CUDA
@@ -53,6 +58,7 @@
 #include <cmath>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -250,10 +256,35 @@ int determinism_check(LoadModel load_model, bool lora, bool checkpointing, const
   return ok ? 0 : 1;
 }
 
-// The "graph" and "graph-deterministic" modes (see the top of this file).
+// The gradient path of the graph modes: none (one rank), or the bucketed reducer over one rank
+// (graph-reduced), whose step is captured in two segments: over NCCL where the build has it and
+// the device is a GPU, else the in-process communicator.
+struct ReducerPath {
+  std::unique_ptr<Communicator> comm;
+  std::shared_ptr<GradientReducer> reducer;
+};
+ReducerPath reducer_path(bool bucketed, const at::Device& device) {
+  ReducerPath path;
+#ifdef XLTUNE_HAVE_NCCL
+  if (bucketed && device.is_cuda()) path.comm = std::make_unique<NcclCommunicator>(0, 1, device, "");
+#else
+  (void)device;
+#endif
+  if (!path.comm) path.comm = std::make_unique<SingleProcessCommunicator>();
+  if (!bucketed) {
+    path.reducer = std::make_shared<AfterBackwardReducer>(*path.comm);
+  } else {
+    BucketedReducer::Options o;
+    o.reduce_one_rank = true;
+    path.reducer = std::make_shared<BucketedReducer>(*path.comm, o);
+  }
+  return path;
+}
+
+// The "graph", "graph-deterministic" and "graph-reduced" modes (see the top of this file).
 template <typename LoadModel>
 int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Placement& placement, int64_t resolution,
-                int64_t batch, int64_t steps, bool bit_equal) {
+                int64_t batch, int64_t steps, bool bit_equal, bool reduced) {
   constexpr double kGraphRelTolerance = 1e-3;
   const at::Device device = placement.device;
   const StepBatch b = bench::synthetic_batch(batch, resolution / 8, device);
@@ -263,13 +294,13 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
   int64_t replays = 0;
   for (int run = 0; run < 2; ++run) {
     SdxlModel m = load_model();
-    SingleProcessCommunicator single;
+    const ReducerPath path = reducer_path(reduced, device);
     TrainerConfig c = bench::synthetic_config(lora, steps, checkpointing, placement);
     c.pivot_step = 1;
     c.max_train_steps = untimed + steps;
     c.adamw_kernel = AdamWKernel::kFused;
     c.step_graph = run == 1 && device.is_cuda() ? TrainerConfig::StepGraph::kCuda : TrainerConfig::StepGraph::kStatic;
-    Trainer t(m, c, 0.13025, std::make_shared<AfterBackwardReducer>(single));
+    Trainer t(m, c, 0.13025, path.reducer);
     for (int64_t s = 1; s <= c.max_train_steps; ++s) {
       if (s == untimed + 1) reset_peak_memory(device);
       const double t0 = now();
@@ -297,7 +328,9 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
               "\"checkpointing\": %s, \"steps\": %lld, \"ms_eager\": %.2f, \"ms_graph\": %.2f, "
               "\"eager_over_graph\": %.3f, \"peak_gib_eager\": %.3f, \"peak_gib_graph\": %.3f, \"replays\": %lld, "
               "\"max_rel_loss_diff\": %s, \"rel_tolerance\": %s, \"placement\": \"%s\", \"ok\": %s}\n",
-              bit_equal ? "graph-deterministic: captured = eager, bit for bit" : "graph: captured step vs eager",
+              reduced     ? "graph-reduced: two captured segments, all-reduce between = eager, bit for bit"
+              : bit_equal ? "graph-deterministic: captured = eager, bit for bit"
+                          : "graph: captured step vs eager",
               lora ? "lora" : "full", static_cast<long long>(resolution), static_cast<long long>(batch),
               checkpointing ? "true" : "false", static_cast<long long>(steps), median(ms[0]), median(ms[1]),
               median(ms[0]) / median(ms[1]), peak_gib[0], peak_gib[1], static_cast<long long>(replays), rel,
@@ -309,7 +342,7 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
 int run(int argc, char** argv) {
   if (argc < 7) {
     std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing|plain] "
-                 "[nccl|deterministic|graph|graph-deterministic]\n", argv[0]);
+                 "[nccl|deterministic|graph|graph-deterministic|graph-reduced]\n", argv[0]);
     return 2;
   }
   const std::string model_arg = argv[1], mode = argv[3];
@@ -318,8 +351,8 @@ int run(int argc, char** argv) {
   const bool checkpointing = argc > 7 && std::string(argv[7]) == "checkpointing";
   const bool nccl = argc > 8 && std::string(argv[8]) == "nccl";
   const std::string check = argc > 8 ? argv[8] : "";
-  const bool graph = check == "graph" || check == "graph-deterministic";
-  const bool deterministic = check == "deterministic" || check == "graph-deterministic";
+  const bool graph = check == "graph" || check == "graph-deterministic" || check == "graph-reduced";
+  const bool deterministic = check == "deterministic" || check == "graph-deterministic" || check == "graph-reduced";
   const bool lora = mode == "lora";
   if (deterministic) set_deterministic_environment();  // before anything starts CUDA or cuBLAS
   // As `xltune train` places the models (Note [One placement]).
@@ -337,7 +370,8 @@ int run(int argc, char** argv) {
   };
   if (nccl) return nccl_check(load_model, lora, device, resolution, batch, steps);
   if (graph)
-    return graph_check(load_model, lora, checkpointing, placement, resolution, batch, steps, deterministic);
+    return graph_check(load_model, lora, checkpointing, placement, resolution, batch, steps, deterministic,
+                       check == "graph-reduced");
   if (deterministic) return determinism_check(load_model, lora, checkpointing, placement, resolution, batch, steps);
   SdxlModel m = load_model();
   const int64_t after_load = peak_memory_bytes(device);

@@ -20,6 +20,7 @@ struct Trainer::GraphedStep {
   at::Tensor latent_mean, latent_logvar, add_time_ids, mask, latent_sample, noise, timesteps, context, pooled;
   at::Tensor spike_threshold;           // float64 []
   at::Tensor loss, grad_norm, apply, x0;  // the body's outputs
+  std::vector<bool> footprint;            // what the captured backward reached (the reducer's)
   // The inputs, in graphed_step's order.
   std::array<at::Tensor*, 9> inputs() {
     return {&latent_mean, &latent_logvar, &add_time_ids, &mask, &latent_sample, &noise, &timesteps, &context, &pooled};

@@ -56,18 +56,29 @@
 //   - the step's inputs are static tensors, one set per shape of the batch (GraphedStep): the
 //     latent mean and log-variance, time ids, mask, the draws (n, eps, t; drawn on the host as
 //     always, Note [Keyed draws]) and the text conditioning, all copied in before the step;
-//   - the body (graph_body, train/trainer_graph.cc) is the eager step's device work from the
-//     latents to the optimizer:
-//     noising, the UNet, the loss, backward, clipping, the verdict against a device threshold
+//   - the body (train/trainer_graph.cc) is the eager step's device work from the latents to the
+//     optimizer: noising, the UNet, the loss, backward (graph_forward_backward), the reduction
+//     (finish_backward), clipping, the verdict against a device threshold
 //     (BadStepGuard::spike_threshold written into a tensor) and AdamW reading device learning
-//     rates (Optimizer::stage_learning_rates); its outputs (loss, norm, verdict, x0) stay at the
-//     addresses capture gave them, and settle() reads them as it reads the eager step's;
-//   - the gradients are undefined when the body is captured, so backward allocates them in the
-//     graph's pool and each replay rewrites them there;
+//     rates (Optimizer::stage_learning_rates) (graph_update); its outputs (loss, norm, verdict,
+//     x0) stay at the addresses capture gave them, and settle() reads them as it reads the eager
+//     step's;
+//   - on one rank the body is one graph, and the gradients, undefined when it is captured, are
+//     allocated by backward in the graph's pool and rewritten there by each replay;
+//   - on several ranks the body is two graphs with the reduction run eagerly between them (a
+//     collective inside a graph would need the communicator's streams captured too): backward
+//     runs with the gradient sync off into the bucketed reducer's buckets (their views are .grad,
+//     at the same addresses every step), noting which tensors it reached; then finish() launches
+//     every bucket's all-reduce and waits (Note [Gradient buckets]: the overlap with backward is
+//     lost, the host's issuing of backward is not), a replay handing it what its capture's
+//     backward reached (GradientReducer::replayed_backward, so Note [Tensors without a gradient]
+//     agrees over the ranks as in an eager step); then clipping and the update;
 //   - a replay's host side: Optimizer::replayed_step (the step counts that settle() advances).
 // Which steps: after the pivot (the token rows frozen: their encoders run outside, from the text
-// cache), one micro-batch, a reducer that exchanges nothing (one rank), replicated AdamW on the
-// fused kernel with fp32 state, no autocast. Any other step runs eagerly, its reason logged once.
+// cache), one micro-batch, a reducer whose buckets are final (GradientReducer::capture_blocker:
+// after the first step's rebuild), replicated AdamW on the fused kernel with fp32 state, no
+// autocast. Any other step runs eagerly, its reason logged once. Every rank takes the same path
+// at every step: each step's batch has one shape on all ranks (Note [Distributed sampler]).
 // Each batch shape (aspect buckets: one per bucket; a last, smaller batch) gets its own buffers
 // and graph, kept for when the shape comes back: kGraphWarmupSteps eager steps on the capture
 // stream first (capture needs the libraries' lazy set-up done, cuDNN's choice of kernels
@@ -347,8 +358,11 @@ class Trainer {
   GraphedStep& graphed_step_for(const std::vector<int64_t>& key, const std::array<at::Tensor, 9>& inputs);
   // Warm-up, capture or replay of `g`'s step, as far as it has come.
   void run_graphed(GraphedStep& g, int64_t step, double lr_factor);
-  // The device work of a step from the static inputs to the optimizer (the captured part).
-  void graph_body(GraphedStep& g, int64_t step, double lr_factor);
+  // The device work of a step from the static inputs to the optimizer (the captured part), in
+  // its segments: forward and backward; the reduction; clipping, verdict and update.
+  void graph_forward_backward(GraphedStep& g);
+  void finish_backward();
+  void graph_update(GraphedStep& g, int64_t step, double lr_factor);
   void drop_step_graphs();
   BadStepGuard guard_;
   at::Device device_;

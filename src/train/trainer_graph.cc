@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,7 @@ void Trainer::set_up_step_graph() {
 std::string Trainer::graph_blocker(const std::vector<StepBatch>& micro_batches, bool trains_rows) const {
   if (micro_batches.size() != 1) return "gradient accumulation (micro-batches)";
   if (trains_rows) return "the token rows train until the pivot (their encoders run in the step)";
-  if (reducer_->communicates()) return "the gradients are reduced over ranks";
+  if (std::string why = reducer_->capture_blocker(); !why.empty()) return why;
   if (config_.autocast_bf16) return "bf16 autocast";
   if (!device_learning_rates_) return "the foreach AdamW kernel";
   for (const auto& o : optimizers_)
@@ -37,7 +38,7 @@ std::string Trainer::graph_blocker(const std::vector<StepBatch>& micro_batches, 
   return "";
 }
 
-void Trainer::graph_body(GraphedStep& g, int64_t step, double lr_factor) {
+void Trainer::graph_forward_backward(GraphedStep& g) {
   const at::Tensor x0 = (g.latent_mean + at::exp(0.5 * g.latent_logvar) * g.latent_sample) * scaling_factor_;
   mark("draws");
   mark("text");
@@ -49,15 +50,22 @@ void Trainer::graph_body(GraphedStep& g, int64_t step, double lr_factor) {
   const at::Tensor loss = loss_of(pred, target, g.mask, g.timesteps);
   mark("forward");
   loss.backward();
+  g.loss = loss.detach(), g.x0 = x0.detach();
+}
+
+void Trainer::finish_backward() {
   reducer_->finish();
   for (auto& o : optimizers_) o->after_backward();
   mark("backward");
+}
+
+void Trainer::graph_update(GraphedStep& g, int64_t step, double lr_factor) {
   const at::Tensor grad_norm = clip_gradients();
   mark("clip");
   const at::Tensor apply = guard_.verdict_on_device(grad_norm, g.spike_threshold);
   for (auto& o : optimizers_) o->step(lr_factor, step, apply);
   mark("optimizer");
-  g.loss = loss.detach(), g.grad_norm = grad_norm, g.apply = apply, g.x0 = x0.detach();
+  g.grad_norm = grad_norm, g.apply = apply;
 }
 
 void Trainer::drop_step_graphs() {
@@ -90,35 +98,65 @@ Trainer::GraphedStep& Trainer::graphed_step_for(const std::vector<int64_t>& key,
   return *graphs_.emplace(key, std::move(g)).first->second;
 }
 
+// Note [The step as a CUDA graph]: with a reducer that exchanges nothing the whole step is one
+// segment (one graph); with one that does, two, and the reduction runs eagerly between them:
+// forward and backward (the hooks only noting what backward reached), then finish(), then the
+// clipping and the update. Segment k of shape g is graph 2 g.id + k in the StepCapture.
 void Trainer::run_graphed(GraphedStep& g, int64_t step, double lr_factor) {
-  const auto body = [this, &g, step, lr_factor] { graph_body(g, step, lr_factor); };
+  const bool split = reducer_->communicates();
+  std::vector<std::function<void()>> segments;
+  if (split) {
+    segments.push_back([this, &g] { graph_forward_backward(g); });
+    segments.push_back([this, &g, step, lr_factor] { graph_update(g, step, lr_factor); });
+  } else {
+    segments.push_back([this, &g, step, lr_factor] {
+      graph_forward_backward(g);
+      finish_backward();
+      graph_update(g, step, lr_factor);
+    });
+  }
   const bool cuda = config_.step_graph == TrainerConfig::StepGraph::kCuda;
   if (cuda && !capture_) capture_ = StepCapture::make(device_);
+  enum class Run { kWarmUp, kCapture, kReplay };
+  const Run run = g.eager_steps < kGraphWarmupSteps ? Run::kWarmUp : (g.captured ? Run::kReplay : Run::kCapture);
   ++graphed_steps_;
-  if (g.eager_steps < kGraphWarmupSteps) {
-    cuda ? capture_->run_eager(body) : body();
-    ++g.eager_steps;
-  } else if (!g.captured) {
-    capturing_ = cuda;
-    try {
-      cuda ? capture_->capture_and_replay(g.id, body) : body();
-    } catch (...) {
+  reducer_->set_gradient_sync(!split);
+  for (size_t k = 0; k < segments.size(); ++k) {
+    const int64_t id = 2 * g.id + static_cast<int64_t>(k);
+    if (run == Run::kWarmUp || !cuda) {
+      cuda ? capture_->run_eager(segments[k]) : segments[k]();  // kStatic: every step so
+    } else if (run == Run::kCapture) {
+      capturing_ = true;
+      try {
+        capture_->capture_and_replay(id, segments[k]);
+      } catch (...) {
+        capturing_ = false;
+        throw;
+      }
       capturing_ = false;
-      throw;
+    } else {
+      capture_->replay(id);
     }
-    capturing_ = false;
+    if (!split || k > 0) continue;
+    // Between the segments: the reduction, eagerly, of what backward reached.
+    if (run == Run::kCapture) g.footprint = reducer_->backward_footprint();
+    if (run == Run::kReplay && cuda) reducer_->replayed_backward(g.footprint);
+    reducer_->set_gradient_sync(true);
+    finish_backward();
+  }
+  if (run == Run::kWarmUp) {
+    ++g.eager_steps;
+  } else if (run == Run::kCapture) {
     g.captured = true;
     ++graph_captures_;
     if (cuda)
-      log_info("step ", step, ": the step is captured as a CUDA graph (batch ", g.latent_mean.size(0), ", latents ",
-               xltune::str(g.latent_mean.sizes()), "); later steps of this shape replay it");
+      log_info("step ", step, ": the step is captured as ", split ? "two CUDA graphs (the gradients reduced between)" : "a CUDA graph",
+               " (batch ", g.latent_mean.size(0), ", latents ", xltune::str(g.latent_mean.sizes()),
+               "); later steps of this shape replay it");
   } else {
     if (cuda) {
-      capture_->replay(g.id);
       for (auto& o : optimizers_) o->replayed_step();
       for (const char* phase : {"draws", "text", "forward", "backward", "clip", "optimizer"}) mark(phase);
-    } else {
-      body();  // kStatic: what a replay computes, from the same static tensors
     }
     ++graph_replays_;
   }
@@ -151,7 +189,6 @@ StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
   const double factor = config_.schedule.factor_for_step(guard_.accepted_steps() + 1);
   for (auto& o : optimizers_) o->stage_learning_rates(factor);
   reducer_->before_backward();
-  reducer_->set_gradient_sync(true);
   for (auto& o : optimizers_) {
     o->before_backward();
     o->set_gradient_sync(true);

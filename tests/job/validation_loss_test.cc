@@ -18,14 +18,10 @@
 namespace xltune {
 namespace {
 
+using train_testing::reducer;
 using train_testing::tiny_batch;
 using train_testing::tiny_config;
 using train_testing::TinyModel;
-
-std::shared_ptr<GradientReducer> reducer() {
-  static SingleProcessCommunicator comm;
-  return std::make_shared<AfterBackwardReducer>(comm);
-}
 
 TEST(ValidationLossImages, HeldOutWhenTheSetHasFiveTimesAsManyElseTrainingImages) {
   struct Case {

@@ -4,7 +4,11 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
+
 #include "core/atomic_file.h"
+#include "dist/communicator.h"
+#include "dist/gradient_reducer.h"
 #include "test_util.h"
 #include "sdxl/random_model.h"
 #include "sdxl/sdxl_model.h"
@@ -55,6 +59,12 @@ inline StepBatch tiny_batch(int64_t n, int64_t first = 0, uint64_t seed = 9) {
     b.caption_keys.push_back(0);
   }
   return b;
+}
+
+// One rank's gradient path: the after-backward reducer over a world of one (it reduces nothing).
+inline std::shared_ptr<GradientReducer> reducer() {
+  static SingleProcessCommunicator comm;
+  return std::make_shared<AfterBackwardReducer>(comm);
 }
 
 inline TrainerConfig tiny_config(bool lora = true) {

@@ -19,20 +19,15 @@
 #include "diffusion/noise_schedule.h"
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
-#include "train/step_capture.h"
 #include "train/train_test_util.h"
 
 namespace xltune {
 namespace {
 
+using train_testing::reducer;
 using train_testing::tiny_batch;
 using train_testing::tiny_config;
 using train_testing::TinyModel;
-
-std::shared_ptr<GradientReducer> reducer() {
-  static SingleProcessCommunicator comm;
-  return std::make_shared<AfterBackwardReducer>(comm);
-}
 
 NamedTensors run(const TinyModel& tiny, const TrainerConfig& c, int steps, std::vector<StepResult>* results = nullptr) {
   SdxlModel m = tiny.load();
@@ -361,186 +356,6 @@ TEST(Trainer, LoraBf16ProductTrainsTheSameToBf16Rounding) {
   for (size_t s = 0; s < fp32_steps.size(); ++s)
     EXPECT_NEAR(bf16_steps[s].loss, fp32_steps[s].loss, 1e-2 * std::abs(fp32_steps[s].loss)) << "step " << s + 1;
   std::printf("[ measured ] LoRA product in bf16, 4 steps: relative L2 difference of the change %.3g\n", rel);
-}
-
-// Note [The step as a CUDA graph]: the static-input step (what a CUDA graph captures; run eagerly
-// here, the CPU's stand-in) trains exactly as the eager step, bit for bit: learning rates from
-// the device through a warm-up schedule, a skipped step (a NaN in the batch), the spike
-// threshold once there is history, a change of batch shape, the state a checkpoint holds.
-NamedTensors run_graphed(const TinyModel& tiny, const TrainerConfig& c, std::vector<StepResult>& results,
-                         int64_t* graphed_steps) {
-  SdxlModel m = tiny.load();
-  Trainer t(m, c, 0.13025, reducer());
-  for (int s = 1; s <= c.max_train_steps; ++s) {
-    StepBatch batch = tiny_batch(s == 9 ? 1 : 2, 0, 100 + s);  // step 9: another shape
-    if (s == 6) batch.latent_mean[0][0][0][0] = std::nan("");
-    results.push_back(t.step(s, batch));
-  }
-  *graphed_steps = t.graphed_steps();
-  return t.checkpoint_tensors();
-}
-
-TEST(TrainerStepGraph, StaticStepsTrainAsTheEagerStepsBitForBit) {
-  TinyModel tiny;
-  for (int variant = 0; variant < 3; ++variant) {
-    const bool fused_projections = variant > 0;
-    TrainerConfig eager = tiny_config();
-    eager.use_ema = variant == 2;  // the EMA follows the settled step, outside what is captured
-    eager.max_train_steps = 14;
-    eager.pivot_step = 2;
-    eager.schedule = LrSchedule{LrScheduleKind::kLinear, 5, 14};
-    eager.grad_spike_factor = 3;
-    eager.adamw_kernel = AdamWKernel::kFused;
-    eager.lora_fused_projections = fused_projections;
-    TrainerConfig graphed = eager;
-    graphed.step_graph = TrainerConfig::StepGraph::kStatic;
-    std::vector<StepResult> a, b;
-    int64_t eager_graphed = -1, graphed_steps = -1;
-    const NamedTensors ta = run_graphed(tiny, eager, a, &eager_graphed);
-    const NamedTensors tb = run_graphed(tiny, graphed, b, &graphed_steps);
-    EXPECT_EQ(eager_graphed, 0);
-    EXPECT_EQ(graphed_steps, 12) << "every step after the pivot";
-    ASSERT_EQ(ta.size(), tb.size());
-    for (size_t i = 0; i < ta.size(); ++i) {
-      ASSERT_EQ(ta[i].first, tb[i].first);
-      EXPECT_TRUE(at::equal(ta[i].second, tb[i].second)) << ta[i].first << " fused " << fused_projections;
-    }
-    ASSERT_EQ(a.size(), b.size());
-    for (size_t s = 0; s < a.size(); ++s) {
-      const auto same = [](double x, double y) { return x == y || (std::isnan(x) && std::isnan(y)); };
-      EXPECT_PRED2(same, a[s].loss, b[s].loss) << "step " << s + 1;
-      EXPECT_PRED2(same, a[s].grad_norm, b[s].grad_norm) << "step " << s + 1;
-      EXPECT_EQ(a[s].skipped, b[s].skipped) << "step " << s + 1;
-      EXPECT_EQ(a[s].learning_rates, b[s].learning_rates) << "step " << s + 1;
-      EXPECT_TRUE(at::equal(a[s].x0.nan_to_num(7), b[s].x0.nan_to_num(7))) << "step " << s + 1;
-      EXPECT_TRUE(at::equal(a[s].noise, b[s].noise)) << "step " << s + 1;
-    }
-    EXPECT_EQ(a[5].skipped, "non-finite gradient");
-  }
-}
-
-// Batch shapes that come back (aspect buckets) keep their graphs: each shape warms up, is
-// captured once and replays from then on, however the shapes alternate; beyond
-// max_graphed_shapes the shape used longest ago is dropped and starts over when it returns. With
-// kStatic the counts are those a GPU run would have, and every step is the eager step's bits.
-struct ShapeRun {
-  NamedTensors tensors;
-  std::vector<double> losses;
-  int64_t graphed = 0, captures = 0, replays = 0, shapes = 0;
-};
-ShapeRun run_shapes(const TinyModel& tiny, const TrainerConfig& c, const std::vector<int64_t>& batch_sizes) {
-  SdxlModel m = tiny.load();
-  Trainer t(m, c, 0.13025, reducer());
-  ShapeRun out;
-  for (size_t s = 1; s <= batch_sizes.size(); ++s)
-    out.losses.push_back(t.step(static_cast<int64_t>(s), tiny_batch(batch_sizes[s - 1], 0, 200 + s)).loss);
-  out.tensors = t.checkpoint_tensors();
-  out.graphed = t.graphed_steps(), out.captures = t.graph_captures(), out.replays = t.graph_replays();
-  out.shapes = t.graphed_shapes();
-  return out;
-}
-
-TEST(TrainerStepGraph, ShapesThatComeBackReplayTheirOwnGraph) {
-  TinyModel tiny;
-  struct Case {
-    std::vector<int64_t> sizes;  // the batch size of each step (the shape); steps 1-2 before the pivot
-    int64_t max_shapes, captures, replays, shapes;
-  };
-  const std::vector<Case> cases = {
-      // b=2 at steps 3 5 7 9 10 13 15, b=1 at 4 6 8 11 12 14 16: each warm, warm, capture, 4 replays.
-      {{2, 2, 2, 1, 2, 1, 2, 1, 2, 2, 1, 1, 2, 1, 2, 1}, 16, 2, 8, 2},
-      // Two graphs at most: b=1 (steps 3-6) warm, warm, capture, replay; b=2 (7-9) warm, warm,
-      // capture; b=3 (10) drops b=1 (last used at 6) and warms; b=2 (11) replays; b=1 (12) drops
-      // b=3 (10 < 11) and warms; b=3 (13) drops b=2 and warms.
-      {{2, 2, 1, 1, 1, 1, 2, 2, 2, 3, 2, 1, 3}, 2, 2, 2, 2},
-  };
-  for (const Case& k : cases) {
-    TrainerConfig eager = tiny_config();
-    eager.max_train_steps = static_cast<int64_t>(k.sizes.size());
-    eager.pivot_step = 2;
-    eager.schedule = LrSchedule{LrScheduleKind::kLinear, 3, eager.max_train_steps};
-    eager.adamw_kernel = AdamWKernel::kFused;
-    TrainerConfig graphed = eager;
-    graphed.step_graph = TrainerConfig::StepGraph::kStatic;
-    graphed.max_graphed_shapes = k.max_shapes;
-    const ShapeRun a = run_shapes(tiny, eager, k.sizes), b = run_shapes(tiny, graphed, k.sizes);
-    SCOPED_TRACE("at most " + std::to_string(k.max_shapes) + " shapes");
-    EXPECT_EQ(a.graphed, 0);
-    EXPECT_EQ(b.graphed, eager.max_train_steps - 2) << "every step after the pivot";
-    EXPECT_EQ(b.captures, k.captures);
-    EXPECT_EQ(b.replays, k.replays);
-    EXPECT_EQ(b.shapes, k.shapes);
-    ASSERT_EQ(a.tensors.size(), b.tensors.size());
-    for (size_t i = 0; i < a.tensors.size(); ++i)
-      EXPECT_TRUE(at::equal(a.tensors[i].second, b.tensors[i].second)) << a.tensors[i].first;
-    EXPECT_EQ(a.losses, b.losses);
-  }
-}
-
-// A run of static-input steps resumed from its checkpoint tensors continues exactly: the restore
-// drops the step's static buffers (its optimizer state is new tensors) and the device learning
-// rates and step counts come back with it.
-TEST(TrainerStepGraph, ResumedStaticStepsContinueExactly) {
-  TinyModel tiny;
-  TrainerConfig c = tiny_config();
-  c.max_train_steps = 6;
-  c.pivot_step = 1;
-  c.schedule = LrSchedule{LrScheduleKind::kLinear, 2, 6};
-  c.adamw_kernel = AdamWKernel::kFused;
-  c.step_graph = TrainerConfig::StepGraph::kStatic;
-  SdxlModel m = tiny.load();
-  Trainer whole(m, c, 0.13025, reducer());
-  for (int s = 1; s <= 6; ++s) whole.step(s, tiny_batch(2, 0, 100 + s));
-  SdxlModel m2 = tiny.load();
-  Trainer first(m2, c, 0.13025, reducer());
-  for (int s = 1; s <= 3; ++s) first.step(s, tiny_batch(2, 0, 100 + s));
-  std::map<std::string, at::Tensor> saved;
-  for (const auto& [name, t] : first.checkpoint_tensors()) saved[name] = t.clone();
-  for (int s = 4; s <= 4; ++s) first.step(s, tiny_batch(2, 0, 100 + s));  // moves on, then goes back
-  first.restore(saved, 3);
-  for (int s = 4; s <= 6; ++s) first.step(s, tiny_batch(2, 0, 100 + s));
-  const NamedTensors a = whole.checkpoint_tensors(), b = first.checkpoint_tensors();
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i].second, b[i].second)) << a[i].first;
-  EXPECT_EQ(first.graphed_steps(), 3 + 1 + 3 - 1) << "steps 2..4, then 4..6 again";
-}
-
-// Steps the graph cannot hold run eagerly: the foreach kernel (host bias corrections), micro-
-// batches, and every step before the pivot.
-TEST(TrainerStepGraph, StepsTheGraphCannotHoldRunEagerly) {
-  TinyModel tiny;
-  TrainerConfig c = tiny_config();
-  c.step_graph = TrainerConfig::StepGraph::kStatic;
-  c.adamw_kernel = AdamWKernel::kForeach;
-  c.pivot_step = 1;
-  SdxlModel m = tiny.load();
-  Trainer foreach_kernel(m, c, 0.13025, reducer());
-  for (int s = 1; s <= 4; ++s) foreach_kernel.step(s, tiny_batch(2, 0, 100 + s));
-  EXPECT_EQ(foreach_kernel.graphed_steps(), 0);
-
-  c.adamw_kernel = AdamWKernel::kFused;
-  SdxlModel m2 = tiny.load();
-  Trainer fused(m2, c, 0.13025, reducer());
-  fused.step(1, tiny_batch(2, 0, 101));
-  EXPECT_EQ(fused.graphed_steps(), 0) << "before the pivot";
-  fused.step(2, std::vector<StepBatch>{tiny_batch(1, 0, 102), tiny_batch(1, 1, 102)});
-  EXPECT_EQ(fused.graphed_steps(), 0) << "two micro-batches";
-  fused.step(3, tiny_batch(2, 0, 103));
-  fused.step(4, tiny_batch(2, 0, 104));
-  EXPECT_EQ(fused.graphed_steps(), 2);
-  EXPECT_EQ(fused.graph_replays(), 0) << "two warm-up steps, no replay yet";
-
-  TrainerConfig cuda = tiny_config();
-  cuda.step_graph = TrainerConfig::StepGraph::kCuda;
-  SdxlModel m3 = tiny.load();
-  EXPECT_THROW(Trainer(m3, cuda, 0.13025, reducer()), Error) << "a CUDA graph on the CPU";
-  // The capture itself: a CPU device (or a build without CUDA) is one error naming the way out.
-  try {
-    StepCapture::make(at::Device(at::kCPU));
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cpu"), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace
