@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <exception>
 #include <functional>
 #include <string>
 #include <vector>
@@ -129,9 +130,12 @@ void Trainer::run_graphed(GraphedStep& g, int64_t step, double lr_factor) {
       capturing_ = true;
       try {
         capture_->capture_and_replay(id, segments[k]);
-      } catch (...) {
+      } catch (const std::exception& e) {
+        // Something in the step cannot be captured (a host read, an uncapturable kernel): the
+        // run ends here with what failed and the way around it.
         capturing_ = false;
-        throw;
+        XLTUNE_FAIL("step ", step, ": capturing the step as a CUDA graph failed (--cuda_graph false trains without ",
+                    "it): ", e.what());
       }
       capturing_ = false;
     } else {
