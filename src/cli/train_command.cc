@@ -127,10 +127,14 @@ void add_device_options(OptionTable& own, TrainOptions& o) {
                   "backward) or bf16 (A and B cast from their fp32 masters each step, the input as it is, the "
                   "gradients back in fp32: autocast's mixed precision; less memory, the tensor cores). auto: bf16 on "
                   "a GPU, fp32 on the CPU (where the replay against diffusers + peft is exact)")
-      .add("cuda_graph", &o.cuda_graph,
-           "capture the training step as one CUDA graph per batch shape and replay it: the host issues a step's "
-           "~17,000 kernels with one call. Steps after the pivot, on one GPU, with the fused AdamW kernel and fp32 "
-           "optimizer state; other steps run as usual (the reason is logged once). Needs a CUDA device");
+      .add_choice("cuda_graph", &o.cuda_graph,
+                  {{"false", CudaGraphChoice::kOff}, {"true", CudaGraphChoice::kOn}, {"static", CudaGraphChoice::kStatic}},
+                  "true: capture the training step as a CUDA graph per batch shape (each aspect bucket's kept) and "
+                  "replay it: the host issues a step's ~17,000 kernels with one call. Steps after the pivot with the "
+                  "fused AdamW kernel and fp32 optimizer state; on several GPUs the step is two graphs with the "
+                  "gradients' all-reduce between them; other steps run as usual (the reason is logged once). Needs a "
+                  "CUDA device. static: the same steps from the same static inputs, run eagerly on any device (to "
+                  "check the plumbing: it trains bit for bit as false)"); 
 }
 
 // Outputs, checkpoints, many ranks, validation.
@@ -233,6 +237,11 @@ void print_report(const TrainJobReport& r) {
   std::cout << r.final_loss << ")\n";
   if (r.skipped_steps > 0)
     std::cout << "  " << r.skipped_steps << " steps skipped (non-finite or spiking gradients; see metrics.jsonl)\n";
+  if (r.step_graph)  // Note [The step as a CUDA graph]: did the graph replay, and how often
+    std::cout << "  " << (r.step_graph_static ? "--cuda_graph static: " : "CUDA graph: ") << r.graphed_steps
+              << " steps from static inputs: " << r.graph_captures << " captures, " << r.graph_replays << " replays"
+              << (r.step_graph_static ? " (where a GPU would; all run eagerly)" : "")
+              << ", the rest warm-ups or eager steps (the log says why)\n";
   std::cout << "  " << r.tar_path << ":";
   for (const auto& f : r.files) std::cout << " " << f;
   std::cout << "\n  also in " << r.output_dir << ": run_config.json, metrics.jsonl, loss.png, trainer_state.safetensors\n";

@@ -45,6 +45,9 @@ std::string run_config_json(const TrainOptions& o, const nlohmann::ordered_json&
       {"lora_fused_projections", tc.is_lora && tc.lora_fused_projections},  // Note [LoRA's shared down-projection]
       {"lora_product_dtype", !tc.is_lora ? "none" : tc.lora_product_dtype == at::kBFloat16 ? "bf16" : "fp32"},  // Note [LoRA's product in bf16]
       {"cuda_graph", tc.step_graph == TrainerConfig::StepGraph::kCuda},  // Note [The step as a CUDA graph]
+      {"step_graph", tc.step_graph == TrainerConfig::StepGraph::kCuda     ? "cuda"
+                     : tc.step_graph == TrainerConfig::StepGraph::kStatic ? "static"
+                                                                          : "off"},
       {"trainable_parameters", trainer.trainable_parameter_count()},
       {"grad_reduce_dtype", traveling_dtype_name(run.grad_reduce_dtype)},
       {"zero_gather_dtype", traveling_dtype_name(run.zero_gather_dtype)},

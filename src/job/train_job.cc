@@ -63,6 +63,11 @@ TrainJobReport report_of(const TrainOptions& o, const ResumePlan& resume, int64_
   report.steps = end.last_step;
   report.final_loss = end.last_loss;
   report.skipped_steps = trainer.bad_step_guard().skipped_total();
+  report.step_graph = trainer.config().step_graph != TrainerConfig::StepGraph::kOff;
+  report.step_graph_static = trainer.config().step_graph == TrainerConfig::StepGraph::kStatic;
+  report.graphed_steps = trainer.graphed_steps();
+  report.graph_captures = trainer.graph_captures();
+  report.graph_replays = trainer.graph_replays();
   // A resumed run that had no step left: rank 0's last logged loss.
   if (end.last_step == resume.step() && metrics != nullptr && !metrics->losses().empty())
     report.final_loss = metrics->losses().back();

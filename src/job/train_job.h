@@ -42,6 +42,10 @@ struct TrainJobReport {
   uint64_t seed = 0;
   double final_loss = 0;
   int64_t skipped_steps = 0;  // over the whole run, resumes included (Note [Skipped steps])
+  // Note [The step as a CUDA graph]: this process's steps from the static inputs, and its captures
+  // and replays (with --cuda_graph static, those the eager static step stood in for).
+  bool step_graph = false, step_graph_static = false;
+  int64_t graphed_steps = 0, graph_captures = 0, graph_replays = 0;
   double seconds = 0;
   // Stopped by a stop signal: after a checkpoint, or before the first step with nothing written;
   // either way exit kExitRequeue (75).

@@ -28,6 +28,10 @@ enum class LoraFusedChoice { kAuto, kOn, kOff };
 // --lora_product_dtype: Note [LoRA's product in bf16] (models/lora.h); auto: bf16 on a GPU whose
 // UNet is bf16, fp32 otherwise.
 enum class LoraProductChoice { kAuto, kFp32, kBf16 };
+// --cuda_graph: Note [The step as a CUDA graph] (train/trainer.h); static: the captured step's
+// static-input body run eagerly, through the same warm-up, capture and replay counts, on any
+// device (TrainerConfig::StepGraph::kStatic: how the CPU tests the plumbing end to end).
+enum class CudaGraphChoice { kOff, kOn, kStatic };
 // --report_to (diffusers' name): where rank 0 logs the metrics besides metrics.jsonl.
 enum class ReportTo { kNone, kTensorBoard };
 
@@ -81,7 +85,7 @@ struct TrainOptions {
   LoraProductChoice lora_product_dtype = LoraProductChoice::kAuto;
   // Note [The step as a CUDA graph] (train/trainer.h): capture the step once per batch shape and
   // replay it. Off by default until a GPU run has measured it (bench/gpu/run).
-  bool cuda_graph = false;
+  CudaGraphChoice cuda_graph = CudaGraphChoice::kOff;
   at::ScalarType save_dtype = at::kBFloat16;          // unet.safetensors of full fine-tuning
   std::string dump_steps;           // folder for the per-step dumps (empty: none)
   int64_t log_every = 10;           // progress line every N steps when not on a terminal

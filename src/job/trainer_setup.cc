@@ -14,7 +14,7 @@ Placement training_placement(const TrainOptions& o, int local_rank) {
                                  o.threads, o.deterministic);
   p.attention = o.attention;
   // Before anything loads: a CUDA graph needs a CUDA device (Note [The step as a CUDA graph]).
-  XLTUNE_CHECK(!o.cuda_graph || p.device.is_cuda(), "--cuda_graph true needs a CUDA device; this run trains on ",
+  XLTUNE_CHECK(o.cuda_graph != CudaGraphChoice::kOn || p.device.is_cuda(), "--cuda_graph true needs a CUDA device; this run trains on ",
                p.device.str());
   apply_placement(p);
   return p;
@@ -58,7 +58,11 @@ TrainerConfig trainer_config_from(const TrainOptions& o, int64_t total_steps, in
       tc.lora_product_dtype = placement.device.is_cuda() && placement.unet == at::kBFloat16 ? at::kBFloat16 : at::kFloat;
       break;
   }
-  tc.step_graph = o.cuda_graph ? TrainerConfig::StepGraph::kCuda : TrainerConfig::StepGraph::kOff;
+  switch (o.cuda_graph) {
+    case CudaGraphChoice::kOff: tc.step_graph = TrainerConfig::StepGraph::kOff; break;
+    case CudaGraphChoice::kOn: tc.step_graph = TrainerConfig::StepGraph::kCuda; break;
+    case CudaGraphChoice::kStatic: tc.step_graph = TrainerConfig::StepGraph::kStatic; break;
+  }
   tc.autocast_bf16 = placement.autocast_bf16;
   tc.use_ema = o.use_ema;
   tc.ema_decay = o.ema_decay;

@@ -100,7 +100,7 @@ std::unique_ptr<StepCapture> StepCapture::make(c10::Device device) {
 #else
 std::unique_ptr<StepCapture> StepCapture::make(c10::Device device) {
   XLTUNE_FAIL("step capture: this xltune was built without CUDA, so it cannot capture the step on ", device.str(),
-              " (--cuda_graph off, or build against a CUDA libtorch)");
+              " (--cuda_graph false, or build against a CUDA libtorch)");
 }
 #endif
 

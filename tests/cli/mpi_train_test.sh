@@ -3,6 +3,8 @@
 #   - 2 ranks x batch b = 1 rank x batch 2b: the same samples per step, the same losses and final
 #     weights up to reduction order, for LoRA + pivotal tuning (pivot inside) and full fine-tuning,
 #     with the optimizer state sharded (ZeRO-1: rank 0 holds half of it) and whole;
+#   - --cuda_graph static on 2 ranks (the captured step's two segments, run eagerly): the eager
+#     step's tar byte for byte;
 #   - full fine-tuning with gradients reduced in bf16 (and weights all-gathered in bf16): near the
 #     fp32 reduction's weights, the difference printed;
 #   - 1, 2 and 3 ranks with one global batch: the same steps, every sample once per epoch;
@@ -45,6 +47,18 @@ expect 0 "LoRA, 2 ranks, batch 2 (replicas checked every 2 steps)" mpi 2 "$xltun
 has "$dir/err" "[xltune r0 "
 ls "$dir/l2/latents" | grep -q "latents-r00001.h5" || { echo "FAIL: rank 1 encoded no latent slice"; fail=1; }
 compare "2 x 2 = 1 x 4 (LoRA + pivotal tuning)" "$dir/l1" "$dir/l2"
+# Note [The step as a CUDA graph] on 2 ranks, --cuda_graph static: the step's two segments with the
+# bucketed all-reduce between them, run eagerly, are the eager step bit for bit (the fused AdamW
+# kernel both times: the captured path needs it).
+# Batch 1 a rank: 6 photos make 3 full global batches an epoch, so every step has one shape.
+expect 0 "LoRA, 2 ranks, fused AdamW" mpi 2 "$xltune" train "${common[@]}" "${lora[@]}" --train_batch_size 1 \
+  --adamw_kernel fused --output_dir "$dir/l2fused"
+expect 0 "LoRA, 2 ranks, fused AdamW, --cuda_graph static" mpi 2 "$xltune" train "${common[@]}" "${lora[@]}" \
+  --train_batch_size 1 --adamw_kernel fused --cuda_graph static --output_dir "$dir/l2static" \
+  && has "$dir/out" "--cuda_graph static: 4 steps from static inputs: 1 captures, 1 replays"
+cmp -s "$dir/l2fused/trained_model.tar" "$dir/l2static/trained_model.tar" \
+  && echo "ok   2 ranks: --cuda_graph static = eager, the tar byte for byte" \
+  || { echo "FAIL: 2 ranks: --cuda_graph static changed the tar"; fail=1; }
 
 # Full fine-tuning with gradient checkpointing (the reducer sees recompute's nested backward).
 full=(--max_train_steps 6 --is_lora false --unet_learning_rate 1e-4 --gradient_checkpointing true --save_dtype fp32)

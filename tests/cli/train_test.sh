@@ -107,10 +107,28 @@ metrics "$dir/bf16" "c['resolved']['lora_product_dtype'] == 'bf16' and c['option
 expect 2 "--lora_product_dtype fp16" train --lora_product_dtype fp16 --output_dir "$dir/x" && has "$dir/err" "lora_product_dtype"
 # --cuda_graph (Note [The step as a CUDA graph]): off by default, recorded; on the CPU one error
 # naming the option, before any model is loaded.
-metrics "$dir/attn" "c['resolved']['cuda_graph'] is False and c['options']['cuda_graph'] is False"
+metrics "$dir/attn" "c['resolved']['cuda_graph'] is False and c['resolved']['step_graph'] == 'off' and c['options']['cuda_graph'] == 'false'"
 expect 1 "--cuda_graph true on the CPU" train --seed 1 --max_train_steps 2 --cuda_graph true --output_dir "$dir/graph" \
   && has "$dir/err" "--cuda_graph true needs a CUDA device; this run trains on cpu" \
   && { grep -q "loading the UNet" "$dir/err" && { echo "FAIL: the model was loaded first"; fail=1; } || true; }
+expect 2 "--cuda_graph unknown" train --cuda_graph maybe --output_dir "$dir/x" && has "$dir/err" "--cuda_graph 'maybe': expected false, true, static"
+# --cuda_graph static: the captured step's plumbing, run eagerly, trains bit for bit as the eager
+# step through the job (checkpoints between steps, aspect buckets: the square and 3:2 sample
+# photos at 128 px alternate after the pivot, each shape warmed up, captured and replayed).
+"$py" - "$root/data/samples" "$dir/buckets.zip" <<'PY' || exit 1
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[2], "w") as z:
+    for name in sorted(os.listdir(sys.argv[1])):
+        z.write(os.path.join(sys.argv[1], name), name)
+PY
+graph_run=(train --model "$model" --input_images "$dir/buckets.zip" --resolution 128 --aspect_buckets true --bucket_step 32
+           --train_batch_size 2 --max_train_steps 16 --seed 0 --lora_rank 4 --adamw_kernel fused --checkpointing_steps 4)
+expect 0 "16 bucketed steps, eager" "$xltune" "${graph_run[@]}" --output_dir "$dir/graph_off"
+expect 0 "16 bucketed steps, --cuda_graph static" "$xltune" "${graph_run[@]}" --cuda_graph static --output_dir "$dir/graph_static" \
+  && has "$dir/out" "--cuda_graph static: 8 steps from static inputs: 2 captures, 2 replays"
+metrics "$dir/graph_static" "c['resolved']['step_graph'] == 'static' and c['resolved']['cuda_graph'] is False"
+cmp -s "$dir/graph_off/trained_model.tar" "$dir/graph_static/trained_model.tar" \
+  && echo "ok   --cuda_graph static = eager, the tar byte for byte" || { echo "FAIL: --cuda_graph static changed the tar"; fail=1; }
 expect 2 "--deterministic not a boolean" train --deterministic sometimes --output_dir "$dir/x" && has "$dir/err" "deterministic"
 expect 0 "another seed" train --seed 2 --max_train_steps 5 --output_dir "$dir/c"
 cmp -s "$dir/a/lora.safetensors" "$dir/c/lora.safetensors" && { echo "FAIL: seed 2 = seed 1"; fail=1; } || echo "ok   another seed, other weights"
