@@ -113,8 +113,9 @@ expect 1 "--cuda_graph true on the CPU" train --seed 1 --max_train_steps 2 --cud
   && { grep -q "loading the UNet" "$dir/err" && { echo "FAIL: the model was loaded first"; fail=1; } || true; }
 expect 2 "--cuda_graph unknown" train --cuda_graph maybe --output_dir "$dir/x" && has "$dir/err" "--cuda_graph 'maybe': expected false, true, static"
 # --cuda_graph static: the captured step's plumbing, run eagerly, trains bit for bit as the eager
-# step through the job (checkpoints between steps, aspect buckets: the square and 3:2 sample
-# photos at 128 px alternate after the pivot, each shape warmed up, captured and replayed).
+# step through the job (checkpoints, the EMA and validation images between steps, aspect buckets:
+# the square and 3:2 sample photos at 128 px alternate after the pivot, each shape warmed up,
+# captured and replayed).
 "$py" - "$root/data/samples" "$dir/buckets.zip" <<'PY' || exit 1
 import os, sys, zipfile
 with zipfile.ZipFile(sys.argv[2], "w") as z:
@@ -122,7 +123,9 @@ with zipfile.ZipFile(sys.argv[2], "w") as z:
         z.write(os.path.join(sys.argv[1], name), name)
 PY
 graph_run=(train --model "$model" --input_images "$dir/buckets.zip" --resolution 128 --aspect_buckets true --bucket_step 32
-           --train_batch_size 2 --max_train_steps 16 --seed 0 --lora_rank 4 --adamw_kernel fused --checkpointing_steps 4)
+           --train_batch_size 2 --max_train_steps 16 --seed 0 --lora_rank 4 --adamw_kernel fused --checkpointing_steps 4
+           --use_ema true --validation_prompt "a photo of TOK" --validation_steps 6 --num_validation_images 1
+           --validation_inference_steps 2)
 expect 0 "16 bucketed steps, eager" "$xltune" "${graph_run[@]}" --output_dir "$dir/graph_off"
 expect 0 "16 bucketed steps, --cuda_graph static" "$xltune" "${graph_run[@]}" --cuda_graph static --output_dir "$dir/graph_static" \
   && has "$dir/out" "--cuda_graph static: 8 steps from static inputs: 2 captures, 2 replays"
