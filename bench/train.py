@@ -13,7 +13,9 @@ constant LR on both sides. Each side runs in its own process (one after the othe
 the figure is the median step time after one untimed step, and the process's peak RSS.
 
 Prints, per preset and phase, both step times, the ratio diffusers/xltune (> 1: xltune is faster),
-and both peak memories. Goal (issue 8): >= 1.5x on the small preset over a whole run.
+both peak memories, and each side's median ms per phase of the step (text, draws, forward,
+backward, clip, optimizer: where a ratio can come from). Goal (issue 8): >= 1.5x on the small
+preset over a whole run.
 """
 import argparse
 import json
@@ -67,41 +69,57 @@ def diffusers_loop(model, resolution, batch, steps):
     mask = torch.ones(batch, 1, latent, latent)
     old = [t.detach()[:49408].clone() for t in tables]
 
-    def step(trains_rows):
+    def step(trains_rows, phases):
+        # Phase marks as xltune's StepPhaseListener places them (train/trainer.h): the draws come
+        # after the text here, so "draws" holds both.
+        mark = [time.perf_counter()]
+
+        def end(name):
+            now = time.perf_counter()
+            phases.setdefault(name, []).append((now - mark[0]) * 1e3)
+            mark[0] = now
+
         with torch.set_grad_enabled(trains_rows):
             a = te1(ids1, output_hidden_states=True)
             b = te2(ids2, output_hidden_states=True)
             context = torch.cat([a.hidden_states[-2], b.hidden_states[-2]], -1)
             pooled = b.text_embeds
+        end("text")
         x0 = (mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)) * 0.13025
         noise = torch.randn_like(x0)
         t = torch.randint(0, 1000, (batch,))
+        end("draws")
         pred = unet(sched.add_noise(x0, noise, t), t, context,
                     added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
         loss = ((pred - noise) ** 2 * mask).mean()
+        end("forward")
         loss.backward()
+        end("backward")
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
+        end("clip")
         opt.step()
         opt.zero_grad(set_to_none=True)
         if trains_rows:
             with torch.no_grad():
                 for t_, o in zip(tables, old):
                     t_[:49408] = o
+        end("optimizer")
 
     out = []
     for phase, trains in (("before_pivot", True), ("after_pivot", False)):
         if not trains:
             for t_ in tables:
                 t_.requires_grad_(False)
-        step(trains)
-        ms = []
+        step(trains, {})
+        ms, phases = [], {}
         for _ in range(steps):
             t0 = time.perf_counter()
-            step(trains)
+            step(trains, phases)
             ms.append((time.perf_counter() - t0) * 1e3)
         out.append({"impl": "diffusers", "phase": phase, "ms": statistics.median(ms),
-                    "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "after_load_bytes": after_load})
+                    "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "after_load_bytes": after_load,
+                    "phases": {k: {"host_ms": statistics.median(v)} for k, v in phases.items()}})
     for line in out:
         print(json.dumps(line))
 
@@ -140,6 +158,12 @@ def main():
                   f"ratio {d['ms'] / x['ms']:.2f}x   peak RSS diffusers {d['peak_bytes'] / 2**20:6.0f} MiB, "
                   f"xltune {x['peak_bytes'] / 2**20:6.0f} MiB")
         print(f"  whole run (half before, half after the pivot): ratio {total_d / total_x:.2f}x")
+        # Where each side's step goes (median ms per phase; they need not add up to the step's median).
+        for x, d in zip(ours, theirs):
+            names = ["text", "draws", "forward", "backward", "clip", "optimizer"]
+            cell = lambda r, n: r.get("phases", {}).get(n, {}).get("host_ms", 0.0)  # noqa: E731
+            print(f"  {x['phase']:13s} ms per phase, diffusers / xltune: " +
+                  ", ".join(f"{n} {cell(d, n):.1f} / {cell(x, n):.1f}" for n in names))
 
 
 if __name__ == "__main__":
