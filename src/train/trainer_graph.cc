@@ -84,8 +84,8 @@ Trainer::GraphedStep& Trainer::graphed_step_for(const std::vector<int64_t>& key,
     for (auto i = graphs_.begin(); i != graphs_.end(); ++i)
       if (i->second->last_step < oldest->second->last_step) oldest = i;
     if (!graph_eviction_logged_)
-      log_info("more than ", config_.max_graphed_shapes, " batch shapes: the step graph of the shape used longest ago is ",
-               "dropped for each new one (and captured again when it comes back)");
+      log_info("more than ", config_.max_graphed_shapes, " batch shapes: the step graph of the shape used ",
+               "longest ago is dropped for each new one (and captured again when it comes back)");
     graph_eviction_logged_ = true;
     if (capture_) capture_->drop(oldest->second->id);
     graphs_.erase(oldest);
@@ -140,6 +140,11 @@ void Trainer::run_graphed(GraphedStep& g, int64_t step, double lr_factor) {
       capturing_ = false;
     } else {
       capture_->replay(id);
+      // The phases the replay ran, as the eager body marks them (the reduction marks its own).
+      static const std::vector<const char*> kBeforeReduction = {"draws", "text", "forward"};
+      static const std::vector<const char*> kAfterReduction = {"clip", "optimizer"};
+      static const std::vector<const char*> kWhole = {"draws", "text", "forward", "backward", "clip", "optimizer"};
+      for (const char* phase : !split ? kWhole : k == 0 ? kBeforeReduction : kAfterReduction) mark(phase);
     }
     if (!split || k > 0) continue;
     // Between the segments: the reduction, eagerly, of what backward reached.
@@ -154,14 +159,13 @@ void Trainer::run_graphed(GraphedStep& g, int64_t step, double lr_factor) {
     g.captured = true;
     ++graph_captures_;
     if (cuda)
-      log_info("step ", step, ": the step is captured as ", split ? "two CUDA graphs (the gradients reduced between)" : "a CUDA graph",
-               " (batch ", g.latent_mean.size(0), ", latents ", xltune::str(g.latent_mean.sizes()),
+      log_info("step ", step, ": the step is captured as ",
+               split ? "two CUDA graphs (the gradients reduced between)" : "a CUDA graph", " (batch ",
+               g.latent_mean.size(0), ", latents ", xltune::str(g.latent_mean.sizes()),
                "); later steps of this shape replay it");
   } else {
-    if (cuda) {
+    if (cuda)
       for (auto& o : optimizers_) o->replayed_step();
-      for (const char* phase : {"draws", "text", "forward", "backward", "clip", "optimizer"}) mark(phase);
-    }
     ++graph_replays_;
   }
 }

@@ -228,7 +228,8 @@ std::vector<RankRun> run_two_ranks(const TinyModel& tiny, const TrainerConfig& c
   std::vector<std::vector<StepBatch>> batches(kWorld);
   std::vector<SdxlModel> models;
   for (int r = 0; r < kWorld; ++r) {
-    for (int64_t s = 1; s <= steps; ++s) batches[r].push_back(tiny_batch(2, 2 * r, static_cast<uint64_t>(300 + 10 * s + r)));
+    for (int64_t s = 1; s <= steps; ++s)
+      batches[r].push_back(tiny_batch(2, 2 * r, static_cast<uint64_t>(300 + 10 * s + r)));
     models.push_back(tiny.load());
   }
   std::vector<RankRun> out(kWorld);
@@ -280,7 +281,8 @@ TEST(TrainerStepGraph, TwoRanksReduceBetweenTheSegmentsAsTheEagerStepDoes) {
       ASSERT_EQ(a[r].tensors.size(), b[r].tensors.size());
       for (size_t i = 0; i < a[r].tensors.size(); ++i) {
         EXPECT_TRUE(at::equal(a[r].tensors[i].second, b[r].tensors[i].second)) << a[r].tensors[i].first;
-        EXPECT_TRUE(at::equal(b[0].tensors[i].second, b[r].tensors[i].second)) << "the ranks differ: " << a[r].tensors[i].first;
+        EXPECT_TRUE(at::equal(b[0].tensors[i].second, b[r].tensors[i].second))
+            << "the ranks differ: " << a[r].tensors[i].first;
       }
     }
   }
