@@ -37,9 +37,11 @@
 // and checked: two runs from the same start, one with the static-input step run eagerly
 // (TrainerConfig::StepGraph::kStatic) and one captured (kCuda; on the CPU kStatic again, the
 // plumbing only). Each: step 1 before the pivot, kGraphWarmupSteps eager steps, the capture, then
-// STEPS timed steps (replays). The JSON line gives the median ms per timed step of each, their
-// ratio, the peak GiB of each, the replays counted and the largest relative loss difference. ok:
-// every timed step a replay (on the CPU, one the static step stands in for), and the losses
+// STEPS timed steps (replays), each waited for; then STEPS more, each read after the next is
+// queued (Note [Reading a step one step late], train/trainer.h), timed together. The JSON line
+// gives the median ms per timed step of each, their ratio, the ms per step read late of each, the
+// peak GiB of each, the replays counted and the largest relative loss difference. ok: every timed
+// step a replay (on the CPU, one the static step stands in for), and the losses
 // within kGraphRelTolerance (graph; the GPU's backward is not deterministic) or bit-equal
 // (graph-deterministic, under --deterministic's placement: the captured kernels are the eager
 // ones). Exit status 1 when not ok.
@@ -290,18 +292,18 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
   const StepBatch b = bench::synthetic_batch(batch, resolution / 8, device);
   const int64_t untimed = 1 + Trainer::kGraphWarmupSteps + 1;  // before the pivot, warm-up, capture
   std::vector<double> losses[2], ms[2];
-  double peak_gib[2] = {0, 0};
+  double peak_gib[2] = {0, 0}, ms_late[2] = {0, 0};
   int64_t replays = 0;
   for (int run = 0; run < 2; ++run) {
     SdxlModel m = load_model();
     const ReducerPath path = reducer_path(reduced, device);
     TrainerConfig c = bench::synthetic_config(lora, steps, checkpointing, placement);
     c.pivot_step = 1;
-    c.max_train_steps = untimed + steps;
+    c.max_train_steps = untimed + 2 * steps;
     c.adamw_kernel = AdamWKernel::kFused;
     c.step_graph = run == 1 && device.is_cuda() ? TrainerConfig::StepGraph::kCuda : TrainerConfig::StepGraph::kStatic;
     Trainer t(m, c, 0.13025, path.reducer);
-    for (int64_t s = 1; s <= c.max_train_steps; ++s) {
+    for (int64_t s = 1; s <= untimed + steps; ++s) {
       if (s == untimed + 1) reset_peak_memory(device);
       const double t0 = now();
       const StepResult r = t.step(s, b);
@@ -309,6 +311,14 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
       if (s > untimed) ms[run].push_back((now() - t0) * 1e3);
       losses[run].push_back(r.loss);
     }
+    const double t0 = now();  // each step read once the next is queued: the device never waits for the host's read
+    for (int64_t s = untimed + steps + 1; s <= c.max_train_steps; ++s) {
+      t.issue(s, {b});
+      if (s > untimed + steps + 1) losses[run].push_back(t.collect().loss);
+    }
+    losses[run].push_back(t.collect().loss);
+    if (device.is_cuda()) torch::cuda::synchronize();
+    ms_late[run] = (now() - t0) * 1e3 / static_cast<double>(steps);
     peak_gib[run] = static_cast<double>(peak_memory_bytes(device)) / (1 << 30);
     if (run == 1) replays = t.graph_replays();
   }
@@ -321,19 +331,20 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
     if (!(rel <= worst_rel)) worst_rel = rel;  // a NaN sticks
     if (bit_equal ? !(a == g) : !(rel <= kGraphRelTolerance)) within = false;
   }
-  const bool ok = within && replays == steps;  // kStatic counts the replays it stands in for
+  const bool ok = within && replays == 2 * steps;  // kStatic counts the replays it stands in for
   char rel[32] = "null";
   if (std::isfinite(worst_rel)) std::snprintf(rel, sizeof rel, "%.3g", worst_rel);
   std::printf("{\"impl\": \"xltune\", \"check\": \"%s\", \"mode\": \"%s\", \"resolution\": %lld, \"batch\": %lld, "
               "\"checkpointing\": %s, \"steps\": %lld, \"ms_eager\": %.2f, \"ms_graph\": %.2f, "
-              "\"eager_over_graph\": %.3f, \"peak_gib_eager\": %.3f, \"peak_gib_graph\": %.3f, \"replays\": %lld, "
+              "\"eager_over_graph\": %.3f, \"ms_eager_read_late\": %.2f, \"ms_graph_read_late\": %.2f, "
+              "\"peak_gib_eager\": %.3f, \"peak_gib_graph\": %.3f, \"replays\": %lld, "
               "\"max_rel_loss_diff\": %s, \"rel_tolerance\": %s, \"placement\": \"%s\", \"ok\": %s}\n",
               reduced     ? "graph-reduced: two captured segments, all-reduce between = eager, bit for bit"
               : bit_equal ? "graph-deterministic: captured = eager, bit for bit"
                           : "graph: captured step vs eager",
               lora ? "lora" : "full", static_cast<long long>(resolution), static_cast<long long>(batch),
               checkpointing ? "true" : "false", static_cast<long long>(steps), median(ms[0]), median(ms[1]),
-              median(ms[0]) / median(ms[1]), peak_gib[0], peak_gib[1], static_cast<long long>(replays), rel,
+              median(ms[0]) / median(ms[1]), ms_late[0], ms_late[1], peak_gib[0], peak_gib[1], static_cast<long long>(replays), rel,
               bit_equal ? "0" : "0.001", placement.describe().c_str(), ok ? "true" : "false");
   std::fflush(stdout);
   return ok ? 0 : 1;

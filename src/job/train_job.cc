@@ -68,6 +68,7 @@ TrainJobReport report_of(const TrainOptions& o, const ResumePlan& resume, int64_
   report.graphed_steps = trainer.graphed_steps();
   report.graph_captures = trainer.graph_captures();
   report.graph_replays = trainer.graph_replays();
+  report.steps_read_late = trainer.steps_issued_before_settling();
   // A resumed run that had no step left: rank 0's last logged loss.
   if (end.last_step == resume.step() && metrics != nullptr && !metrics->losses().empty())
     report.final_loss = metrics->losses().back();

@@ -46,6 +46,8 @@ struct TrainJobReport {
   // and replays (with --cuda_graph static, those the eager static step stood in for).
   bool step_graph = false, step_graph_static = false;
   int64_t graphed_steps = 0, graph_captures = 0, graph_replays = 0;
+  // Note [Reading a step one step late]: steps issued before the step before them was read.
+  int64_t steps_read_late = 0;
   double seconds = 0;
   // Stopped by a stop signal: after a checkpoint, or before the first step with nothing written;
   // either way exit kExitRequeue (75).

@@ -72,62 +72,113 @@ void TrainingLoop::log_metrics(int64_t step, int64_t epoch, const StepResult& r,
   metrics_->append(line.dump(), a.loss);
 }
 
+TrainingLoop::IssuedStep TrainingLoop::issue(int64_t step) {
+  IssuedStep issued;
+  issued.step = step;
+  issued.start = Clock::now();
+  set_current_step(step);  // named by a collective that times out (Note [No hang])
+  issued.epoch = sampler_.position().epoch;
+  // The rank's samples of the step, as one batch of b x K (Note [Distributed sampler]), split
+  // into K micro-batches (Note [Gradient accumulation]).
+  issued.indices = sampler_.next_batch(static_cast<size_t>(o_.samples_per_rank_step()));
+  for (size_t j = 0; j < issued.indices.size(); ++j)
+    issued.positions.push_back(static_cast<int64_t>(j) * comm_.size() + comm_.rank());
+  const size_t b = static_cast<size_t>(o_.train_batch_size);
+  for (size_t first = 0; first < issued.indices.size(); first += b) {
+    const size_t last = std::min(issued.indices.size(), first + b);
+    issued.micro.push_back(set_.batch({issued.indices.begin() + first, issued.indices.begin() + last},
+                                      {issued.positions.begin() + first, issued.positions.begin() + last}));
+    set_.drop_captions(issued.micro.back(), trainer_.config().seed, step, o_.caption_dropout_rate);
+    if (hooks_.poison_batch(comm_.rank(), step)) issued.micro.back().latent_mean.fill_(std::nan(""));
+  }
+  hooks_.before_step(comm_.rank(), step);
+  trainer_.issue(step, issued.micro);
+  return issued;
+}
+
+bool TrainingLoop::handled_at_once(int64_t step, int64_t total) const {
+  // Several ranks agree on each step with a collective on the training device's communicator,
+  // queued behind the next step: handling a step late would gain nothing there.
+  return comm_.size() > 1 || step == total || step % o_.checkpointing_steps == 0 || !o_.dump_steps.empty() ||
+         (o_.replica_check_steps > 0 && step % o_.replica_check_steps == 0) || validation_loss_.due(step, total) ||
+         validation_.due(step, total);
+}
+
+bool TrainingLoop::handle(const IssuedStep& issued, int64_t total, Handling how, TrainProgress& progress,
+                          TrainingLoopEnd& end) {
+  const int64_t step = issued.step;
+  set_current_step(step);
+  StepResult r = trainer_.collect();
+  Agreed a = agree(r, issued.indices, issued.positions);
+  // A stop agreed on at the step before is this step's too (that signal's flag may not be read
+  // again here): the step is checkpointed and the run ends.
+  a.stopping = a.stopping || how == Handling::kStopAgreed;
+  end.last_step = step, end.last_loss = a.loss;
+  if (!r.skipped.empty()) {
+    ++end.skipped_steps;
+    if (metrics_ != nullptr) log_warn("step ", step, " skipped: ", r.skipped, " (", r.skipped_in_a_row, " in a row)");
+    XLTUNE_CHECK(r.skipped_in_a_row < o_.max_skipped_steps, "step ", step, ": ", r.skipped_in_a_row,
+                 " steps in a row were skipped (", r.skipped, "; --max_skipped_steps ", o_.max_skipped_steps,
+                 "): training has diverged; lower the learning rates or check the model and images. ",
+                 "The last checkpoint is intact");
+  }
+  // The step's time: until the next step began (a step handled late) or until now.
+  const Clock::time_point until = how == Handling::kNextIssued ? issued.next_start : Clock::now();
+  const double seconds = std::chrono::duration<double>(until - issued.start).count();
+  std::optional<double> validation_loss;  // every rank measures its share (Note [Validation loss])
+  if (how != Handling::kNextIssued) {  // handled_at_once: what reads the step's weights or draws
+    if (!o_.dump_steps.empty())
+      write_step_dump(o_.dump_steps, step, concatenated(issued.micro), r, comm_.size() > 1 ? comm_.rank() : -1);
+    if (o_.replica_check_steps > 0 && step % o_.replica_check_steps == 0) check_replicas(comm_, trainer_, step);
+    if (validation_loss_.due(step, total)) validation_loss = validation_loss_.evaluate(trainer_, comm_);
+  }
+  if (metrics_ != nullptr) {
+    log_metrics(step, issued.epoch, r, a, seconds, validation_loss);
+    progress.update(step, a.loss, r.learning_rates.front().second, validation_loss);
+  }
+  if (how == Handling::kNextIssued) return a.stopping;  // the stop happens at the step issued
+  if (validation_.due(step, total)) {
+    progress.finish();
+    const ParameterEma::Swap ema = trainer_.ema_weights_in();  // every rank renders with the EMA's weights
+    validation_.render(step, comm_);
+  }
+  if (step % o_.checkpointing_steps == 0 || step == total || a.stopping) {
+    progress.finish();
+    checkpoints_.write(step);
+  }
+  return a.stopping;
+}
+
 TrainingLoopEnd TrainingLoop::run(int64_t first_step, int64_t total) {
   TrainingLoopEnd end;
   end.last_step = first_step - 1;
   TrainProgress progress(total, o_.log_every, comm_.rank() == 0 && o_.verbose);
   reset_peak_memory(device_);
+  // Note [Reading a step one step late] (train/trainer.h): on one rank a step is handled (its
+  // result read, logged) once the next is issued, so the device has the next step queued while
+  // the host reads this one; at once where something reads the weights or the draws (a
+  // checkpoint, validation, a dump, a replica check) and at the last step. A stop signal is
+  // looked for before the next step is issued, so the run stops where it would have.
+  std::optional<IssuedStep> waiting;
   for (int64_t step = first_step; step <= total; ++step) {
-    const auto step_start = Clock::now();
-    set_current_step(step);  // named by a collective that times out (Note [No hang])
-    const int64_t epoch = sampler_.position().epoch;
-    // The rank's samples of the step, as one batch of b x K (Note [Distributed sampler]), split
-    // into K micro-batches (Note [Gradient accumulation]).
-    const std::vector<uint64_t> indices = sampler_.next_batch(static_cast<size_t>(o_.samples_per_rank_step()));
-    std::vector<int64_t> positions;
-    for (size_t j = 0; j < indices.size(); ++j)
-      positions.push_back(static_cast<int64_t>(j) * comm_.size() + comm_.rank());
-    std::vector<StepBatch> micro;
-    const size_t b = static_cast<size_t>(o_.train_batch_size);
-    for (size_t first = 0; first < indices.size(); first += b) {
-      const size_t last = std::min(indices.size(), first + b);
-      micro.push_back(set_.batch({indices.begin() + first, indices.begin() + last},
-                                 {positions.begin() + first, positions.begin() + last}));
-      set_.drop_captions(micro.back(), trainer_.config().seed, step, o_.caption_dropout_rate);
-      if (hooks_.poison_batch(comm_.rank(), step)) micro.back().latent_mean.fill_(std::nan(""));
+    if (waiting && hooks_.stop_signal() != 0) {  // the step's agreement sees it: checkpoint, stop
+      handle(*waiting, total, Handling::kStopAgreed, progress, end);
+      end.stopped = true;
+      break;
     }
-    hooks_.before_step(comm_.rank(), step);
-    StepResult r = trainer_.step(step, micro);
-    const Agreed a = agree(r, indices, positions);
-    end.last_step = step, end.last_loss = a.loss;
-    if (!r.skipped.empty()) {
-      ++end.skipped_steps;
-      if (metrics_ != nullptr) log_warn("step ", step, " skipped: ", r.skipped, " (", r.skipped_in_a_row, " in a row)");
-      XLTUNE_CHECK(r.skipped_in_a_row < o_.max_skipped_steps, "step ", step, ": ", r.skipped_in_a_row,
-                   " steps in a row were skipped (", r.skipped, "; --max_skipped_steps ", o_.max_skipped_steps,
-                   "): training has diverged; lower the learning rates or check the model and images. ",
-                   "The last checkpoint is intact");
+    IssuedStep issued = issue(step);
+    bool stop_agreed = false;
+    if (waiting) {
+      waiting->next_start = issued.start;
+      stop_agreed = handle(*waiting, total, Handling::kNextIssued, progress, end);
+      waiting.reset();
     }
-    if (!o_.dump_steps.empty())
-      write_step_dump(o_.dump_steps, step, concatenated(micro), r, comm_.size() > 1 ? comm_.rank() : -1);
-    if (o_.replica_check_steps > 0 && step % o_.replica_check_steps == 0) check_replicas(comm_, trainer_, step);
-    const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
-    std::optional<double> validation_loss;  // every rank measures its share (Note [Validation loss])
-    if (validation_loss_.due(step, total)) validation_loss = validation_loss_.evaluate(trainer_, comm_);
-    if (metrics_ != nullptr) {
-      log_metrics(step, epoch, r, a, seconds, validation_loss);
-      progress.update(step, a.loss, r.learning_rates.front().second, validation_loss);
+    if (!stop_agreed && !handled_at_once(step, total)) {
+      waiting = std::move(issued);
+      continue;
     }
-    if (validation_.due(step, total)) {
-      progress.finish();
-      const ParameterEma::Swap ema = trainer_.ema_weights_in();  // every rank renders with the EMA's weights
-      validation_.render(step, comm_);
-    }
-    if (step % o_.checkpointing_steps == 0 || step == total || a.stopping) {
-      progress.finish();
-      checkpoints_.write(step);
-    }
-    if (a.stopping && step < total) {
+    const bool stopping = handle(issued, total, stop_agreed ? Handling::kStopAgreed : Handling::kNow, progress, end);
+    if (stopping && step < total) {
       end.stopped = true;
       break;
     }

@@ -1,10 +1,12 @@
 // The steps of `xltune train` (Note [The job's shape], step 3), from the first one after a
-// checkpoint to the last: each step draws this rank's samples, runs the trainer, agrees on the
-// global loss and on whether a rank was asked to stop (one small all-reduce), measures the
-// validation loss when due, logs the metrics (rank 0), renders validation images when due and
-// writes checkpoints.
+// checkpoint to the last: each step draws this rank's samples, issues it to the trainer, agrees
+// on the global loss and on whether a rank was asked to stop (one small all-reduce), measures
+// the validation loss when due, logs the metrics (rank 0), renders validation images when due and
+// writes checkpoints. A step is handled after the next one is issued where nothing is due at it
+// (Note [Reading a step one step late], train/trainer.h).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -54,6 +56,27 @@ class TrainingLoop {
     bool stopping = false;
   };
   Agreed agree(const StepResult& r, const std::vector<uint64_t>& indices, const std::vector<int64_t>& positions);
+  // A step issued to the trainer, not handled yet.
+  struct IssuedStep {
+    int64_t step = 0, epoch = 0;
+    std::vector<uint64_t> indices;   // the rank's samples (sampler order)
+    std::vector<int64_t> positions;  // their places in the global batch
+    std::vector<StepBatch> micro;    // for a dump
+    std::chrono::steady_clock::time_point start, next_start;  // next_start: when handled late
+  };
+  // Draws the step's samples and issues it (Trainer::issue).
+  IssuedStep issue(int64_t step);
+  // Whether the step must be handled before the next is issued: it checkpoints, validates, dumps,
+  // checks replicas or is the last.
+  bool handled_at_once(int64_t step, int64_t total) const;
+  enum class Handling {
+    kNextIssued,  // late: the next step is queued; log only (handled_at_once was false)
+    kNow,         // everything due at the step
+    kStopAgreed,  // kNow, and a stop was agreed on at the step before
+  };
+  // Collects the step, agrees on it, logs it and (unless kNextIssued) does what is due at it;
+  // returns whether the ranks agreed to stop.
+  bool handle(const IssuedStep& issued, int64_t total, Handling how, TrainProgress& progress, TrainingLoopEnd& end);
   void log_metrics(int64_t step, int64_t epoch, const StepResult& r, const Agreed& a, double seconds,
                    std::optional<double> validation_loss);
 

@@ -113,7 +113,7 @@ at::Tensor stochastic_round_to_bf16(const at::Tensor& x, at::Generator& generato
 
 void AdamW::step(double lr_factor, int64_t training_step, const at::Tensor& apply) {
   at::NoGradGuard no_grad;
-  XLTUNE_CHECK(pending_.empty(), "AdamW: step() before the last step was settled");
+  XLTUNE_CHECK(pending_.size() < 2, "AdamW: step() with two steps unsettled");
   // The foreach kernel's bias corrections are host numbers from the host counts: it needs the
   // verdict now. On the CPU that read costs nothing; on a GPU it is the step's one sync inside
   // the update (the fused kernel, the default there, takes the verdict on the device).
@@ -122,6 +122,7 @@ void AdamW::step(double lr_factor, int64_t training_step, const at::Tensor& appl
     if (apply.item<float>() == 0) return;
     on_device = at::Tensor();
   }
+  std::vector<size_t> waiting;  // counted by settle()
   size_t flat = 0;
   for (auto& g : groups_) {
     std::vector<size_t> stepped;  // flat indices of the tensors updated now
@@ -137,14 +138,15 @@ void AdamW::step(double lr_factor, int64_t training_step, const at::Tensor& appl
         s.device_step = at::full({}, static_cast<double>(s.step),
                                  at::TensorOptions().dtype(at::kFloat).device(g.params[i].device()));
       if (on_device.defined())
-        pending_.push_back(flat);
+        waiting.push_back(flat);
       else
         s.step += 1;
       stepped.push_back(flat);
     }
     if (!stepped.empty()) update(g, flat - g.params.size(), stepped, lr_factor, training_step, on_device);
   }
-  last_pending_ = pending_;
+  if (on_device.defined()) pending_.push_back(waiting);
+  last_pending_ = waiting;
 }
 
 std::string AdamW::capture_blocker() const {
@@ -175,14 +177,15 @@ void AdamW::stage_learning_rates(double lr_factor) {
 }
 
 void AdamW::replayed_step() {
-  XLTUNE_CHECK(pending_.empty(), "AdamW: a replayed step before the last step was settled");
-  pending_ = last_pending_;
+  XLTUNE_CHECK(pending_.size() < 2, "AdamW: a replayed step with two steps unsettled");
+  pending_.push_back(last_pending_);
 }
 
 void AdamW::settle(bool applied) {
+  if (pending_.empty()) return;  // the foreach kernel counted at step()
   if (applied)
-    for (size_t flat : pending_) state_[flat].step += 1;
-  pending_.clear();
+    for (size_t flat : pending_.front()) state_[flat].step += 1;
+  pending_.pop_front();
 }
 
 // The header's arithmetic over the group's stepped tensors with the optimizer's kernel: one

@@ -35,6 +35,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -159,9 +160,10 @@ class AdamW final : public Optimizer {
   at::ScalarType state_dtype_;
   uint64_t seed_;
   AdamWKernel kernel_;
-  // Flat indices a step(apply) updated on the device whose host counts wait for settle().
-  std::vector<size_t> pending_;
-  std::vector<size_t> last_pending_;  // the last step(apply)'s pending_, for replayed_step()
+  // Per step(apply) not yet settled, oldest first (at most two: Note [Reading a step one step
+  // late], train/trainer.h), the flat indices it updated on the device whose host counts wait.
+  std::deque<std::vector<size_t>> pending_;
+  std::vector<size_t> last_pending_;  // the last step(apply)'s, for replayed_step()
   std::vector<at::Tensor> device_lr_;  // per group, with use_device_learning_rates()
   double staged_lr_factor_ = 0;
   int64_t update_chunk_values_ = kUpdateChunkValues;

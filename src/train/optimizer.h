@@ -91,7 +91,9 @@ class Optimizer {
   // is 1, decided on the device (Note [The step's verdict on the device], train/trainer.h):
   // the host's step counts wait for settle().
   virtual void step(double lr_factor, int64_t training_step, const at::Tensor& apply = {}) = 0;
-  // After a step() with `apply`: whether it was 1 (the host has read it). Without, a no-op.
+  // Once per step() with `apply`, in order: whether it was 1 (the host has read it). A step may
+  // be issued before the one before it is settled (Note [Reading a step one step late],
+  // train/trainer.h), never two. Without `apply`, a no-op.
   virtual void settle(bool applied) { (void)applied; }
   virtual void zero_grad() = 0;
   // The forward is about to run block `block` (UNetImpl::block_index_of's numbering): its

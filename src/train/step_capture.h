@@ -7,9 +7,9 @@
 // The graphs share one memory pool: a shape's graph needs no memory of its own beside the others',
 // so a run with many aspect buckets holds about one step's memory, not one per shape. That is
 // safe because the graphs never run at once (one stream) and no graph's memory holds a value
-// another reads: each replay's outputs are read before any other graph replays (the trainer's
-// settle()), and everything else a step keeps (weights, optimizer state, the static inputs) lives
-// outside the pool.
+// another reads: each replay's outputs are copied out on the stream before any other graph
+// replays (the trainer's StepRead, x0's clone), and everything else a step keeps (weights,
+// optimizer state, the static inputs) lives outside the pool.
 #pragma once
 
 #include <c10/core/Device.h>

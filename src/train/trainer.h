@@ -37,14 +37,35 @@
 //     then writes nothing) with its device step counts advanced by apply; the pivotal rows'
 //     rescale multiplies by exactly 1 where apply is 0. The learning rate is the schedule's at
 //     accepted steps + 1, a host number since the host knows every earlier verdict;
-//   - after the update is queued, one read brings the norm, apply and the loss to the host
-//     (one device-to-host copy, the step's only sync, with nothing left to issue after it but
-//     the EMA); the host recomputes the verdict from the norm (its reason for the log), checks
-//     it equals the device's, settles the optimizers' host step counts, and updates the guard
-//     and the EMA.
+//   - after the update is queued, one copy brings the norm, apply and the loss to the host (one
+//     device-to-host copy, the step's only sync, waited for one step late where it can be: Note
+//     [Reading a step one step late]); the host recomputes the verdict from the norm (its reason
+//     for the log), checks it equals the device's, settles the optimizers' host step counts, and
+//     updates the guard and the EMA.
 // The foreach AdamW kernel computes its bias corrections on the host, so it reads apply itself
 // (free on the CPU, where it is the default; a sync on a GPU, where fused is the default).
 // Taken steps compute exactly what they computed before: the verdict only gates.
+//
+// Note [Reading a step one step late]
+// Waiting for a step's read as soon as it is queued would make the host wait for the GPU to
+// finish the step before it prepares the next, and the GPU would then idle while the host draws
+// the next step's noise, stages its inputs and issues (or replays) its first kernels. So issue()
+// queues a step and its read (a non-blocking copy into pinned memory, train/step_read.h) and
+// returns; the read is waited for, and the step settled, once the next step is queued behind it
+// (by then the copy is long done), or by collect(). The host may queue step s before it knows
+// s - 1's verdict only where nothing it issues for s depends on that verdict:
+//   - the learning rate: factor(accepted + 1) must be the same whether s - 1 is taken or not
+//     (a constant schedule, or past a warm-up's end; not linear or cosine decay, which would
+//     need the schedule's table and the accepted count on the device);
+//   - the spike threshold (Note [Skipped steps]) comes from the accepted norms: with
+//     --grad_spike_factor 0 it is +inf whatever they are;
+//   - the EMA reads the weights right after its step's update: off.
+// Otherwise issue() settles the step before first, and the read is waited for at collect() as
+// step() (issue() then collect()) always does. Reading late changes no bit: the same work is
+// queued in the same order and the host learns the outcome one step later. What needs the host
+// side settled (checkpoint_tensors, rank_optimizer_state, restore, ema_weights_in) checks that no
+// step is in flight; the training loop (job/training_loop.h) collects before it writes a
+// checkpoint, validates, dumps a step or ends.
 //
 // Note [The step as a CUDA graph]
 // On a GPU the eager step is host-bound: issuing its ~17,000 ops takes as long as the GPU takes
@@ -61,8 +82,8 @@
 //     (finish_backward), clipping, the verdict against a device threshold
 //     (BadStepGuard::spike_threshold written into a tensor) and AdamW reading device learning
 //     rates (Optimizer::stage_learning_rates) (graph_update); its outputs (loss, norm, verdict,
-//     x0) stay at the addresses capture gave them, and settle() reads them as it reads the eager
-//     step's;
+//     x0) stay at the addresses capture gave them, and are copied out after each replay as the
+//     eager step's are (StepRead; x0 cloned), before the next replay rewrites them;
 //   - on one rank the body is one graph, and the gradients, undefined when it is captured, are
 //     allocated by backward in the graph's pool and rewritten there by each replay;
 //   - on several ranks the body is two graphs with the reduction run eagerly between them (a
@@ -95,6 +116,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <array>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -109,6 +131,7 @@
 #include "train/ema.h"
 #include "train/lr_schedule.h"
 #include "train/pivotal_tuning.h"
+#include "train/step_read.h"
 
 namespace xltune {
 
@@ -219,8 +242,18 @@ class Trainer {
 
   StepResult step(int64_t step, const StepBatch& batch);
   // One optimizer step over micro-batches (Note [Gradient accumulation]); `x0`, `noise` and
-  // `timesteps` of the result are the micro-batches' concatenated.
+  // `timesteps` of the result are the micro-batches' concatenated. issue() then collect().
   StepResult step(int64_t step, const std::vector<StepBatch>& micro_batches);
+  // Note [Reading a step one step late]: queues the step and returns; the step before it, when
+  // not collected yet, is settled (read) now, after this one is queued, or first when this step
+  // depends on its verdict. At most one step may be uncollected when issue() is called.
+  void issue(int64_t step, const std::vector<StepBatch>& micro_batches);
+  // The result of the oldest issued step not collected yet, settling it if needed.
+  StepResult collect();
+  // Whether an issued step is not settled yet (its read not waited for).
+  bool step_in_flight() const { return in_flight_.has_value(); }
+  // Steps issued while the step before was still in flight (read one step late), so far.
+  int64_t steps_issued_before_settling() const { return steps_issued_before_settling_; }
   // Null (the default) for none; the listener must outlive the steps it hears.
   void set_phase_listener(StepPhaseListener* listener) { phases_ = listener; }
 
@@ -256,6 +289,7 @@ class Trainer {
   // the trained ones back, bit for bit (for validation images and the exported files); without
   // it, nothing. Const because what it changes it restores; no step may run inside it.
   ParameterEma::Swap ema_weights_in() const {
+    require_settled("ema_weights_in");
     wait_parameters();
     return ParameterEma::Swap(ema_.get());
   }
@@ -313,11 +347,25 @@ class Trainer {
   // Clips every trainable gradient to max_grad_norm, as torch.nn.utils.clip_grad_norm_; returns
   // the global norm before clipping, a float32 0-dim tensor on the training device (not read).
   at::Tensor clip_gradients();
-  // The step's one host read, after its update is queued (Note [The step's verdict on the
-  // device]): the norm, the verdict and the loss into `result`, the optimizers settled, the guard
-  // and the EMA updated.
-  void settle(int64_t step, const at::Tensor& grad_norm, const at::Tensor& apply, const at::Tensor& loss,
-              StepResult& result);
+  // A step issued whose read is not settled yet (Note [Reading a step one step late]).
+  struct InFlightStep {
+    int64_t step = 0;
+    StepRead read;      // the norm, the verdict and the loss on their way to the host
+    StepResult result;  // all but what the read brings
+  };
+  // The eager step, queued up to its read.
+  InFlightStep eager_step(int64_t step, const std::vector<StepBatch>& micro_batches, bool trains_rows);
+  // The step's one host read, waited for (Note [The step's verdict on the device]): the norm, the
+  // verdict and the loss into its result, the optimizers settled, the guard and the EMA updated.
+  void settle(InFlightStep& s);
+  // Settles the step in flight, if any, and keeps its result for collect().
+  void settle_in_flight();
+  // Whether the next step may be queued before the one in flight is settled; why not (empty: it may).
+  bool may_issue_before_settling() const;
+  std::string late_read_blocker() const;
+  bool late_read_blocker_logged_ = false;
+  // Throws naming `what` when a step is in flight (its host side not settled).
+  void require_settled(const char* what) const;
   // The gradients the GradientReducer averages (every optimizer's reduced_tensors).
   std::vector<at::Tensor> reduced_tensors() const;
 
@@ -353,7 +401,7 @@ class Trainer {
   void set_up_step_graph();
   // Why this step runs eagerly under --cuda_graph (empty: it can be captured).
   std::string graph_blocker(const std::vector<StepBatch>& micro_batches, bool trains_rows) const;
-  StepResult graphed_step(int64_t step, const StepBatch& batch);
+  InFlightStep graphed_step(int64_t step, const StepBatch& batch);
   // The static inputs of this shape (`key`: the inputs' shapes), made like `inputs` when new.
   GraphedStep& graphed_step_for(const std::vector<int64_t>& key, const std::array<at::Tensor, 9>& inputs);
   // Warm-up, capture or replay of `g`'s step, as far as it has come.
@@ -366,6 +414,9 @@ class Trainer {
   void drop_step_graphs();
   BadStepGuard guard_;
   at::Device device_;
+  std::optional<InFlightStep> in_flight_;
+  int64_t steps_issued_before_settling_ = 0;
+  std::deque<StepResult> settled_;  // settled, not collected
 };
 
 }  // namespace xltune

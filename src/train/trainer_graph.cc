@@ -170,11 +170,13 @@ void Trainer::run_graphed(GraphedStep& g, int64_t step, double lr_factor) {
   }
 }
 
-StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
+Trainer::InFlightStep Trainer::graphed_step(int64_t step, const StepBatch& batch) {
   const int64_t b = batch.latent_mean.size(0);
   XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
                " positions for a batch of ", b);
-  StepResult result;
+  InFlightStep s;
+  s.step = step;
+  StepResult& result = s.result;
   const StepDraws d = draw(step, batch);
   const std::array<at::Tensor, 3> draws =
       draws_to_device({d.latent_sample, d.noise, d.timesteps}, device_, !device_.is_cpu());
@@ -202,7 +204,7 @@ StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
     o->set_gradient_sync(true);
   }
   run_graphed(g, step, factor);
-  settle(step, g.grad_norm, g.apply, g.loss, result);
+  s.read = StepRead::enqueue(g.grad_norm, g.apply, g.loss);  // copied out before the next replay
   result.x0 = g.x0.clone();  // the next step of this shape rewrites g.x0
   result.noise = d.noise;
   result.timesteps = d.timesteps;
@@ -210,7 +212,7 @@ StepResult Trainer::graphed_step(int64_t step, const StepBatch& batch) {
     o->zero_grad();
     o->add_learning_rates(factor, result.learning_rates);
   }
-  return result;
+  return s;
 }
 
 }  // namespace xltune

@@ -268,7 +268,7 @@ std::optional<RankOptimizerState> ZeroOptimizer::rank_state() const {
 }
 
 bool ZeroOptimizer::count_step(const at::Tensor& apply, at::Tensor* found_inf) {
-  XLTUNE_CHECK(!pending_step_, "ZeRO: step() before the last step was settled");
+  XLTUNE_CHECK(pending_steps_ < 2, "ZeRO: step() with two steps unsettled");
   // As AdamW::step: the foreach kernel reads the verdict (every rank the same value: it comes
   // from the global norm), the fused one takes it on the device.
   at::Tensor on_device = apply;
@@ -288,7 +288,7 @@ bool ZeroOptimizer::count_step(const at::Tensor& apply, at::Tensor* found_inf) {
     }
   }
   if (on_device.defined())
-    pending_step_ = true;
+    ++pending_steps_;
   else
     ++steps_;
   return true;
@@ -361,8 +361,9 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step, const at::Tens
 }
 
 void ZeroOptimizer::settle(bool applied) {
-  if (pending_step_ && applied) ++steps_;
-  pending_step_ = false;
+  if (pending_steps_ == 0) return;  // the foreach kernel counted at step()
+  --pending_steps_;
+  if (applied) ++steps_;
 }
 
 void ZeroOptimizer::take_parameters(const std::map<std::string, at::Tensor>& masters) {

@@ -181,8 +181,8 @@ class ZeroOptimizer final : public Optimizer {
   size_t gathered_ = 0;               // the all-gathers of gather_order_[0, gathered_) have landed
   bool overlap_gather_ = true;
   int64_t steps_ = 0;
-  bool pending_step_ = false;  // a step(apply) whose count waits for settle()
-  // step()'s counting: the host count (or pending_step_) and the fused kernel's device count by
+  int pending_steps_ = 0;  // steps(apply) whose counts wait for settle() (at most two)
+  // step()'s counting: the host count (or pending_steps_) and the fused kernel's device count by
   // the verdict, `found_inf` set for the fused kernel; false when the foreach kernel read a
   // verdict of 0 (nothing to update).
   bool count_step(const at::Tensor& apply, at::Tensor* found_inf);

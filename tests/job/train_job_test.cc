@@ -270,6 +270,9 @@ TEST(TrainJob, DeterministicRunsAndResumesAreBitIdenticalAndRecorded) {
   ASSERT_EQ(first.steps, 4);
   ASSERT_EQ(second.steps, 4);
   EXPECT_EQ(first.final_loss, second.final_loss);
+  // Note [Reading a step one step late]: steps 1 and 3 (no checkpoint due) were read after steps
+  // 2 and 4 were issued; the stopped run's step 3 was read before step 4, which never ran.
+  EXPECT_EQ(first.steps_read_late, 2);
 
   const nlohmann::json config = nlohmann::json::parse(read_file(dir / "first/run_config.json"));
   EXPECT_EQ(config["resolved"]["deterministic"], true);
@@ -284,6 +287,7 @@ TEST(TrainJob, DeterministicRunsAndResumesAreBitIdenticalAndRecorded) {
   const TrainJobReport stopped = run_train_job(deterministic_run("resumed"), nlohmann::ordered_json::object(), single, signalled);
   EXPECT_TRUE(stopped.stopped);
   EXPECT_EQ(stopped.steps, 3);
+  EXPECT_EQ(stopped.steps_read_late, 1);
   const TrainJobReport resumed = run_train_job(deterministic_run("resumed"), nlohmann::ordered_json::object(), single, none);
   EXPECT_EQ(resumed.steps, 4);
   EXPECT_EQ(resumed.final_loss, first.final_loss);
