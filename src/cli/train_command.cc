@@ -244,7 +244,7 @@ void print_report(const TrainJobReport& r) {
               << ", the rest warm-ups or eager steps (the log says why)\n";
   // Note [Reading a step one step late]: how often the host queued a step before reading the last.
   std::cout << "  " << r.steps_read_late << " steps queued on the device before the host read the step before"
-            << " them (one rank, no checkpoint or validation due; the log says what else stops it)\n";
+            << " them (not where a checkpoint or validation is due; the log says what else stops it)\n";
   std::cout << "  " << r.tar_path << ":";
   for (const auto& f : r.files) std::cout << " " << f;
   std::cout << "\n  also in " << r.output_dir << ": run_config.json, metrics.jsonl, loss.png, trainer_state.safetensors\n";

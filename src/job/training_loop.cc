@@ -97,11 +97,16 @@ TrainingLoop::IssuedStep TrainingLoop::issue(int64_t step) {
 }
 
 bool TrainingLoop::handled_at_once(int64_t step, int64_t total) const {
-  // Several ranks agree on each step with a collective on the training device's communicator,
-  // queued behind the next step: handling a step late would gain nothing there.
-  return comm_.size() > 1 || step == total || step % o_.checkpointing_steps == 0 || !o_.dump_steps.empty() ||
+  // An agreement on the device's communicator would be queued behind the next step and wait for
+  // it: handling a step late would gain nothing. (The job's is the host's: MPI, threads.)
+  return comm_.device_type() != c10::DeviceType::CPU || step == total || step % o_.checkpointing_steps == 0 || !o_.dump_steps.empty() ||
          (o_.replica_check_steps > 0 && step % o_.replica_check_steps == 0) || validation_loss_.due(step, total) ||
          validation_.due(step, total);
+}
+
+bool TrainingLoop::stop_agreed_before_issuing() {
+  const double mine = hooks_.stop_signal() != 0 ? 1.0 : 0.0;
+  return all_reduce_sum_values(comm_, {mine}, device_).front() > 0;  // one rank: its own flag
 }
 
 bool TrainingLoop::handle(const IssuedStep& issued, int64_t total, Handling how, TrainProgress& progress,
@@ -154,14 +159,15 @@ TrainingLoopEnd TrainingLoop::run(int64_t first_step, int64_t total) {
   end.last_step = first_step - 1;
   TrainProgress progress(total, o_.log_every, comm_.rank() == 0 && o_.verbose);
   reset_peak_memory(device_);
-  // Note [Reading a step one step late] (train/trainer.h): on one rank a step is handled (its
-  // result read, logged) once the next is issued, so the device has the next step queued while
-  // the host reads this one; at once where something reads the weights or the draws (a
-  // checkpoint, validation, a dump, a replica check) and at the last step. A stop signal is
-  // looked for before the next step is issued, so the run stops where it would have.
+  // Note [Reading a step one step late] (train/trainer.h): a step is handled (its result read,
+  // agreed on, logged) once the next is issued, so the device has the next step queued while the
+  // host reads this one; at once where something reads the weights or the draws (a checkpoint,
+  // validation, a dump, a replica check) and at the last step. The ranks agree on a stop before
+  // the next step is issued (a host all-reduce of one number), so the run stops where it would
+  // have.
   std::optional<IssuedStep> waiting;
   for (int64_t step = first_step; step <= total; ++step) {
-    if (waiting && hooks_.stop_signal() != 0) {  // the step's agreement sees it: checkpoint, stop
+    if (waiting && stop_agreed_before_issuing()) {  // the waiting step is checkpointed, the run ends
       handle(*waiting, total, Handling::kStopAgreed, progress, end);
       end.stopped = true;
       break;

@@ -67,8 +67,10 @@ class TrainingLoop {
   // Draws the step's samples and issues it (Trainer::issue).
   IssuedStep issue(int64_t step);
   // Whether the step must be handled before the next is issued: it checkpoints, validates, dumps,
-  // checks replicas or is the last.
+  // checks replicas or is the last (or the ranks agree on a device's communicator).
   bool handled_at_once(int64_t step, int64_t total) const;
+  // Whether a rank was asked to stop, agreed on by all (every rank calls it at the same step).
+  bool stop_agreed_before_issuing();
   enum class Handling {
     kNextIssued,  // late: the next step is queued; log only (handled_at_once was false)
     kNow,         // everything due at the step

@@ -65,7 +65,8 @@
 // queued in the same order and the host learns the outcome one step later. What needs the host
 // side settled (checkpoint_tensors, rank_optimizer_state, restore, ema_weights_in) checks that no
 // step is in flight; the training loop (job/training_loop.h) collects before it writes a
-// checkpoint, validates, dumps a step or ends.
+// checkpoint, validates, dumps a step or ends, and its ranks agree on a stop (on the host's
+// communicator, which does not wait for the GPU) before they issue the next step.
 //
 // Note [The step as a CUDA graph]
 // On a GPU the eager step is host-bound: issuing its ~17,000 ops takes as long as the GPU takes

@@ -145,6 +145,9 @@ TEST(TrainJob, ZeroWithAReplicatedStemTrainsWhatOneRankTrainsAndResumesUnderAnyF
   ASSERT_EQ(run_train_job(full(4, "one", std::nullopt), nlohmann::ordered_json::object(), single).steps, 4);
   const RankResults stem = run_on_thread_ranks(full(2, "stem", std::nullopt), {FakeHooks{}, FakeHooks{}});
   ASSERT_EQ(stem.errors, kNoErrors);
+  // Note [Reading a step one step late], with ZeRO-1's counts in flight: steps 1 and 3 on each rank.
+  EXPECT_EQ(stem.reports[0].steps_read_late, 2);
+  EXPECT_EQ(stem.reports[1].steps_read_late, 2);
   const nlohmann::json config = nlohmann::json::parse(read_file(dir / "stem/run_config.json"));
   EXPECT_TRUE(config["optimizer"]["zero_1"].get<bool>());
   std::map<std::string, double> parameters;  // "unet (ZeRO-1: ...)" as "unet"
@@ -165,6 +168,7 @@ TEST(TrainJob, ZeroWithAReplicatedStemTrainsWhatOneRankTrainsAndResumesUnderAnyF
   const RankResults stopped = run_on_thread_ranks(full(2, "moved", 0.0), {FakeHooks{}, signalled});
   ASSERT_EQ(stopped.errors, kNoErrors);
   EXPECT_EQ(stopped.reports[0].steps, 3);
+  EXPECT_EQ(stopped.reports[0].steps_read_late, 1) << "the stop, on rank 1 alone, agreed before step 4 was issued";
   EXPECT_TRUE(fs::exists(dir / "moved/checkpoints/step-00000003/optimizer-r00001.safetensors"));
   const RankResults resumed = run_on_thread_ranks(full(2, "moved", 1.0), {FakeHooks{}, FakeHooks{}});
   ASSERT_EQ(resumed.errors, kNoErrors);
