@@ -104,7 +104,8 @@ bool TrainingLoop::handled_at_once(int64_t step, int64_t total) const {
          validation_.due(step, total);
 }
 
-bool TrainingLoop::stop_agreed_before_issuing() {
+bool TrainingLoop::stop_agreed_before_issuing(int64_t step) {
+  set_current_step(step);  // a rank that never joins is named at the step about to be issued
   const double mine = hooks_.stop_signal() != 0 ? 1.0 : 0.0;
   return all_reduce_sum_values(comm_, {mine}, device_).front() > 0;  // one rank: its own flag
 }
@@ -167,7 +168,7 @@ TrainingLoopEnd TrainingLoop::run(int64_t first_step, int64_t total) {
   // have.
   std::optional<IssuedStep> waiting;
   for (int64_t step = first_step; step <= total; ++step) {
-    if (waiting && stop_agreed_before_issuing()) {  // the waiting step is checkpointed, the run ends
+    if (waiting && stop_agreed_before_issuing(step)) {  // the waiting step is checkpointed, the run ends
       handle(*waiting, total, Handling::kStopAgreed, progress, end);
       end.stopped = true;
       break;

@@ -70,7 +70,7 @@ class TrainingLoop {
   // checks replicas or is the last (or the ranks agree on a device's communicator).
   bool handled_at_once(int64_t step, int64_t total) const;
   // Whether a rank was asked to stop, agreed on by all (every rank calls it at the same step).
-  bool stop_agreed_before_issuing();
+  bool stop_agreed_before_issuing(int64_t step);
   enum class Handling {
     kNextIssued,  // late: the next step is queued; log only (handled_at_once was false)
     kNow,         // everything due at the step
