@@ -162,6 +162,8 @@ std::string AdamW::capture_blocker() const {
 
 void AdamW::use_device_learning_rates() {
   device_lr_.clear();
+  device_learning_rates_ = kernel_ == AdamWKernel::kFused;  // the foreach kernel's rates are host numbers
+  if (!device_learning_rates_) return;
   for (const auto& g : groups_) {
     const at::Device device = g.params.empty() ? at::Device(at::kCPU) : g.params.front().device();
     // CUDA's kernel reads a float32 learning rate; the CPU's reads the tensor as a double, so a
@@ -170,10 +172,13 @@ void AdamW::use_device_learning_rates() {
   }
 }
 
-void AdamW::stage_learning_rates(double lr_factor) {
-  XLTUNE_CHECK(!device_lr_.empty(), "AdamW: stage_learning_rates without use_device_learning_rates");
-  for (size_t k = 0; k < groups_.size(); ++k) device_lr_[k].fill_(groups_[k].hyper.lr * lr_factor);
-  staged_lr_factor_ = lr_factor;
+void AdamW::stage_learning_rates(const EitherWay& lr_factor) {
+  XLTUNE_CHECK(device_learning_rates_, "AdamW: stage_learning_rates without use_device_learning_rates (fused kernel)");
+  for (size_t k = 0; k < groups_.size(); ++k) {
+    const double lr = groups_[k].hyper.lr;
+    EitherWay{lr * lr_factor.if_skipped, lr * lr_factor.if_taken, lr_factor.before_taken}.write_into(device_lr_[k]);
+  }
+  staged_lr_factor_ = lr_factor.if_skipped;
 }
 
 void AdamW::replayed_step() {
@@ -248,10 +253,9 @@ void AdamW::round_bf16_moments(const BfMoments& staged, const std::vector<size_t
 void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
                    int64_t training_step, const at::Tensor& apply) {
   at::Tensor device_lr;
-  if (!device_lr_.empty()) {
-    XLTUNE_CHECK(kernel_ == AdamWKernel::kFused && lr_factor == staged_lr_factor_, "AdamW: device learning rates ",
-                 "need the fused kernel and the factor staged (", staged_lr_factor_, ") equal to the step's (", lr_factor,
-                 ")");
+  if (device_learning_rates_) {
+    XLTUNE_CHECK(lr_factor == staged_lr_factor_, "AdamW: the learning-rate factor staged (", staged_lr_factor_,
+                 ") is not the step's (", lr_factor, ")");
     device_lr = device_lr_.at(static_cast<size_t>(&g - groups_.data()));
   }
   at::Tensor found_inf;

@@ -87,13 +87,15 @@ class AdamW final : public Optimizer {
   bool set_frozen(const std::string& group, bool frozen) override;
   // Note [The step as a CUDA graph] (train/trainer.h): the fused kernel on fp32 state, once
   // every unfrozen tensor has its state (a captured first update would zero the moments on every
-  // replay), can be captured. Device learning rates: a 0-dim tensor per group, the fused kernel's
-  // tensor-lr form: float32 on CUDA (its kernel's type: the eager and captured steps of a
-  // --cuda_graph run then share it, and may differ from a run without in the last bits), float64
-  // on the CPU (its kernel reads a double: the same bits as the host-lr form).
+  // replay), can be captured. Device learning rates (the Trainer's on the fused kernel, for
+  // captured steps and steps issued before the one before is read): a 0-dim tensor per group, the
+  // fused kernel's tensor-lr form: float32 on CUDA (its kernel's type: the rate rounded to float32
+  // before the kernel reads it, where the host-lr form keeps the double), float64 on the CPU (its
+  // kernel reads a double: the same bits as the host-lr form). With the foreach kernel, a no-op.
   std::string capture_blocker() const override;
   void use_device_learning_rates() override;
-  void stage_learning_rates(double lr_factor) override;
+  bool reads_device_learning_rates() const override { return device_learning_rates_; }
+  void stage_learning_rates(const EitherWay& lr_factor) override;
   void replayed_step() override;
 
   std::vector<at::Tensor> reduced_tensors() const override;
@@ -164,8 +166,9 @@ class AdamW final : public Optimizer {
   // late], train/trainer.h), the flat indices it updated on the device whose host counts wait.
   std::deque<std::vector<size_t>> pending_;
   std::vector<size_t> last_pending_;  // the last step(apply)'s, for replayed_step()
+  bool device_learning_rates_ = false;
   std::vector<at::Tensor> device_lr_;  // per group, with use_device_learning_rates()
-  double staged_lr_factor_ = 0;
+  double staged_lr_factor_ = 0;        // its if_skipped value
   int64_t update_chunk_values_ = kUpdateChunkValues;
   int64_t chunks_ = 0;
 };

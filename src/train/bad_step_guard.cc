@@ -32,6 +32,31 @@ double BadStepGuard::spike_threshold() const {
   return std::numeric_limits<double>::infinity();
 }
 
+// The median of the accepted norms with one more, x, known only on the device: with the others
+// sorted (S, m values), x's place among them decides which values are the middle ones, and each
+// is a clamp of x: for m = 2k the middle of m + 1 values is clamp(x, S[k-1], S[k]); for m = 2k + 1
+// the two middle ones are clamp(x, S[k-1], S[k]) and clamp(x, S[k], S[k+1]), averaged as
+// median_norm() averages them. A clamp picks one of its values, so the result is median_norm()'s.
+at::Tensor BadStepGuard::threshold_after(const at::Tensor& before_norm, const at::Tensor& before_taken) const {
+  at::NoGradGuard no_grad;
+  const double if_skipped = spike_threshold();
+  // The accepted norms after accept(x): the oldest dropped once the window is full.
+  std::vector<double> kept(recent_.begin() + (static_cast<int64_t>(recent_.size()) == kHistory ? 1 : 0), recent_.end());
+  at::Tensor if_taken;
+  if (spike_factor_ > 0 && static_cast<int64_t>(kept.size()) + 1 >= kMinHistory) {
+    std::sort(kept.begin(), kept.end());
+    const at::Tensor x = before_norm.to(at::kDouble);
+    const size_t k = kept.size() / 2;
+    const at::Tensor median = kept.size() % 2 == 0
+                                  ? at::clamp(x, kept[k - 1], kept[k])
+                                  : (at::clamp(x, kept[k - 1], kept[k]) + at::clamp(x, kept[k], kept[k + 1])) / 2;
+    if_taken = median * spike_factor_;
+  } else {
+    if_taken = at::full({}, std::numeric_limits<double>::infinity(), before_norm.options().dtype(at::kDouble));
+  }
+  return at::where(before_taken.ne(0), if_taken, if_skipped);
+}
+
 at::Tensor BadStepGuard::verdict_on_device(const at::Tensor& grad_norm) const {
   at::NoGradGuard no_grad;
   const at::Tensor norm = grad_norm.to(at::kDouble);

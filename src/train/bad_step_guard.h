@@ -46,6 +46,12 @@ class BadStepGuard {
   at::Tensor verdict_on_device(const at::Tensor& grad_norm, const at::Tensor& threshold) const;
   // The largest norm a step with a finite norm may have to be taken (+inf: no spike test yet).
   double spike_threshold() const;
+  // The threshold for the step after one still in flight (Note [Reading a step one step late],
+  // train/trainer.h), whose norm (float32 0-dim) and verdict (float32 0-dim, 1 or 0) are on the
+  // device: spike_threshold() where the verdict is 0, else the threshold once that norm is
+  // accepted, computed there with no host read: a float64 0-dim tensor on the norm's device, the
+  // host's number after accept(norm) bit for bit.
+  at::Tensor threshold_after(const at::Tensor& before_norm, const at::Tensor& before_taken) const;
   // Records the step's outcome.
   void accept(double grad_norm);
   void skip();

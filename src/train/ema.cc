@@ -33,13 +33,20 @@ double ParameterEma::decay_at(double max_decay, int64_t step) {
 
 void ParameterEma::update(int64_t step) {
   if (shadows_.empty()) return;
+  update(at::full({}, 1.0 - decay_at(max_decay_, step), shadows_.front().options()));
+}
+
+void ParameterEma::update(const at::Tensor& weight) {
+  if (shadows_.empty()) return;
   at::NoGradGuard no_grad;
-  const double one_minus_decay = 1.0 - decay_at(max_decay_, step);
   std::vector<at::Tensor> live;
   live.reserve(params_.size());
   for (const auto& p : params_) live.push_back(p.detach());
-  // torch._foreach_sub_(ema, torch._foreach_sub(ema, params), alpha=1 - decay), as EMAModel.step.
-  at::_foreach_sub_(shadows_, at::_foreach_sub(shadows_, live), one_minus_decay);
+  // EMAModel.step's torch._foreach_sub_(ema, torch._foreach_sub(ema, params), alpha=1 - decay),
+  // with the weight on the device.
+  std::vector<at::Tensor> change = at::_foreach_sub(shadows_, live);
+  at::_foreach_mul_(change, weight);
+  at::_foreach_sub_(shadows_, change);
 }
 
 int64_t ParameterEma::state_bytes() const {

@@ -5,7 +5,10 @@
 //   t     = s - 1
 //   decay = 0                                  when t == 0 (the first step copies the weights)
 //         = min(ema_decay, (1 + t) / (10 + t)) after it
-//   ema  -= (1 - decay) * (ema - param)         one _foreach_ op each, as EMAModel(foreach=True)
+//   ema  -= (1 - decay) * (ema - param)         as EMAModel(foreach=True), with 1 - decay a device
+//                                               tensor (one more _foreach_ op than EMAModel's
+//                                               alpha: a product and a difference, not one fused
+//                                               multiply-add, so the last bits may differ)
 //
 // Note [EMA of the trained weights]
 // - What: the tensors the UNet trains: each LoRA adapter's A and B separately (what diffusers'
@@ -52,6 +55,11 @@ class ParameterEma {
 
   // The update after optimization step `step`.
   void update(int64_t step);
+  // The update with `weight` (a float32 0-dim tensor on the shadows' device) for 1 - decay:
+  // shadows -= weight * (shadows - params). A weight of 0 leaves them as they are, bit for bit,
+  // so a step's update is queued before the host knows whether the step was taken (weight times
+  // its verdict: Note [Reading a step one step late], train/trainer.h).
+  void update(const at::Tensor& weight);
 
   double max_decay() const { return max_decay_; }
   const std::vector<std::string>& names() const { return names_; }

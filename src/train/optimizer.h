@@ -44,6 +44,7 @@
 
 #include "core/check.h"
 #include "core/safetensors.h"
+#include "train/either_way.h"
 
 namespace xltune {
 
@@ -126,9 +127,14 @@ class Optimizer {
   // it can): its kernels would have to read nothing the host changes between steps.
   virtual std::string capture_blocker() const { return "this optimizer has no captured path"; }
   // From now on step() reads each group's learning rate from a device tensor, which
-  // stage_learning_rates(factor) sets to lr * factor (outside the capture, before each step).
+  // stage_learning_rates(factor) sets to lr * factor before each step (outside a capture): the
+  // factor may be known only up to the verdict of the step before (Note [Reading a step one step
+  // late], train/trainer.h), and step()'s lr_factor is then its if_skipped value (a check that it
+  // was staged for this step). A no-op for an optimizer that reads its learning rates on the host
+  // (reads_device_learning_rates() false after it: the fused kernel only).
   virtual void use_device_learning_rates() {}
-  virtual void stage_learning_rates(double lr_factor) { (void)lr_factor; }
+  virtual bool reads_device_learning_rates() const { return false; }
+  virtual void stage_learning_rates(const EitherWay& lr_factor) { (void)lr_factor; }
   // A replay of a captured step(apply) happened: the host side of that step(), as if called
   // again with the same arguments (settle() follows as usual).
   virtual void replayed_step() { XLTUNE_FAIL("this optimizer has no captured path"); }

@@ -190,6 +190,7 @@ Trainer::Trainer(SdxlModel& model, const TrainerConfig& config, double latent_sc
   if (config.pivot_step == 0) freeze_token_rows();
   reducer_->prepare(reduced_tensors());
   if (config.use_ema) ema_ = std::make_unique<ParameterEma>(unet_trained(), config.ema_decay);
+  set_up_device_learning_rates();
   set_up_step_graph();
   if (sharded_) {  // last: the destructor unhooks it
     model.unet->set_before_block([this](int block) {

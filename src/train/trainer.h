@@ -41,7 +41,7 @@
 //     device-to-host copy, the step's only sync, waited for one step late where it can be: Note
 //     [Reading a step one step late]); the host recomputes the verdict from the norm (its reason
 //     for the log), checks it equals the device's, settles the optimizers' host step counts, and
-//     updates the guard and the EMA.
+//     updates the guard. The EMA's update is queued after the update, its weight times apply.
 // The foreach AdamW kernel computes its bias corrections on the host, so it reads apply itself
 // (free on the CPU, where it is the default; a sync on a GPU, where fused is the default).
 // Taken steps compute exactly what they computed before: the verdict only gates.
@@ -52,17 +52,22 @@
 // the next step's noise, stages its inputs and issues (or replays) its first kernels. So issue()
 // queues a step and its read (a non-blocking copy into pinned memory, train/step_read.h) and
 // returns; the read is waited for, and the step settled, once the next step is queued behind it
-// (by then the copy is long done), or by collect(). The host may queue step s before it knows
-// s - 1's verdict only where nothing it issues for s depends on that verdict:
-//   - the learning rate: factor(accepted + 1) must be the same whether s - 1 is taken or not
-//     (a constant schedule, or past a warm-up's end; not linear or cosine decay, which would
-//     need the schedule's table and the accepted count on the device);
-//   - the spike threshold (Note [Skipped steps]) comes from the accepted norms: with
-//     --grad_spike_factor 0 it is +inf whatever they are;
-//   - the EMA reads the weights right after its step's update: off.
-// Otherwise issue() settles the step before first, and the read is waited for at collect() as
-// step() (issue() then collect()) always does. Reading late changes no bit: the same work is
-// queued in the same order and the host learns the outcome one step later. What needs the host
+// (by then the copy is long done), or by collect(). Step s is then queued before the host knows
+// whether s - 1 was taken, and three of its inputs follow the steps accepted before it
+// (StepInputs, made at issue()): the learning-rate factor (factor(accepted + 1): the schedule
+// advances with accepted steps), the spike threshold (from the accepted norms: Note [Skipped
+// steps]) and the EMA's decay. Each is computed both ways on the host (EitherWay,
+// train/either_way.h) and the device picks one with s - 1's verdict: the optimizers' learning
+// rates are device tensors written with a fill and a masked fill (the fused kernel's tensor form,
+// which every run on the fused kernel uses, late or not); the threshold with s - 1's norm
+// accepted is a median taken with two clamps on the device (BadStepGuard::threshold_after); the
+// EMA's weight is written the same way and multiplied by s's own verdict. The foreach kernel
+// reads its learning rate on the host: with it, where the factor depends on s - 1's verdict (a
+// warm-up, linear or cosine decay), issue() settles s - 1 first (late_read_blocker).
+// A step settled first is read at collect() as step() (issue() then collect()) always reads it.
+// Reading late changes no bit: the same work is queued in the same order with the same values
+// (the host's check of each verdict against its own, at settle, would fail otherwise), and the
+// host learns the outcome one step later; the result's learning rates are picked at settle. What needs the host
 // side settled (checkpoint_tensors, rank_optimizer_state, restore, ema_weights_in) checks that no
 // step is in flight; the training loop (job/training_loop.h) collects before it writes a
 // checkpoint, validates, dumps a step or ends, and its ranks agree on a stop (on the host's
@@ -129,6 +134,7 @@
 #include "sdxl/sdxl_model.h"
 #include "train/adamw.h"
 #include "train/bad_step_guard.h"
+#include "train/either_way.h"
 #include "train/ema.h"
 #include "train/lr_schedule.h"
 #include "train/pivotal_tuning.h"
@@ -352,12 +358,33 @@ class Trainer {
   struct InFlightStep {
     int64_t step = 0;
     StepRead read;      // the norm, the verdict and the loss on their way to the host
-    StepResult result;  // all but what the read brings
+    StepResult result;  // all but what the read brings; the learning rates if the step before was skipped
+    at::Tensor grad_norm, apply;  // on the device, for the next step's inputs (StepInputs)
+    // The learning rates if the step before (in flight when this one was issued) was taken, where
+    // that made a difference; and how many steps the guard had accepted then.
+    std::vector<std::pair<std::string, double>> learning_rates_if_taken;
+    int64_t accepted_at_issue = 0;
+    bool behind_another = false;  // issued while another was in flight
   };
+  // What a step takes from the steps accepted before it, which the step in flight may still add
+  // to (Note [Reading a step one step late]): made when the step is issued, before its work is
+  // queued (a captured step's outputs, which the step in flight's verdict may be, are rewritten by
+  // the next replay).
+  struct StepInputs {
+    EitherWay lr_factor;         // the schedule's factor
+    at::Tensor spike_threshold;  // float64 0-dim on the device; undefined: the guard's host number
+    at::Tensor ema_weight;       // with --use_ema: float32 0-dim, 1 - the EMA's decay if this step is taken
+  };
+  StepInputs step_inputs() const;
   // The eager step, queued up to its read.
-  InFlightStep eager_step(int64_t step, const std::vector<StepBatch>& micro_batches, bool trains_rows);
+  InFlightStep eager_step(int64_t step, const std::vector<StepBatch>& micro_batches, bool trains_rows,
+                          const StepInputs& in);
+  // After a step's update is queued (either path): the EMA's update gated by the verdict, and the
+  // learning rates the result reports (Optimizer::add_learning_rates), both ways where they differ.
+  void after_update(const StepInputs& in, InFlightStep& s);
   // The step's one host read, waited for (Note [The step's verdict on the device]): the norm, the
-  // verdict and the loss into its result, the optimizers settled, the guard and the EMA updated.
+  // verdict and the loss into its result, the optimizers settled, the guard updated, the result's
+  // learning rates picked.
   void settle(InFlightStep& s);
   // Settles the step in flight, if any, and keeps its result for collect().
   void settle_in_flight();
@@ -397,12 +424,14 @@ class Trainer {
   std::string graph_blocker_logged_;
   bool graph_eviction_logged_ = false;
   int64_t graphed_steps_ = 0, graph_replays_ = 0, graph_captures_ = 0;
+  // Every optimizer reads its learning rates from the device (the fused kernel's tensor form).
   bool device_learning_rates_ = false;
   bool capturing_ = false;
+  void set_up_device_learning_rates();
   void set_up_step_graph();
   // Why this step runs eagerly under --cuda_graph (empty: it can be captured).
   std::string graph_blocker(const std::vector<StepBatch>& micro_batches, bool trains_rows) const;
-  InFlightStep graphed_step(int64_t step, const StepBatch& batch);
+  InFlightStep graphed_step(int64_t step, const StepBatch& batch, const StepInputs& in);
   // The static inputs of this shape (`key`: the inputs' shapes), made like `inputs` when new.
   GraphedStep& graphed_step_for(const std::vector<int64_t>& key, const std::array<at::Tensor, 9>& inputs);
   // Warm-up, capture or replay of `g`'s step, as far as it has come.

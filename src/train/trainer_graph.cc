@@ -20,12 +20,6 @@ namespace xltune {
 void Trainer::set_up_step_graph() {
   if (config_.step_graph == TrainerConfig::StepGraph::kCuda)
     XLTUNE_CHECK(device_.is_cuda(), "--cuda_graph true needs a CUDA device; this run trains on ", device_.str());
-  // Note [The step as a CUDA graph]: every step then reads the learning rates from the device, so
-  // the eager steps and the replays use one form of the kernel.
-  if (config_.step_graph != TrainerConfig::StepGraph::kOff && config_.adamw_kernel == AdamWKernel::kFused) {
-    for (auto& o : optimizers_) o->use_device_learning_rates();
-    device_learning_rates_ = true;
-  }
 }
 
 std::string Trainer::graph_blocker(const std::vector<StepBatch>& micro_batches, bool trains_rows) const {
@@ -170,7 +164,7 @@ void Trainer::run_graphed(GraphedStep& g, int64_t step, double lr_factor) {
   }
 }
 
-Trainer::InFlightStep Trainer::graphed_step(int64_t step, const StepBatch& batch) {
+Trainer::InFlightStep Trainer::graphed_step(int64_t step, const StepBatch& batch, const StepInputs& in) {
   const int64_t b = batch.latent_mean.size(0);
   XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
                " positions for a batch of ", b);
@@ -194,10 +188,13 @@ Trainer::InFlightStep Trainer::graphed_step(int64_t step, const StepBatch& batch
     at::NoGradGuard no_grad;
     const std::array<at::Tensor*, 9> slots = g.inputs();
     for (size_t k = 0; k < inputs.size(); ++k) slots[k]->copy_(inputs[k], /*non_blocking=*/true);
-    g.spike_threshold.fill_(guard_.spike_threshold());
+    if (in.spike_threshold.defined())
+      g.spike_threshold.copy_(in.spike_threshold);
+    else
+      g.spike_threshold.fill_(guard_.spike_threshold());
   }
-  const double factor = config_.schedule.factor_for_step(guard_.accepted_steps() + 1);
-  for (auto& o : optimizers_) o->stage_learning_rates(factor);
+  const double factor = in.lr_factor.if_skipped;  // the staged one's check (Optimizer::stage_learning_rates)
+  for (auto& o : optimizers_) o->stage_learning_rates(in.lr_factor);
   reducer_->before_backward();
   for (auto& o : optimizers_) {
     o->before_backward();
@@ -205,13 +202,12 @@ Trainer::InFlightStep Trainer::graphed_step(int64_t step, const StepBatch& batch
   }
   run_graphed(g, step, factor);
   s.read = StepRead::enqueue(g.grad_norm, g.apply, g.loss);  // copied out before the next replay
+  s.grad_norm = g.grad_norm, s.apply = g.apply;  // read by the next step's inputs before its replay
   result.x0 = g.x0.clone();  // the next step of this shape rewrites g.x0
   result.noise = d.noise;
   result.timesteps = d.timesteps;
-  for (auto& o : optimizers_) {
-    o->zero_grad();
-    o->add_learning_rates(factor, result.learning_rates);
-  }
+  for (auto& o : optimizers_) o->zero_grad();
+  after_update(in, s);
   return s;
 }
 

@@ -37,6 +37,7 @@ void Trainer::issue(int64_t step, const std::vector<StepBatch>& micro_batches) {
     settle_in_flight();
   }
   if (in_flight_) ++steps_issued_before_settling_;
+  const StepInputs in = step_inputs();
   mark("begin");
   const bool trains_rows = pivotal_->trains_rows(step);
   if (!trains_rows) freeze_token_rows();
@@ -44,7 +45,7 @@ void Trainer::issue(int64_t step, const std::vector<StepBatch>& micro_batches) {
   if (config_.step_graph != TrainerConfig::StepGraph::kOff) {
     const std::string blocker = graph_blocker(micro_batches, trains_rows);
     if (blocker.empty()) {
-      next = graphed_step(step, micro_batches.front());
+      next = graphed_step(step, micro_batches.front(), in);
     } else {
       drop_step_graphs();  // a replay repeats the host side of its capture's step: none may come between
       if (blocker != graph_blocker_logged_) {
@@ -53,7 +54,7 @@ void Trainer::issue(int64_t step, const std::vector<StepBatch>& micro_batches) {
       }
     }
   }
-  if (!next) next = eager_step(step, micro_batches, trains_rows);
+  if (!next) next = eager_step(step, micro_batches, trains_rows, in);
   settle_in_flight();  // the step before: its read was queued ahead of this step's work
   in_flight_ = std::move(next);
 }
@@ -69,14 +70,56 @@ StepResult Trainer::collect() {
 bool Trainer::may_issue_before_settling() const { return late_read_blocker().empty(); }
 
 std::string Trainer::late_read_blocker() const {
-  if (ema_) return "the EMA (--use_ema) reads each step's weights right after its update";
-  if (config_.grad_spike_factor > 0) return "the spike test (--grad_spike_factor) needs the accepted steps' norms";
-  // The learning rate of the next step, with the step in flight skipped or taken.
+  // The learning rate of the next step, with the step in flight skipped or taken: the fused
+  // kernel picks it on the device (StepInputs), the foreach kernel's is a host number.
   const int64_t accepted = guard_.accepted_steps();
-  if (config_.schedule.factor_for_step(accepted + 1) != config_.schedule.factor_for_step(accepted + 2))
+  if (!device_learning_rates_ &&
+      config_.schedule.factor_for_step(accepted + 1) != config_.schedule.factor_for_step(accepted + 2))
     return "the learning rate (--lr_scheduler " + lr_schedule_name(config_.schedule.kind) +
-           ") depends on whether the step before was taken";
+           ") depends on whether the step before was taken, and the foreach AdamW kernel reads it on the host";
   return "";
+}
+
+void Trainer::set_up_device_learning_rates() {
+  if (config_.adamw_kernel != AdamWKernel::kFused) return;
+  for (auto& o : optimizers_) o->use_device_learning_rates();
+  device_learning_rates_ = true;
+  for (const auto& o : optimizers_) device_learning_rates_ = device_learning_rates_ && o->reads_device_learning_rates();
+}
+
+Trainer::StepInputs Trainer::step_inputs() const {
+  at::NoGradGuard no_grad;
+  StepInputs in;
+  const int64_t a = guard_.accepted_steps();  // settled; the step in flight may add one
+  // A copy: the step in flight's verdict may be a captured step's output, which the next replay
+  // rewrites, and the learning rates are staged from it after the eager step's backward.
+  const at::Tensor before_taken = in_flight_ ? in_flight_->apply.clone() : at::Tensor();
+  in.lr_factor = EitherWay::either(config_.schedule.factor_for_step(a + 1), config_.schedule.factor_for_step(a + 2),
+                                   before_taken);
+  if (before_taken.defined() && config_.grad_spike_factor > 0)
+    in.spike_threshold = guard_.threshold_after(in_flight_->grad_norm, before_taken);
+  if (ema_) {
+    // After this step, if taken, a + 1 steps were accepted (a + 2 if the one in flight was too).
+    const double max_decay = ema_->max_decay();
+    in.ema_weight = at::empty({}, at::TensorOptions().dtype(at::kFloat).device(device_));
+    EitherWay::either(1 - ParameterEma::decay_at(max_decay, a + 1), 1 - ParameterEma::decay_at(max_decay, a + 2),
+                      before_taken)
+        .write_into(in.ema_weight);
+  }
+  return in;
+}
+
+void Trainer::after_update(const StepInputs& in, InFlightStep& s) {
+  if (ema_) {
+    wait_parameters();  // the EMA reads the updated weights: no overlap of the all-gathers then
+    at::NoGradGuard no_grad;
+    ema_->update(in.ema_weight * s.apply);  // a skipped step does not move the EMA either
+  }
+  for (auto& o : optimizers_) o->add_learning_rates(in.lr_factor.if_skipped, s.result.learning_rates);
+  if (!in.lr_factor.is_known())
+    for (auto& o : optimizers_) o->add_learning_rates(in.lr_factor.if_taken, s.learning_rates_if_taken);
+  s.accepted_at_issue = guard_.accepted_steps();
+  s.behind_another = in_flight_.has_value();
 }
 
 void Trainer::require_settled(const char* what) const {
@@ -92,7 +135,7 @@ void Trainer::settle_in_flight() {
 }
 
 Trainer::InFlightStep Trainer::eager_step(int64_t step, const std::vector<StepBatch>& micro_batches,
-                                          bool trains_rows) {
+                                          bool trains_rows, const StepInputs& in) {
   int64_t samples = 0;
   for (const auto& m : micro_batches) samples += m.latent_mean.size(0);
   InFlightStep s;
@@ -121,19 +164,20 @@ Trainer::InFlightStep Trainer::eager_step(int64_t step, const std::vector<StepBa
   mark("clip");
   // Note [The step's verdict on the device]: the update is queued with the verdict as a device
   // tensor; the host learns it, with the norm and the loss, from one read after the update.
-  const at::Tensor apply = guard_.verdict_on_device(grad_norm);
-  const double factor = config_.schedule.factor_for_step(guard_.accepted_steps() + 1);
+  const at::Tensor apply = in.spike_threshold.defined() ? guard_.verdict_on_device(grad_norm, in.spike_threshold)
+                                                         : guard_.verdict_on_device(grad_norm);
+  // The factor is known here unless the optimizers pick it on the device (late_read_blocker).
+  const double factor = device_learning_rates_ ? in.lr_factor.if_skipped : in.lr_factor.value();
   for (auto& o : optimizers_) {
-    if (device_learning_rates_) o->stage_learning_rates(factor);
+    if (device_learning_rates_) o->stage_learning_rates(in.lr_factor);
     o->step(factor, step, apply);
   }
   if (trains_rows) pivotal_->after_optimizer_step(apply);
   mark("optimizer");
   s.read = StepRead::enqueue(grad_norm, apply, loss_sum);
-  for (auto& o : optimizers_) {
-    o->zero_grad();
-    o->add_learning_rates(factor, result.learning_rates);
-  }
+  s.grad_norm = grad_norm, s.apply = apply;
+  for (auto& o : optimizers_) o->zero_grad();
+  after_update(in, s);
   return s;
 }
 
@@ -148,15 +192,15 @@ void Trainer::settle(InFlightStep& s) {
   XLTUNE_CHECK(result.skipped.empty() == applied, "trainer: the device's verdict on step ", s.step, " (",
                applied ? "take" : "skip", ") differs from the host's for norm ", result.grad_norm);
   for (auto& o : optimizers_) o->settle(applied);
-  if (applied) {
+  // The step before this one is settled: its verdict picks this one's learning rates.
+  const int64_t taken_before = guard_.accepted_steps() - s.accepted_at_issue;
+  XLTUNE_CHECK(taken_before == 0 || (taken_before == 1 && s.behind_another), "trainer: step ", s.step, " was issued ",
+               "with ", s.accepted_at_issue, " steps accepted and is settled with ", guard_.accepted_steps());
+  if (taken_before == 1 && !s.learning_rates_if_taken.empty()) result.learning_rates = s.learning_rates_if_taken;
+  if (applied)
     guard_.accept(result.grad_norm);
-    if (ema_) {
-      wait_parameters();  // the EMA reads the updated weights: no overlap of the all-gathers then
-      ema_->update(guard_.accepted_steps());  // a skipped step does not move the EMA either
-    }
-  } else {
+  else
     guard_.skip();
-  }
   result.skipped_in_a_row = guard_.skipped_in_a_row();
 }
 

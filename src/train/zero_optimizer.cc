@@ -294,7 +294,23 @@ bool ZeroOptimizer::count_step(const at::Tensor& apply, at::Tensor* found_inf) {
   return true;
 }
 
+void ZeroOptimizer::use_device_learning_rates() {
+  device_lr_ = at::Tensor();
+  if (kernel_ != AdamWKernel::kFused) return;  // the foreach kernel's rate is a host number
+  const at::Device device = buckets_.front()->param.device();
+  device_lr_ = at::zeros({}, at::TensorOptions().dtype(device.is_cpu() ? at::kDouble : at::kFloat).device(device));
+}
+
+void ZeroOptimizer::stage_learning_rates(const EitherWay& lr_factor) {
+  XLTUNE_CHECK(device_lr_.defined(), "ZeRO: stage_learning_rates without use_device_learning_rates (fused kernel)");
+  EitherWay{hyper_.lr * lr_factor.if_skipped, hyper_.lr * lr_factor.if_taken, lr_factor.before_taken}.write_into(
+      device_lr_);
+  staged_lr_factor_ = lr_factor.if_skipped;
+}
+
 void ZeroOptimizer::step(double lr_factor, int64_t training_step, const at::Tensor& apply) {
+  XLTUNE_CHECK(!device_lr_.defined() || lr_factor == staged_lr_factor_, "ZeRO: the learning-rate factor staged (",
+               staged_lr_factor_, ") is not the step's (", lr_factor, ")");
   wait_parameters();  // a step right after another, with no forward between (tests)
   at::NoGradGuard no_grad;
   at::Tensor found_inf;
@@ -319,7 +335,9 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step, const at::Tens
       m.push_back(bf16 ? b.exp_avg.to(at::kFloat) : b.exp_avg);
       v.push_back(bf16 ? b.exp_avg_sq.to(at::kFloat) : b.exp_avg_sq);
     }
-    if (kernel_ == AdamWKernel::kFused)
+    if (kernel_ == AdamWKernel::kFused && device_lr_.defined())
+      adamw_fused_update(hyper_, device_lr_, p, g, m, v, std::vector<at::Tensor>(p.size(), device_step_), found_inf);
+    else if (kernel_ == AdamWKernel::kFused)
       adamw_fused_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<at::Tensor>(p.size(), device_step_),
                          found_inf);
     else

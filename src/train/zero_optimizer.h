@@ -106,6 +106,11 @@ class ZeroOptimizer final : public Optimizer {
   // step not taken launches no all-gather).
   void step(double lr_factor, int64_t training_step, const at::Tensor& apply = {}) override;
   void settle(bool applied) override;
+  // As AdamW's: with the fused kernel the learning rate is read from a device tensor (float32 on
+  // CUDA, float64 on the CPU), staged before each step.
+  void use_device_learning_rates() override;
+  bool reads_device_learning_rates() const override { return device_lr_.defined(); }
+  void stage_learning_rates(const EitherWay& lr_factor) override;
   void zero_grad() override;
   // Waits for the all-gathers of the buckets up to the last one (in launch order) that holds a
   // tensor of forward block `block` or an earlier one (set_forward_order).
@@ -190,6 +195,8 @@ class ZeroOptimizer final : public Optimizer {
   // With the fused kernel: steps_ as a float32 0-dim tensor on the buckets' device (made at the
   // first fused step, advanced with steps_, rebuilt by load_full_moments).
   at::Tensor device_step_;
+  at::Tensor device_lr_;  // with use_device_learning_rates() and the fused kernel
+  double staged_lr_factor_ = 0;
 };
 
 }  // namespace xltune

@@ -63,6 +63,34 @@ TEST(BadStepGuard, TheVerdictOnTheDeviceIsTheHosts) {
   EXPECT_TRUE(std::isinf(BadStepGuard().spike_threshold()));
 }
 
+// Note [Reading a step one step late]: the threshold for the step after one in flight, taken on
+// the device from that step's norm and verdict, is the host's after it settles, bit for bit: for
+// histories of every length around the judging minimum and the window's size (both parities of
+// the median), for norms below, between and above the others, ties, and a verdict of 0.
+TEST(BadStepGuard, TheThresholdAfterAStepInFlightIsTheHostsAfterItSettles) {
+  at::manual_seed(7);
+  const at::Tensor noise = at::rand({120}, at::kDouble);
+  const auto is_taken = at::full({}, 1.0f), is_skipped = at::full({}, 0.0f);
+  for (int64_t history : {0, 8, 9, 10, 11, 12, 13, 57, 98, 99, 100, 101, 110}) {
+    BadStepGuard guard(3.0);
+    for (int64_t i = 0; i < history; ++i) guard.accept(1.0 + noise[i].item<double>());
+    for (double x : {0.0, 0.5, 1.0 + noise[0].item<double>(), 1.25, 1.5, 1.75, 1.999, 2.5, 1e6}) {
+      const float norm = static_cast<float>(x);  // the step's norm is a float32 on the device
+      BadStepGuard settled = guard;
+      settled.accept(norm);
+      const at::Tensor if_taken = guard.threshold_after(at::full({}, norm), is_taken);
+      EXPECT_EQ(if_taken.scalar_type(), at::kDouble);
+      EXPECT_EQ(if_taken.item<double>(), settled.spike_threshold()) << history << " accepted, then " << norm;
+      EXPECT_EQ(guard.threshold_after(at::full({}, norm), is_skipped).item<double>(), guard.spike_threshold())
+          << history << " accepted, then " << norm << " skipped";
+    }
+    const at::Tensor nan = at::full({}, std::numeric_limits<float>::quiet_NaN());
+    EXPECT_EQ(guard.threshold_after(nan, is_skipped).item<double>(), guard.spike_threshold()) << "a NaN step skipped";
+  }
+  EXPECT_TRUE(std::isinf(BadStepGuard().threshold_after(at::full({}, 1.0f), is_taken).item<double>()))
+      << "no spike test";
+}
+
 TEST(BadStepGuard, CountsSkipsInARowAndResumesExactly) {
   BadStepGuard guard(3.0);
   for (int i = 0; i < 12; ++i) guard.accept(0.5 + 0.1 * i);

@@ -63,6 +63,26 @@ TEST(ParameterEma, UpdateIsDiffusersEmaOfTheValuesAfterEachStep) {
   EXPECT_EQ(ema.state_bytes(), (12 + 5) * 4);
 }
 
+// Note [Reading a step one step late]: the update is queued with its weight times the step's
+// verdict; a verdict of 0 leaves the average as it was, bit for bit, and a weight of 1 - decay is
+// update(step)'s.
+TEST(ParameterEma, AWeightOfZeroLeavesTheAverageAndOneMinusDecayIsTheStepsUpdate) {
+  at::manual_seed(4);
+  at::Tensor a = at::randn({4, 3});
+  ParameterEma ema({{"unet.a", a}}, 0.9), same({{"unet.a", a}}, 0.9);
+  a.add_(at::randn({4, 3}));
+  ema.update(2);
+  same.update(2);
+  const at::Tensor before = ema.shadows()[0].clone();
+  a.add_(at::randn({4, 3}));
+  ema.update(at::zeros({}));
+  EXPECT_TRUE(at::equal(ema.shadows()[0], before)) << "a skipped step";
+  ema.update(at::full({}, 1.0 - ParameterEma::decay_at(0.9, 3)));
+  same.update(3);
+  EXPECT_TRUE(at::equal(ema.shadows()[0], same.shadows()[0]));
+  EXPECT_FALSE(at::equal(ema.shadows()[0], before));
+}
+
 // The trained tensors may be views of a larger buffer (ZeRO-1's buckets): the swap writes through
 // them and touches nothing else.
 TEST(ParameterEma, SwapPutsTheAverageInAndTheTrainedValuesBackBitForBit) {

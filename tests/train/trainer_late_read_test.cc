@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ using train_testing::TinyModel;
 StepBatch batch_of_step(int s) {
   StepBatch batch = tiny_batch(s == 7 ? 1 : 2, 0, 200 + s);  // step 7: another shape
   if (s == 5) batch.latent_mean[0][0][0][0] = std::nan("");  // skipped (Note [Skipped steps])
+  if (s == 12) batch.mask.mul_(100);                           // the loss x 100: a spike
   return batch;
 }
 
@@ -86,21 +88,28 @@ TEST(TrainerLateRead, StepsCollectedAfterTheNextIsIssuedTrainAsStepsReadAtOnce) 
     double spike_factor;
     bool ema;
     TrainerConfig::StepGraph graph;
+    AdamWKernel kernel;
     int64_t late;  // steps issued before the one before was settled
   };
+  using G = TrainerConfig::StepGraph;
+  const AdamWKernel fused = AdamWKernel::kFused;  // the device's verdict, as on a GPU
   const std::vector<Case> cases = {
-      // constant: the next step's learning rate never depends on the last verdict
-      {"constant", LrSchedule{LrScheduleKind::kConstant, 0, 9}, 0, false, TrainerConfig::StepGraph::kOff, 8},
+      {"constant", LrSchedule{LrScheduleKind::kConstant, 0, 9}, 0, false, G::kOff, fused, 8},
       // the step graph's static inputs (what a CUDA graph replays), from the pivot on
-      {"constant, static graph", LrSchedule{LrScheduleKind::kConstant, 0, 9}, 0, false,
-       TrainerConfig::StepGraph::kStatic, 8},
-      // a warm-up: late once the factor is 1 whether or not the last step was taken (accepted
-      // steps 4 and on; step 5 is skipped, so from step 6)
-      {"warm-up", LrSchedule{LrScheduleKind::kConstantWithWarmup, 4, 9}, 0, false, TrainerConfig::StepGraph::kOff, 4},
-      // each needs the last verdict: the decay's factor, the spike threshold, the EMA
-      {"linear", LrSchedule{LrScheduleKind::kLinear, 2, 9}, 0, false, TrainerConfig::StepGraph::kOff, 0},
-      {"spike factor", LrSchedule{LrScheduleKind::kConstant, 0, 9}, 3, false, TrainerConfig::StepGraph::kOff, 0},
-      {"EMA", LrSchedule{LrScheduleKind::kConstant, 0, 9}, 0, true, TrainerConfig::StepGraph::kOff, 0},
+      {"constant, static graph", LrSchedule{LrScheduleKind::kConstant, 0, 9}, 0, false, G::kStatic, fused, 8},
+      // each step's inputs depend on the verdict of the step before, picked on the device
+      // (StepInputs): the learning-rate factor, the spike threshold, the EMA's decay
+      {"warm-up", LrSchedule{LrScheduleKind::kConstantWithWarmup, 4, 9}, 0, false, G::kOff, fused, 8},
+      {"linear", LrSchedule{LrScheduleKind::kLinear, 2, 9}, 0, false, G::kOff, fused, 8},
+      {"cosine, static graph", LrSchedule{LrScheduleKind::kCosine, 2, 9}, 0, false, G::kStatic, fused, 8},
+      {"spike factor", LrSchedule{LrScheduleKind::kConstant, 0, 9}, 3, false, G::kOff, fused, 8},
+      {"EMA", LrSchedule{LrScheduleKind::kLinear, 2, 9}, 0, true, G::kOff, fused, 8},
+      {"EMA, static graph", LrSchedule{LrScheduleKind::kConstant, 0, 9}, 0, true, G::kStatic, fused, 8},
+      // the foreach kernel's learning rate is a host number: a decay waits for the verdict; a
+      // warm-up from its end (accepted steps 4 and on; step 5 is skipped, so from step 6)
+      {"linear, foreach", LrSchedule{LrScheduleKind::kLinear, 2, 9}, 0, false, G::kOff, AdamWKernel::kForeach, 0},
+      {"warm-up, foreach", LrSchedule{LrScheduleKind::kConstantWithWarmup, 4, 9}, 0, false, G::kOff,
+       AdamWKernel::kForeach, 4},
   };
   for (const Case& k : cases) {
     TrainerConfig c = tiny_config();
@@ -110,12 +119,77 @@ TEST(TrainerLateRead, StepsCollectedAfterTheNextIsIssuedTrainAsStepsReadAtOnce) 
     c.grad_spike_factor = k.spike_factor;
     c.use_ema = k.ema;
     c.step_graph = k.graph;
-    c.adamw_kernel = AdamWKernel::kFused;  // the device's verdict, as on a GPU
+    c.adamw_kernel = k.kernel;
     const TrainedRun at_once = train(tiny, c, /*late=*/false);
     const TrainedRun late = train(tiny, c, /*late=*/true);
     expect_same(at_once, late, k.name);
     EXPECT_EQ(late.issued_before_settling, k.late) << k.name;
     EXPECT_EQ(late.results[4].skipped, "non-finite gradient") << k.name;
+  }
+}
+
+// The spike test judged on the device from the steps accepted before the step in flight and that
+// step's norm (BadStepGuard::threshold_after): from step 12 (ten accepted: 1-4, 6-11), a spike at
+// 12 skipped, and step 13 judged after it with the threshold of a skipped step before.
+TEST(TrainerLateRead, TheSpikeTestOfAStepIssuedBeforeTheOneBeforeIsRead) {
+  TinyModel tiny;
+  for (const auto graph : {TrainerConfig::StepGraph::kOff, TrainerConfig::StepGraph::kStatic}) {
+    TrainerConfig c = tiny_config();
+    c.max_train_steps = 14;
+    c.pivot_step = 2;
+    c.schedule = LrSchedule{LrScheduleKind::kLinear, 2, 14};
+    c.grad_spike_factor = 3;
+    c.use_ema = true;
+    c.step_graph = graph;
+    c.adamw_kernel = AdamWKernel::kFused;
+    const TrainedRun at_once = train(tiny, c, /*late=*/false);
+    const TrainedRun late = train(tiny, c, /*late=*/true);
+    expect_same(at_once, late, "spike");
+    EXPECT_EQ(late.issued_before_settling, 13);
+    EXPECT_EQ(late.results[4].skipped, "non-finite gradient");
+    std::string norms;
+    for (const auto& r : late.results) norms += " " + std::to_string(r.grad_norm);
+    EXPECT_EQ(late.results[11].skipped.rfind("gradient spike", 0), 0u) << "norms:" << norms;
+    for (int s : {11, 13, 14}) EXPECT_EQ(late.results[s - 1].skipped, "") << "step " << s;
+  }
+}
+
+// The EMA's update is queued with the step, its weight times the step's verdict: a skipped step
+// (5: a NaN) leaves the average bit for bit, and the next taken one uses the decay of the steps
+// accepted (5 after step 6, not 6: Note [Skipped steps]).
+TEST(TrainerLateRead, TheEmaUpdateIsGatedByTheVerdictOnTheDevice) {
+  TinyModel tiny;
+  SdxlModel m = tiny.load();
+  TrainerConfig c = tiny_config();
+  c.max_train_steps = 6;
+  c.pivot_step = 2;
+  c.use_ema = true;
+  c.ema_decay = 0.95;
+  c.adamw_kernel = AdamWKernel::kFused;
+  Trainer t(m, c, 0.13025, reducer());
+  const auto averages = [&] {
+    std::map<std::string, at::Tensor> out;
+    for (auto& [name, tensor] : t.ema()->state_tensors()) out[name] = tensor.clone();
+    return out;
+  };
+  for (int s = 1; s <= 4; ++s) t.step(s, batch_of_step(s));
+  const auto after_4 = averages();
+  EXPECT_EQ(t.step(5, batch_of_step(5)).skipped, "non-finite gradient");
+  const auto after_5 = averages();
+  ASSERT_FALSE(after_5.empty());
+  for (const auto& [name, tensor] : after_5) EXPECT_TRUE(at::equal(tensor, after_4.at(name))) << name;
+  t.step(6, batch_of_step(6));
+  const auto after_6 = averages();
+  const float weight = static_cast<float>(1.0 - ParameterEma::decay_at(0.95, 5));
+  const auto& names = t.ema()->names();
+  std::map<std::string, at::Tensor> state;
+  for (auto& [name, tensor] : t.checkpoint_tensors()) state[name] = tensor;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const at::Tensor& e5 = after_5.at(ema_state_name(names[i]));
+    ASSERT_TRUE(state.count(names[i])) << names[i];
+    const at::Tensor w6 = state.at(names[i]).to(at::kFloat);  // the weights after step 6
+    const at::Tensor expected = e5 - (e5 - w6) * at::full({}, weight);
+    EXPECT_TRUE(at::equal(after_6.at(ema_state_name(names[i])), expected)) << names[i];
   }
 }
 
