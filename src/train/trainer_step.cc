@@ -91,11 +91,13 @@ Trainer::StepInputs Trainer::step_inputs() const {
   at::NoGradGuard no_grad;
   StepInputs in;
   const int64_t a = guard_.accepted_steps();  // settled; the step in flight may add one
-  // A copy: the step in flight's verdict may be a captured step's output, which the next replay
-  // rewrites, and the learning rates are staged from it after the eager step's backward.
-  const at::Tensor before_taken = in_flight_ ? in_flight_->apply.clone() : at::Tensor();
-  in.lr_factor = EitherWay::either(config_.schedule.factor_for_step(a + 1), config_.schedule.factor_for_step(a + 2),
-                                   before_taken);
+  const double f_skipped = config_.schedule.factor_for_step(a + 1), f_taken = config_.schedule.factor_for_step(a + 2);
+  const bool depends = f_skipped != f_taken || config_.grad_spike_factor > 0 || ema_;
+  // A copy, made only where an input depends on it: the step in flight's verdict may be a captured
+  // step's output, which the next replay rewrites, and the learning rates are staged from it after
+  // the eager step's backward.
+  const at::Tensor before_taken = in_flight_ && depends ? in_flight_->apply.clone() : at::Tensor();
+  in.lr_factor = EitherWay::either(f_skipped, f_taken, before_taken);
   if (before_taken.defined() && config_.grad_spike_factor > 0)
     in.spike_threshold = guard_.threshold_after(in_flight_->grad_norm, before_taken);
   if (ema_) {
