@@ -60,7 +60,6 @@
 // Memory: sdxl-base in fp32 on the CPU holds ≈ 14 GB for the LoRA cases and ≈ 48 GB for full
 // fine-tuning (the UNet, its gradients and AdamW's two moments).
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
 
 #include <algorithm>
@@ -83,6 +82,7 @@
 #include "dist/gradient_reducer.h"
 #include "sdxl/random_model.h"
 #include "sdxl/sdxl_model.h"
+#include "train/autocast_scope.h"
 #include "train/trainer.h"
 #include "synthetic_step.h"
 
@@ -297,26 +297,6 @@ void set_unet_trainable(SdxlModel& m, bool on) {
   }
 }
 
-// bf16 autocast on CUDA for a scope, as the Trainer's forward has it (full fine-tuning on a GPU).
-class Autocast {
- public:
-  explicit Autocast(bool on) : on_(on) {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  }
-  ~Autocast() {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::clear_cache();
-  }
-  Autocast(const Autocast&) = delete;
-  Autocast& operator=(const Autocast&) = delete;
-
- private:
-  bool on_;
-};
-
 // The UNet's forward, the step's loss (masked MSE) and backward on the step's shapes, before the
 // Trainer attaches anything: one untimed run, then one counted. Conditioning from the encoders
 // (ids of the new tokens replaced: they do not exist yet), without gradients.
@@ -342,7 +322,7 @@ Counts unet_alone(SdxlModel& m, const StepBatch& batch, Roots roots, bool autoca
     if (run == 1) counter.start();
     at::Tensor pred;
     {
-      Autocast autocast(autocast_bf16);
+      AutocastScope autocast(autocast_bf16);  // as the Trainer's forward (full fine-tuning on a GPU)
       pred = m.unet->forward(x_t.to(dt), t, context.to(dt), pooled.to(dt), batch.add_time_ids.to(dt));
     }
     at::Tensor loss = ((pred.to(at::kFloat) - target).pow(2) * batch.mask).mean();

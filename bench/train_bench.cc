@@ -2,7 +2,7 @@
 // the real Trainer (train/trainer.h) on synthetic batches, before and after the pivot.
 //
 //   xltune_bench_train MODEL_DIR|sdxl-base DEVICE lora|full RESOLUTION BATCH STEPS [checkpointing|plain]
-//                      [nccl|deterministic|graph|graph-deterministic|graph-reduced]
+//                      [nccl|deterministic|graph|graph-deterministic|graph-reduced|graph-accumulated]
 //
 // MODEL_DIR: a diffusers folder (xltune init-model --preset small); sdxl-base: SDXL base 1.0's
 // UNet and both text encoders built from their configs with random weights (no download; for
@@ -50,6 +50,11 @@
 // rank (NCCL on a CUDA build with it; the in-process communicator otherwise): the step captured in
 // two segments with the all-reduce run between them, as several GPUs run it. Bit-equal to the
 // same step run eagerly.
+//
+// graph-accumulated: graph-deterministic with each step in two micro-batches of BATCH (the
+// second's samples at the next positions: other draws): each micro-batch's forward and backward
+// captured as a graph of its own and the update as a third (Note [Gradient accumulation]).
+// Bit-equal to the same step run eagerly.
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #ifdef XLTUNE_HAVE_CUDA
@@ -283,13 +288,20 @@ ReducerPath reducer_path(bool bucketed, const at::Device& device) {
   return path;
 }
 
-// The "graph", "graph-deterministic" and "graph-reduced" modes (see the top of this file).
+// The "graph", "graph-deterministic", "graph-reduced" and "graph-accumulated" modes (see the top of
+// this file).
 template <typename LoadModel>
 int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Placement& placement, int64_t resolution,
-                int64_t batch, int64_t steps, bool bit_equal, bool reduced) {
+                int64_t batch, int64_t steps, bool bit_equal, bool reduced, bool accumulated) {
   constexpr double kGraphRelTolerance = 1e-3;
   const at::Device device = placement.device;
-  const StepBatch b = bench::synthetic_batch(batch, resolution / 8, device);
+  const StepBatch first = bench::synthetic_batch(batch, resolution / 8, device);
+  std::vector<StepBatch> b = {first};
+  if (accumulated) {
+    StepBatch second = first;
+    for (auto& p : second.positions) p += batch;
+    b.push_back(second);
+  }
   const int64_t untimed = 1 + Trainer::kGraphWarmupSteps + 1;  // before the pivot, warm-up, capture
   std::vector<double> losses[2], ms[2];
   double peak_gib[2] = {0, 0}, ms_late[2] = {0, 0};
@@ -313,7 +325,7 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
     }
     const double t0 = now();  // each step read once the next is queued: the device never waits for the host's read
     for (int64_t s = untimed + steps + 1; s <= c.max_train_steps; ++s) {
-      t.issue(s, {b});
+      t.issue(s, b);
       if (s > untimed + steps + 1) losses[run].push_back(t.collect().loss);
     }
     losses[run].push_back(t.collect().loss);
@@ -339,7 +351,8 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
               "\"eager_over_graph\": %.3f, \"ms_eager_read_late\": %.2f, \"ms_graph_read_late\": %.2f, "
               "\"peak_gib_eager\": %.3f, \"peak_gib_graph\": %.3f, \"replays\": %lld, "
               "\"max_rel_loss_diff\": %s, \"rel_tolerance\": %s, \"placement\": \"%s\", \"ok\": %s}\n",
-              reduced     ? "graph-reduced: two captured segments, all-reduce between = eager, bit for bit"
+              accumulated ? "graph-accumulated: two micro-batches and the update captured = eager, bit for bit"
+              : reduced   ? "graph-reduced: two captured segments, all-reduce between = eager, bit for bit"
               : bit_equal ? "graph-deterministic: captured = eager, bit for bit"
                           : "graph: captured step vs eager",
               lora ? "lora" : "full", static_cast<long long>(resolution), static_cast<long long>(batch),
@@ -353,7 +366,7 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
 int run(int argc, char** argv) {
   if (argc < 7) {
     std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing|plain] "
-                 "[nccl|deterministic|graph|graph-deterministic|graph-reduced]\n", argv[0]);
+                 "[nccl|deterministic|graph|graph-deterministic|graph-reduced|graph-accumulated]\n", argv[0]);
     return 2;
   }
   const std::string model_arg = argv[1], mode = argv[3];
@@ -362,8 +375,9 @@ int run(int argc, char** argv) {
   const bool checkpointing = argc > 7 && std::string(argv[7]) == "checkpointing";
   const bool nccl = argc > 8 && std::string(argv[8]) == "nccl";
   const std::string check = argc > 8 ? argv[8] : "";
-  const bool graph = check == "graph" || check == "graph-deterministic" || check == "graph-reduced";
-  const bool deterministic = check == "deterministic" || check == "graph-deterministic" || check == "graph-reduced";
+  const bool graph = check == "graph" || check == "graph-deterministic" || check == "graph-reduced" ||
+                     check == "graph-accumulated";
+  const bool deterministic = check == "deterministic" || (graph && check != "graph");
   const bool lora = mode == "lora";
   if (deterministic) set_deterministic_environment();  // before anything starts CUDA or cuBLAS
   // As `xltune train` places the models (Note [One placement]).
@@ -382,7 +396,7 @@ int run(int argc, char** argv) {
   if (nccl) return nccl_check(load_model, lora, device, resolution, batch, steps);
   if (graph)
     return graph_check(load_model, lora, checkpointing, placement, resolution, batch, steps, deterministic,
-                       check == "graph-reduced");
+                       check == "graph-reduced", check == "graph-accumulated");
   if (deterministic) return determinism_check(load_model, lora, checkpointing, placement, resolution, batch, steps);
   SdxlModel m = load_model();
   const int64_t after_load = peak_memory_bytes(device);

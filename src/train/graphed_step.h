@@ -1,30 +1,48 @@
-// Note [The step as a CUDA graph] (train/trainer.h): one batch shape's static inputs and outputs,
-// and where its graph stands. Private to the Trainer (trainer.cc, trainer_graph.cc).
+// Note [The step as a CUDA graph] (train/trainer.h): one step shape's static inputs and outputs,
+// the segments its body is captured in, and where its graphs stand. Private to the Trainer
+// (trainer.cc, trainer_graph.cc).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <array>
+#include <functional>
 #include <vector>
 
 #include "train/trainer.h"
 
 namespace xltune {
 
-struct Trainer::GraphedStep {
-  std::vector<int64_t> key;  // the shapes of the inputs
-  int64_t id = 0;            // its graph's in the Trainer's StepCapture (kCuda)
-  int64_t eager_steps = 0;   // warm-up steps run so far (on the capture stream with kCuda)
-  bool captured = false;     // captured (kCuda), or past the step that would capture (kStatic)
-  int64_t last_step = 0;     // the last training step of this shape (which to drop first)
+// One micro-batch's static inputs, its share of the step's loss and its x0.
+struct Trainer::GraphedMicroBatch {
   at::Tensor latent_mean, latent_logvar, add_time_ids, mask, latent_sample, noise, timesteps, context, pooled;
-  at::Tensor spike_threshold;           // float64 []
-  at::Tensor loss, grad_norm, apply, x0;  // the body's outputs
-  std::vector<bool> footprint;            // what the captured backward reached (the reducer's)
+  double loss_weight = 1;  // Note [Gradient accumulation]: its samples over the step's
+  at::Tensor x0;           // an output
   // The inputs, in graphed_step's order.
   std::array<at::Tensor*, 9> inputs() {
     return {&latent_mean, &latent_logvar, &add_time_ids, &mask, &latent_sample, &noise, &timesteps, &context, &pooled};
   }
+};
+
+struct Trainer::GraphedStep {
+  std::vector<int64_t> key;    // the micro-batch count, then the shapes of their inputs
+  int64_t first_graph_id = 0;  // its graphs' ids in the Trainer's StepCapture (kCuda): a run of
+  int64_t graph_count = 0;     // one per segment
+  int64_t eager_steps = 0;     // warm-up steps run so far (on the capture stream with kCuda)
+  bool captured = false;       // captured (kCuda), or past the step that would capture (kStatic)
+  int64_t last_step = 0;       // the last training step of this shape (which to drop first)
+  std::vector<GraphedMicroBatch> micro_batches;
+  at::Tensor spike_threshold;             // float64 []
+  at::Tensor loss, grad_norm, apply;      // the body's outputs (the loss summed over micro-batches)
+  std::vector<bool> footprint;            // what the captured backwards reached (the reducer's)
+};
+
+// A part of the step captured as one graph: its work, the phases a replay of it stands for (the
+// eager body marks its own), and whether the gradients are reduced, eagerly, after it.
+struct Trainer::GraphSegment {
+  std::function<void()> body;
+  std::vector<const char*> phases;
+  bool reduce_after = false;
 };
 
 }  // namespace xltune

@@ -7,9 +7,13 @@
 // The graphs share one memory pool: a shape's graph needs no memory of its own beside the others',
 // so a run with many aspect buckets holds about one step's memory, not one per shape. That is
 // safe because the graphs never run at once (one stream) and no graph's memory holds a value
-// another reads: each replay's outputs are copied out on the stream before any other graph
-// replays (the trainer's StepRead, x0's clone), and everything else a step keeps (weights,
-// optimizer state, the static inputs) lives outside the pool.
+// that a graph of another step shape reads: each step's outputs are copied out on the stream
+// before another shape's graphs replay (the trainer's StepRead, x0's clone), and everything else
+// a step keeps (weights, optimizer state, the static inputs) lives outside the pool. Within one
+// step shape's graphs (a micro-batch's, then the next's, then the update's) values do pass in
+// the pool (the gradients the first backward allocates): those graphs replay back to back, in
+// the order they were captured, and the host kept each such value alive until the last of them
+// was captured, so no later capture of the run placed anything of its own there.
 #pragma once
 
 #include <c10/core/Device.h>

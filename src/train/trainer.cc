@@ -1,7 +1,6 @@
 #include "train/trainer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <fnmatch.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include "core/log.h"
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
+#include "train/autocast_scope.h"
 #include "train/graphed_step.h"
 #include "train/step_capture.h"
 #include "train/zero_optimizer.h"
@@ -19,30 +19,6 @@
 namespace xltune {
 
 namespace {
-
-// bf16 autocast on CUDA for the duration of a scope (full fine-tuning of a fp32 UNet).
-class AutocastScope {
- public:
-  explicit AutocastScope(bool on) : on_(on) {
-    if (!on_) return;
-    was_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
-    was_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::clear_cache();  // casts of weights from before the last update must not be reused
-  }
-  ~AutocastScope() {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
-    at::autocast::set_autocast_dtype(at::kCUDA, was_dtype_);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool on_;
-  bool was_enabled_ = false;
-  at::ScalarType was_dtype_ = at::kHalf;
-};
 
 double table_std(const ClipTextModel& te) {
   at::NoGradGuard no_grad;

@@ -80,34 +80,44 @@
 // a step reads that changes from step to step must be a device tensor at a fixed address,
 // written before the replay; and the host's side of the step (its bookkeeping) must happen
 // without the ops that capture recorded. With --cuda_graph true (TrainerConfig::step_graph):
-//   - the step's inputs are static tensors, one set per shape of the batch (GraphedStep): the
-//     latent mean and log-variance, time ids, mask, the draws (n, eps, t; drawn on the host as
-//     always, Note [Keyed draws]) and the text conditioning, all copied in before the step;
+//   - the step's inputs are static tensors, one set per shape of the step (GraphedStep) and per
+//     micro-batch in it (GraphedMicroBatch): the latent mean and log-variance, time ids, mask, the
+//     draws (n, eps, t; drawn on the host as always, Note [Keyed draws]) and the text
+//     conditioning, all copied in before the step;
 //   - the body (train/trainer_graph.cc) is the eager step's device work from the latents to the
-//     optimizer: noising, the UNet, the loss, backward (graph_forward_backward), the reduction
+//     optimizer: noising, the UNet (under bf16 autocast for full fine-tuning, its cast cache off
+//     as capture asks), the loss, backward (graph_forward_backward), the reduction
 //     (finish_backward), clipping, the verdict against a device threshold
 //     (BadStepGuard::spike_threshold written into a tensor) and AdamW reading device learning
 //     rates (Optimizer::stage_learning_rates) (graph_update); its outputs (loss, norm, verdict,
 //     x0) stay at the addresses capture gave them, and are copied out after each replay as the
 //     eager step's are (StepRead; x0 cloned), before the next replay rewrites them;
-//   - on one rank the body is one graph, and the gradients, undefined when it is captured, are
-//     allocated by backward in the graph's pool and rewritten there by each replay;
-//   - on several ranks the body is two graphs with the reduction run eagerly between them (a
-//     collective inside a graph would need the communicator's streams captured too): backward
-//     runs with the gradient sync off into the bucketed reducer's buckets (their views are .grad,
-//     at the same addresses every step), noting which tensors it reached; then finish() launches
-//     every bucket's all-reduce and waits (Note [Gradient buckets]: the overlap with backward is
-//     lost, the host's issuing of backward is not), a replay handing it what its capture's
-//     backward reached (GradientReducer::replayed_backward, so Note [Tensors without a gradient]
-//     agrees over the ranks as in an eager step); then clipping and the update;
+//   - with one micro-batch on one rank the body is one graph, and the gradients, undefined when it
+//     is captured, are allocated by backward in the graph's pool and rewritten there by each replay;
+//   - with k micro-batches (Note [Gradient accumulation]) each one's forward and backward is a
+//     graph of its own, and the update one more (k + 1 graphs, replayed in the order captured):
+//     the first backward allocates the gradients in the pool, as above, and each later one adds
+//     into them in place (autograd's accumulation into a defined .grad), the loss weighted by the
+//     micro-batch's share of the step's samples, a constant of the step's shape; a graph per
+//     micro-batch rather than one replayed k times, as the first one's backward allocates what
+//     the later ones' add into (and micro-batches may differ in shape);
+//   - on several ranks the reduction runs eagerly between the last micro-batch's graph and the
+//     update's (a collective inside a graph would need the communicator's streams captured too):
+//     backward runs with the gradient sync off into the bucketed reducer's buckets (their views
+//     are .grad, at the same addresses every step), noting which tensors it reached; then
+//     finish() launches every bucket's all-reduce and waits (Note [Gradient buckets]: the overlap
+//     with backward is lost, the host's issuing of backward is not), a replay handing it what its
+//     capture's backwards reached (GradientReducer::replayed_backward, so Note [Tensors without a
+//     gradient] agrees over the ranks as in an eager step); then clipping and the update;
 //   - a replay's host side: Optimizer::replayed_step (the step counts that settle() advances).
 // Which steps: after the pivot (the token rows frozen: their encoders run outside, from the text
-// cache), one micro-batch, a reducer whose buckets are final (GradientReducer::capture_blocker:
-// after the first step's rebuild), replicated AdamW on the fused kernel with fp32 state, no
-// autocast. Any other step runs eagerly, its reason logged once. Every rank takes the same path
-// at every step: each step's batch has one shape on all ranks (Note [Distributed sampler]).
-// Each batch shape (aspect buckets: one per bucket; a last, smaller batch) gets its own buffers
-// and graph, kept for when the shape comes back: kGraphWarmupSteps eager steps on the capture
+// cache), up to 8 micro-batches, a reducer whose buckets are final
+// (GradientReducer::capture_blocker: after the first step's rebuild), replicated AdamW on the
+// fused kernel with fp32 state (not ZeRO-1, whose collectives run inside its update and overlap
+// the next forward). Any other step runs eagerly, its reason logged once. Every rank takes the
+// same path at every step: each step's batch has one shape on all ranks (Note [Distributed sampler]).
+// Each step shape (aspect buckets: one per bucket; a last, smaller batch) gets its own buffers
+// and graphs, kept for when the shape comes back: kGraphWarmupSteps eager steps on the capture
 // stream first (capture needs the libraries' lazy set-up done, cuDNN's choice of kernels
 // included), then capture and replays. The graphs share one memory pool (train/step_capture.h
 // says why that is safe), so many shapes cost about one step's memory; beyond max_graphed_shapes
@@ -115,7 +125,7 @@
 // repeats the host side of its capture's step: none may come between). The eager steps and the
 // replays compute the same step: step_graph kStatic runs the same body from the same static
 // tensors without capturing, through the same warm-up, capture and replay counts, which is how the
-// CPU tests the plumbing (tests/train/trainer_test.cc, TrainerStepGraph.*); on a GPU bench/gpu/run
+// CPU tests the plumbing (tests/train/trainer_graph_test.cc, TrainerStepGraph.*); on a GPU bench/gpu/run
 // compares the captured run's losses with the eager run's.
 #pragma once
 
@@ -417,7 +427,10 @@ class Trainer {
   TextConditioningCache text_cache_;
   bool rows_frozen_ = false;
   // Note [The step as a CUDA graph].
+  struct GraphedMicroBatch;
   struct GraphedStep;
+  struct GraphSegment;
+  enum class GraphRun { kWarmUp, kCapture, kReplay };
   std::map<std::vector<int64_t>, std::unique_ptr<GraphedStep>> graphs_;  // by their inputs' shapes
   std::unique_ptr<StepCapture> capture_;                                 // kCuda
   int64_t next_graph_id_ = 0;
@@ -431,14 +444,22 @@ class Trainer {
   void set_up_step_graph();
   // Why this step runs eagerly under --cuda_graph (empty: it can be captured).
   std::string graph_blocker(const std::vector<StepBatch>& micro_batches, bool trains_rows) const;
-  InFlightStep graphed_step(int64_t step, const StepBatch& batch, const StepInputs& in);
-  // The static inputs of this shape (`key`: the inputs' shapes), made like `inputs` when new.
-  GraphedStep& graphed_step_for(const std::vector<int64_t>& key, const std::array<at::Tensor, 9>& inputs);
-  // Warm-up, capture or replay of `g`'s step, as far as it has come.
+  InFlightStep graphed_step(int64_t step, const std::vector<StepBatch>& micro_batches, const StepInputs& in);
+  // The static inputs of this step shape (`key`: the micro-batches' inputs' shapes), made like
+  // `inputs` (one set per micro-batch) when new.
+  GraphedStep& graphed_step_for(const std::vector<int64_t>& key, const std::vector<std::array<at::Tensor, 9>>& inputs);
+  // The step's inputs (one set per micro-batch) and spike threshold into `g`'s static tensors.
+  void copy_in(GraphedStep& g, const std::vector<std::array<at::Tensor, 9>>& inputs, const StepInputs& in);
+  // Warm-up, capture or replay of `g`'s step, as far as it has come: its segments in order, each
+  // run (run_segment), and the reduction between where there is one (reduce_between_segments).
   void run_graphed(GraphedStep& g, int64_t step, double lr_factor);
+  std::vector<GraphSegment> graph_segments(GraphedStep& g, int64_t step, double lr_factor);
+  void run_segment(const GraphSegment& segment, int64_t graph_id, GraphRun run, int64_t step);
+  void reduce_between_segments(GraphedStep& g, GraphRun run);
+  void count_graphed_run(GraphedStep& g, GraphRun run, int64_t step);
   // The device work of a step from the static inputs to the optimizer (the captured part), in
-  // its segments: forward and backward; the reduction; clipping, verdict and update.
-  void graph_forward_backward(GraphedStep& g);
+  // its segments: forward and backward of micro-batch `k`; the reduction; clipping, verdict and update.
+  void graph_forward_backward(GraphedStep& g, size_t k);
   void finish_backward();
   void graph_update(GraphedStep& g, int64_t step, double lr_factor);
   void drop_step_graphs();

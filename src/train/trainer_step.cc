@@ -45,7 +45,7 @@ void Trainer::issue(int64_t step, const std::vector<StepBatch>& micro_batches) {
   if (config_.step_graph != TrainerConfig::StepGraph::kOff) {
     const std::string blocker = graph_blocker(micro_batches, trains_rows);
     if (blocker.empty()) {
-      next = graphed_step(step, micro_batches.front(), in);
+      next = graphed_step(step, micro_batches, in);
     } else {
       drop_step_graphs();  // a replay repeats the host side of its capture's step: none may come between
       if (blocker != graph_blocker_logged_) {

@@ -48,10 +48,13 @@ NamedTensors run_graphed(const TinyModel& tiny, const TrainerConfig& c, std::vec
 
 TEST(TrainerStepGraph, StaticStepsTrainAsTheEagerStepsBitForBit) {
   TinyModel tiny;
-  for (int variant = 0; variant < 3; ++variant) {
+  for (int variant = 0; variant < 4; ++variant) {
     const bool fused_projections = variant > 0;
     TrainerConfig eager = tiny_config();
     eager.use_ema = variant == 2;  // the EMA follows the settled step, outside what is captured
+    // Full fine-tuning's bf16 autocast (of CUDA: on the CPU it changes no op) no longer keeps the
+    // step out of the graph.
+    eager.autocast_bf16 = variant == 3;
     eager.max_train_steps = 14;
     eager.pivot_step = 2;
     eager.schedule = LrSchedule{LrScheduleKind::kLinear, 5, 14};
@@ -171,8 +174,8 @@ TEST(TrainerStepGraph, ResumedStaticStepsContinueExactly) {
   EXPECT_EQ(first.graphed_steps(), 3 + 1 + 3 - 1) << "steps 2..4, then 4..6 again";
 }
 
-// Steps the graph cannot hold run eagerly: the foreach kernel (host bias corrections), micro-
-// batches, and every step before the pivot.
+// Steps the graph cannot hold run eagerly: the foreach kernel (host bias corrections), more
+// micro-batches than graphs are kept for, and every step before the pivot.
 TEST(TrainerStepGraph, StepsTheGraphCannotHoldRunEagerly) {
   TinyModel tiny;
   TrainerConfig c = tiny_config();
@@ -189,12 +192,15 @@ TEST(TrainerStepGraph, StepsTheGraphCannotHoldRunEagerly) {
   Trainer fused(m2, c, 0.13025, reducer());
   fused.step(1, tiny_batch(2, 0, 101));
   EXPECT_EQ(fused.graphed_steps(), 0) << "before the pivot";
-  fused.step(2, std::vector<StepBatch>{tiny_batch(1, 0, 102), tiny_batch(1, 1, 102)});
-  EXPECT_EQ(fused.graphed_steps(), 0) << "two micro-batches";
-  fused.step(3, tiny_batch(2, 0, 103));
+  std::vector<StepBatch> nine;
+  for (int64_t k = 0; k < 9; ++k) nine.push_back(tiny_batch(1, k, 102));
+  fused.step(2, nine);
+  EXPECT_EQ(fused.graphed_steps(), 0) << "nine micro-batches";
+  fused.step(3, std::vector<StepBatch>{tiny_batch(1, 0, 103), tiny_batch(1, 1, 103)});
   fused.step(4, tiny_batch(2, 0, 104));
-  EXPECT_EQ(fused.graphed_steps(), 2);
-  EXPECT_EQ(fused.graph_replays(), 0) << "two warm-up steps, no replay yet";
+  EXPECT_EQ(fused.graphed_steps(), 2) << "two micro-batches, and one";
+  EXPECT_EQ(fused.graphed_shapes(), 2) << "a step of two micro-batches is a shape of its own";
+  EXPECT_EQ(fused.graph_replays(), 0) << "warm-up steps, no replay yet";
 
   TrainerConfig cuda = tiny_config();
   cuda.step_graph = TrainerConfig::StepGraph::kCuda;
@@ -221,15 +227,19 @@ struct RankRun {
   int64_t graphed = 0, captures = 0, replays = 0;
 };
 
-std::vector<RankRun> run_two_ranks(const TinyModel& tiny, const TrainerConfig& c, int64_t steps) {
+// Each rank's step in `micro` micro-batches of 2 (positions interleaved over the ranks).
+std::vector<RankRun> run_two_ranks(const TinyModel& tiny, const TrainerConfig& c, int64_t steps, int64_t micro = 1) {
   constexpr int kWorld = 2;
   const std::vector<std::shared_ptr<Communicator>> comms = make_thread_group(kWorld);
   // The batches first, here: tiny_batch seeds the global generator, which the threads must not share.
-  std::vector<std::vector<StepBatch>> batches(kWorld);
+  std::vector<std::vector<std::vector<StepBatch>>> batches(kWorld);
   std::vector<SdxlModel> models;
   for (int r = 0; r < kWorld; ++r) {
-    for (int64_t s = 1; s <= steps; ++s)
-      batches[r].push_back(tiny_batch(2, 2 * r, static_cast<uint64_t>(300 + 10 * s + r)));
+    for (int64_t s = 1; s <= steps; ++s) {
+      batches[r].emplace_back();
+      for (int64_t k = 0; k < micro; ++k)
+        batches[r].back().push_back(tiny_batch(2, 2 * (kWorld * k + r), static_cast<uint64_t>(300 + 10 * s + r + 5 * k)));
+    }
     models.push_back(tiny.load());
   }
   std::vector<RankRun> out(kWorld);
@@ -284,6 +294,103 @@ TEST(TrainerStepGraph, TwoRanksReduceBetweenTheSegmentsAsTheEagerStepDoes) {
         EXPECT_TRUE(at::equal(b[0].tensors[i].second, b[r].tensors[i].second))
             << "the ranks differ: " << a[r].tensors[i].first;
       }
+    }
+  }
+}
+
+// Note [Gradient accumulation] under the graph: each micro-batch's forward and backward is a
+// segment (a graph) of its own and the update one more, the gradients accumulated in place and
+// the loss weighted by each micro-batch's share. Micro-batches of one size and of two (2 + 1:
+// shares 2/3 and 1/3), a step skipped for a NaN in a later micro-batch, learning rates through a
+// warm-up: the static steps train as the eager ones, bit for bit.
+struct MicroRun {
+  NamedTensors tensors;
+  std::vector<StepResult> results;
+  int64_t graphed = 0, captures = 0, replays = 0;
+};
+
+std::vector<StepBatch> micro_batches(bool unequal, int64_t s) {
+  const uint64_t seed = static_cast<uint64_t>(400 + 10 * s);
+  std::vector<StepBatch> out;
+  if (unequal) {
+    out = {tiny_batch(2, 0, seed), tiny_batch(1, 2, seed + 1)};
+  } else {
+    out = {tiny_batch(1, 0, seed), tiny_batch(1, 1, seed + 1), tiny_batch(1, 2, seed + 2)};
+  }
+  if (s == 6) out.back().latent_mean[0][0][0][0] = std::nan("");  // the step is skipped
+  return out;
+}
+
+MicroRun run_micro_batches(const TinyModel& tiny, const TrainerConfig& c, bool unequal) {
+  SdxlModel m = tiny.load();
+  Trainer t(m, c, 0.13025, reducer());
+  MicroRun out;
+  for (int64_t s = 1; s <= c.max_train_steps; ++s) out.results.push_back(t.step(s, micro_batches(unequal, s)));
+  out.tensors = t.checkpoint_tensors();
+  out.graphed = t.graphed_steps(), out.captures = t.graph_captures(), out.replays = t.graph_replays();
+  return out;
+}
+
+TEST(TrainerStepGraph, MicroBatchesTrainAsTheEagerStepBitForBit) {
+  TinyModel tiny;
+  for (bool unequal : {false, true}) {
+    SCOPED_TRACE(unequal ? "micro-batches of 2 and 1" : "three micro-batches of 1");
+    TrainerConfig eager = tiny_config();
+    eager.max_train_steps = 9;
+    eager.pivot_step = 1;
+    eager.schedule = LrSchedule{LrScheduleKind::kLinear, 4, 9};
+    eager.grad_spike_factor = 3;
+    eager.adamw_kernel = AdamWKernel::kFused;
+    TrainerConfig graphed = eager;
+    graphed.step_graph = TrainerConfig::StepGraph::kStatic;
+    const MicroRun a = run_micro_batches(tiny, eager, unequal), b = run_micro_batches(tiny, graphed, unequal);
+    EXPECT_EQ(a.graphed, 0);
+    EXPECT_EQ(b.graphed, 8) << "steps 2-9";
+    EXPECT_EQ(b.captures, 1) << "warm-ups at 2 and 3, the capture at 4";
+    EXPECT_EQ(b.replays, 5);
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (size_t i = 0; i < a.tensors.size(); ++i)
+      EXPECT_TRUE(at::equal(a.tensors[i].second, b.tensors[i].second)) << a.tensors[i].first;
+    ASSERT_EQ(a.results.size(), b.results.size());
+    for (size_t s = 0; s < a.results.size(); ++s) {
+      const StepResult &x = a.results[s], &y = b.results[s];
+      const auto same = [](double p, double q) { return p == q || (std::isnan(p) && std::isnan(q)); };
+      EXPECT_PRED2(same, x.loss, y.loss) << "step " << s + 1;
+      EXPECT_PRED2(same, x.grad_norm, y.grad_norm) << "step " << s + 1;
+      EXPECT_EQ(x.skipped, y.skipped) << "step " << s + 1;
+      EXPECT_EQ(x.learning_rates, y.learning_rates) << "step " << s + 1;
+      EXPECT_TRUE(at::equal(x.x0.nan_to_num(7), y.x0.nan_to_num(7))) << "step " << s + 1;
+      EXPECT_TRUE(at::equal(x.timesteps, y.timesteps)) << "step " << s + 1;
+    }
+    EXPECT_EQ(a.results[5].skipped, "non-finite gradient");
+    EXPECT_EQ(b.results[4].x0.size(0), 3) << "every micro-batch's x0";
+  }
+}
+
+// Two ranks, each step in two micro-batches: the micro-batches' graphs run with the sync off,
+// accumulating into the buckets, and the reduction runs once between the last of them and the
+// update, as the eager step's last backward launches it: the same bits on both ranks.
+TEST(TrainerStepGraph, TwoRanksReduceWhatTheMicroBatchesAccumulated) {
+  TinyModel tiny;
+  TrainerConfig eager = tiny_config();
+  eager.max_train_steps = 7;
+  eager.pivot_step = 1;
+  eager.schedule = LrSchedule{LrScheduleKind::kLinear, 2, 7};
+  eager.adamw_kernel = AdamWKernel::kFused;
+  TrainerConfig graphed = eager;
+  graphed.step_graph = TrainerConfig::StepGraph::kStatic;
+  const std::vector<RankRun> a = run_two_ranks(tiny, eager, 7, 2), b = run_two_ranks(tiny, graphed, 7, 2);
+  for (size_t r = 0; r < 2; ++r) {
+    SCOPED_TRACE("rank " + std::to_string(r));
+    EXPECT_EQ(b[r].graphed, 6) << "steps 2-7";
+    EXPECT_EQ(b[r].captures, 1);
+    EXPECT_EQ(b[r].replays, 3);
+    EXPECT_EQ(a[r].losses, b[r].losses);
+    ASSERT_EQ(a[r].tensors.size(), b[r].tensors.size());
+    for (size_t i = 0; i < a[r].tensors.size(); ++i) {
+      EXPECT_TRUE(at::equal(a[r].tensors[i].second, b[r].tensors[i].second)) << a[r].tensors[i].first;
+      EXPECT_TRUE(at::equal(b[0].tensors[i].second, b[r].tensors[i].second))
+          << "the ranks differ: " << a[r].tensors[i].first;
     }
   }
 }
