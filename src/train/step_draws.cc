@@ -34,6 +34,8 @@ std::array<at::Tensor, 3> draws_to_device(const std::array<at::Tensor, 3>& draws
 Trainer::StepDraws Trainer::draw(int64_t step, const StepBatch& batch) const {
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   const int64_t b = batch.latent_mean.size(0);
+  XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
+               " positions for a batch of ", b);
   const int64_t c = batch.latent_mean.size(1), h = batch.latent_mean.size(2), w = batch.latent_mean.size(3);
   std::vector<at::Tensor> ns, eps, ts;
   for (int64_t i = 0; i < b; ++i) {

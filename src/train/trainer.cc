@@ -434,10 +434,7 @@ StepResult Trainer::step(int64_t step, const StepBatch& batch) {
 
 at::Tensor Trainer::forward_backward(int64_t step, const StepBatch& batch, bool trains_rows, double weight,
                                      StepResult& result) {
-  const int64_t b = batch.latent_mean.size(0);
-  XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
-               " positions for a batch of ", b);
-  // Draws (Note [Keyed draws]), on the CPU, then to the device in one copy.
+  // Draws (Note [Keyed draws]), on the CPU (the batch's positions checked), then to the device in one copy.
   const StepDraws d = draw(step, batch);
   const std::array<at::Tensor, 3> on_device =
       draws_to_device({d.latent_sample, d.noise, d.timesteps}, device_, !device_.is_cpu());

@@ -350,6 +350,7 @@ class Trainer {
   std::pair<at::Tensor, at::Tensor> text_conditioning(const StepBatch& batch, bool trains_rows, bool* ran);
   void freeze_token_rows();
   // Note [Keyed draws]: the step's latent sample, noise (with its offset) and timesteps, on the CPU.
+  // Throws unless the batch has one position per sample.
   struct StepDraws {
     at::Tensor latent_sample, noise, timesteps;
   };

@@ -255,9 +255,6 @@ Trainer::InFlightStep Trainer::graphed_step(int64_t step, const std::vector<Step
   std::vector<at::Tensor> noises, timesteps;
   std::vector<int64_t> key = {static_cast<int64_t>(micro_batches.size())};
   for (const StepBatch& batch : micro_batches) {
-    const int64_t b = batch.latent_mean.size(0);
-    XLTUNE_CHECK(b >= 1 && static_cast<int64_t>(batch.positions.size()) == b, "trainer: ", batch.positions.size(),
-                 " positions for a batch of ", b);
     const StepDraws d = draw(step, batch);
     const std::array<at::Tensor, 3> draws =
         draws_to_device({d.latent_sample, d.noise, d.timesteps}, device_, !device_.is_cpu());

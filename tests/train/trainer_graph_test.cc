@@ -29,6 +29,27 @@ using train_testing::tiny_batch;
 using train_testing::tiny_config;
 using train_testing::TinyModel;
 
+// Two runs' tensors and step results, the same bits (a NaN the same as a NaN).
+void expect_same_run(const NamedTensors& ta, const NamedTensors& tb, const std::vector<StepResult>& a,
+                     const std::vector<StepResult>& b) {
+  ASSERT_EQ(ta.size(), tb.size());
+  for (size_t i = 0; i < ta.size(); ++i) {
+    ASSERT_EQ(ta[i].first, tb[i].first);
+    EXPECT_TRUE(at::equal(ta[i].second, tb[i].second)) << ta[i].first;
+  }
+  ASSERT_EQ(a.size(), b.size());
+  const auto same = [](double x, double y) { return x == y || (std::isnan(x) && std::isnan(y)); };
+  for (size_t s = 0; s < a.size(); ++s) {
+    EXPECT_PRED2(same, a[s].loss, b[s].loss) << "step " << s + 1;
+    EXPECT_PRED2(same, a[s].grad_norm, b[s].grad_norm) << "step " << s + 1;
+    EXPECT_EQ(a[s].skipped, b[s].skipped) << "step " << s + 1;
+    EXPECT_EQ(a[s].learning_rates, b[s].learning_rates) << "step " << s + 1;
+    EXPECT_TRUE(at::equal(a[s].x0.nan_to_num(7), b[s].x0.nan_to_num(7))) << "step " << s + 1;
+    EXPECT_TRUE(at::equal(a[s].noise, b[s].noise)) << "step " << s + 1;
+    EXPECT_TRUE(at::equal(a[s].timesteps, b[s].timesteps)) << "step " << s + 1;
+  }
+}
+
 // Note [The step as a CUDA graph]: the static-input step (what a CUDA graph captures; run eagerly
 // here, the CPU's stand-in) trains exactly as the eager step, bit for bit: learning rates from
 // the device through a warm-up schedule, a skipped step (a NaN in the batch), the spike
@@ -69,21 +90,8 @@ TEST(TrainerStepGraph, StaticStepsTrainAsTheEagerStepsBitForBit) {
     const NamedTensors tb = run_graphed(tiny, graphed, b, &graphed_steps);
     EXPECT_EQ(eager_graphed, 0);
     EXPECT_EQ(graphed_steps, 12) << "every step after the pivot";
-    ASSERT_EQ(ta.size(), tb.size());
-    for (size_t i = 0; i < ta.size(); ++i) {
-      ASSERT_EQ(ta[i].first, tb[i].first);
-      EXPECT_TRUE(at::equal(ta[i].second, tb[i].second)) << ta[i].first << " fused " << fused_projections;
-    }
-    ASSERT_EQ(a.size(), b.size());
-    for (size_t s = 0; s < a.size(); ++s) {
-      const auto same = [](double x, double y) { return x == y || (std::isnan(x) && std::isnan(y)); };
-      EXPECT_PRED2(same, a[s].loss, b[s].loss) << "step " << s + 1;
-      EXPECT_PRED2(same, a[s].grad_norm, b[s].grad_norm) << "step " << s + 1;
-      EXPECT_EQ(a[s].skipped, b[s].skipped) << "step " << s + 1;
-      EXPECT_EQ(a[s].learning_rates, b[s].learning_rates) << "step " << s + 1;
-      EXPECT_TRUE(at::equal(a[s].x0.nan_to_num(7), b[s].x0.nan_to_num(7))) << "step " << s + 1;
-      EXPECT_TRUE(at::equal(a[s].noise, b[s].noise)) << "step " << s + 1;
-    }
+    SCOPED_TRACE("variant " + std::to_string(variant));
+    expect_same_run(ta, tb, a, b);
     EXPECT_EQ(a[5].skipped, "non-finite gradient");
   }
 }
@@ -348,20 +356,7 @@ TEST(TrainerStepGraph, MicroBatchesTrainAsTheEagerStepBitForBit) {
     EXPECT_EQ(b.graphed, 8) << "steps 2-9";
     EXPECT_EQ(b.captures, 1) << "warm-ups at 2 and 3, the capture at 4";
     EXPECT_EQ(b.replays, 5);
-    ASSERT_EQ(a.tensors.size(), b.tensors.size());
-    for (size_t i = 0; i < a.tensors.size(); ++i)
-      EXPECT_TRUE(at::equal(a.tensors[i].second, b.tensors[i].second)) << a.tensors[i].first;
-    ASSERT_EQ(a.results.size(), b.results.size());
-    for (size_t s = 0; s < a.results.size(); ++s) {
-      const StepResult &x = a.results[s], &y = b.results[s];
-      const auto same = [](double p, double q) { return p == q || (std::isnan(p) && std::isnan(q)); };
-      EXPECT_PRED2(same, x.loss, y.loss) << "step " << s + 1;
-      EXPECT_PRED2(same, x.grad_norm, y.grad_norm) << "step " << s + 1;
-      EXPECT_EQ(x.skipped, y.skipped) << "step " << s + 1;
-      EXPECT_EQ(x.learning_rates, y.learning_rates) << "step " << s + 1;
-      EXPECT_TRUE(at::equal(x.x0.nan_to_num(7), y.x0.nan_to_num(7))) << "step " << s + 1;
-      EXPECT_TRUE(at::equal(x.timesteps, y.timesteps)) << "step " << s + 1;
-    }
+    expect_same_run(a.tensors, b.tensors, a.results, b.results);
     EXPECT_EQ(a.results[5].skipped, "non-finite gradient");
     EXPECT_EQ(b.results[4].x0.size(0), 3) << "every micro-batch's x0";
   }
