@@ -38,11 +38,12 @@ struct Trainer::GraphedStep {
 };
 
 // A part of the step captured as one graph: its work, the phases a replay of it stands for (the
-// eager body marks its own), and whether the gradients are reduced, eagerly, after it.
+// eager body marks its own), and what runs eagerly after it, if anything (the exchanges between
+// ranks; a replay's host bookkeeping).
 struct Trainer::GraphSegment {
   std::function<void()> body;
   std::vector<const char*> phases;
-  bool reduce_after = false;
+  std::function<void(GraphRun)> after;
 };
 
 }  // namespace xltune

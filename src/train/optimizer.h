@@ -11,9 +11,10 @@
 //                                     backward runs; the GradientReducer averages the rest
 //                                     (reduced_tensors); once per step, around all micro-batches
 //   set_gradient_sync                 whether the coming backward is the step's last micro-batch
-//   add_grad_norms, scale_grads       clipping to one global norm over every optimizer's
-//                                     gradients; a sharded optimizer contributes the norm of all
-//                                     ranks' shards (a collective: every rank calls it)
+//   local_grad_norms,                 clipping to one global norm over every optimizer's
+//   exchange_grad_norms,              gradients; a sharded optimizer contributes the norm of all
+//   add_grad_norms, scale_grads       ranks' shards, its exchange a collective (every rank calls
+//                                     it) apart from the device work before and after it
 //   step, settle, zero_grad           the update at lr * factor, taken where the step's verdict
 //                                     (a device tensor) says so, then its outcome on the host
 //                                     (Note [The step's verdict on the device]), then gradients
@@ -30,8 +31,12 @@
 //   capture_blocker,                  a step captured as a CUDA graph (Note [The step as a CUDA
 //   use_device_learning_rates,        graph], train/trainer.h): why this optimizer cannot be in
 //   stage_learning_rates,             one; learning rates read from device tensors, written
-//   replayed_step                     before each replay; a replay's host bookkeeping (what
-//                                     step() does on the host besides issuing kernels)
+//   communicates_in_step,             before each replay; whether clipping and step() exchange
+//   defer_parameter_exchange,         between ranks (then the exchanges run eagerly between the
+//   start_parameter_exchange,         graphs: exchange_grad_norms, and step()'s all-gathers
+//   replayed_step, replayed_backward  deferred to start_parameter_exchange); a replay's host
+//                                     bookkeeping (what step() and the backward hooks do on the
+//                                     host besides issuing kernels)
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -81,8 +86,13 @@ class Optimizer {
   // The trainable tensors whose gradients the GradientReducer averages over the ranks (those of
   // unfrozen groups; none for a sharded optimizer, which reduces its own).
   virtual std::vector<at::Tensor> reduced_tensors() const = 0;
-  // Appends L2 norms (fp32 tensors on the training device) whose joint norm is this optimizer's
-  // share of the global gradient norm.
+  // The gradient norm in three calls, every optimizer's local_grad_norms, then every one's
+  // exchange_grad_norms, then every one's add_grad_norms: the device work this rank does alone,
+  // the exchange between ranks (an optimizer whose norm covers several ranks' shards: a collective
+  // every rank calls; else nothing), and the result. add_grad_norms appends L2 norms (fp32
+  // tensors on the training device) whose joint norm is this optimizer's share of the global one.
+  virtual void local_grad_norms() {}
+  virtual void exchange_grad_norms() {}
   virtual void add_grad_norms(std::vector<at::Tensor>& norms) = 0;
   // Multiplies every gradient by `coef` (a 0-dim tensor).
   virtual void scale_grads(const at::Tensor& coef) = 0;
@@ -135,9 +145,17 @@ class Optimizer {
   virtual void use_device_learning_rates() {}
   virtual bool reads_device_learning_rates() const { return false; }
   virtual void stage_learning_rates(const EitherWay& lr_factor) { (void)lr_factor; }
+  // Whether exchange_grad_norms or step() communicate between ranks (a captured step then runs
+  // them eagerly between its graphs). With defer_parameter_exchange(true), step() leaves what it
+  // sends after the update to start_parameter_exchange(), which the step's caller calls after it.
+  virtual bool communicates_in_step() const { return false; }
+  virtual void defer_parameter_exchange(bool on) { (void)on; }
+  virtual void start_parameter_exchange() {}
   // A replay of a captured step(apply) happened: the host side of that step(), as if called
   // again with the same arguments (settle() follows as usual).
   virtual void replayed_step() { XLTUNE_FAIL("this optimizer has no captured path"); }
+  // A replayed backward ran (its gradient hooks did not): what they would have noted on the host.
+  virtual void replayed_backward() {}
 };
 
 }  // namespace xltune

@@ -416,6 +416,13 @@ double Trainer::validation_loss_term(const StepBatch& images, int64_t i, int64_t
 }
 
 at::Tensor Trainer::clip_gradients() {
+  at::NoGradGuard no_grad;
+  for (auto& o : optimizers_) o->local_grad_norms();
+  for (auto& o : optimizers_) o->exchange_grad_norms();
+  return clip_to_exchanged_norms();
+}
+
+at::Tensor Trainer::clip_to_exchanged_norms() {
   // Global norm over every trainable tensor, as torch.nn.utils.clip_grad_norm_: the norm of the
   // optimizers' norms (a sharded one's covers all ranks' shards).
   at::NoGradGuard no_grad;

@@ -109,12 +109,23 @@
 //     with backward is lost, the host's issuing of backward is not), a replay handing it what its
 //     capture's backwards reached (GradientReducer::replayed_backward, so Note [Tensors without a
 //     gradient] agrees over the ranks as in an eager step); then clipping and the update;
-//   - a replay's host side: Optimizer::replayed_step (the step counts that settle() advances).
+//   - ZeRO-1 (Note [Sharded optimizer state]) exchanges three times in a step, each eagerly
+//     between graphs (Optimizer::communicates_in_step): its backward hooks, with the sync off,
+//     only note what arrived in its buckets, and its reduce-scatters run with the reducer's
+//     after the last micro-batch's graph; the local gradient norms (Optimizer::local_grad_norms,
+//     into a tensor made at construction) are a graph of their own, so that the norm's
+//     all-reduce (exchange_grad_norms) runs before the update's graph reads it; its update's
+//     all-gathers (deferred: defer_parameter_exchange) start after that graph
+//     (start_parameter_exchange) and are waited for before the next step's first graph, so the
+//     forward's waits for them are no-ops inside it (k + 2 graphs). The overlap of the gathers
+//     with the next forward and of the reduce-scatters with backward is given up;
+//   - a replay's host side: Optimizer::replayed_step (the step counts that settle() advances),
+//     Optimizer::replayed_backward (what the backward hooks noted).
 // Which steps: after the pivot (the token rows frozen: their encoders run outside, from the text
 // cache), up to 8 micro-batches, a reducer whose buckets are final
-// (GradientReducer::capture_blocker: after the first step's rebuild), replicated AdamW on the
-// fused kernel with fp32 state (not ZeRO-1, whose collectives run inside its update and overlap
-// the next forward). Any other step runs eagerly, its reason logged once. Every rank takes the
+// (GradientReducer::capture_blocker: after the first step's rebuild), AdamW (replicated, or
+// ZeRO-1 after its first step) on the fused kernel with fp32 state (bf16 state draws its
+// rounding bits on the host each step). Any other step runs eagerly, its reason logged once. Every rank takes the
 // same path at every step: each step's batch has one shape on all ranks (Note [Distributed sampler]).
 // Each step shape (aspect buckets: one per bucket; a last, smaller batch) gets its own buffers
 // and graphs, kept for when the shape comes back: kGraphWarmupSteps eager steps on the capture
@@ -364,7 +375,10 @@ class Trainer {
                      const at::Tensor& t) const;
   // Clips every trainable gradient to max_grad_norm, as torch.nn.utils.clip_grad_norm_; returns
   // the global norm before clipping, a float32 0-dim tensor on the training device (not read).
+  // In two parts where a captured step exchanges the norm between its graphs: the optimizers'
+  // local_grad_norms and exchange_grad_norms, then clip_to_exchanged_norms (Optimizer).
   at::Tensor clip_gradients();
+  at::Tensor clip_to_exchanged_norms();
   // A step issued whose read is not settled yet (Note [Reading a step one step late]).
   struct InFlightStep {
     int64_t step = 0;
@@ -462,8 +476,11 @@ class Trainer {
   // its segments: forward and backward of micro-batch `k`; the reduction; clipping, verdict and update.
   void graph_forward_backward(GraphedStep& g, size_t k);
   void finish_backward();
-  void graph_update(GraphedStep& g, int64_t step, double lr_factor);
+  // `norms_exchanged`: the optimizers' local norms were computed and exchanged before it.
+  void graph_update(GraphedStep& g, int64_t step, double lr_factor, bool norms_exchanged);
+  void drop_graphs_of(const GraphedStep& g);
   void drop_step_graphs();
+  bool optimizers_communicate_in_step() const;  // Optimizer::communicates_in_step (ZeRO-1)
   BadStepGuard guard_;
   at::Device device_;
   std::optional<InFlightStep> in_flight_;

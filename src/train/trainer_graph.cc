@@ -74,8 +74,8 @@ void Trainer::finish_backward() {
   mark("backward");
 }
 
-void Trainer::graph_update(GraphedStep& g, int64_t step, double lr_factor) {
-  const at::Tensor grad_norm = clip_gradients();
+void Trainer::graph_update(GraphedStep& g, int64_t step, double lr_factor, bool norms_exchanged) {
+  const at::Tensor grad_norm = norms_exchanged ? clip_to_exchanged_norms() : clip_gradients();
   mark("clip");
   const at::Tensor apply = guard_.verdict_on_device(grad_norm, g.spike_threshold);
   for (auto& o : optimizers_) o->step(lr_factor, step, apply);
@@ -83,11 +83,20 @@ void Trainer::graph_update(GraphedStep& g, int64_t step, double lr_factor) {
   g.grad_norm = grad_norm, g.apply = apply;
 }
 
-void Trainer::drop_step_graphs() {
+void Trainer::drop_graphs_of(const GraphedStep& g) {
   if (capture_)
-    for (const auto& item : graphs_)
-      for (int64_t i = 0; i < item.second->graph_count; ++i) capture_->drop(item.second->first_graph_id + i);
+    for (int64_t i = 0; i < g.graph_count; ++i) capture_->drop(g.first_graph_id + i);
+}
+
+void Trainer::drop_step_graphs() {
+  for (const auto& item : graphs_) drop_graphs_of(*item.second);
   graphs_.clear();
+}
+
+bool Trainer::optimizers_communicate_in_step() const {
+  for (const auto& o : optimizers_)
+    if (o->communicates_in_step()) return true;
+  return false;
 }
 
 Trainer::GraphedStep& Trainer::graphed_step_for(const std::vector<int64_t>& key,
@@ -102,8 +111,7 @@ Trainer::GraphedStep& Trainer::graphed_step_for(const std::vector<int64_t>& key,
       log_info("more than ", config_.max_graphed_shapes, " batch shapes: the step graph of the shape used ",
                "longest ago is dropped for each new one (and captured again when it comes back)");
     graph_eviction_logged_ = true;
-    if (capture_)
-      for (int64_t i = 0; i < oldest->second->graph_count; ++i) capture_->drop(oldest->second->first_graph_id + i);
+    drop_graphs_of(*oldest->second);
     graphs_.erase(oldest);
   }
   auto g = std::make_unique<GraphedStep>();  // a new shape: its own buffers, warm-up and graphs
@@ -119,42 +127,61 @@ Trainer::GraphedStep& Trainer::graphed_step_for(const std::vector<int64_t>& key,
     m.loss_weight = inputs.size() == 1 ? 1.0 : static_cast<double>(inputs[k][0].size(0)) / static_cast<double>(samples);
   }
   g->spike_threshold = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_));
-  // One graph for the whole step where it can be (one micro-batch, no reduction to run between).
-  const bool whole = inputs.size() == 1 && !reducer_->communicates();
-  g->graph_count = whole ? 1 : static_cast<int64_t>(inputs.size()) + 1;
+  // One graph for the whole step where it can be (one micro-batch, no reduction to run between);
+  // else one per micro-batch, one for the update, and one for the local norms where the norm is
+  // exchanged between ranks before the update.
+  const bool whole = inputs.size() == 1 && !reducer_->communicates() && !optimizers_communicate_in_step();
+  g->graph_count = whole ? 1 : static_cast<int64_t>(inputs.size()) + 1 + (optimizers_communicate_in_step() ? 1 : 0);
   g->first_graph_id = next_graph_id_;
   next_graph_id_ += g->graph_count;
   return *graphs_.emplace(key, std::move(g)).first->second;
 }
 
-// Note [The step as a CUDA graph]: with one micro-batch and a reducer that exchanges nothing, the
+// Note [The step as a CUDA graph]: with one micro-batch and nothing exchanged between ranks, the
 // whole step is one segment (one graph). Otherwise each micro-batch's forward and backward is a
-// segment, and the update one more: with a reducer that exchanges, the reduction runs eagerly
-// between the last micro-batch and the update; without, it is the update's start.
+// segment, and the update one more: where gradients are exchanged, the reduction runs eagerly
+// between the last micro-batch and the update; without, it is the update's start. Where an
+// optimizer exchanges in its step (ZeRO-1), the update is two segments: the local norms, then
+// (after the norm's all-reduce) clipping and the update, its all-gathers started after it.
 std::vector<Trainer::GraphSegment> Trainer::graph_segments(GraphedStep& g, int64_t step, double lr_factor) {
+  // After the update: a replay's host bookkeeping, then what the optimizers send (ZeRO-1's all-gathers).
+  const auto after_update = [this](GraphRun run) {
+    if (run == GraphRun::kReplay && config_.step_graph == TrainerConfig::StepGraph::kCuda)
+      for (auto& o : optimizers_) o->replayed_step();
+    for (auto& o : optimizers_) o->start_parameter_exchange();
+  };
   std::vector<GraphSegment> segments;
   if (g.graph_count == 1) {
     segments.push_back({[this, &g, step, lr_factor] {
                           graph_forward_backward(g, 0);
                           finish_backward();
-                          graph_update(g, step, lr_factor);
+                          graph_update(g, step, lr_factor, /*norms_exchanged=*/false);
                         },
-                        {"draws", "text", "forward", "backward", "clip", "optimizer"}});
+                        {"draws", "text", "forward", "backward", "clip", "optimizer"},
+                        after_update});
     return segments;
   }
-  const bool split = reducer_->communicates();
+  const bool exchange_norms = optimizers_communicate_in_step();
+  const bool split = reducer_->communicates() || exchange_norms;
   for (size_t k = 0; k < g.micro_batches.size(); ++k)
-    segments.push_back({[this, &g, k] { graph_forward_backward(g, k); }, {"draws", "text", "forward"}});
-  segments.back().reduce_after = split;
-  if (split) {
-    segments.push_back({[this, &g, step, lr_factor] { graph_update(g, step, lr_factor); }, {"clip", "optimizer"}});
-  } else {
-    segments.push_back({[this, &g, step, lr_factor] {
-                          finish_backward();
-                          graph_update(g, step, lr_factor);
+    segments.push_back({[this, &g, k] { graph_forward_backward(g, k); }, {"draws", "text", "forward"}, {}});
+  if (split) segments.back().after = [this, &g](GraphRun run) { reduce_between_segments(g, run); };
+  if (exchange_norms) {
+    segments.push_back({[this] {
+                          for (auto& o : optimizers_) o->local_grad_norms();
                         },
-                        {"backward", "clip", "optimizer"}});
+                        {},
+                        [this](GraphRun) {
+                          for (auto& o : optimizers_) o->exchange_grad_norms();
+                        }});
   }
+  segments.push_back({[this, &g, step, lr_factor, split, exchange_norms] {
+                        if (!split) finish_backward();
+                        graph_update(g, step, lr_factor, exchange_norms);
+                      },
+                      split ? std::vector<const char*>{"clip", "optimizer"}
+                            : std::vector<const char*>{"backward", "clip", "optimizer"},
+                      after_update});
   return segments;
 }
 
@@ -166,13 +193,22 @@ void Trainer::run_graphed(GraphedStep& g, int64_t step, double lr_factor) {
   const GraphRun run =
       g.eager_steps < kGraphWarmupSteps ? GraphRun::kWarmUp : (g.captured ? GraphRun::kReplay : GraphRun::kCapture);
   ++graphed_steps_;
+  // ZeRO-1's all-gathers of the step before, landed: the forward's waits for them (Note [Sharded
+  // optimizer state]) are then no-ops, which a graph can hold.
+  wait_parameters();
   // A captured backward runs with the sync off where the reduction runs between the segments:
-  // its hooks only note what it reached.
+  // its hooks only note what it reached. The optimizers' exchanges after their update wait for
+  // the graph too.
   reducer_->set_gradient_sync(!reducer_->communicates());
+  for (auto& o : optimizers_) {
+    o->set_gradient_sync(!o->communicates_in_step());
+    o->defer_parameter_exchange(true);
+  }
   for (size_t k = 0; k < segments.size(); ++k) {
     run_segment(segments[k], g.first_graph_id + static_cast<int64_t>(k), run, step);
-    if (segments[k].reduce_after) reduce_between_segments(g, run);
+    if (segments[k].after) segments[k].after(run);
   }
+  for (auto& o : optimizers_) o->defer_parameter_exchange(false);
   count_graphed_run(g, run, step);
 }
 
@@ -203,9 +239,12 @@ void Trainer::run_segment(const GraphSegment& segment, int64_t graph_id, GraphRu
 // Between the segments: the reduction, eagerly, of what the micro-batches' backwards reached.
 void Trainer::reduce_between_segments(GraphedStep& g, GraphRun run) {
   if (run == GraphRun::kCapture) g.footprint = reducer_->backward_footprint();
-  if (run == GraphRun::kReplay && config_.step_graph == TrainerConfig::StepGraph::kCuda)
+  if (run == GraphRun::kReplay && config_.step_graph == TrainerConfig::StepGraph::kCuda) {
     reducer_->replayed_backward(g.footprint);
+    for (auto& o : optimizers_) o->replayed_backward();
+  }
   reducer_->set_gradient_sync(true);
+  for (auto& o : optimizers_) o->set_gradient_sync(true);
   finish_backward();
 }
 
@@ -218,19 +257,19 @@ void Trainer::count_graphed_run(GraphedStep& g, GraphRun run, int64_t step) {
     ++graph_captures_;
     if (!cuda) return;
     const size_t k = g.micro_batches.size();
+    const bool norms = optimizers_communicate_in_step();
     const std::string how =
         g.graph_count == 1 ? "a CUDA graph"
                            : std::to_string(g.graph_count) + " CUDA graphs (" +
                                  (k == 1 ? std::string("forward and backward") : std::to_string(k) + " micro-batches") +
-                                 ", then the update" +
-                                 (reducer_->communicates() ? ", the gradients reduced between)" : ")");
+                                 (norms ? ", the local gradient norms" : "") + ", then the update" +
+                                 (reducer_->communicates() || norms ? ", the gradients reduced between" : "") +
+                                 (norms ? ", the norm all-reduced and the parameters all-gathered eagerly)" : ")");
     log_info("step ", step, ": the step is captured as ", how, " (batch ", g.micro_batches[0].latent_mean.size(0),
              k > 1 ? " in the first micro-batch" : "", ", latents ", xltune::str(g.micro_batches[0].latent_mean.sizes()),
              "); later steps of this shape replay it");
   } else {
-    if (cuda)
-      for (auto& o : optimizers_) o->replayed_step();
-    ++graph_replays_;
+    ++graph_replays_;  // the optimizers' host side: the update segment's after (graph_segments)
   }
 }
 

@@ -98,6 +98,7 @@ ZeroOptimizer::ZeroOptimizer(std::vector<std::string> names, std::vector<at::Ten
     }
     if (gather_dtype_ == at::kBFloat16) b->master = at::zeros({b->chunk}, o);
   }
+  norm_sq_ = at::zeros({}, buckets_.front()->param.options().dtype(at::kDouble));
   for (size_t k = buckets_.size(); k-- > 0;) gather_order_.push_back(k);
   gathered_ = gather_order_.size();
   take_parameters({});
@@ -227,15 +228,29 @@ void ZeroOptimizer::finish() {
   }
 }
 
+void ZeroOptimizer::local_grad_norms() {
+  at::NoGradGuard no_grad;
+  // In place into the one tensor made at construction: a captured step writes it from one graph
+  // and reads it in the next, with the exchange between (Note [The step as a CUDA graph]).
+  norm_sq_.zero_();
+  for (const auto& b : buckets_) norm_sq_.add_(b->chunk_grad.to(at::kDouble).pow(2).sum());
+}
+
+void ZeroOptimizer::exchange_grad_norms() {
+  at::NoGradGuard no_grad;
+  // MPI reduces CPU tensors, NCCL device ones (Communicator::device_type).
+  if (norm_sq_.device().type() == comm_.device_type()) {
+    comm_.all_reduce_sum(norm_sq_);
+  } else {
+    at::Tensor on_comm = norm_sq_.to(comm_.device_type());
+    comm_.all_reduce_sum(on_comm);
+    norm_sq_.copy_(on_comm);
+  }
+}
+
 void ZeroOptimizer::add_grad_norms(std::vector<at::Tensor>& norms) {
   at::NoGradGuard no_grad;
-  const auto on_params = buckets_.front()->chunk_grad.options();
-  at::Tensor sum = at::zeros({}, on_params.dtype(at::kDouble));
-  for (const auto& b : buckets_) sum += b->chunk_grad.to(at::kDouble).pow(2).sum();
-  // MPI reduces CPU tensors, NCCL device ones (Communicator::device_type).
-  if (sum.device().type() != comm_.device_type()) sum = sum.to(comm_.device_type());
-  comm_.all_reduce_sum(sum);
-  norms.push_back(sum.sqrt().to(on_params));
+  norms.push_back(norm_sq_.sqrt().to(buckets_.front()->chunk_grad.options()));
 }
 
 void ZeroOptimizer::scale_grads(const at::Tensor& coef) {
@@ -311,71 +326,111 @@ void ZeroOptimizer::stage_learning_rates(const EitherWay& lr_factor) {
 void ZeroOptimizer::step(double lr_factor, int64_t training_step, const at::Tensor& apply) {
   XLTUNE_CHECK(!device_lr_.defined() || lr_factor == staged_lr_factor_, "ZeRO: the learning-rate factor staged (",
                staged_lr_factor_, ") is not the step's (", lr_factor, ")");
+  XLTUNE_CHECK(!gathers_deferred_, "ZeRO: a step with the all-gathers of the one before not started");
   wait_parameters();  // a step right after another, with no forward between (tests)
   at::NoGradGuard no_grad;
   at::Tensor found_inf;
   if (!count_step(apply, &found_inf)) return;  // the foreach kernel read a verdict of 0
-  const int64_t r = comm_.rank();
-  const bool bf16 = state_dtype_ == at::kBFloat16;
   // AdamW's update of the chunks, a group of buckets (up to kUpdateGroupValues values) at once
   // (adamw_foreach_update: one multi-tensor kernel per line on a GPU, the single-tensor kernels
   // on the CPU; or adamw_fused_update, every bucket reading the one device step count), element
   // for element the replicated AdamW's with the same kernel. The group bounds the temporaries
-  // (the denominators; fp32 copies of bf16 moments) to a few hundred MB. With a bf16 all-gather
-  // the update is of the fp32 master; the bucket's own chunk is then overwritten by its rounding,
-  // like the others'. Each group's all-gathers start as soon as it is updated, in the order the
-  // next forward needs the buckets (the last bucket, the UNet's stem, first), none waited for
-  // here: before_forward_block waits for each just before its block runs, wait_parameters for all.
-  const auto update_and_gather = [&](size_t first, size_t end) {  // gather_order_[first, end)
-    std::vector<at::Tensor> p, g, m, v;
-    for (size_t i = first; i < end; ++i) {
-      Bucket& b = *buckets_[gather_order_[i]];
-      p.push_back(b.master.defined() ? b.master : b.param.narrow(0, r * b.chunk, b.chunk));
-      g.push_back(b.chunk_grad);
-      m.push_back(bf16 ? b.exp_avg.to(at::kFloat) : b.exp_avg);
-      v.push_back(bf16 ? b.exp_avg_sq.to(at::kFloat) : b.exp_avg_sq);
-    }
-    if (kernel_ == AdamWKernel::kFused && device_lr_.defined())
-      adamw_fused_update(hyper_, device_lr_, p, g, m, v, std::vector<at::Tensor>(p.size(), device_step_), found_inf);
-    else if (kernel_ == AdamWKernel::kFused)
-      adamw_fused_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<at::Tensor>(p.size(), device_step_),
-                         found_inf);
-    else
-      adamw_foreach_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<int64_t>(p.size(), steps_));
-    for (size_t i = first; i < end; ++i) {
-      const size_t k = gather_order_[i];
-      Bucket& b = *buckets_[k];
-      if (bf16) {
-        at::Generator gen = at::globalContext().defaultGenerator(b.param.device()).clone();
-        gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), (uint64_t{k} << 20) | uint64_t(r),
-                                      DrawKind::kShardRounding));
-        b.exp_avg.copy_(stochastic_round_to_bf16(m[i - first], gen));
-        b.exp_avg_sq.copy_(stochastic_round_to_bf16(v[i - first], gen));
-      }
-      if (b.master.defined()) {
-        // Arriving in the gradient bucket, whose values the update above has read and which
-        // before_backward would clear anyway: no bf16 buffer of 2 B per parameter.
-        b.staged = b.grad.view(at::kBFloat16).narrow(0, 0, b.chunk * comm_.size());
-        at::Tensor mine = b.staged.narrow(0, r * b.chunk, b.chunk);
-        mine.copy_(b.master);
-        b.gather = comm_.start_all_gather(mine, b.staged);
-      } else {
-        b.gather = comm_.start_all_gather(b.param.narrow(0, r * b.chunk, b.chunk), b.param);
-      }
-    }
-  };
-  gathered_ = 0;
+  // (the denominators; fp32 copies of bf16 moments) to a few hundred MB. Each group's all-gathers
+  // start as soon as it is updated, in the order the next forward needs the buckets (the last
+  // bucket, the UNet's stem, first), none waited for here: before_forward_block waits for each
+  // just before its block runs, wait_parameters for all. With defer_parameter_exchange(true)
+  // they start later, all at once (start_parameter_exchange).
   size_t first = 0;
   int64_t values = 0;
   for (size_t i = 0; i < gather_order_.size(); ++i) {
     values += buckets_[gather_order_[i]]->chunk;
     if (values >= kUpdateGroupValues || i + 1 == gather_order_.size()) {
-      update_and_gather(first, i + 1);
+      update_group(first, i + 1, lr_factor, training_step, found_inf);
+      if (!defer_gathers_) start_gathers(first, i + 1);
       first = i + 1;
       values = 0;
     }
   }
+  gathers_deferred_ = defer_gathers_;
+  if (!defer_gathers_ && !overlap_gather_) wait_parameters();
+}
+
+void ZeroOptimizer::update_group(size_t first, size_t end, double lr_factor, int64_t training_step,
+                                 const at::Tensor& found_inf) {
+  const int64_t r = comm_.rank();
+  const bool bf16 = state_dtype_ == at::kBFloat16;
+  // With a bf16 all-gather the update is of the fp32 master; the bucket's own chunk is then
+  // overwritten by its rounding, like the others'.
+  std::vector<at::Tensor> p, g, m, v;
+  for (size_t i = first; i < end; ++i) {
+    Bucket& b = *buckets_[gather_order_[i]];
+    p.push_back(b.master.defined() ? b.master : b.param.narrow(0, r * b.chunk, b.chunk));
+    g.push_back(b.chunk_grad);
+    m.push_back(bf16 ? b.exp_avg.to(at::kFloat) : b.exp_avg);
+    v.push_back(bf16 ? b.exp_avg_sq.to(at::kFloat) : b.exp_avg_sq);
+  }
+  if (kernel_ == AdamWKernel::kFused && device_lr_.defined())
+    adamw_fused_update(hyper_, device_lr_, p, g, m, v, std::vector<at::Tensor>(p.size(), device_step_), found_inf);
+  else if (kernel_ == AdamWKernel::kFused)
+    adamw_fused_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<at::Tensor>(p.size(), device_step_),
+                       found_inf);
+  else
+    adamw_foreach_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<int64_t>(p.size(), steps_));
+  if (!bf16) return;
+  for (size_t i = first; i < end; ++i) {
+    const size_t k = gather_order_[i];
+    Bucket& b = *buckets_[k];
+    at::Generator gen = at::globalContext().defaultGenerator(b.param.device()).clone();
+    gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), (uint64_t{k} << 20) | uint64_t(r),
+                                  DrawKind::kShardRounding));
+    b.exp_avg.copy_(stochastic_round_to_bf16(m[i - first], gen));
+    b.exp_avg_sq.copy_(stochastic_round_to_bf16(v[i - first], gen));
+  }
+}
+
+void ZeroOptimizer::start_gathers(size_t first, size_t end) {
+  at::NoGradGuard no_grad;
+  const int64_t r = comm_.rank();
+  if (first == 0) gathered_ = 0;
+  for (size_t i = first; i < end; ++i) {
+    Bucket& b = *buckets_[gather_order_[i]];
+    if (b.master.defined()) {
+      // Arriving in the gradient bucket, whose values the update above has read and which
+      // before_backward would clear anyway: no bf16 buffer of 2 B per parameter.
+      b.staged = b.grad.view(at::kBFloat16).narrow(0, 0, b.chunk * comm_.size());
+      at::Tensor mine = b.staged.narrow(0, r * b.chunk, b.chunk);
+      mine.copy_(b.master);
+      b.gather = comm_.start_all_gather(mine, b.staged);
+    } else {
+      b.gather = comm_.start_all_gather(b.param.narrow(0, r * b.chunk, b.chunk), b.param);
+    }
+  }
+}
+
+void ZeroOptimizer::start_parameter_exchange() {
+  if (!gathers_deferred_) return;  // no deferred step, or the foreach kernel's verdict of 0
+  gathers_deferred_ = false;
+  start_gathers(0, gather_order_.size());
   if (!overlap_gather_) wait_parameters();
+}
+
+std::string ZeroOptimizer::capture_blocker() const {
+  if (kernel_ != AdamWKernel::kFused) return "the foreach AdamW kernel reads the verdict and step count on the host";
+  if (state_dtype_ != at::kFloat) return "bf16 optimizer state draws its rounding bits per step on the host";
+  if (!device_step_.defined() || !device_lr_.defined())
+    return "ZeRO-1's device step count and learning rate are made by its first step";
+  return "";
+}
+
+void ZeroOptimizer::replayed_step() {
+  XLTUNE_CHECK(pending_steps_ < 2, "ZeRO: a replayed step with two steps unsettled");
+  ++pending_steps_;  // what count_step did on the host when the step was captured (fused, a verdict)
+  gathers_deferred_ = defer_gathers_;
+}
+
+void ZeroOptimizer::replayed_backward() {
+  // The captured backward reached every tensor: finish() checked it when it was captured.
+  got_grad_.assign(params_.size(), true);
 }
 
 void ZeroOptimizer::settle(bool applied) {

@@ -30,6 +30,14 @@
 //   step that waits for its gathers (set_gather_overlap(false)): the values are the same bits.
 //   Every rank waits in launch order at the same points, so a transport that exchanges on wait
 //   (the thread group) matches the ranks' gathers too.
+// - Captured (Note [The step as a CUDA graph], train/trainer.h): no collective runs inside a
+//   graph. Backward runs with the sync off (the hooks only note arrivals), finish() launches every
+//   reduce-scatter after the last micro-batch's graph; the norm is local_grad_norms (a graph, into
+//   norm_sq_, made at construction so every graph writes the same tensor), exchange_grad_norms
+//   (eager), add_grad_norms (in the update's graph); step() under defer_parameter_exchange(true)
+//   updates every group and starts no all-gather, start_parameter_exchange() starts them all in
+//   gather order after the update's graph; the trainer waits for them before the next step's
+//   first graph. The same values as the eager step: only when the transfers start differs.
 // - The parameters are fp32 (full fine-tuning trains in fp32 with bf16 autocast), so they are
 //   their own master weights: each rank updates its shard of them, and the all-gather sends the
 //   updated fp32 values.
@@ -95,7 +103,10 @@ class ZeroOptimizer final : public Optimizer {
   void after_backward() override { finish(); }
   void set_gradient_sync(bool sync) override { sync_ = sync; }
   std::vector<at::Tensor> reduced_tensors() const override { return {}; }
-  // One norm: of every rank's chunks together (the square sums all-reduced in fp64; a collective).
+  // One norm: of every rank's chunks together. local_grad_norms sums this rank's chunks' squares
+  // (fp64), exchange_grad_norms all-reduces the sum (a collective), add_grad_norms its root.
+  void local_grad_norms() override;
+  void exchange_grad_norms() override;
   void add_grad_norms(std::vector<at::Tensor>& norms) override;
   void scale_grads(const at::Tensor& coef) override;
   // AdamW on this rank's chunks at hyper.lr * lr_factor, then the all-gather of parameters;
@@ -106,6 +117,15 @@ class ZeroOptimizer final : public Optimizer {
   // step not taken launches no all-gather).
   void step(double lr_factor, int64_t training_step, const at::Tensor& apply = {}) override;
   void settle(bool applied) override;
+  // Note [The step as a CUDA graph] (train/trainer.h): with the fused kernel and fp32 moments,
+  // after the first step. A captured step() starts no all-gather: with the exchange deferred,
+  // start_parameter_exchange() starts them all after it, eagerly.
+  std::string capture_blocker() const override;
+  bool communicates_in_step() const override { return true; }
+  void defer_parameter_exchange(bool on) override { defer_gathers_ = on; }
+  void start_parameter_exchange() override;
+  void replayed_step() override;
+  void replayed_backward() override;
   // As AdamW's: with the fused kernel the learning rate is read from a device tensor (float32 on
   // CUDA, float64 on the CPU), staged before each step.
   void use_device_learning_rates() override;
@@ -162,6 +182,9 @@ class ZeroOptimizer final : public Optimizer {
  private:
   struct Bucket;
   void launch_in_order();
+  // step()'s parts: AdamW over the buckets gather_order_[first, end); their all-gathers started.
+  void update_group(size_t first, size_t end, double lr_factor, int64_t training_step, const at::Tensor& found_inf);
+  void start_gathers(size_t first, size_t end);
   void take_parameters(const std::map<std::string, at::Tensor>& masters);
   // Waits for the all-gathers gather_order_[gathered_, end) and lands them (a bf16 one's values
   // copied into the parameters).
@@ -185,6 +208,9 @@ class ZeroOptimizer final : public Optimizer {
   std::vector<size_t> gather_order_;  // the buckets in reverse: the order the forward reads them
   size_t gathered_ = 0;               // the all-gathers of gather_order_[0, gathered_) have landed
   bool overlap_gather_ = true;
+  bool defer_gathers_ = false;    // defer_parameter_exchange
+  bool gathers_deferred_ = false;  // a step's all-gathers wait for start_parameter_exchange
+  at::Tensor norm_sq_;             // float64 []: this rank's, then all ranks' squared gradient norm
   int64_t steps_ = 0;
   int pending_steps_ = 0;  // steps(apply) whose counts wait for settle() (at most two)
   // step()'s counting: the host count (or pending_steps_) and the fused kernel's device count by

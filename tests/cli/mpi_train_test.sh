@@ -3,8 +3,8 @@
 #   - 2 ranks x batch b = 1 rank x batch 2b: the same samples per step, the same losses and final
 #     weights up to reduction order, for LoRA + pivotal tuning (pivot inside) and full fine-tuning,
 #     with the optimizer state sharded (ZeRO-1: rank 0 holds half of it) and whole;
-#   - --cuda_graph static on 2 ranks (the captured step's two segments, run eagerly): the eager
-#     step's tar byte for byte;
+#   - --cuda_graph static on 2 ranks (the captured step's segments, run eagerly), replicated and
+#     ZeRO-1: the eager step's tar byte for byte;
 #   - full fine-tuning with gradients reduced in bf16 (and weights all-gathered in bf16): near the
 #     fp32 reduction's weights, the difference printed;
 #   - 1, 2 and 3 ranks with one global batch: the same steps, every sample once per epoch;
@@ -70,6 +70,20 @@ compare "2 x 2 = 1 x 4 (full fine-tuning, ZeRO-1: the optimizer state sharded)" 
 expect 0 "full FT, 2 ranks, batch 2, --zero off" mpi 2 "$xltune" train "${common[@]}" "${full[@]}" --train_batch_size 2 \
   --zero off --output_dir "$dir/f2whole"
 compare "2 x 2 = 1 x 4 (full fine-tuning, the state whole on every rank)" "$dir/f1" "$dir/f2whole"
+# --cuda_graph static with ZeRO-1 (Note [The step as a CUDA graph]): the micro-batch's segment, the
+# local norms' and the update's, with the reduce-scatter, the norm's all-reduce and the all-gathers
+# run eagerly between and after them, are the eager step bit for bit. 8 steps, batch 1 a rank (one
+# shape), the pivot after 4: steps 5-8 from static inputs.
+zero8=(--max_train_steps 8 --is_lora false --unet_learning_rate 1e-4 --save_dtype fp32 --train_batch_size 1
+  --adamw_kernel fused --zero on)
+expect 0 "full FT, ZeRO-1, 2 ranks, fused AdamW" mpi 2 "$xltune" train "${common[@]}" "${zero8[@]}" \
+  --output_dir "$dir/z2fused"
+expect 0 "full FT, ZeRO-1, 2 ranks, fused AdamW, --cuda_graph static" mpi 2 "$xltune" train "${common[@]}" \
+  "${zero8[@]}" --cuda_graph static --output_dir "$dir/z2static" \
+  && has "$dir/out" "--cuda_graph static: 4 steps from static inputs: 1 captures, 1 replays"
+cmp -s "$dir/z2fused/trained_model.tar" "$dir/z2static/trained_model.tar" \
+  && echo "ok   2 ranks, ZeRO-1: --cuda_graph static = eager, the tar byte for byte" \
+  || { echo "FAIL: 2 ranks, ZeRO-1: --cuda_graph static changed the tar"; fail=1; }
 # Sharded against whole on the same 2 ranks: only the gradient norm's and the reductions' order
 # differ (measured 1.6e-7 of the largest value, losses 5e-8).
 expect 0 "ZeRO-1 = unsharded AdamW, 2 ranks" "$py" "$root/tests/reference/compare_runs.py" "$dir/f2" "$dir/f2whole" \

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <string>
@@ -233,10 +234,13 @@ struct RankRun {
   NamedTensors tensors;
   std::vector<double> losses;
   int64_t graphed = 0, captures = 0, replays = 0;
+  std::vector<std::string> groups;  // the optimizer groups
 };
 
-// Each rank's step in `micro` micro-batches of 2 (positions interleaved over the ranks).
-std::vector<RankRun> run_two_ranks(const TinyModel& tiny, const TrainerConfig& c, int64_t steps, int64_t micro = 1) {
+// Each rank's step in `micro` micro-batches of 2 (positions interleaved over the ranks); with
+// `zero`, full fine-tuning's AdamW state sharded over the ranks (its comm set per rank).
+std::vector<RankRun> run_two_ranks(const TinyModel& tiny, const TrainerConfig& c, int64_t steps, int64_t micro = 1,
+                                   const OptimizerShards* zero = nullptr) {
   constexpr int kWorld = 2;
   const std::vector<std::shared_ptr<Communicator>> comms = make_thread_group(kWorld);
   // The batches first, here: tiny_batch seeds the global generator, which the threads must not share.
@@ -258,10 +262,16 @@ std::vector<RankRun> run_two_ranks(const TinyModel& tiny, const TrainerConfig& c
       try {
         BucketedReducer::Options buckets;
         buckets.first_bucket_bytes = 1024, buckets.bucket_bytes = 16384;  // several buckets of the tiny LoRA
-        Trainer t(models[r], c, 0.13025, std::make_shared<BucketedReducer>(*comms[r], buckets));
+        OptimizerShards shards;
+        if (zero != nullptr) shards = *zero, shards.comm = comms[r].get();
+        Trainer t(models[r], c, 0.13025, std::make_shared<BucketedReducer>(*comms[r], buckets), shards);
+        EXPECT_EQ(t.optimizer_state_sharded(), zero != nullptr);
         for (int64_t s = 1; s <= steps; ++s) out[r].losses.push_back(t.step(s, batches[r][s - 1]).loss);
         for (const auto& [name, v] : t.checkpoint_tensors()) out[r].tensors.emplace_back(name, v.clone());
+        if (auto own = t.rank_optimizer_state())  // the rank's shard of the moments
+          for (const auto& [name, v] : own->tensors) out[r].tensors.emplace_back("rank." + name, v.clone());
         out[r].graphed = t.graphed_steps(), out[r].captures = t.graph_captures(), out[r].replays = t.graph_replays();
+        for (const auto& group : t.groups()) out[r].groups.push_back(group.name);
       } catch (...) {
         errors[r] = std::current_exception();
         try {
@@ -387,6 +397,57 @@ TEST(TrainerStepGraph, TwoRanksReduceWhatTheMicroBatchesAccumulated) {
       EXPECT_TRUE(at::equal(b[0].tensors[i].second, b[r].tensors[i].second))
           << "the ranks differ: " << a[r].tensors[i].first;
     }
+  }
+}
+
+// ZeRO-1 (Note [Sharded optimizer state]) under the graph: the micro-batches' graphs accumulate
+// into the sharded buckets with the sync off; the reduce-scatters run eagerly after them, the
+// local norms are a graph of their own, the norm's all-reduce runs eagerly, then clipping and the
+// shards' update are one more graph and their all-gathers start eagerly after it (waited for
+// before the next step's first graph). One micro-batch and two (with the UNet's stem replicated:
+// two optimizers' norms in one clipping), fp32 and bf16 collectives: both ranks' weights, moment
+// shards and losses the eager step's bits.
+TEST(TrainerStepGraph, ShardedStateExchangesBetweenTheSegmentsAsTheEagerStepDoes) {
+  TinyModel tiny;
+  struct Case {
+    int64_t micro;
+    at::ScalarType collectives;
+    double replicated;  // Note [Replicated stem under ZeRO-1]: a replicated AdamW beside the shards
+  };
+  for (const Case& k : {Case{1, at::kFloat, 0}, Case{2, at::kFloat, 0.3}, Case{1, at::kBFloat16, 0}}) {
+    SCOPED_TRACE(std::to_string(k.micro) + " micro-batches, collectives in " +
+                 std::string(c10::toString(k.collectives)) + ", replicated " + std::to_string(k.replicated));
+    TrainerConfig eager = tiny_config(/*lora=*/false);
+    eager.max_train_steps = 7;
+    eager.pivot_step = 1;
+    eager.schedule = LrSchedule{LrScheduleKind::kLinear, 2, 7};
+    eager.max_grad_norm = 0.05;  // the clipping's coefficient below 1: the exchanged norm is used
+    eager.adamw_kernel = AdamWKernel::kFused;
+    TrainerConfig graphed = eager;
+    graphed.step_graph = TrainerConfig::StepGraph::kStatic;
+    OptimizerShards zero;
+    zero.reduce_dtype = zero.gather_dtype = k.collectives;
+    zero.replicated_fraction = k.replicated;
+    const std::vector<RankRun> a = run_two_ranks(tiny, eager, 7, k.micro, &zero),
+                               b = run_two_ranks(tiny, graphed, 7, k.micro, &zero);
+    for (size_t r = 0; r < 2; ++r) {
+      SCOPED_TRACE("rank " + std::to_string(r));
+      EXPECT_EQ(a[r].graphed, 0);
+      EXPECT_EQ(b[r].graphed, 6) << "steps 2-7 (the first: before the pivot, and ZeRO-1's first step)";
+      EXPECT_EQ(std::count(b[r].groups.begin(), b[r].groups.end(), "unet_replicated"), k.replicated > 0 ? 1 : 0);
+      EXPECT_EQ(b[r].captures, 1);
+      EXPECT_EQ(b[r].replays, 3);
+      EXPECT_EQ(a[r].losses, b[r].losses);
+      ASSERT_EQ(a[r].tensors.size(), b[r].tensors.size());
+      for (size_t i = 0; i < a[r].tensors.size(); ++i) {
+        ASSERT_EQ(a[r].tensors[i].first, b[r].tensors[i].first);
+        EXPECT_TRUE(at::equal(a[r].tensors[i].second, b[r].tensors[i].second)) << a[r].tensors[i].first;
+      }
+    }
+    // The weights are the same on both ranks (the all-gathers landed), the shards are each rank's own.
+    for (size_t i = 0; i < b[0].tensors.size(); ++i)
+      if (b[0].tensors[i].first.rfind("unet.", 0) == 0)
+        EXPECT_TRUE(at::equal(b[0].tensors[i].second, b[1].tensors[i].second)) << b[0].tensors[i].first;
   }
 }
 
