@@ -2,7 +2,8 @@
 // the real Trainer (train/trainer.h) on synthetic batches, before and after the pivot.
 //
 //   xltune_bench_train MODEL_DIR|sdxl-base DEVICE lora|full RESOLUTION BATCH STEPS [checkpointing|plain]
-//                      [nccl|deterministic|graph|graph-deterministic|graph-reduced|graph-accumulated]
+//                      [nccl|deterministic|graph|graph-deterministic|graph-reduced|graph-accumulated|
+//                       graph-bf16-state]
 //
 // MODEL_DIR: a diffusers folder (xltune init-model --preset small); sdxl-base: SDXL base 1.0's
 // UNet and both text encoders built from their configs with random weights (no download; for
@@ -55,6 +56,11 @@
 // second's samples at the next positions: other draws): each micro-batch's forward and backward
 // captured as a graph of its own and the update as a third (Note [Gradient accumulation]).
 // Bit-equal to the same step run eagerly.
+//
+// graph-bf16-state: graph-deterministic with bf16 optimizer state, whose stochastic rounding
+// reads each step's key from a device tensor staged before the replay (Note [Rounding bits from a
+// keyed hash], train/adamw.cc): a replay that reused its capture's key would round the moments
+// with the same bits every step and part from the eager losses. Bit-equal to the eager step.
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #ifdef XLTUNE_HAVE_CUDA
@@ -288,12 +294,14 @@ ReducerPath reducer_path(bool bucketed, const at::Device& device) {
   return path;
 }
 
-// The "graph", "graph-deterministic", "graph-reduced" and "graph-accumulated" modes (see the top of
-// this file).
+// The "graph", "graph-deterministic", "graph-reduced", "graph-accumulated" and "graph-bf16-state"
+// modes (`check`; see the top of this file).
 template <typename LoadModel>
 int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Placement& placement, int64_t resolution,
-                int64_t batch, int64_t steps, bool bit_equal, bool reduced, bool accumulated) {
+                int64_t batch, int64_t steps, const std::string& check) {
   constexpr double kGraphRelTolerance = 1e-3;
+  const bool bit_equal = check != "graph", reduced = check == "graph-reduced";
+  const bool accumulated = check == "graph-accumulated", bf16_state = check == "graph-bf16-state";
   const at::Device device = placement.device;
   const StepBatch first = bench::synthetic_batch(batch, resolution / 8, device);
   std::vector<StepBatch> b = {first};
@@ -313,6 +321,7 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
     c.pivot_step = 1;
     c.max_train_steps = untimed + 2 * steps;
     c.adamw_kernel = AdamWKernel::kFused;
+    if (bf16_state) c.optimizer_state_dtype = at::kBFloat16;
     c.step_graph = run == 1 && device.is_cuda() ? TrainerConfig::StepGraph::kCuda : TrainerConfig::StepGraph::kStatic;
     Trainer t(m, c, 0.13025, path.reducer);
     for (int64_t s = 1; s <= untimed + steps; ++s) {
@@ -352,6 +361,7 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
               "\"peak_gib_eager\": %.3f, \"peak_gib_graph\": %.3f, \"replays\": %lld, "
               "\"max_rel_loss_diff\": %s, \"rel_tolerance\": %s, \"placement\": \"%s\", \"ok\": %s}\n",
               accumulated ? "graph-accumulated: two micro-batches and the update captured = eager, bit for bit"
+              : bf16_state  ? "graph-bf16-state: bf16 moments, each replay's rounding key staged = eager, bit for bit"
               : reduced   ? "graph-reduced: two captured segments, all-reduce between = eager, bit for bit"
               : bit_equal ? "graph-deterministic: captured = eager, bit for bit"
                           : "graph: captured step vs eager",
@@ -366,7 +376,8 @@ int graph_check(LoadModel load_model, bool lora, bool checkpointing, const Place
 int run(int argc, char** argv) {
   if (argc < 7) {
     std::fprintf(stderr, "usage: %s MODEL_DIR|sdxl-base cpu|cuda lora|full RESOLUTION BATCH STEPS [checkpointing|plain] "
-                 "[nccl|deterministic|graph|graph-deterministic|graph-reduced|graph-accumulated]\n", argv[0]);
+                 "[nccl|deterministic|graph|graph-deterministic|graph-reduced|graph-accumulated|graph-bf16-state]\n",
+                 argv[0]);
     return 2;
   }
   const std::string model_arg = argv[1], mode = argv[3];
@@ -376,7 +387,7 @@ int run(int argc, char** argv) {
   const bool nccl = argc > 8 && std::string(argv[8]) == "nccl";
   const std::string check = argc > 8 ? argv[8] : "";
   const bool graph = check == "graph" || check == "graph-deterministic" || check == "graph-reduced" ||
-                     check == "graph-accumulated";
+                     check == "graph-accumulated" || check == "graph-bf16-state";
   const bool deterministic = check == "deterministic" || (graph && check != "graph");
   const bool lora = mode == "lora";
   if (deterministic) set_deterministic_environment();  // before anything starts CUDA or cuBLAS
@@ -395,8 +406,7 @@ int run(int argc, char** argv) {
   };
   if (nccl) return nccl_check(load_model, lora, device, resolution, batch, steps);
   if (graph)
-    return graph_check(load_model, lora, checkpointing, placement, resolution, batch, steps, deterministic,
-                       check == "graph-reduced", check == "graph-accumulated");
+    return graph_check(load_model, lora, checkpointing, placement, resolution, batch, steps, check);
   if (deterministic) return determinism_check(load_model, lora, checkpointing, placement, resolution, batch, steps);
   SdxlModel m = load_model();
   const int64_t after_load = peak_memory_bytes(device);

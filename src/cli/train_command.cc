@@ -131,7 +131,7 @@ void add_device_options(OptionTable& own, TrainOptions& o) {
                   {{"false", CudaGraphChoice::kOff}, {"true", CudaGraphChoice::kOn}, {"static", CudaGraphChoice::kStatic}},
                   "true: capture the training step as a CUDA graph per batch shape (each aspect bucket's kept) and "
                   "replay it: the host issues a step's ~17,000 kernels with one call. Steps after the pivot with the "
-                  "fused AdamW kernel and fp32 optimizer state; on several GPUs the step is two graphs "
+                  "fused AdamW kernel (fp32 or bf16 state); on several GPUs the step is two graphs "
                   "with the gradients' all-reduce between them (ZeRO-1: three, the reduce-scatter and the norm's "
                   "all-reduce between them, the all-gathers after), with gradient accumulation a graph per "
                   "micro-batch (up to 8) and the update's; other steps run as usual (the reason is logged once). "

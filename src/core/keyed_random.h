@@ -28,9 +28,10 @@ enum class DrawKind : uint64_t {
   kNoiseOffset = 4,   // the per-channel offset noise (--noise_offset)
   kLoraInit = 5,      // LoRA's A matrices (position: the adapter's index)
   kTokenRowsInit = 6, // new token rows (position: the text encoder's index)
-  kRounding = 7,      // stochastic rounding of bf16 optimizer state (position: the tensor's index)
+  kRounding = 7,      // stochastic rounding of bf16 optimizer state (position 0: the key of a
+                      // hash over the values' positions, Note [Rounding bits from a keyed hash])
   kRandomModel = 8,   // weights of `xltune init-model` (step: a hash of the tensor's name)
-  kShardRounding = 9, // the same for ZeRO-1's shards (position: bucket << 20 | rank)
+  kShardRounding = 9, // the same for ZeRO-1's shards (position: the rank)
   kCaptionToken = 10, // a sampled caption token (step: its position; position: the image's key)
   kCaptionDropout = 11,  // whether a sample trains on the empty prompt (--caption_dropout_rate)
   // The validation loss's fixed draws (Note [Validation loss]; step: the timestep's slot k,

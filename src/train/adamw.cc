@@ -106,9 +106,40 @@ at::Tensor stochastic_round_with_noise(const at::Tensor& x, const at::Tensor& no
   return rounded.view(at::kFloat).to(at::kBFloat16);
 }
 
-at::Tensor stochastic_round_to_bf16(const at::Tensor& x, at::Generator& generator) {
-  const at::Tensor bits = x.contiguous();
-  return stochastic_round_with_noise(bits, at::randint(0, 1 << 16, bits.sizes(), generator, bits.options().dtype(at::kInt)));
+// Note [Rounding bits from a keyed hash]
+// Stochastic rounding of bf16 moments takes 16 random bits per value, m's and v's. They come from
+// a counter-based hash computed on the device, not from a generator per tensor: value i of the
+// optimizer's state (its position in the state's values in a fixed order: AdamW's tensors in
+// flat order, a ZeRO-1 rank's chunks in bucket order) gets splitmix64's finalizer of
+// key + i * 0x9E3779B97F4A7C15, m the low 16 bits of it and v the next 16. The key (seed,
+// training step, for ZeRO-1 the rank; draw_key) is a 0-dim int64 tensor on the device, written
+// before the step (stage_training_step): the kernels a CUDA graph captured read each step's key
+// from it, where a generator seeded on the host would replay its capture's bits every step. The
+// bits do not depend on how the update is chunked, are the same on every device, and cost about
+// twenty element-wise ops per chunk where a keyed generator per tensor took two random_ calls
+// and a generator's set-up on the host per tensor. int64 tensors stand in for uint64: products
+// wrap the same, and a logical right shift is the arithmetic one masked.
+at::Tensor keyed_rounding_bits(const at::Tensor& key, int64_t first, int64_t count) {
+  XLTUNE_CHECK(key.scalar_type() == at::kLong && key.dim() == 0, "rounding bits: the key must be a 0-dim int64 tensor");
+  constexpr auto kGolden = static_cast<int64_t>(0x9E3779B97F4A7C15ull);
+  constexpr auto kMix1 = static_cast<int64_t>(0xBF58476D1CE4E5B9ull);
+  constexpr auto kMix2 = static_cast<int64_t>(0x94D049BB133111EBull);
+  at::Tensor x = at::arange(first, first + count, key.options());
+  x.mul_(kGolden).add_(key);
+  const auto xor_shifted = [&x](int shift) {
+    const int64_t low = (int64_t{1} << (64 - shift)) - 1;  // the bits a logical shift keeps
+    x.bitwise_xor_(x.bitwise_right_shift(shift).bitwise_and_(low));
+  };
+  xor_shifted(30);
+  x.mul_(kMix1);
+  xor_shifted(27);
+  x.mul_(kMix2);
+  xor_shifted(31);
+  return x;
+}
+
+std::pair<at::Tensor, at::Tensor> rounding_noise_of(const at::Tensor& bits) {
+  return {bits.bitwise_and(0xFFFF).to(at::kInt), bits.bitwise_right_shift(16).bitwise_and_(0xFFFF).to(at::kInt)};
 }
 
 void AdamW::step(double lr_factor, int64_t training_step, const at::Tensor& apply) {
@@ -121,6 +152,13 @@ void AdamW::step(double lr_factor, int64_t training_step, const at::Tensor& appl
   if (apply.defined() && kernel_ == AdamWKernel::kForeach) {
     if (apply.item<float>() == 0) return;
     on_device = at::Tensor();
+  }
+  // The key of the step's rounding bits: staged before (outside a capture) where the learning
+  // rates are (the Trainer's steps, which may be captured; Optimizer::stage_training_step).
+  if (state_dtype_ == at::kBFloat16 && (!rounding_key_.defined() || staged_training_step_ != training_step)) {
+    XLTUNE_CHECK(!device_learning_rates_, "AdamW: step ", training_step,
+                 " with device learning rates: its rounding key must be staged before (stage_training_step)");
+    stage_training_step(training_step);
   }
   std::vector<size_t> waiting;  // counted by settle()
   size_t flat = 0;
@@ -143,7 +181,7 @@ void AdamW::step(double lr_factor, int64_t training_step, const at::Tensor& appl
         s.step += 1;
       stepped.push_back(flat);
     }
-    if (!stepped.empty()) update(g, flat - g.params.size(), stepped, lr_factor, training_step, on_device);
+    if (!stepped.empty()) update(g, flat - g.params.size(), stepped, lr_factor, on_device);
   }
   if (on_device.defined()) pending_.push_back(waiting);
   last_pending_ = waiting;
@@ -151,7 +189,6 @@ void AdamW::step(double lr_factor, int64_t training_step, const at::Tensor& appl
 
 std::string AdamW::capture_blocker() const {
   if (kernel_ != AdamWKernel::kFused) return "the foreach AdamW kernel reads the verdict and step counts on the host";
-  if (state_dtype_ != at::kFloat) return "bf16 optimizer state draws its rounding bits per step on the host";
   size_t flat = 0;
   for (const auto& g : groups_)
     for (size_t i = 0; i < g.params.size(); ++i, ++flat)
@@ -200,9 +237,9 @@ void AdamW::settle(bool applied) {
 // Note [AdamW's bf16 moments in one pass]: the chunk's bf16 moments are widened to fp32 with one
 // cat and one cast each (the update works on views of the two flat buffers) and rounded back with
 // one stochastic-rounding pass over each buffer and one _foreach_copy_, where a pass per tensor
-// took about a dozen kernels a tensor. The random bits are the per-tensor pass's: each tensor's
-// generator keyed by (seed, step, tensor index) fills its slice of the noise buffers with
-// random_ (what randint does), m's bits then v's, so the rounded moments are the same bits.
+// took about a dozen kernels a tensor. The random bits are Note [Rounding bits from a keyed
+// hash]'s, one hash per run of consecutive tensors in the chunk (all of it, unless a tensor
+// without a gradient lies inside it).
 AdamW::BfMoments AdamW::stage_bf16_moments(const std::vector<size_t>& stepped, size_t begin, size_t end) const {
   BfMoments out;
   std::vector<at::Tensor> m16, v16;
@@ -224,20 +261,38 @@ AdamW::BfMoments AdamW::stage_bf16_moments(const std::vector<size_t>& stepped, s
   return out;
 }
 
-void AdamW::round_bf16_moments(const BfMoments& staged, const std::vector<size_t>& stepped, size_t begin, size_t end,
-                               int64_t training_step) {
-  const auto int_options = at::TensorOptions().dtype(at::kInt).device(staged.m_flat.device());
-  at::Tensor noise_m = at::empty({staged.values}, int_options), noise_v = at::empty({staged.values}, int_options);
+void AdamW::stage_training_step(int64_t training_step) {
+  if (state_dtype_ != at::kBFloat16) return;
+  if (!rounding_key_.defined()) {
+    at::Device device(at::kCPU);
+    for (const auto& g : groups_)
+      if (!g.params.empty()) device = g.params.front().device();
+    rounding_key_ = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device));
+    value_offsets_.clear();
+    int64_t values = 0;
+    for (const auto& g : groups_)
+      for (const auto& p : g.params) value_offsets_.push_back(values), values += p.numel();
+  }
+  const uint64_t key = draw_key(seed_, static_cast<uint64_t>(training_step), 0, DrawKind::kRounding);
+  rounding_key_.fill_(static_cast<int64_t>(key));
+  staged_training_step_ = training_step;
+}
+
+void AdamW::round_bf16_moments(const BfMoments& staged, const std::vector<size_t>& stepped, size_t begin,
+                               size_t end) {
+  std::vector<at::Tensor> runs;  // the bits of each run of consecutive tensors
+  for (size_t run = begin, k = begin + 1; run < end; ++k) {
+    if (k < end && stepped[k] == stepped[k - 1] + 1) continue;
+    const int64_t count = (k < end ? staged.offsets[k - begin] : staged.values) - staged.offsets[run - begin];
+    runs.push_back(keyed_rounding_bits(rounding_key_, value_offsets_[stepped[run]], count));
+    run = k;
+  }
+  auto [noise_m, noise_v] = rounding_noise_of(runs.size() == 1 ? runs.front() : at::cat(runs));
+  runs.clear();
   std::vector<at::Tensor> targets_m, targets_v;
   for (size_t k = begin; k < end; ++k) {
-    AdamWTensorState& s = state_[stepped[k]];
-    const int64_t offset = staged.offsets[k - begin], n = s.exp_avg.numel();
-    at::Generator gen = at::globalContext().defaultGenerator(staged.m_flat.device()).clone();
-    gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), stepped[k], DrawKind::kRounding));
-    noise_m.narrow(0, offset, n).random_(0, 1 << 16, gen);
-    noise_v.narrow(0, offset, n).random_(0, 1 << 16, gen);
-    targets_m.push_back(s.exp_avg);
-    targets_v.push_back(s.exp_avg_sq);
+    targets_m.push_back(state_[stepped[k]].exp_avg);
+    targets_v.push_back(state_[stepped[k]].exp_avg_sq);
   }
   const auto round_into = [&](const at::Tensor& flat, const at::Tensor& noise, const std::vector<at::Tensor>& targets) {
     at::Tensor rounded = stochastic_round_with_noise(flat, noise);
@@ -251,7 +306,7 @@ void AdamW::round_bf16_moments(const BfMoments& staged, const std::vector<size_t
 }
 
 void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
-                   int64_t training_step, const at::Tensor& apply) {
+                   const at::Tensor& apply) {
   at::Tensor device_lr;
   if (device_learning_rates_) {
     XLTUNE_CHECK(lr_factor == staged_lr_factor_, "AdamW: the learning-rate factor staged (", staged_lr_factor_,
@@ -282,13 +337,12 @@ void AdamW::update(const AdamWGroup& g, size_t first, const std::vector<size_t>&
     for (int64_t values = numel(begin);
          end < stepped.size() && (!temporaries || values + numel(end) <= update_chunk_values_); ++end)
       values += numel(end);
-    update_chunk(g, first, stepped, begin, end, g.hyper.lr * lr_factor, device_lr, training_step, found_inf);
+    update_chunk(g, first, stepped, begin, end, g.hyper.lr * lr_factor, device_lr, found_inf);
   }
 }
 
 void AdamW::update_chunk(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, size_t begin,
-                         size_t end, double lr, const at::Tensor& device_lr, int64_t training_step,
-                         const at::Tensor& found_inf) {
+                         size_t end, double lr, const at::Tensor& device_lr, const at::Tensor& found_inf) {
   const bool bf16 = state_dtype_ == at::kBFloat16;
   std::vector<at::Tensor> params, grads, m, v, device_steps;
   std::vector<int64_t> steps;
@@ -316,7 +370,7 @@ void AdamW::update_chunk(const AdamWGroup& g, size_t first, const std::vector<si
     adamw_fused_update(g.hyper, lr, params, grads, m, v, device_steps, found_inf);
   else
     adamw_foreach_update(g.hyper, lr, params, grads, m, v, steps);
-  if (bf16) round_bf16_moments(staged, stepped, begin, end, training_step);
+  if (bf16) round_bf16_moments(staged, stepped, begin, end);
   ++chunks_;
 }
 

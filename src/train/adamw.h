@@ -30,7 +30,8 @@
 // fine-tuning of SDXL's 2.6 B-parameter UNet fit one 48 GB A40 (configs/a40-full-1024.cfg): m
 // and v are updated in fp32 and stored back with stochastic rounding (random bits added below
 // bf16's last place, then truncated), so that small updates are not lost on average. The
-// rounding bits come from a generator keyed by (seed, step, tensor index) (Note [Keyed draws]).
+// rounding bits are a hash of (seed, step, the value's position in the state), computed on the
+// device (Note [Rounding bits from a keyed hash], adamw.cc).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -38,6 +39,7 @@
 #include <deque>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/safetensors.h"
@@ -85,7 +87,7 @@ class AdamW final : public Optimizer {
   // Sets every gradient to undefined (as torch's zero_grad(set_to_none=True)).
   void zero_grad() override;
   bool set_frozen(const std::string& group, bool frozen) override;
-  // Note [The step as a CUDA graph] (train/trainer.h): the fused kernel on fp32 state, once
+  // Note [The step as a CUDA graph] (train/trainer.h): the fused kernel (fp32 or bf16 state), once
   // every unfrozen tensor has its state (a captured first update would zero the moments on every
   // replay), can be captured. Device learning rates (the Trainer's on the fused kernel, for
   // captured steps and steps issued before the one before is read): a 0-dim tensor per group, the
@@ -93,6 +95,10 @@ class AdamW final : public Optimizer {
   // before the kernel reads it, where the host-lr form keeps the double), float64 on the CPU (its
   // kernel reads a double: the same bits as the host-lr form). With the foreach kernel, a no-op.
   std::string capture_blocker() const override;
+  // bf16 state: the key of `training_step`'s rounding bits into the device tensor the rounding
+  // reads (Note [Rounding bits from a keyed hash], adamw.cc). step() stages its own where it
+  // reads its learning rates on the host; with device learning rates it must have been staged.
+  void stage_training_step(int64_t training_step) override;
   void use_device_learning_rates() override;
   bool reads_device_learning_rates() const override { return device_learning_rates_; }
   void stage_learning_rates(const EitherWay& lr_factor) override;
@@ -146,15 +152,14 @@ class AdamW final : public Optimizer {
     int64_t values = 0;
   };
   BfMoments stage_bf16_moments(const std::vector<size_t>& stepped, size_t begin, size_t end) const;
-  void round_bf16_moments(const BfMoments& staged, const std::vector<size_t>& stepped, size_t begin, size_t end,
-                          int64_t training_step);
+  void round_bf16_moments(const BfMoments& staged, const std::vector<size_t>& stepped, size_t begin, size_t end);
   // `apply`: as step()'s, for the fused kernel (undefined: taken).
   void update(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, double lr_factor,
-              int64_t training_step, const at::Tensor& apply);
+              const at::Tensor& apply);
   // The kernel's call on stepped[begin, end) (Note [AdamW's temporaries]) at learning rate lr.
   // `device_lr`: undefined, or the group's device learning rate (then `lr` is its value).
   void update_chunk(const AdamWGroup& g, size_t first, const std::vector<size_t>& stepped, size_t begin, size_t end,
-                    double lr, const at::Tensor& device_lr, int64_t training_step, const at::Tensor& found_inf);
+                    double lr, const at::Tensor& device_lr, const at::Tensor& found_inf);
   // The gradients of the unfrozen groups' tensors that have one, in group order.
   std::vector<at::Tensor> present_grads() const;
   std::vector<AdamWGroup> groups_;
@@ -171,6 +176,11 @@ class AdamW final : public Optimizer {
   double staged_lr_factor_ = 0;        // its if_skipped value
   int64_t update_chunk_values_ = kUpdateChunkValues;
   int64_t chunks_ = 0;
+  // bf16 state: the staged step's rounding key (int64 [] on the tensors' device), that step, and
+  // each tensor's first value's position in the state (flat order).
+  at::Tensor rounding_key_;
+  int64_t staged_training_step_ = 0;
+  std::vector<int64_t> value_offsets_;
 };
 
 // The lines of the header after `step += 1` for tensors k = 0 .. n-1 together, one _foreach_ op
@@ -200,10 +210,15 @@ void adamw_fused_update(const AdamWHyper& hyper, const at::Tensor& lr, const std
                         const std::vector<at::Tensor>& v, const std::vector<at::Tensor>& steps,
                         const at::Tensor& found_inf = {});
 
-// fp32 -> bf16 with stochastic rounding from `generator` (a clone of the tensor's device
-// generator, seeded): unbiased on average, exact where the value is a bf16 already.
-at::Tensor stochastic_round_to_bf16(const at::Tensor& x, at::Generator& generator);
-// The same rounding with the random bits given: `noise`, int32 in [0, 2^16), one per value of x.
+// Note [Rounding bits from a keyed hash] (adamw.cc): the hash of positions first .. first +
+// count - 1 under `key` (a 0-dim int64 tensor on the device the bits are made on), int64; and
+// from such bits, the int32 noise stochastic_round_with_noise takes for m (the low 16 bits) and
+// for v (the next 16).
+at::Tensor keyed_rounding_bits(const at::Tensor& key, int64_t first, int64_t count);
+std::pair<at::Tensor, at::Tensor> rounding_noise_of(const at::Tensor& bits);
+
+// fp32 -> bf16 with stochastic rounding, the random bits given: `noise`, int32 in [0, 2^16), one
+// per value of x. Unbiased on average over uniform noise, exact where the value is a bf16 already.
 at::Tensor stochastic_round_with_noise(const at::Tensor& x, const at::Tensor& noise);
 
 }  // namespace xltune

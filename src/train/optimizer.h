@@ -30,8 +30,9 @@
 //   rank_state                        what each rank writes beside it (a sharded optimizer's shard)
 //   capture_blocker,                  a step captured as a CUDA graph (Note [The step as a CUDA
 //   use_device_learning_rates,        graph], train/trainer.h): why this optimizer cannot be in
-//   stage_learning_rates,             one; learning rates read from device tensors, written
-//   communicates_in_step,             before each replay; whether clipping and step() exchange
+//   stage_learning_rates,             one; learning rates and the step's rounding key read from
+//   stage_training_step,              device tensors, written before each replay;
+//   communicates_in_step,             whether clipping and step() exchange
 //   defer_parameter_exchange,         between ranks (then the exchanges run eagerly between the
 //   start_parameter_exchange,         graphs: exchange_grad_norms, and step()'s all-gathers
 //   replayed_step, replayed_backward  deferred to start_parameter_exchange); a replay's host
@@ -145,6 +146,11 @@ class Optimizer {
   virtual void use_device_learning_rates() {}
   virtual bool reads_device_learning_rates() const { return false; }
   virtual void stage_learning_rates(const EitherWay& lr_factor) { (void)lr_factor; }
+  // The training step the next step() is for, into what its kernels read on the device (bf16
+  // state's rounding key), outside a capture; a no-op where nothing is keyed by the step. The
+  // Trainer stages every step; with device learning rates step() requires it (a step() that
+  // staged its own inside a capture would replay the captured step's key).
+  virtual void stage_training_step(int64_t training_step) { (void)training_step; }
   // Whether exchange_grad_norms or step() communicate between ranks (a captured step then runs
   // them eagerly between its graphs). With defer_parameter_exchange(true), step() leaves what it
   // sends after the update to start_parameter_exchange(), which the step's caller calls after it.

@@ -124,9 +124,10 @@
 // Which steps: after the pivot (the token rows frozen: their encoders run outside, from the text
 // cache), up to 8 micro-batches, a reducer whose buckets are final
 // (GradientReducer::capture_blocker: after the first step's rebuild), AdamW (replicated, or
-// ZeRO-1 after its first step) on the fused kernel with fp32 state (bf16 state draws its
-// rounding bits on the host each step). Any other step runs eagerly, its reason logged once. Every rank takes the
-// same path at every step: each step's batch has one shape on all ranks (Note [Distributed sampler]).
+// ZeRO-1 after its first step) on the fused kernel, fp32 or bf16 state (the rounding's key, a
+// device tensor, staged before each step: Optimizer::stage_training_step). Any other step runs
+// eagerly, its reason logged once. Every rank takes the same path at every step: each step's
+// batch has one shape on all ranks (Note [Distributed sampler]).
 // Each step shape (aspect buckets: one per bucket; a last, smaller batch) gets its own buffers
 // and graphs, kept for when the shape comes back: kGraphWarmupSteps eager steps on the capture
 // stream first (capture needs the libraries' lazy set-up done, cuDNN's choice of kernels

@@ -310,7 +310,10 @@ Trainer::InFlightStep Trainer::graphed_step(int64_t step, const std::vector<Step
   g.last_step = step;
   copy_in(g, inputs, in);
   const double factor = in.lr_factor.if_skipped;  // the staged one's check (Optimizer::stage_learning_rates)
-  for (auto& o : optimizers_) o->stage_learning_rates(in.lr_factor);
+  for (auto& o : optimizers_) {
+    o->stage_learning_rates(in.lr_factor);
+    o->stage_training_step(step);  // outside the capture: what the update's rounding reads
+  }
   reducer_->before_backward();
   for (auto& o : optimizers_) {
     o->before_backward();

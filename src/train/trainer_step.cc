@@ -172,6 +172,7 @@ Trainer::InFlightStep Trainer::eager_step(int64_t step, const std::vector<StepBa
   const double factor = device_learning_rates_ ? in.lr_factor.if_skipped : in.lr_factor.value();
   for (auto& o : optimizers_) {
     if (device_learning_rates_) o->stage_learning_rates(in.lr_factor);
+    o->stage_training_step(step);  // as the captured step's (Trainer::graphed_step)
     o->step(factor, step, apply);
   }
   if (trains_rows) pivotal_->after_optimizer_step(apply);

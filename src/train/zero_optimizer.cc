@@ -99,6 +99,8 @@ ZeroOptimizer::ZeroOptimizer(std::vector<std::string> names, std::vector<at::Ten
     if (gather_dtype_ == at::kBFloat16) b->master = at::zeros({b->chunk}, o);
   }
   norm_sq_ = at::zeros({}, buckets_.front()->param.options().dtype(at::kDouble));
+  int64_t shard_values = 0;
+  for (const auto& b : buckets_) shard_offset_.push_back(shard_values), shard_values += b->chunk;
   for (size_t k = buckets_.size(); k-- > 0;) gather_order_.push_back(k);
   gathered_ = gather_order_.size();
   take_parameters({});
@@ -331,6 +333,13 @@ void ZeroOptimizer::step(double lr_factor, int64_t training_step, const at::Tens
   at::NoGradGuard no_grad;
   at::Tensor found_inf;
   if (!count_step(apply, &found_inf)) return;  // the foreach kernel read a verdict of 0
+  // The key of the step's rounding bits: staged before (outside a capture) where the learning
+  // rates are (the Trainer's steps, which may be captured; Optimizer::stage_training_step).
+  if (state_dtype_ == at::kBFloat16 && (!rounding_key_.defined() || staged_training_step_ != training_step)) {
+    XLTUNE_CHECK(!device_lr_.defined(), "ZeRO: step ", training_step,
+                 " with device learning rates: its rounding key must be staged before (stage_training_step)");
+    stage_training_step(training_step);
+  }
   // AdamW's update of the chunks, a group of buckets (up to kUpdateGroupValues values) at once
   // (adamw_foreach_update: one multi-tensor kernel per line on a GPU, the single-tensor kernels
   // on the CPU; or adamw_fused_update, every bucket reading the one device step count), element
@@ -377,15 +386,29 @@ void ZeroOptimizer::update_group(size_t first, size_t end, double lr_factor, int
   else
     adamw_foreach_update(hyper_, hyper_.lr * lr_factor, p, g, m, v, std::vector<int64_t>(p.size(), steps_));
   if (!bf16) return;
+  // Note [Rounding bits from a keyed hash] (adamw.cc): one hash over the group's chunks, which
+  // lie side by side in the shard (the group is buckets gather_order_[first, end), descending).
+  const size_t lowest = gather_order_[end - 1], highest = gather_order_[first];
+  const int64_t start = shard_offset_[lowest];
+  XLTUNE_CHECK(staged_training_step_ == training_step, "ZeRO: the rounding key of step ", staged_training_step_,
+               " is staged, not step ", training_step, "'s");
+  auto [noise_m, noise_v] = rounding_noise_of(
+      keyed_rounding_bits(rounding_key_, start, shard_offset_[highest] + buckets_[highest]->chunk - start));
   for (size_t i = first; i < end; ++i) {
-    const size_t k = gather_order_[i];
-    Bucket& b = *buckets_[k];
-    at::Generator gen = at::globalContext().defaultGenerator(b.param.device()).clone();
-    gen.set_current_seed(draw_key(seed_, static_cast<uint64_t>(training_step), (uint64_t{k} << 20) | uint64_t(r),
-                                  DrawKind::kShardRounding));
-    b.exp_avg.copy_(stochastic_round_to_bf16(m[i - first], gen));
-    b.exp_avg_sq.copy_(stochastic_round_to_bf16(v[i - first], gen));
+    Bucket& b = *buckets_[gather_order_[i]];
+    const int64_t offset = shard_offset_[gather_order_[i]] - start;
+    b.exp_avg.copy_(stochastic_round_with_noise(m[i - first], noise_m.narrow(0, offset, b.chunk)));
+    b.exp_avg_sq.copy_(stochastic_round_with_noise(v[i - first], noise_v.narrow(0, offset, b.chunk)));
   }
+}
+
+void ZeroOptimizer::stage_training_step(int64_t training_step) {
+  if (state_dtype_ != at::kBFloat16) return;
+  if (!rounding_key_.defined())
+    rounding_key_ = at::zeros({}, buckets_.front()->param.options().dtype(at::kLong));
+  rounding_key_.fill_(static_cast<int64_t>(draw_key(seed_, static_cast<uint64_t>(training_step),
+                                                    static_cast<uint64_t>(comm_.rank()), DrawKind::kShardRounding)));
+  staged_training_step_ = training_step;
 }
 
 void ZeroOptimizer::start_gathers(size_t first, size_t end) {
@@ -416,7 +439,6 @@ void ZeroOptimizer::start_parameter_exchange() {
 
 std::string ZeroOptimizer::capture_blocker() const {
   if (kernel_ != AdamWKernel::kFused) return "the foreach AdamW kernel reads the verdict and step count on the host";
-  if (state_dtype_ != at::kFloat) return "bf16 optimizer state draws its rounding bits per step on the host";
   if (!device_step_.defined() || !device_lr_.defined())
     return "ZeRO-1's device step count and learning rate are made by its first step";
   return "";

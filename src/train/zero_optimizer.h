@@ -42,7 +42,8 @@
 //   their own master weights: each rank updates its shard of them, and the all-gather sends the
 //   updated fp32 values.
 // - bf16 moments (--optimizer_state_dtype bf16) are rounded stochastically as AdamW's are, with
-//   bits keyed by (seed, step, bucket, rank) (DrawKind::kShardRounding): the same for a given
+//   bits hashed from (seed, step, rank) and the value's position in the rank's shard (Note
+//   [Rounding bits from a keyed hash], adamw.cc; DrawKind::kShardRounding): the same for a given
 //   number of ranks, so a resume on as many ranks is exact; on another number the rounding noise
 //   differs (the moments carry over exactly, bf16 -> fp32 -> bf16 loses nothing).
 // - Every trained tensor gets a gradient every step in full fine-tuning, so one step count per
@@ -117,10 +118,11 @@ class ZeroOptimizer final : public Optimizer {
   // step not taken launches no all-gather).
   void step(double lr_factor, int64_t training_step, const at::Tensor& apply = {}) override;
   void settle(bool applied) override;
-  // Note [The step as a CUDA graph] (train/trainer.h): with the fused kernel and fp32 moments,
-  // after the first step. A captured step() starts no all-gather: with the exchange deferred,
+  // Note [The step as a CUDA graph] (train/trainer.h): with the fused kernel, after the first
+  // step. A captured step() starts no all-gather: with the exchange deferred,
   // start_parameter_exchange() starts them all after it, eagerly.
   std::string capture_blocker() const override;
+  void stage_training_step(int64_t training_step) override;  // bf16 state: its rounding key
   bool communicates_in_step() const override { return true; }
   void defer_parameter_exchange(bool on) override { defer_gathers_ = on; }
   void start_parameter_exchange() override;
@@ -211,6 +213,9 @@ class ZeroOptimizer final : public Optimizer {
   bool defer_gathers_ = false;    // defer_parameter_exchange
   bool gathers_deferred_ = false;  // a step's all-gathers wait for start_parameter_exchange
   at::Tensor norm_sq_;             // float64 []: this rank's, then all ranks' squared gradient norm
+  std::vector<int64_t> shard_offset_;  // bucket k's chunk's first value's position in the shard
+  at::Tensor rounding_key_;            // bf16 state: int64 [], the staged step's (stage_training_step)
+  int64_t staged_training_step_ = 0;
   int64_t steps_ = 0;
   int pending_steps_ = 0;  // steps(apply) whose counts wait for settle() (at most two)
   // step()'s counting: the host count (or pending_steps_) and the fused kernel's device count by

@@ -58,16 +58,54 @@ TEST(AdamW, FrozenGroupKeepsItsStateAndIsNotUpdated) {
   EXPECT_GT(opt.state_bytes(), 0);
 }
 
+// Note [Rounding bits from a keyed hash], written out on uint64: splitmix64's finalizer of
+// key + position * golden ratio.
+uint64_t reference_rounding_hash(uint64_t key, uint64_t position) {
+  uint64_t z = key + position * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// The int32 noise of positions first .. first + n - 1: m's (the low 16 bits) or v's (the next 16).
+at::Tensor reference_noise(uint64_t key, int64_t first, int64_t n, bool v) {
+  std::vector<int32_t> out;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t hash = reference_rounding_hash(key, static_cast<uint64_t>(first + i));
+    out.push_back(static_cast<int32_t>((hash >> (v ? 16 : 0)) & 0xFFFF));
+  }
+  return at::tensor(out, at::kInt);
+}
+
+at::Tensor device_key(uint64_t key) { return at::full({}, static_cast<int64_t>(key), at::kLong); }
+
+TEST(AdamW, KeyedRoundingBitsAreTheHashOfEachPosition) {
+  const int64_t first = (int64_t{1} << 40) + 12345, n = 777;  // positions past 32 bits
+  for (uint64_t key : {uint64_t{0}, uint64_t{1}, draw_key(3, 7, 0, DrawKind::kRounding), ~uint64_t{0}}) {
+    const at::Tensor bits = keyed_rounding_bits(device_key(key), first, n);
+    std::vector<int64_t> expected;
+    for (int64_t i = 0; i < n; ++i)
+      expected.push_back(static_cast<int64_t>(reference_rounding_hash(key, static_cast<uint64_t>(first + i))));
+    EXPECT_TRUE(at::equal(bits, at::tensor(expected, at::kLong))) << "key " << key;
+    const auto [m, v] = rounding_noise_of(bits);
+    EXPECT_TRUE(at::equal(m, reference_noise(key, first, n, false))) << "key " << key;
+    EXPECT_TRUE(at::equal(v, reference_noise(key, first, n, true))) << "key " << key;
+  }
+}
+
 TEST(AdamW, StochasticRoundingIsUnbiasedAndExactOnBf16Values) {
-  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
-  // 1 + 2^-10 lies a quarter of the way between two bf16 neighbours (1 and 1 + 2^-7 ... spacing 2^-7).
+  // 1 + 2^-9 lies a quarter of the way between two bf16 neighbours (1 and 1 + 2^-7: spacing 2^-7).
   const float x = 1.0f + 1.0f / 512;
-  at::Tensor rounded = stochastic_round_to_bf16(at::full({200000}, x), g).to(at::kFloat);
-  const double mean = rounded.mean().item<double>();
-  EXPECT_NEAR(mean, x, 2e-5) << "rounds up with the probability of the dropped fraction";
-  EXPECT_TRUE((rounded == 1.0f).logical_or(rounded == 1.0f + 1.0f / 128).all().item<bool>());
+  const int64_t n = 200000;
+  const auto [noise_m, noise_v] = rounding_noise_of(keyed_rounding_bits(device_key(99), 0, n));
+  for (const at::Tensor& noise : {noise_m, noise_v}) {
+    at::Tensor rounded = stochastic_round_with_noise(at::full({n}, x), noise).to(at::kFloat);
+    // The mean's standard deviation: 2^-7 sqrt(1/4 * 3/4 / n) = 7.6e-6.
+    EXPECT_NEAR(rounded.mean().item<double>(), x, 3e-5) << "rounds up with the probability of the dropped fraction";
+    EXPECT_TRUE((rounded == 1.0f).logical_or(rounded == 1.0f + 1.0f / 128).all().item<bool>());
+  }
   at::Tensor exact = at::tensor({1.0f, -2.5f, 0.0f, 3.0f});
-  EXPECT_TRUE(at::equal(stochastic_round_to_bf16(exact, g).to(at::kFloat), exact));
+  EXPECT_TRUE(at::equal(stochastic_round_with_noise(exact, noise_m.narrow(0, 0, 4)).to(at::kFloat), exact));
 }
 
 // Three tensors of odd sizes (7, 1000, 4097 values) in two groups, weight decay on, stepped on
@@ -245,46 +283,88 @@ TEST(AdamW, AnUpdateInBoundedChunksIsTheWholeGroupsBitForBit) {
   }
 }
 
-// Note [AdamW's bf16 moments in one pass]: the flat rounding pass gives the bits of rounding each
-// tensor on its own with its keyed generator, m then v (the per-tensor pass it replaces, written
-// out here with the public pieces), step after step, params and moments.
-TEST(AdamW, Bf16MomentsRoundedInOnePassAreThePerTensorRoundingsBits) {
-  OddSizes flat(AdamWKernel::kForeach, at::kBFloat16);
-  std::vector<at::Tensor> p, m16, v16;
-  for (const auto& t : OddSizes::initial()) {
-    p.push_back(t.detach().clone());
-    m16.push_back(at::zeros_like(t, t.options().dtype(at::kBFloat16)));
-    v16.push_back(at::zeros_like(t, t.options().dtype(at::kBFloat16)));
-  }
-  const AdamWHyper ha{1e-2, 0.9, 0.999, 1e-8, 1e-2}, hb{3e-3, 0.9, 0.999, 1e-8, 5e-2};
-  for (int step = 1; step <= 5; ++step) {
-    flat.run(step, step);
-    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1000 + step);
-    std::vector<at::Tensor> grads;
-    for (const auto& t : p) grads.push_back(at::randn(t.sizes(), g));
-    const double factor = step % 3 == 0 ? 0.5 : 1.0;
-    at::NoGradGuard no_grad;
-    for (const auto& [hyper, members] : {std::pair{ha, std::vector<size_t>{0, 1}}, std::pair{hb, std::vector<size_t>{2}}}) {
-      std::vector<at::Tensor> ps, gs, ms, vs;
-      for (size_t k : members) {
-        ps.push_back(p[k]), gs.push_back(grads[k]);
-        ms.push_back(m16[k].to(at::kFloat)), vs.push_back(v16[k].to(at::kFloat));
-      }
-      adamw_foreach_update(hyper, hyper.lr * factor, ps, gs, ms, vs, std::vector<int64_t>(members.size(), step));
-      for (size_t i = 0; i < members.size(); ++i) {
-        at::Generator gen = at::globalContext().defaultGenerator(at::kCPU).clone();
-        gen.set_current_seed(draw_key(3, static_cast<uint64_t>(step), members[i], DrawKind::kRounding));
-        m16[members[i]] = stochastic_round_to_bf16(ms[i], gen);
-        v16[members[i]] = stochastic_round_to_bf16(vs[i], gen);
+// Note [AdamW's bf16 moments in one pass] and [Rounding bits from a keyed hash]: the flat
+// rounding pass gives each tensor's moments the rounding of its fp32 update with the noise of its
+// values' positions in the state (0, 7 and 1007: the tensors in flat order), m then v, step after
+// step, with group "b" frozen in some steps; the same bits whether a chunk holds a whole group or
+// one tensor (the chunking changes no bit).
+TEST(AdamW, Bf16MomentsRoundedInOnePassTakeTheirPositionsBits) {
+  const std::vector<int64_t> position = {0, 7, 1007};
+  const auto b_frozen = [](int step) { return step == 2 || step == 3; };
+  for (int64_t chunk_values : {AdamW::kUpdateChunkValues, int64_t{1}}) {
+    SCOPED_TRACE("chunks of up to " + std::to_string(chunk_values) + " values");
+    OddSizes flat(AdamWKernel::kForeach, at::kBFloat16);
+    flat.opt.set_update_chunk_values(chunk_values);
+    std::vector<at::Tensor> p, m16, v16;
+    for (const auto& t : OddSizes::initial()) {
+      p.push_back(t.detach().clone());
+      m16.push_back(at::zeros_like(t, t.options().dtype(at::kBFloat16)));
+      v16.push_back(at::zeros_like(t, t.options().dtype(at::kBFloat16)));
+    }
+    const AdamWHyper ha{1e-2, 0.9, 0.999, 1e-8, 1e-2}, hb{3e-3, 0.9, 0.999, 1e-8, 5e-2};
+    std::vector<int64_t> steps(p.size(), 0);
+    for (int step = 1; step <= 5; ++step) {
+      flat.run(step, step, b_frozen);
+      at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1000 + step);
+      std::vector<at::Tensor> grads;
+      for (const auto& t : p) grads.push_back(at::randn(t.sizes(), g));
+      const double factor = step % 3 == 0 ? 0.5 : 1.0;
+      const uint64_t key = draw_key(3, static_cast<uint64_t>(step), 0, DrawKind::kRounding);
+      at::NoGradGuard no_grad;
+      for (const auto& [hyper, members] :
+           {std::pair{ha, std::vector<size_t>{0, 1}}, std::pair{hb, std::vector<size_t>{2}}}) {
+        if (members[0] == 2 && b_frozen(step)) continue;
+        std::vector<at::Tensor> ps, gs, ms, vs;
+        std::vector<int64_t> counts;
+        for (size_t k : members) {
+          ps.push_back(p[k]), gs.push_back(grads[k]);
+          ms.push_back(m16[k].to(at::kFloat)), vs.push_back(v16[k].to(at::kFloat));
+          counts.push_back(++steps[k]);
+        }
+        adamw_foreach_update(hyper, hyper.lr * factor, ps, gs, ms, vs, counts);
+        for (size_t i = 0; i < members.size(); ++i) {
+          const int64_t n = ms[i].numel(), first = position[members[i]];
+          m16[members[i]] = stochastic_round_with_noise(ms[i], reference_noise(key, first, n, false));
+          v16[members[i]] = stochastic_round_with_noise(vs[i], reference_noise(key, first, n, true));
+        }
       }
     }
+    for (size_t k = 0; k < p.size(); ++k) {
+      EXPECT_TRUE(at::equal(flat.params[k].detach(), p[k])) << "tensor " << k;
+      EXPECT_TRUE(at::equal(flat.opt.state(k).exp_avg, m16[k])) << "m of tensor " << k;
+      EXPECT_TRUE(at::equal(flat.opt.state(k).exp_avg_sq, v16[k])) << "v of tensor " << k;
+    }
+    EXPECT_GT(testing_util::max_abs_diff(p[2], OddSizes::initial()[2]), 1e-3) << "it trained";
   }
-  for (size_t k = 0; k < p.size(); ++k) {
-    EXPECT_TRUE(at::equal(flat.params[k].detach(), p[k])) << "tensor " << k;
-    EXPECT_TRUE(at::equal(flat.opt.state(k).exp_avg, m16[k])) << "m of tensor " << k;
-    EXPECT_TRUE(at::equal(flat.opt.state(k).exp_avg_sq, v16[k])) << "v of tensor " << k;
-  }
-  EXPECT_GT(testing_util::max_abs_diff(p[2], OddSizes::initial()[2]), 1e-3) << "it trained";
+}
+
+// A tensor without a gradient inside a chunk: the tensors after it keep their own positions'
+// bits (the chunk hashes each run of consecutive tensors at its place).
+TEST(AdamW, Bf16RoundingSkipsTheValuesOfATensorWithoutAGradient) {
+  std::vector<at::Tensor> params;
+  for (int64_t n : {5, 6, 7}) params.push_back(at::full({n}, 0.5f).requires_grad_(true));
+  AdamW opt({AdamWGroup{"g", AdamWHyper{1e-2, 0.9, 0.999, 1e-8, 0}, {"a", "b", "c"}, params, false}}, at::kBFloat16,
+            /*seed=*/4);
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(8);
+  const at::Tensor grad_a = at::randn({5}, g), grad_c = at::randn({7}, g);
+  params[0].mutable_grad() = grad_a.clone();
+  params[2].mutable_grad() = grad_c.clone();  // b has none
+  opt.step(1.0, /*training_step=*/6);
+  const uint64_t key = draw_key(4, 6, 0, DrawKind::kRounding);
+  at::NoGradGuard no_grad;
+  // One step from zero moments in fp32, then rounded with the noise of the tensor's positions.
+  const auto expect_moments = [&](size_t k, const at::Tensor& grad, int64_t position) {
+    const int64_t n = grad.numel();
+    at::Tensor p = at::full({n}, 0.5f), m = at::zeros({n}), v = at::zeros({n});
+    adamw_foreach_update(AdamWHyper{1e-2, 0.9, 0.999, 1e-8, 0}, 1e-2, {p}, {grad}, {m}, {v}, {1});
+    const at::Tensor noise_m = reference_noise(key, position, n, false);
+    const at::Tensor noise_v = reference_noise(key, position, n, true);
+    EXPECT_TRUE(at::equal(opt.state(k).exp_avg, stochastic_round_with_noise(m, noise_m))) << "m of tensor " << k;
+    EXPECT_TRUE(at::equal(opt.state(k).exp_avg_sq, stochastic_round_with_noise(v, noise_v))) << "v of tensor " << k;
+  };
+  expect_moments(0, grad_a, 0);
+  expect_moments(2, grad_c, 11);  // after a's 5 and b's 6 values
+  EXPECT_FALSE(opt.state(1).exp_avg.defined());
 }
 
 }  // namespace

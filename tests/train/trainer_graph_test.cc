@@ -70,9 +70,11 @@ NamedTensors run_graphed(const TinyModel& tiny, const TrainerConfig& c, std::vec
 
 TEST(TrainerStepGraph, StaticStepsTrainAsTheEagerStepsBitForBit) {
   TinyModel tiny;
-  for (int variant = 0; variant < 4; ++variant) {
+  for (int variant = 0; variant < 5; ++variant) {
     const bool fused_projections = variant > 0;
     TrainerConfig eager = tiny_config();
+    // bf16 moments: the rounding's key staged before each step (Note [Rounding bits from a keyed hash]).
+    if (variant == 4) eager.optimizer_state_dtype = at::kBFloat16;
     eager.use_ema = variant == 2;  // the EMA follows the settled step, outside what is captured
     // Full fine-tuning's bf16 autocast (of CUDA: on the CPU it changes no op) no longer keeps the
     // step out of the graph.
@@ -405,24 +407,28 @@ TEST(TrainerStepGraph, TwoRanksReduceWhatTheMicroBatchesAccumulated) {
 // local norms are a graph of their own, the norm's all-reduce runs eagerly, then clipping and the
 // shards' update are one more graph and their all-gathers start eagerly after it (waited for
 // before the next step's first graph). One micro-batch and two (with the UNet's stem replicated:
-// two optimizers' norms in one clipping), fp32 and bf16 collectives: both ranks' weights, moment
-// shards and losses the eager step's bits.
+// two optimizers' norms in one clipping), fp32 and bf16 collectives, fp32 and bf16 moments: both
+// ranks' weights, moment shards and losses the eager step's bits.
 TEST(TrainerStepGraph, ShardedStateExchangesBetweenTheSegmentsAsTheEagerStepDoes) {
   TinyModel tiny;
   struct Case {
     int64_t micro;
     at::ScalarType collectives;
     double replicated;  // Note [Replicated stem under ZeRO-1]: a replicated AdamW beside the shards
+    at::ScalarType state;
   };
-  for (const Case& k : {Case{1, at::kFloat, 0}, Case{2, at::kFloat, 0.3}, Case{1, at::kBFloat16, 0}}) {
+  for (const Case& k : {Case{1, at::kFloat, 0, at::kFloat}, Case{2, at::kFloat, 0.3, at::kFloat},
+                        Case{1, at::kBFloat16, 0, at::kFloat}, Case{2, at::kFloat, 0.3, at::kBFloat16}}) {
     SCOPED_TRACE(std::to_string(k.micro) + " micro-batches, collectives in " +
-                 std::string(c10::toString(k.collectives)) + ", replicated " + std::to_string(k.replicated));
+                 std::string(c10::toString(k.collectives)) + ", replicated " + std::to_string(k.replicated) +
+                 ", moments in " + std::string(c10::toString(k.state)));
     TrainerConfig eager = tiny_config(/*lora=*/false);
     eager.max_train_steps = 7;
     eager.pivot_step = 1;
     eager.schedule = LrSchedule{LrScheduleKind::kLinear, 2, 7};
     eager.max_grad_norm = 0.05;  // the clipping's coefficient below 1: the exchanged norm is used
     eager.adamw_kernel = AdamWKernel::kFused;
+    eager.optimizer_state_dtype = k.state;
     TrainerConfig graphed = eager;
     graphed.step_graph = TrainerConfig::StepGraph::kStatic;
     OptimizerShards zero;
@@ -445,9 +451,11 @@ TEST(TrainerStepGraph, ShardedStateExchangesBetweenTheSegmentsAsTheEagerStepDoes
       }
     }
     // The weights are the same on both ranks (the all-gathers landed), the shards are each rank's own.
-    for (size_t i = 0; i < b[0].tensors.size(); ++i)
-      if (b[0].tensors[i].first.rfind("unet.", 0) == 0)
+    for (size_t i = 0; i < b[0].tensors.size(); ++i) {
+      if (b[0].tensors[i].first.rfind("unet.", 0) == 0) {
         EXPECT_TRUE(at::equal(b[0].tensors[i].second, b[1].tensors[i].second)) << b[0].tensors[i].first;
+      }
+    }
   }
 }
 

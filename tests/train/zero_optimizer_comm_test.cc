@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/keyed_random.h"
 #include "dist/thread_group.h"
 #include "test_util.h"
 #include "train/adamw.h"
@@ -46,6 +47,34 @@ TEST(ZeroOptimizer, Bf16MomentsAreDeterministicAndCloseToFp32) {
     EXPECT_EQ(testing_util::max_abs_diff(a[i], b[i]), 0.0) << "keyed rounding: the same bits every run";
     // Moments rounded to bf16 (8 bits) move 3 updates of 2e-2 by well under 1%.
     EXPECT_LT(testing_util::max_abs_diff(a[i], f[i]), 3 * 2e-2 * 0.02) << i;
+  }
+}
+
+// Note [Rounding bits from a keyed hash]: a rank's bf16 moments after its first step are its fp32
+// moments (the same step on fp32 state) rounded with the bits of their positions in the rank's
+// shard (bucket k's chunk after the chunks of buckets 0 .. k-1), keyed by (seed, step, rank).
+TEST(ZeroOptimizer, Bf16MomentsTakeTheBitsOfTheirPositionsInTheShard) {
+  auto bf16_comms = make_thread_group(2), fp32_comms = make_thread_group(2);
+  std::vector<Rank> bf16 = make_ranks(bf16_comms, at::kBFloat16), fp32 = make_ranks(fp32_comms, at::kFloat);
+  step_ranks(bf16, 1);
+  step_ranks(fp32, 1);
+  for (size_t r = 0; r < 2; ++r) {
+    std::map<std::string, at::Tensor> rounded, exact;
+    for (const auto& [name, t] : bf16[r].zero->shard_state()) rounded[name] = t;
+    for (const auto& [name, t] : fp32[r].zero->shard_state()) exact[name] = t;
+    const at::Tensor key = at::full({}, static_cast<int64_t>(draw_key(7, 1, r, DrawKind::kShardRounding)), at::kLong);
+    int64_t position = 0, buckets = 0;
+    for (; exact.count("zero." + std::to_string(buckets) + ".exp_avg"); ++buckets) {
+      const std::string k = "zero." + std::to_string(buckets);
+      const at::Tensor m = exact.at(k + ".exp_avg"), v = exact.at(k + ".exp_avg_sq");
+      const auto [noise_m, noise_v] = rounding_noise_of(keyed_rounding_bits(key, position, m.numel()));
+      EXPECT_TRUE(at::equal(rounded.at(k + ".exp_avg"), stochastic_round_with_noise(m, noise_m)))
+          << k << ", rank " << r;
+      EXPECT_TRUE(at::equal(rounded.at(k + ".exp_avg_sq"), stochastic_round_with_noise(v, noise_v)))
+          << k << ", rank " << r;
+      position += m.numel();
+    }
+    EXPECT_GT(buckets, 2) << "several buckets: positions past the first chunk are checked";
   }
 }
 
