@@ -514,15 +514,19 @@ TEST(TrainJob, AspectBucketsOnTwoRanksTrainWhatOneRankTrainsAndResumeExactly) {
     for (int64_t i : step) EXPECT_EQ(i >= 4, portrait) << "a step mixes buckets";
   }
   EXPECT_EQ(portrait_steps, 2);  // two epochs of one landscape and one portrait batch
-  // Measured: 5.6e-3 on one tensor, mid_block...attn1.to_k.lora_B (2.2e-5 absolute against four
-  // updates of 1e-3), at most 2.8e-4 on every other. A LoRA B starts at zero and AdamW normalises
-  // its gradients, so where a gradient is small the order of the sums moves the update most (the
-  // same effect as in TwoRanksAsThreadsTrainWhatOneRankTrains, 1.4e-4 there). The same setup on
-  // 2 MPI ranks measured 5e-5 for that tensor: process ranks sum in another order than threads.
+  // Measured on one tensor, mid_block...attn1.to_k.lora_B, one element: 5.6e-3 on an AVX-512
+  // CPU's native kernels (2.2e-5 absolute against four updates of 1e-3), 1.75e-2 on an AVX2 AMD
+  // EPYC's (7e-5 absolute), 4.5e-4 on ATen's default kernels; at most 5.8e-4 on every other
+  // tensor. A LoRA B starts at zero and AdamW normalises its gradients, so where a gradient is
+  // small the order of the sums moves the update most (the same effect as in
+  // TwoRanksAsThreadsTrainWhatOneRankTrains, 1.4e-4 there); how far depends on the CPU's kernels.
+  // The same setup on 2 MPI ranks measured 5e-5 for that tensor: process ranks sum in another
+  // order than threads. The two-rank run with another seed (other noise, timesteps and draws)
+  // measured 2.0: the bound still tells training that differs from training that rounds apart.
   EXPECT_MEASURED_BELOW("aspect buckets, one rank against two thread ranks: trainer state (of each tensor's largest)",
                         worst_relative(tensors_of(dir / "one/trainer_state.safetensors"),
                                        tensors_of(dir / "two/trainer_state.safetensors")),
-                        1.5e-2);
+                        5e-2);
 
   // Stopped after step 3 on two ranks, resumed on two: bit for bit the run never stopped; resumed
   // on one rank with the same global batch: the same training up to the order of the sums.
