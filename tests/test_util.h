@@ -39,6 +39,14 @@ inline double scaled_diff(const at::Tensor& a, const at::Tensor& b) {
   return max_abs_diff(a, b) / std::max(1.0, b.abs().max().item<double>());
 }
 
+// max|a - b| / max|b|: the error relative to the reference's largest value.
+inline double relative_diff(const at::Tensor& a, const at::Tensor& b) {
+  return max_abs_diff(a, b) / b.abs().max().item<double>();
+}
+
+// `t` rounded to bf16 and widened back: what a bf16 collective or state keeps of fp32 values.
+inline at::Tensor to_bf16_and_back(const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kFloat); }
+
 // A fresh folder under $TMPDIR (or /tmp), removed with everything in it when the test ends.
 class ScopedTempDir {
  public:

@@ -13,6 +13,7 @@
 #include "core/atomic_file.h"
 #include "core/check.h"
 #include "core/dtype.h"
+#include "core/strings.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; so must the host be");
 
@@ -104,9 +105,6 @@ at::Tensor SafetensorsFile::tensor_copy(const std::string& name) const { return 
 // -- sharded sets -------------------------------------------------------------------------------
 
 namespace {
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 std::string folder_of(const std::string& path) {
   auto pos = path.rfind('/');
   return pos == std::string::npos ? "." : path.substr(0, pos);

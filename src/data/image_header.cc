@@ -1,6 +1,7 @@
 #include "data/image_header.h"
 
 #include "core/check.h"
+#include "core/strings.h"
 #include "data/byte_order.h"
 #include "data/tiff_ifd.h"
 
@@ -13,7 +14,6 @@ using bytes::le16;
 using bytes::le24;
 using bytes::le32;
 
-bool starts_with(std::string_view b, std::string_view prefix) { return b.substr(0, prefix.size()) == prefix; }
 
 // JPEG markers C0..CF are frame headers (SOFn), except DHT (C4), JPG (C8) and DAC (CC).
 bool is_sof(uint8_t m) { return m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC; }

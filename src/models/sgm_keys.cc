@@ -5,13 +5,13 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "core/strings.h"
 #include "models/unet.h"
 
 namespace xltune {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
 // Replaces the leading `from` of key with `to` if it matches.
 bool swap_prefix(std::string& key, const std::string& from, const std::string& to) {

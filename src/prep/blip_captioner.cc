@@ -11,7 +11,7 @@
 namespace xltune {
 namespace {
 
-ImageProcessorConfig processor_of(const std::string& dir) {
+ImageProcessorConfig blip_processor_of(const std::string& dir) {
   const std::string text = read_hub_file(dir, "preprocessor_config.json", "--blip_model");
   return ImageProcessorConfig::from_json_text(text, dir + "/preprocessor_config.json");
 }
@@ -20,7 +20,7 @@ ImageProcessorConfig processor_of(const std::string& dir) {
 
 BlipCaptioner::BlipCaptioner(const std::string& dir, const at::TensorOptions& options,
                              const CaptionDecodingOptions& decoding)
-    : dir_(dir), model_(load_blip(dir, options)), processor_(processor_of(dir)),
+    : dir_(dir), model_(load_blip(dir, options)), processor_(blip_processor_of(dir)),
       text_(WordPieceDecoder::from_folder(dir)), options_(options), decoding_(decoding),
       batch_size_(options.device().is_cuda() ? 8 : 1) {
   const int64_t size = model_->config().vision.image_size;

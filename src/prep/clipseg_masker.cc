@@ -21,7 +21,7 @@ ClipTokenizer tokenizer_of(const std::string& dir) {
   return ClipTokenizer::from_folder(dir);
 }
 
-ImageProcessorConfig processor_of(const std::string& dir) {
+ImageProcessorConfig clipseg_processor_of(const std::string& dir) {
   const std::string text = read_hub_file(dir, "preprocessor_config.json", "--clipseg_model");
   return ImageProcessorConfig::from_json_text(text, dir + "/preprocessor_config.json");
 }
@@ -30,7 +30,7 @@ ImageProcessorConfig processor_of(const std::string& dir) {
 
 ClipSegMasker::ClipSegMasker(const std::string& dir, const at::TensorOptions& options, std::string prompt,
                              double temperature)
-    : dir_(dir), model_(load_clipseg(dir, options)), tokenizer_(tokenizer_of(dir)), processor_(processor_of(dir)),
+    : dir_(dir), model_(load_clipseg(dir, options)), tokenizer_(tokenizer_of(dir)), processor_(clipseg_processor_of(dir)),
       options_(options), prompt_(std::move(prompt)), temperature_(temperature) {
   XLTUNE_CHECK(temperature_ > 0, "--clipseg_temperature: expected a positive number, got ", temperature_);
 }

@@ -13,7 +13,7 @@
 namespace xltune {
 namespace {
 
-Swin2SrProcessorConfig processor_of(const std::string& dir) {
+Swin2SrProcessorConfig swin2sr_processor_of(const std::string& dir) {
   const std::string text = read_hub_file(dir, "preprocessor_config.json", "--upscaler_model");
   return Swin2SrProcessorConfig::from_json_text(text, dir + "/preprocessor_config.json");
 }
@@ -87,7 +87,7 @@ at::Tensor swin2sr_pixels(const Swin2SrProcessorConfig& c, const uint8_t* rgb, i
 }
 
 Swin2SrUpscaler::Swin2SrUpscaler(const std::string& dir, const at::TensorOptions& options)
-    : dir_(dir), model_(load_swin2sr(dir, options)), processor_(processor_of(dir)), options_(options) {
+    : dir_(dir), model_(load_swin2sr(dir, options)), processor_(swin2sr_processor_of(dir)), options_(options) {
   const Swin2SrConfig& c = model_->config();
   XLTUNE_CHECK(c.num_channels == 3 && c.num_channels_out == 3, "--upscaler_model ", dir, ": the model takes ",
                c.num_channels, " channels and gives ", c.num_channels_out, "; the upscaler needs RGB in and out");

@@ -6,12 +6,12 @@
 
 #include "core/check.h"
 #include "core/safetensors.h"
+#include "core/strings.h"
 
 namespace xltune {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 void load_into(ClipTextModel& model, const TensorMap& map, const std::string& what) {
   load_module(*model, map, what);

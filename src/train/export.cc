@@ -8,14 +8,11 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "core/strings.h"
 
 namespace xltune {
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::string underscored(std::string s) {
   std::replace(s.begin(), s.end(), '.', '_');

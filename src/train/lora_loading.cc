@@ -8,6 +8,7 @@
 #include "core/check.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
+#include "core/strings.h"
 #include "models/attention.h"
 #include "models/unet.h"
 
@@ -15,10 +16,6 @@ namespace xltune {
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 struct Pending {
   at::Tensor down, up;

@@ -24,6 +24,9 @@
 
 namespace xltune::data_testing {
 
+// `v` as 4 little-endian bytes, as BMP and TIFF headers hold it.
+inline std::string le32(uint32_t v) { return {char(v), char(v >> 8), char(v >> 16), char(v >> 24)}; }
+
 inline std::string testdata_root() {
   std::string root = std::string(xltune::test_paths::testdata_dir()) + "/data";
   ::mkdir(xltune::test_paths::testdata_dir(), 0755);

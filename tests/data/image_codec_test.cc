@@ -329,7 +329,6 @@ TEST(ImageCodec, TiffOrientationTagIsApplied) {
 // --- BMP, as Pillow reads it -----------------------------------------------------------------------
 
 std::string le16(uint32_t v) { return {char(v), char(v >> 8)}; }
-std::string le32(uint32_t v) { return {char(v), char(v >> 8), char(v >> 16), char(v >> 24)}; }
 
 // A BMP with a BITMAPINFOHEADER (40 bytes, or `header` bytes with the masks inside it), then
 // `extra` (masks after a 40-byte header, or a palette), then `pixels` as stored.

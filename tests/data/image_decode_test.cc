@@ -41,7 +41,6 @@ uint32_t crc32(const std::string& bytes) {
   return ~crc;
 }
 std::string be32(uint32_t v) { return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; }
-std::string le32(uint32_t v) { return {char(v), char(v >> 8), char(v >> 16), char(v >> 24)}; }
 std::string png_chunk(const std::string& type, const std::string& data) {
   return be32(static_cast<uint32_t>(data.size())) + type + data + be32(crc32(type + data));
 }

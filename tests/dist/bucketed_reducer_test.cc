@@ -216,7 +216,7 @@ Bf16Run run_bf16(int world, bool native_bf16, BucketedReducer::Options options) 
   return out;
 }
 
-at::Tensor to_bf16_and_back(const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kFloat); }
+using testing_util::to_bf16_and_back;
 
 TEST(BucketedReducer, Bf16ReductionIsTheMeanRoundedToBf16) {
   constexpr double u = 1.0 / 256;  // bf16's unit roundoff: 8 significant bits, 2^-8

@@ -28,7 +28,6 @@ namespace {
 using testing_util::max_abs_diff;
 using testing_util::scaled_diff;
 
-std::string ref_dir() { return std::string(xltune::test_paths::testdata_dir()) + "/sdxl"; }
 
 struct UNetRun {
   at::Tensor output;
@@ -55,7 +54,7 @@ UNetRun run_unet(UNet& unet, const SafetensorsFile& dump, bool checkpointing) {
 class UNetParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(UNetParity, OutputAndGradientsMatchDiffusers) {
-  const std::string dir = ref_dir() + "/" + GetParam();
+  const std::string dir = test_paths::sdxl_reference_dir() + "/" + GetParam();
   UNet unet = load_unet(dir);
   SafetensorsFile dump(dir + "/parity.safetensors");
   UNetRun run = run_unet(unet, dump, false);
@@ -128,7 +127,7 @@ TEST(UNetBlockHook, EachBlockIsAnnouncedBeforeItsParametersAreRead) {
 }
 
 TEST(UNetCheckpointing, SameGradientsAsWithout) {
-  const std::string dir = ref_dir() + "/unet_deep";
+  const std::string dir = test_paths::sdxl_reference_dir() + "/unet_deep";
   UNet unet = load_unet(dir);
   SafetensorsFile dump(dir + "/parity.safetensors");
   UNetRun plain = run_unet(unet, dump, false);
@@ -149,7 +148,7 @@ TEST(UNetCheckpointing, SameGradientsAsWithout) {
 
 TEST(UNetCheckpointing, TrainsWeightsInsideEvenWhenNoInputNeedsGradients) {
   // A frozen input (as with LoRA on a frozen base): the weights inside still get gradients.
-  const std::string dir = ref_dir() + "/unet_odd";
+  const std::string dir = test_paths::sdxl_reference_dir() + "/unet_odd";
   UNet unet = load_unet(dir);
   unet->set_gradient_checkpointing(true);
   SafetensorsFile dump(dir + "/parity.safetensors");
@@ -164,7 +163,7 @@ TEST(UNetCheckpointing, TrainsWeightsInsideEvenWhenNoInputNeedsGradients) {
 }
 
 TEST(UNetSingleFile, SameOutputsAsTheFolder) {
-  const std::string dir = ref_dir() + "/unet_sdxl_test";
+  const std::string dir = test_paths::sdxl_reference_dir() + "/unet_sdxl_test";
   UNet folder = load_unet(dir);
   UNet single = load_unet_from_single_file(dir + "/single_file.safetensors", folder->config());
   SafetensorsFile dump(dir + "/parity.safetensors");
@@ -177,8 +176,8 @@ TEST(UNetSingleFile, SameOutputsAsTheFolder) {
 }
 
 TEST(UNetFullSize, KeysShapesAndParameterCountEqualDiffusers) {
-  nlohmann::json want = nlohmann::json::parse(read_file(ref_dir() + "/full_size_keys.json"));
-  UNetConfig config = UNetConfig::from_json_file(ref_dir() + "/full_size/unet/config.json");
+  nlohmann::json want = nlohmann::json::parse(read_file(test_paths::sdxl_reference_dir() + "/full_size_keys.json"));
+  UNetConfig config = UNetConfig::from_json_file(test_paths::sdxl_reference_dir() + "/full_size/unet/config.json");
   UNet unet(config, at::TensorOptions().device(at::kMeta));
   std::map<std::string, std::vector<int64_t>> ours, theirs;
   for (const auto& p : unet->named_parameters())
@@ -193,7 +192,7 @@ TEST(UNetFullSize, KeysShapesAndParameterCountEqualDiffusers) {
 }
 
 TEST(UNetConfigFile, UnsupportedFieldsAreNamed) {
-  const std::string base = read_file(ref_dir() + "/unet_sdxl_test/config.json");
+  const std::string base = read_file(test_paths::sdxl_reference_dir() + "/unet_sdxl_test/config.json");
   auto with = [&](const std::string& key, const nlohmann::json& value) {
     auto j = nlohmann::json::parse(base);
     j[key] = value;
@@ -225,7 +224,7 @@ namespace {
 // A component folder as the hub ships SDXL: the fp16 variant, sharded over two files with an
 // index; loaded straight into bf16 (as on a GPU) and into fp32.
 TEST(UNetLoading, Fp16VariantShardedIntoBf16) {
-  const std::string src = ref_dir() + "/unet_deep";
+  const std::string src = test_paths::sdxl_reference_dir() + "/unet_deep";
   testing_util::ScopedTempDir temp("xltune_unet");
   const std::string& dir = temp.path();
   write_file_atomic(dir + "/config.json", read_file(src + "/config.json"));
@@ -265,7 +264,7 @@ TEST(UNetLoading, Fp16VariantShardedIntoBf16) {
 }
 
 TEST(UNetLoading, MissingAndMisshapenTensorsAreNamed) {
-  const std::string src = ref_dir() + "/unet_odd";
+  const std::string src = test_paths::sdxl_reference_dir() + "/unet_odd";
   testing_util::ScopedTempDir temp("xltune_unet");
   const std::string& dir = temp.path();
   write_file_atomic(dir + "/config.json", read_file(src + "/config.json"));

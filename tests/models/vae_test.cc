@@ -21,12 +21,11 @@ namespace {
 using testing_util::max_abs_diff;
 using testing_util::scaled_diff;
 
-std::string ref_dir() { return std::string(xltune::test_paths::testdata_dir()) + "/sdxl"; }
 
 class VaeParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(VaeParity, EncodeSampleDecodeAndGradientsMatchDiffusers) {
-  const std::string dir = ref_dir() + "/" + GetParam();
+  const std::string dir = test_paths::sdxl_reference_dir() + "/" + GetParam();
   Vae vae = load_vae(dir);
   SafetensorsFile dump(dir + "/parity.safetensors");
   at::Tensor image = dump.tensor("image").clone().requires_grad_(true);
@@ -57,9 +56,9 @@ TEST_P(VaeParity, EncodeSampleDecodeAndGradientsMatchDiffusers) {
 INSTANTIATE_TEST_SUITE_P(Configs, VaeParity, ::testing::Values("vae_a", "vae_b"));
 
 TEST(VaeSingleFile, SameOutputsAsTheFolder) {
-  const std::string folder_dir = ref_dir() + "/" + std::string(XLTUNE_SINGLE_FILE_VAE);
+  const std::string folder_dir = test_paths::sdxl_reference_dir() + "/" + std::string(XLTUNE_SINGLE_FILE_VAE);
   Vae folder = load_vae(folder_dir);
-  Vae single = load_vae_from_single_file(ref_dir() + "/unet_sdxl_test/single_file.safetensors", folder->config());
+  Vae single = load_vae_from_single_file(test_paths::sdxl_reference_dir() + "/unet_sdxl_test/single_file.safetensors", folder->config());
   SafetensorsFile dump(folder_dir + "/parity.safetensors");
   at::NoGradGuard no_grad;
   EXPECT_TRUE(at::equal(folder->encode(dump.tensor("image")).mean, single->encode(dump.tensor("image")).mean));
@@ -67,8 +66,8 @@ TEST(VaeSingleFile, SameOutputsAsTheFolder) {
 }
 
 TEST(VaeFullSize, KeysShapesAndParameterCountEqualDiffusers) {
-  nlohmann::json want = nlohmann::json::parse(read_file(ref_dir() + "/full_size_keys.json"));
-  VaeConfig config = VaeConfig::from_json_file(ref_dir() + "/full_size/vae/config.json");
+  nlohmann::json want = nlohmann::json::parse(read_file(test_paths::sdxl_reference_dir() + "/full_size_keys.json"));
+  VaeConfig config = VaeConfig::from_json_file(test_paths::sdxl_reference_dir() + "/full_size/vae/config.json");
   EXPECT_DOUBLE_EQ(config.scaling_factor, 0.13025);
   Vae vae(config, at::TensorOptions().device(at::kMeta));
   std::map<std::string, std::vector<int64_t>> ours, theirs;

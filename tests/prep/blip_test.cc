@@ -26,10 +26,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing_util::max_abs_diff;
+using testing_util::relative_diff;
 
 std::string blip_dir(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/blip/" + name; }
 
-double rel(const at::Tensor& a, const at::Tensor& b) { return max_abs_diff(a, b) / b.abs().max().item<double>(); }
 
 std::vector<int64_t> ids_of(const at::Tensor& t) {
   at::Tensor c = t.to(at::kLong).contiguous();
@@ -62,11 +62,11 @@ TEST(BlipParity, PixelsEmbeddingsLogitsAndCaptionsMatchTransformers) {
       // The vision tower and the decoder on transformers' own pixels and ids.
       const at::Tensor theirs = dump.tensor(k + "pixel_values").unsqueeze(0);
       const at::Tensor embeds = captioner.model()->image_embeds(theirs);
-      const double re = rel(embeds[0], dump.tensor(k + "image_embeds"));
+      const double re = relative_diff(embeds[0], dump.tensor(k + "image_embeds"));
       EXPECT_MEASURED_BELOW(std::string("BLIP ") + name + " image embeds (relative)", re, 2e-6);
       const at::Tensor greedy = dump.tensor(k + "greedy");
       const at::Tensor logits = captioner.model()->logits(theirs, greedy.unsqueeze(0));
-      const double rl = rel(logits[0], dump.tensor(k + "logits"));
+      const double rl = relative_diff(logits[0], dump.tensor(k + "logits"));
       EXPECT_MEASURED_BELOW(std::string("BLIP ") + name + " logits (relative)", rl, 4e-6);
       // Greedy and beam search end to end: the same tokens, the same text.
       CaptionDecodingOptions o;

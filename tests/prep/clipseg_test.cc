@@ -26,10 +26,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing_util::max_abs_diff;
+using testing_util::relative_diff;
 
 std::string clipseg_dir(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/clipseg/" + name; }
 
-double rel(const at::Tensor& a, const at::Tensor& b) { return max_abs_diff(a, b) / b.abs().max().item<double>(); }
 
 TEST(ClipSegParity, PixelsLogitsAndMasksMatchTransformers) {
   for (const char* name : {"a", "b"}) {
@@ -52,10 +52,10 @@ TEST(ClipSegParity, PixelsLogitsAndMasksMatchTransformers) {
       EXPECT_TRUE(at::equal(at::tensor(ours).view({2, -1}), ids)) << name;
       // The model on transformers' own inputs, then end to end.
       at::Tensor logits = masker.model()->forward(dump.tensor(k + "pixel_values").unsqueeze(0).repeat({2, 1, 1, 1}), ids);
-      const double r = rel(logits, dump.tensor(k + "logits"));
+      const double r = relative_diff(logits, dump.tensor(k + "logits"));
       EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " logits (relative)", r, 3e-5);
       at::Tensor end_to_end = masker.logits(image_view(rgb), "a round object");
-      EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " logits end to end (relative)", rel(end_to_end, dump.tensor(k + "logits")), 3e-5);
+      EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " logits end to end (relative)", relative_diff(end_to_end, dump.tensor(k + "logits")), 3e-5);
       // The mask: the same 8-bit values but where float noise crosses a truncation step.
       Image m = masker.mask(image_view(rgb), "photo");
       ASSERT_EQ(m.channels, 1);

@@ -29,10 +29,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing_util::max_abs_diff;
+using testing_util::relative_diff;
 
 std::string swin2sr_dir(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/swin2sr/" + name; }
 
-double rel(const at::Tensor& a, const at::Tensor& b) { return max_abs_diff(a, b) / b.abs().max().item<double>(); }
 
 const auto kFloat32 = at::TensorOptions().dtype(at::kFloat);
 
@@ -56,7 +56,7 @@ TEST(Swin2SrParity, PixelsAndReconstructionMatchTransformers) {
       // The model on transformers' own pixels.
       at::NoGradGuard no_grad;
       const at::Tensor reconstruction = model->forward(theirs.unsqueeze(0))[0];
-      const double r = rel(reconstruction, dump.tensor(std::string(k) + "reconstruction"));
+      const double r = relative_diff(reconstruction, dump.tensor(std::string(k) + "reconstruction"));
       EXPECT_MEASURED_BELOW(std::string("Swin2SR ") + name + " reconstruction (relative)", r, 1e-5);
       std::cout << name << " crop " << k << " " << w << "x" << h << ": reconstruction " << r
                 << " of its largest value\n";
@@ -95,7 +95,7 @@ TEST(Swin2SrParity, Bf16IsCloseToFp32) {
     const at::Tensor pixels = dump.tensor("0.pixel_values").unsqueeze(0);
     const at::Tensor low = bf16->forward(pixels);
     EXPECT_EQ(low.scalar_type(), at::kBFloat16);
-    const double r = rel(low.to(at::kFloat), fp32->forward(pixels));
+    const double r = relative_diff(low.to(at::kFloat), fp32->forward(pixels));
     // bf16 rounding, not kernels: measured 0.041 (a) and 0.0075 (b) on every CPU path.
     EXPECT_MEASURED_BELOW(std::string("Swin2SR ") + name + " bf16 vs fp32 (relative)", r, 0.1);
     std::cout << name << ": bf16 " << r << " of the largest fp32 value\n";
@@ -116,15 +116,15 @@ TEST(Swin2SrTiling, TiledEqualsUntiledWhereTheOverlapExceedsTheReach) {
   const at::Tensor whole = upscaler.reconstruct(pixels);
   ASSERT_EQ(whole.size(2), 2 * pixels.size(2));
   upscaler.set_tiling(96, 64);  // 2 x 2 tiles over 104 x 128
-  const double far = rel(upscaler.reconstruct(pixels), whole);
+  const double far = relative_diff(upscaler.reconstruct(pixels), whole);
   // Measured 7.6e-7 on every CPU path (7.3e-7 with ATen's default kernels).
   EXPECT_MEASURED_BELOW("Swin2SR tiles 96 / overlap 64 vs whole (relative)", far, 4e-6);
   upscaler.set_batch(1);
-  const double one_by_one = rel(upscaler.reconstruct(pixels), whole);
+  const double one_by_one = relative_diff(upscaler.reconstruct(pixels), whole);
   EXPECT_MEASURED_BELOW("Swin2SR tiles one per batch vs whole (relative)", one_by_one, 4e-6);
   upscaler.set_batch(4);
   upscaler.set_tiling(64, 16);
-  const double near = rel(upscaler.reconstruct(pixels), whole);
+  const double near = relative_diff(upscaler.reconstruct(pixels), whole);
   EXPECT_GT(near, 1e-5);
   EXPECT_LT(near, 5e-3);
   std::cout << "tiles 96 / overlap 64: " << far << " (one per batch " << one_by_one << "); tiles 64 / overlap 16: "

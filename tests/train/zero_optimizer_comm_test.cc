@@ -78,7 +78,7 @@ TEST(ZeroOptimizer, Bf16MomentsTakeTheBitsOfTheirPositionsInTheShard) {
   }
 }
 
-at::Tensor to_bf16_and_back(const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kFloat); }
+using testing_util::to_bf16_and_back;
 
 // Note [bf16 gradient reduction] on 2 ranks: the mean the ranks step on is round(round(g0 / 2) +
 // round(g1 / 2)) (both paths: NCCL's bf16 add and an fp32 copy round the same sum once). Fed to the
