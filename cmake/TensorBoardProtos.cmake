@@ -41,6 +41,8 @@ add_custom_command(OUTPUT ${_tb_sources} ${_tb_headers}
   VERBATIM)
 add_library(xltune_tensorboard_events STATIC ${PROJECT_SOURCE_DIR}/src/job/tensorboard_events.cc ${_tb_sources})
 target_include_directories(xltune_tensorboard_events PUBLIC ${PROJECT_SOURCE_DIR}/src)
+# protoc's files each define the same file-local tables: one unit each, never a unity batch.
+set_target_properties(xltune_tensorboard_events PROPERTIES UNITY_BUILD OFF)
 # SYSTEM: the generated code is held to protoc's warnings, ours to ours.
 target_include_directories(xltune_tensorboard_events SYSTEM PRIVATE ${_tb_out})
 set_source_files_properties(${PROJECT_SOURCE_DIR}/src/job/tensorboard_events.cc
