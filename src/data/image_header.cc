@@ -14,7 +14,6 @@ using bytes::le16;
 using bytes::le24;
 using bytes::le32;
 
-
 // JPEG markers C0..CF are frame headers (SOFn), except DHT (C4), JPG (C8) and DAC (CC).
 bool is_sof(uint8_t m) { return m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC; }
 // Markers without a length field: SOI, TEM, RST0..7.

@@ -12,7 +12,6 @@ namespace xltune {
 
 namespace {
 
-
 // Replaces the leading `from` of key with `to` if it matches.
 bool swap_prefix(std::string& key, const std::string& from, const std::string& to) {
   if (!starts_with(key, from)) return false;

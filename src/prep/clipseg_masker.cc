@@ -30,7 +30,10 @@ ImageProcessorConfig clipseg_processor_of(const std::string& dir) {
 
 ClipSegMasker::ClipSegMasker(const std::string& dir, const at::TensorOptions& options, std::string prompt,
                              double temperature)
-    : dir_(dir), model_(load_clipseg(dir, options)), tokenizer_(tokenizer_of(dir)), processor_(clipseg_processor_of(dir)),
+    : dir_(dir),
+      model_(load_clipseg(dir, options)),
+      tokenizer_(tokenizer_of(dir)),
+      processor_(clipseg_processor_of(dir)),
       options_(options), prompt_(std::move(prompt)), temperature_(temperature) {
   XLTUNE_CHECK(temperature_ > 0, "--clipseg_temperature: expected a positive number, got ", temperature_);
 }

@@ -12,7 +12,6 @@ namespace xltune {
 
 namespace {
 
-
 void load_into(ClipTextModel& model, const TensorMap& map, const std::string& what) {
   load_module(*model, map, what);
 }

@@ -16,7 +16,6 @@ namespace xltune {
 
 namespace {
 
-
 struct Pending {
   at::Tensor down, up;
   double alpha = -1;  // kohya's .alpha, when present

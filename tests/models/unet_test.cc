@@ -28,7 +28,6 @@ namespace {
 using testing_util::max_abs_diff;
 using testing_util::scaled_diff;
 
-
 struct UNetRun {
   at::Tensor output;
   std::map<std::string, at::Tensor> grads;

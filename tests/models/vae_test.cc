@@ -21,7 +21,6 @@ namespace {
 using testing_util::max_abs_diff;
 using testing_util::scaled_diff;
 
-
 class VaeParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(VaeParity, EncodeSampleDecodeAndGradientsMatchDiffusers) {
@@ -58,7 +57,8 @@ INSTANTIATE_TEST_SUITE_P(Configs, VaeParity, ::testing::Values("vae_a", "vae_b")
 TEST(VaeSingleFile, SameOutputsAsTheFolder) {
   const std::string folder_dir = test_paths::sdxl_reference_dir() + "/" + std::string(XLTUNE_SINGLE_FILE_VAE);
   Vae folder = load_vae(folder_dir);
-  Vae single = load_vae_from_single_file(test_paths::sdxl_reference_dir() + "/unet_sdxl_test/single_file.safetensors", folder->config());
+  Vae single = load_vae_from_single_file(test_paths::sdxl_reference_dir() + "/unet_sdxl_test/single_file.safetensors",
+                                         folder->config());
   SafetensorsFile dump(folder_dir + "/parity.safetensors");
   at::NoGradGuard no_grad;
   EXPECT_TRUE(at::equal(folder->encode(dump.tensor("image")).mean, single->encode(dump.tensor("image")).mean));

@@ -30,7 +30,6 @@ using testing_util::relative_diff;
 
 std::string blip_dir(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/blip/" + name; }
 
-
 std::vector<int64_t> ids_of(const at::Tensor& t) {
   at::Tensor c = t.to(at::kLong).contiguous();
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());

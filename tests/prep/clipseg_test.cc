@@ -30,7 +30,6 @@ using testing_util::relative_diff;
 
 std::string clipseg_dir(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/clipseg/" + name; }
 
-
 TEST(ClipSegParity, PixelsLogitsAndMasksMatchTransformers) {
   for (const char* name : {"a", "b"}) {
     ClipSegMasker masker(clipseg_dir(name), at::TensorOptions().dtype(at::kFloat), "a round object", 1.0);
@@ -55,7 +54,8 @@ TEST(ClipSegParity, PixelsLogitsAndMasksMatchTransformers) {
       const double r = relative_diff(logits, dump.tensor(k + "logits"));
       EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " logits (relative)", r, 3e-5);
       at::Tensor end_to_end = masker.logits(image_view(rgb), "a round object");
-      EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " logits end to end (relative)", relative_diff(end_to_end, dump.tensor(k + "logits")), 3e-5);
+      EXPECT_MEASURED_BELOW(std::string("CLIPSeg ") + name + " logits end to end (relative)",
+                            relative_diff(end_to_end, dump.tensor(k + "logits")), 3e-5);
       // The mask: the same 8-bit values but where float noise crosses a truncation step.
       Image m = masker.mask(image_view(rgb), "photo");
       ASSERT_EQ(m.channels, 1);

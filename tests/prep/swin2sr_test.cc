@@ -33,7 +33,6 @@ using testing_util::relative_diff;
 
 std::string swin2sr_dir(const std::string& name) { return std::string(xltune::test_paths::testdata_dir()) + "/swin2sr/" + name; }
 
-
 const auto kFloat32 = at::TensorOptions().dtype(at::kFloat);
 
 TEST(Swin2SrParity, PixelsAndReconstructionMatchTransformers) {
